@@ -1,0 +1,36 @@
+"""invia-data: the Invia Broker API as pandas DataFrames, live, with an embedded simulator."""
+
+from __future__ import annotations
+
+from .errors import (
+    APIError,
+    AuthError,
+    BadRequest,
+    Forbidden,
+    InvalidArgument,
+    InviaError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    StreamClosed,
+    StreamError,
+    TransportError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AuthError",
+    "BadRequest",
+    "Forbidden",
+    "InvalidArgument",
+    "InviaError",
+    "NotFound",
+    "RateLimited",
+    "ServerError",
+    "StreamClosed",
+    "StreamError",
+    "TransportError",
+    "__version__",
+]

@@ -1,0 +1,118 @@
+"""The exception tree of invia-data.
+
+Every error the library raises on purpose derives from :class:`InviaError`::
+
+    InviaError
+    ├── InvalidArgument (ValueError)     bad input, raised before any request is sent
+    ├── APIError                          the server answered with an error status
+    │   ├── BadRequest         400        the server's message names the parameter
+    │   ├── AuthError          401        missing, expired or rejected token
+    │   ├── Forbidden          403        portfolio not in the token, refresh token refused
+    │   │                                 (also a PermissionError)
+    │   ├── NotFound           404        unknown instrument, order, position (also a LookupError)
+    │   ├── RateLimited        429        still limited after the bounded retries
+    │   └── ServerError        5xx        still failing after the bounded retries
+    ├── TransportError (ConnectionError)  no answer: connection refused, reset, timed out
+    └── StreamError                       the live stream failed outside an HTTP-like status
+        └── StreamClosed                  the stream was closed by the user
+
+``APIError`` carries ``status``, ``message`` (the server's text) and ``request`` (a short
+"METHOD path" or the WebSocket opcode). Error texts never contain a token.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InviaError",
+    "InvalidArgument",
+    "APIError",
+    "BadRequest",
+    "AuthError",
+    "Forbidden",
+    "NotFound",
+    "RateLimited",
+    "ServerError",
+    "TransportError",
+    "StreamError",
+    "StreamClosed",
+    "error_for_status",
+]
+
+
+class InviaError(Exception):
+    """Base class of every error raised by invia-data."""
+
+
+class InvalidArgument(InviaError, ValueError):
+    """An argument is invalid; raised before any request is made."""
+
+
+class APIError(InviaError):
+    """The server answered with an error status."""
+
+    status: int = 0
+
+    def __init__(self, message: str, *, status: int | None = None, request: str | None = None,
+                 retry_after: float | None = None) -> None:
+        if status is not None:
+            self.status = status
+        self.message = message
+        self.request = request
+        self.retry_after = retry_after
+        where = f" ({request})" if request else ""
+        super().__init__(f"{self.status}: {message}{where}")
+
+
+class BadRequest(APIError):
+    status = 400
+
+
+class AuthError(APIError):
+    status = 401
+
+
+class Forbidden(APIError, PermissionError):
+    status = 403
+
+
+class NotFound(APIError, LookupError):
+    status = 404
+
+
+class RateLimited(APIError):
+    status = 429
+
+
+class ServerError(APIError):
+    status = 500
+
+
+class TransportError(InviaError, ConnectionError):
+    """The request got no answer (connection refused or reset, timeout, TLS failure)."""
+
+
+class StreamError(InviaError):
+    """The live stream failed outside an HTTP-like status."""
+
+
+class StreamClosed(StreamError):
+    """The stream (or the subscription) was closed by the user."""
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequest,
+    401: AuthError,
+    403: Forbidden,
+    404: NotFound,
+    429: RateLimited,
+}
+
+
+def error_for_status(status: int, message: str, request: str | None = None,
+                     retry_after: float | None = None) -> APIError:
+    """The exception instance for an error status (any 5xx is a ServerError)."""
+    if status >= 500:
+        cls: type[APIError] = ServerError
+    else:
+        cls = _BY_STATUS.get(status, APIError)
+    return cls(message, status=status, request=request, retry_after=retry_after)

@@ -1,0 +1,73 @@
+"""Timeframes: user spellings ("1min", "5min", "1h", "D", 60) <-> the API's ``tf`` string.
+
+The API takes a number of seconds or a code: ``D`` (86400), ``W`` (604800), ``M`` (2592000),
+``Y`` (31536000). Candle times are the candle start in UTC.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidArgument
+
+CODES = {"D": 86_400, "W": 604_800, "M": 2_592_000, "Y": 31_536_000}
+_UNITS = {
+    "s": 1, "sec": 1, "second": 1, "seconds": 1,
+    "min": 60, "m": 60, "t": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hour": 3600, "hours": 3600,
+    "d": 86_400, "day": 86_400, "days": 86_400,
+    "w": 604_800, "week": 604_800, "weeks": 604_800,
+}
+_ALIASES = {"M1": 60, "M5": 300, "M10": 600, "M15": 900, "M30": 1800, "H1": 3600, "H4": 14_400,
+            "D1": 86_400, "W1": 604_800, "MN1": 2_592_000, "MS": 2_592_000, "ME": 2_592_000,
+            "MONTH": 2_592_000, "Y": 31_536_000, "YEAR": 31_536_000}
+_PATTERN = re.compile(r"^\s*(\d+)?\s*([a-zA-Z]+)\s*$")
+
+
+def to_seconds(tf: str | int) -> int:
+    """Any accepted timeframe spelling -> its length in seconds (``"M"`` is a 30-day month)."""
+    if isinstance(tf, bool):
+        raise InvalidArgument(f"unknown timeframe {tf!r}")
+    if isinstance(tf, int):
+        if tf > 0:
+            return tf
+        raise InvalidArgument(f"timeframe must be a positive number of seconds, got {tf!r}")
+    if not isinstance(tf, str):
+        raise InvalidArgument(f"unknown timeframe {tf!r}")
+    text = tf.strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    if text in CODES:
+        return CODES[text]
+    if text.upper() in _ALIASES:
+        return _ALIASES[text.upper()]
+    match = _PATTERN.match(text)
+    if match:
+        count = int(match.group(1) or 1)
+        unit = match.group(2)
+        seconds = _UNITS.get(unit.lower()) if unit != "M" else CODES["M"]
+        if seconds and count > 0:
+            return count * seconds
+    raise InvalidArgument(
+        f"unknown timeframe {tf!r}: use seconds (60), '1min', '5min', '1h', 'D', 'W', 'M' or 'Y'")
+
+
+def to_wire(tf: str | int) -> str:
+    """The API's ``tf`` parameter for a timeframe: ``"60"``, ``"D"``, ``"W"``, ``"M"``, ``"Y"``."""
+    seconds = to_seconds(tf)
+    for code, length in CODES.items():
+        if seconds == length:
+            return code
+    return str(seconds)
+
+
+def label(tf: str | int) -> str:
+    """A short human label: ``"1min"``, ``"4h"``, ``"D"``."""
+    seconds = to_seconds(tf)
+    for code, length in CODES.items():
+        if seconds == length:
+            return code
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
