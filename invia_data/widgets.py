@@ -1,0 +1,634 @@
+"""ipywidgets views of live frames: an order-book ladder, a live table, stream health.
+
+Every view is refreshed by ONE daemon thread, the :class:`Refresher`, never per message. The
+refresher holds weak references to the views and asks each, about every 50 ms, whether it has
+something new to show; a view writes its widget traits only when its frame's ``.version`` or
+status changed, or when the text of its age badge changed, and never more often than its
+``max_rate``. The thread never prints (output from a thread lands in whatever cell runs at that
+moment) and survives any exception: errors are logged on ``invia_data.widgets`` and counted.
+A view stops refreshing when it is closed or when its frame is closed.
+
+The ladder HTML is a pure function of a book DataFrame (:func:`render_ladder`), and the figures
+the ladder header shows come from :func:`book_stats`; both are usable without a widget.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import pandas as pd
+
+from .errors import InvalidArgument
+
+__all__ = [
+    "Refresher",
+    "LiveWidget",
+    "OrderBookWidget",
+    "TableWidget",
+    "HealthWidget",
+    "book_stats",
+    "default_refresher",
+    "health_widget",
+    "orderbook_widget",
+    "render_ladder",
+    "table_widget",
+]
+
+logger = logging.getLogger("invia_data.widgets")
+
+TICK_SECONDS = 0.05
+DEPTH_CHOICES = (5, 10, 20, 50)
+STATUS_COLORS = {
+    "live": "#1e8e3e",
+    "connecting": "#80868b",
+    "reconnecting": "#e37400",
+    "stale": "#e37400",
+    "error": "#d93025",
+    "closed": "#5f6368",
+    "paused": "#1a73e8",
+}
+BID_BAR = "rgba(30,142,62,0.30)"
+ASK_BAR = "rgba(217,48,37,0.30)"
+BID_TEXT = "#1e8e3e"
+ASK_TEXT = "#d93025"
+
+
+def _should_log(count: int) -> bool:
+    """Log the 1st, 10th, 100th... occurrence: a broken view refreshing at 4 Hz must not
+    flood the log, yet every kind of failure is seen at least once."""
+    return count > 0 and 10 ** int(math.log10(count)) == count
+
+
+# --- the refresher -----------------------------------------------------------------------------
+
+
+class Refresher:
+    """One thread that refreshes every registered view at its capped rate.
+
+    A view is any object with ``refresh(now: float) -> bool`` (False: unregister me). The
+    refresher keeps only weak references, so a view that is garbage-collected drops out. The
+    thread starts on the first registration and ends when no view is left. ``tick(now)`` runs
+    one pass synchronously: with ``autostart=False`` no thread is started and the caller drives
+    the passes (with a fake clock, say).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 tick_seconds: float = TICK_SECONDS, *, autostart: bool = True) -> None:
+        self.clock = clock
+        self.autostart = autostart
+        self.tick_seconds = tick_seconds
+        self.errors = 0
+        self.ticks = 0
+        self._views: list[weakref.ref[Any]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return (f"Refresher(views={len(self.views())}, running={self.running}, "
+                f"errors={self.errors})")
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def views(self) -> list[Any]:
+        with self._lock:
+            return [v for v in (ref() for ref in self._views) if v is not None]
+
+    def register(self, view: Any, *, start: bool | None = None) -> None:
+        """Add ``view``; start the thread unless ``start`` (default: ``autostart``) is False."""
+        start = self.autostart if start is None else start
+        with self._lock:
+            if not any(ref() is view for ref in self._views):
+                self._views.append(weakref.ref(view))
+            if start and self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="invia-data-widgets",
+                                                daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def unregister(self, view: Any) -> None:
+        with self._lock:
+            self._views = [ref for ref in self._views if ref() is not None and ref() is not view]
+
+    def tick(self, now: float | None = None) -> None:
+        """One pass over the views; an exception from a view is logged and counted."""
+        now = self.clock() if now is None else now
+        self.ticks += 1
+        finished = []
+        for view in self.views():
+            try:
+                keep = view.refresh(now)
+            except Exception:
+                self.errors += 1
+                if _should_log(self.errors):
+                    logger.exception("widget refresh failed (%d errors so far)", self.errors)
+                keep = True
+            if not keep:
+                finished.append(view)
+        for view in finished:
+            self.unregister(view)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._views = [ref for ref in self._views if ref() is not None]
+                if not self._views:
+                    self._thread = None
+                    return
+            try:
+                self.tick()
+            except Exception:  # the thread must outlive any bug in a pass
+                self.errors += 1
+                logger.exception("widget refresher pass failed")
+            self._wake.wait(self.tick_seconds)
+            self._wake.clear()
+
+    def join(self, timeout: float) -> bool:
+        """Wait until the thread has ended (no views left); True if it has."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.running
+
+
+_DEFAULT_REFRESHER = Refresher()
+
+
+def default_refresher() -> Refresher:
+    """The refresher shared by all widgets unless one is passed explicitly."""
+    return _DEFAULT_REFRESHER
+
+
+# --- order-book figures and the ladder HTML -----------------------------------------------------
+
+
+def _check_levels(levels: Any) -> int:
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+        raise InvalidArgument(f"levels must be a positive integer, got {levels!r}")
+    return int(levels)
+
+
+def _check_rate(max_rate: Any) -> float:
+    if isinstance(max_rate, bool) or not isinstance(max_rate, (int, float)) \
+            or not math.isfinite(max_rate) or max_rate <= 0:
+        raise InvalidArgument(f"max_rate must be a positive number of refreshes per second, "
+                              f"got {max_rate!r}")
+    return float(max_rate)
+
+
+def book_sides(df: pd.DataFrame, levels: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A long-form book -> (bids, asks), each with ``price`` and ``volume``, best level first,
+    at most ``levels`` rows. Rows without a price are dropped; a missing volume counts as 0."""
+    if not isinstance(df, pd.DataFrame):
+        raise InvalidArgument(f"expected an order-book DataFrame, got {type(df).__name__}")
+    missing = [c for c in ("side", "price", "volume") if c not in df.columns]
+    if missing:
+        raise InvalidArgument(f"order-book frame lacks column(s) {', '.join(missing)}")
+    side = df["side"].astype("string").str.lower()
+    out = []
+    for name, best_first_desc in (("bid", True), ("ask", False)):
+        part = df.loc[(side == name).fillna(False).to_numpy()]
+        part = part[part["price"].notna()]
+        if "level" in part.columns and part["level"].notna().all():
+            part = part.sort_values("level", kind="stable")
+        else:
+            part = part.sort_values("price", ascending=not best_first_desc, kind="stable")
+        if levels is not None:
+            part = part.head(levels)
+        out.append(pd.DataFrame({
+            "price": part["price"].astype("float64").to_numpy(),
+            "volume": pd.to_numeric(part["volume"]).astype("Float64").fillna(0)
+                        .to_numpy(dtype="float64"),
+        }))
+    return out[0], out[1]
+
+
+def book_stats(df: pd.DataFrame, levels: int | None = None) -> dict[str, float]:
+    """Best bid/ask, spread (absolute and in basis points of mid), mid and the volume
+    imbalance ``(bid volume - ask volume) / (bid volume + ask volume)`` over the first
+    ``levels`` levels of each side (all levels when None). Undefined figures are NaN."""
+    if levels is not None:
+        levels = _check_levels(levels)
+    bids, asks = book_sides(df, levels)
+    best_bid = float(bids["price"].iloc[0]) if len(bids) else math.nan
+    best_ask = float(asks["price"].iloc[0]) if len(asks) else math.nan
+    spread = best_ask - best_bid
+    mid = (best_ask + best_bid) / 2
+    bid_volume = float(bids["volume"].sum())
+    ask_volume = float(asks["volume"].sum())
+    total = bid_volume + ask_volume
+    return {
+        "best_bid": best_bid,
+        "best_ask": best_ask,
+        "spread": spread,
+        "spread_bps": spread / mid * 10_000 if mid else math.nan,
+        "mid": mid,
+        "bid_volume": bid_volume,
+        "ask_volume": ask_volume,
+        "imbalance": (bid_volume - ask_volume) / total if total > 0 else math.nan,
+    }
+
+
+def price_decimals(prices: Any, most: int = 8) -> int:
+    """The fewest decimals that show every price exactly (so a ladder column lines up)."""
+    values = np.asarray(prices, dtype="float64")
+    values = values[np.isfinite(values)]
+    for decimals in range(most + 1):
+        scaled = values * 10 ** decimals
+        if np.all(np.abs(scaled - np.round(scaled)) < 1e-6 * np.maximum(1.0, np.abs(scaled))):
+            return decimals
+    return most
+
+
+def _mid_decimals(mid: float, decimals: int) -> int:
+    """A mid between two ticks needs one more decimal than the prices, otherwise not."""
+    return max(decimals, price_decimals([mid], decimals + 1))
+
+
+def _fmt_price(value: float, decimals: int) -> str:
+    return "—" if not math.isfinite(value) else f"{value:,.{decimals}f}"
+
+
+def _fmt_volume(value: float) -> str:
+    if not math.isfinite(value):
+        return "—"
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _bar_cell(volume: float, scale: float, color: str, text_color: str, toward: str) -> str:
+    pct = 0.0 if scale <= 0 else min(100.0, 100.0 * volume / scale)
+    style = (f"background:linear-gradient(to {toward},{color} {pct:.1f}%,transparent {pct:.1f}%);"
+             f"color:{text_color};text-align:right;padding:1px 6px;min-width:70px")
+    return f'<td style="{style}">{_fmt_volume(volume)}</td>'
+
+
+_CELL = "padding:1px 6px;text-align:right"
+_DIM = "padding:1px 6px;text-align:right;color:#80868b"
+
+
+def _ladder_row(side: str, level: int, price: str, volume: float, cum: float,
+                scale: float) -> str:
+    empty = f'<td style="{_CELL}"></td>'
+    price_cell = f'<td style="{_CELL};font-weight:bold;text-align:center">{price}</td>'
+    if side == "ask":
+        cells = (empty + empty + price_cell
+                 + _bar_cell(volume, scale, ASK_BAR, ASK_TEXT, "right")
+                 + f'<td style="{_DIM}">{_fmt_volume(cum)}</td>')
+    else:
+        cells = (f'<td style="{_DIM}">{_fmt_volume(cum)}</td>'
+                 + _bar_cell(volume, scale, BID_BAR, BID_TEXT, "left")
+                 + price_cell + empty + empty)
+    return f'<tr class="{side}" data-side="{side}" data-level="{level}">{cells}</tr>'
+
+
+def render_ladder(df: pd.DataFrame, levels: int = 10, *, decimals: int | None = None) -> str:
+    """The price ladder of a long-form order book as an HTML table (inline CSS, no scripts).
+
+    Asks on top (the farthest first, the best ask just above the spread row), then a row with
+    the spread and mid, then bids (best first). Each volume cell carries a depth bar scaled to
+    the largest shown volume; the outer columns hold the cumulative volume from the best level.
+    ``decimals`` fixes the price precision (default: the fewest that show every price exactly).
+    """
+    levels = _check_levels(levels)
+    bids, asks = book_sides(df, levels)
+    prices = np.concatenate([bids["price"].to_numpy(), asks["price"].to_numpy()])
+    decimals = price_decimals(prices) if decimals is None else int(decimals)
+    scale = float(max(bids["volume"].max() if len(bids) else 0.0,
+                      asks["volume"].max() if len(asks) else 0.0))
+    stats = book_stats(df, levels)
+    rows = []
+    ask_cum = asks["volume"].cumsum().to_numpy()
+    for i in reversed(range(len(asks))):
+        rows.append(_ladder_row("ask", i, _fmt_price(asks["price"].iat[i], decimals),
+                                float(asks["volume"].iat[i]), float(ask_cum[i]), scale))
+    if len(bids) or len(asks):
+        middle = (f"spread {_fmt_price(stats['spread'], decimals)} · "
+                  f"mid {_fmt_price(stats['mid'], _mid_decimals(stats['mid'], decimals))}")
+    else:
+        middle = "empty book"
+    rows.append(f'<tr class="spread" data-side="spread"><td colspan="5" style="text-align:center;'
+                f'color:#5f6368;border-top:1px solid #dadce0;border-bottom:1px solid #dadce0;'
+                f'padding:2px 6px">{middle}</td></tr>')
+    bid_cum = bids["volume"].cumsum().to_numpy()
+    for i in range(len(bids)):
+        rows.append(_ladder_row("bid", i, _fmt_price(bids["price"].iat[i], decimals),
+                                float(bids["volume"].iat[i]), float(bid_cum[i]), scale))
+    head = "".join(f'<th style="{_CELL};color:#5f6368">{h}</th>'
+                   for h in ("cum", "bid", "price", "ask", "cum"))
+    return ('<table class="invia-ladder" style="border-collapse:collapse;font-family:monospace;'
+            f'font-size:12px"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            '</table>')
+
+
+def render_stats(df: pd.DataFrame, levels: int, decimals: int | None = None) -> str:
+    """One line of HTML: bid x ask, spread (bp), mid, imbalance over the shown levels."""
+    stats = book_stats(df, levels)
+    bids, asks = book_sides(df, levels)
+    if decimals is None:
+        decimals = price_decimals(np.concatenate([bids["price"], asks["price"]]))
+    imbalance = stats["imbalance"]
+    bps = stats["spread_bps"]
+    parts = [
+        f'<span style="color:{BID_TEXT}">{_fmt_price(stats["best_bid"], decimals)}</span> × '
+        f'<span style="color:{ASK_TEXT}">{_fmt_price(stats["best_ask"], decimals)}</span>',
+        f"spread {_fmt_price(stats['spread'], decimals)}"
+        + (f" ({bps:.1f} bp)" if math.isfinite(bps) else ""),
+        f"mid {_fmt_price(stats['mid'], _mid_decimals(stats['mid'], decimals))}",
+        f"imbalance {imbalance:+.2f}" if math.isfinite(imbalance) else "imbalance —",
+    ]
+    return ('<div style="font-family:monospace;font-size:12px">'
+            + " &nbsp;·&nbsp; ".join(parts) + "</div>")
+
+
+# --- badges --------------------------------------------------------------------------------------
+
+
+def format_age(age: float | None) -> str:
+    """Whole units only, so the text (and the widget trait) changes at most once a second."""
+    if age is None or not math.isfinite(age):
+        return "no data yet"
+    if age < 1:
+        return "updated <1 s ago"
+    if age < 120:
+        return f"updated {int(age)} s ago"
+    if age < 7200:
+        return f"updated {int(age // 60)} min ago"
+    return f"updated {int(age // 3600)} h ago"
+
+
+def render_badge(status: str, age: float | None, *, paused: bool = False,
+                 error: Any = None, show_age: bool = True) -> str:
+    """A coloured status pill plus the age of the last update (and the error, if any)."""
+    label = "paused" if paused else str(status)
+    color = STATUS_COLORS.get(label, "#80868b")
+    text = (f'<span style="background:{color};color:white;border-radius:8px;padding:1px 8px;'
+            f'font-size:11px">{html.escape(label)}</span>')
+    if show_age:
+        text += f' <span style="color:#5f6368;font-size:11px">{format_age(age)}</span>'
+    if error is not None and status == "error":
+        text += f' <span style="color:{ASK_TEXT};font-size:11px">{html.escape(str(error))}</span>'
+    return text
+
+
+# --- the widgets ---------------------------------------------------------------------------------
+
+
+class LiveWidget(widgets.VBox):
+    """A VBox that re-renders itself from a source at most ``max_rate`` times a second.
+
+    Subclasses define ``_state_key()`` (what, when changed, needs a new render), ``_snapshot()``
+    and ``_render(snapshot) -> None`` (writes the content traits), and ``_finished()``.
+    ``refresh(now)`` is called by the :class:`Refresher`; it returns False once the widget or
+    its source is closed. ``refresh_count`` counts content renders, ``error_count`` failures.
+    """
+
+    def __init__(self, source: Any, *, max_rate: float, refresher: Refresher | None,
+                 header: list[widgets.Widget], body: list[widgets.Widget]) -> None:
+        self._min_interval = 1.0 / _check_rate(max_rate)
+        self._live_source = source
+        self._last_write = -math.inf
+        self._shown_key: Any = object()
+        self._dirty = True
+        self._paused = False
+        self._is_closed = False
+        self._held: Any = None
+        self.refresh_count = 0
+        self.badge_count = 0
+        self.error_count = 0
+        self.last_error: BaseException | None = None
+        self.badge = widgets.HTML()
+        self.pause_button = widgets.ToggleButton(value=False, description="pause",
+                                                 tooltip="freeze the display", icon="pause",
+                                                 layout=widgets.Layout(width="90px"))
+        self.pause_button.observe(self._on_pause, names="value")
+        self._refresher = refresher or default_refresher()
+        row = widgets.HBox([*header, self.badge, self.pause_button],
+                           layout=widgets.Layout(align_items="center", grid_gap="8px"))
+        super().__init__(children=[row, *body])
+        self._refresher.register(self)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self.pause_button.value = bool(value)
+
+    def _on_pause(self, change: dict[str, Any]) -> None:
+        self._paused = bool(change["new"])
+        self._dirty = True
+
+    def _status(self) -> str:
+        return str(getattr(self._live_source, "status", "live"))
+
+    def _finished(self) -> bool:
+        return self._status() == "closed"
+
+    def _state_key(self) -> Any:
+        src = self._live_source
+        return (getattr(src, "version", None), self._status())
+
+    def _snapshot(self) -> Any:
+        return self._live_source.df
+
+    def _badge_html(self) -> str:
+        src = self._live_source
+        return render_badge(self._status(), getattr(src, "age", None), paused=self._paused,
+                            error=getattr(src, "error", None))
+
+    def _render(self, snapshot: Any) -> None:
+        raise NotImplementedError
+
+    def refresh(self, now: float) -> bool:
+        """Write what changed since the last call, if at least 1/max_rate s have passed."""
+        if self._is_closed:
+            return False
+        if now - self._last_write < self._min_interval:
+            return True
+        finished = self._finished()
+        # The key is read before the snapshot: a newer snapshot under an older key costs one
+        # extra render later, never a missed update.
+        key = self._state_key()
+        wrote = False
+        if self._dirty or (key != self._shown_key and not self._paused):
+            if not self._paused or self._held is None:
+                self._held = self._snapshot()
+            self._shown_key = key
+            self._dirty = False
+            wrote = self._render_safely(self._held)
+        badge = self._badge_html()
+        if badge != self.badge.value:
+            self.badge.value = badge
+            self.badge_count += 1
+            wrote = True
+        if wrote:
+            self._last_write = now
+        return not finished
+
+    def _render_safely(self, snapshot: Any) -> bool:
+        try:
+            self._render(snapshot)
+        except Exception as exc:
+            self.error_count += 1
+            self.last_error = exc
+            if _should_log(self.error_count):
+                logger.exception("%s failed to render (%d errors so far)",
+                                 type(self).__name__, self.error_count)
+            return False
+        self.refresh_count += 1
+        return True
+
+    def close(self) -> None:
+        """Stop refreshing and close the child widgets."""
+        self._is_closed = True
+        refresher = getattr(self, "_refresher", None)
+        if refresher is not None:
+            refresher.unregister(self)
+        for child in list(self.children):
+            child.close()
+        super().close()
+
+    @property
+    def closed(self) -> bool:
+        return self._is_closed
+
+
+def _title(source: Any) -> str:
+    kind = getattr(source, "kind", None) or ""
+    symbol = getattr(source, "symbol", None) or ""
+    text = " ".join(str(p) for p in (symbol, kind) if p)
+    return f"<b>{html.escape(text)}</b>" if text else ""
+
+
+class OrderBookWidget(LiveWidget):
+    """The price ladder of an order-book LiveFrame with spread, mid, imbalance and controls."""
+
+    def __init__(self, live_book: Any, levels: int = 10, max_rate: float = 4.0, *,
+                 refresher: Refresher | None = None) -> None:
+        self._levels = _check_levels(levels)
+        self.title = widgets.HTML(_title(live_book))
+        choices = sorted({*DEPTH_CHOICES, self._levels})
+        self.depth = widgets.Dropdown(options=choices, value=self._levels, description="levels",
+                                      layout=widgets.Layout(width="140px"))
+        self.depth.observe(self._on_depth, names="value")
+        self.stats = widgets.HTML()
+        self.ladder = widgets.HTML()
+        super().__init__(live_book, max_rate=max_rate, refresher=refresher,
+                         header=[self.title, self.depth], body=[self.stats, self.ladder])
+
+    @property
+    def levels(self) -> int:
+        return self._levels
+
+    @levels.setter
+    def levels(self, value: int) -> None:
+        value = _check_levels(value)
+        if value not in self.depth.options:
+            self.depth.options = sorted({*self.depth.options, value})
+        self.depth.value = value
+
+    def _on_depth(self, change: dict[str, Any]) -> None:
+        self._levels = int(change["new"])
+        self._dirty = True
+
+    def _render(self, snapshot: pd.DataFrame) -> None:
+        stats = render_stats(snapshot, self._levels)
+        ladder = render_ladder(snapshot, self._levels)
+        self.stats.value = stats
+        self.ladder.value = ladder
+
+
+class TableWidget(LiveWidget):
+    """Any LiveFrame as an HTML table: the last ``max_rows`` rows of a time-indexed (growing)
+    frame, the first ``max_rows`` of a keyed table (positions, orders...)."""
+
+    def __init__(self, live_frame: Any, max_rows: int = 20, max_rate: float = 4.0, *,
+                 refresher: Refresher | None = None) -> None:
+        self.max_rows = _check_levels(max_rows)
+        self.title = widgets.HTML(_title(live_frame))
+        self.table = widgets.HTML()
+        super().__init__(live_frame, max_rate=max_rate, refresher=refresher,
+                         header=[self.title], body=[self.table])
+
+    def _render(self, snapshot: pd.DataFrame) -> None:
+        self.table.value = render_table(snapshot, self.max_rows)
+
+
+def render_table(df: pd.DataFrame, max_rows: int = 20) -> str:
+    """The tail of a time-indexed frame (or a frame with a ``time`` column), else the head,
+    as an HTML table with a row count."""
+    if not isinstance(df, pd.DataFrame):
+        raise InvalidArgument(f"expected a DataFrame, got {type(df).__name__}")
+    growing = isinstance(df.index, pd.DatetimeIndex) or "time" in df.columns
+    part = df.tail(max_rows) if growing else df.head(max_rows)
+    which = "last" if growing else "first"
+    note = (f"{len(df):,} rows" if len(df) <= max_rows
+            else f"{which} {len(part)} of {len(df):,} rows")
+    body = part.to_html(border=0, na_rep="", max_cols=30)
+    return (f'<div style="font-size:12px">{body}'
+            f'<div style="color:#5f6368;font-size:11px">{note}</div></div>')
+
+
+class HealthWidget(LiveWidget):
+    """``stream.health()`` (a DataFrame) as an HTML table, re-read about once a second."""
+
+    def __init__(self, stream: Any, max_rate: float = 1.0, *,
+                 refresher: Refresher | None = None) -> None:
+        self.table = widgets.HTML()
+        super().__init__(stream, max_rate=max_rate, refresher=refresher,
+                         header=[widgets.HTML("<b>stream health</b>")], body=[self.table])
+
+    def _status(self) -> str:
+        stream = self._live_source
+        closed = getattr(stream, "closed", False)
+        return "closed" if closed is True else str(getattr(stream, "status", "live"))
+
+    def _state_key(self) -> Any:
+        return object()  # health counters have no version: re-read on every due tick
+
+    def _snapshot(self) -> Any:
+        return self._live_source.health()
+
+    def _badge_html(self) -> str:
+        return render_badge(self._status(), None, paused=self._paused, show_age=False)
+
+    def _render(self, snapshot: pd.DataFrame) -> None:
+        value = render_table(snapshot, max_rows=50)
+        if value != self.table.value:
+            self.table.value = value
+
+
+def orderbook_widget(live_book: Any, levels: int = 10, max_rate: float = 4.0, *,
+                     refresher: Refresher | None = None) -> OrderBookWidget:
+    """A self-refreshing price ladder of an order-book LiveFrame (``book.widget()``).
+
+    Shows asks above and bids below the spread with depth bars and cumulative volume, the best
+    bid x ask, spread, mid and imbalance, a live/stale/reconnecting badge with the age of the
+    last update, a pause toggle and a levels selector. Refreshes at most ``max_rate`` times a
+    second, only when the book changed.
+    """
+    return OrderBookWidget(live_book, levels=levels, max_rate=max_rate, refresher=refresher)
+
+
+def table_widget(live_frame: Any, max_rows: int = 20, max_rate: float = 4.0, *,
+                 refresher: Refresher | None = None) -> TableWidget:
+    """A self-refreshing HTML table of any LiveFrame (``LiveFrame.widget()``)."""
+    return TableWidget(live_frame, max_rows=max_rows, max_rate=max_rate, refresher=refresher)
+
+
+def health_widget(stream: Any, *, refresher: Refresher | None = None) -> HealthWidget:
+    """``stream.health()`` refreshing once a second until the stream or the widget is closed."""
+    return HealthWidget(stream, max_rate=1.0, refresher=refresher)
