@@ -17,7 +17,7 @@ import pandas as pd
 
 from .errors import InvalidArgument
 
-__all__ = ["TimeLike", "to_utc", "to_epoch_seconds", "to_epoch_ms", "check_range", "utc_now"]
+__all__ = ["TimeLike", "to_utc", "to_epoch_seconds", "to_epoch_ms", "check_range", "check_tz", "utc_now"]
 
 TimeLike = pd.Timestamp | dt.datetime | dt.date | np.datetime64 | str | int | float
 
@@ -72,3 +72,17 @@ def check_range(start: TimeLike | None, end: TimeLike | None
 
 def utc_now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
+
+
+def check_tz(tz: str | dt.tzinfo | None) -> str | dt.tzinfo | None:
+    """``tz`` unchanged when pandas knows the zone (or it is None); InvalidArgument otherwise,
+    so a bad zone is reported before any request."""
+    if tz is None:
+        return None
+    if not isinstance(tz, (str, dt.tzinfo)):
+        raise InvalidArgument(f"tz must be a zone name such as 'Europe/Moscow', got {tz!r}")
+    try:
+        pd.Timestamp(0, tz=tz)
+    except Exception as exc:  # zoneinfo, pytz and dateutil raise different types
+        raise InvalidArgument(f"unknown time zone {tz!r}") from exc
+    return tz
