@@ -27,10 +27,13 @@ import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
+from .books import book_sides, book_stats, check_levels, price_decimals
 from .errors import InvalidArgument
 
 __all__ = [
     "Refresher",
+    "book_sides",
+    "price_decimals",
     "LiveWidget",
     "OrderBookWidget",
     "TableWidget",
@@ -174,82 +177,12 @@ def default_refresher() -> Refresher:
 # --- order-book figures and the ladder HTML -----------------------------------------------------
 
 
-def _check_levels(levels: Any) -> int:
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
-        raise InvalidArgument(f"levels must be a positive integer, got {levels!r}")
-    return int(levels)
-
-
 def _check_rate(max_rate: Any) -> float:
     if isinstance(max_rate, bool) or not isinstance(max_rate, (int, float)) \
             or not math.isfinite(max_rate) or max_rate <= 0:
         raise InvalidArgument(f"max_rate must be a positive number of refreshes per second, "
                               f"got {max_rate!r}")
     return float(max_rate)
-
-
-def book_sides(df: pd.DataFrame, levels: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A long-form book -> (bids, asks), each with ``price`` and ``volume``, best level first,
-    at most ``levels`` rows. Rows without a price are dropped; a missing volume counts as 0."""
-    if not isinstance(df, pd.DataFrame):
-        raise InvalidArgument(f"expected an order-book DataFrame, got {type(df).__name__}")
-    missing = [c for c in ("side", "price", "volume") if c not in df.columns]
-    if missing:
-        raise InvalidArgument(f"order-book frame lacks column(s) {', '.join(missing)}")
-    side = df["side"].astype("string").str.lower()
-    out = []
-    for name, best_first_desc in (("bid", True), ("ask", False)):
-        part = df.loc[(side == name).fillna(False).to_numpy()]
-        part = part[part["price"].notna()]
-        if "level" in part.columns and part["level"].notna().all():
-            part = part.sort_values("level", kind="stable")
-        else:
-            part = part.sort_values("price", ascending=not best_first_desc, kind="stable")
-        if levels is not None:
-            part = part.head(levels)
-        out.append(pd.DataFrame({
-            "price": part["price"].astype("float64").to_numpy(),
-            "volume": pd.to_numeric(part["volume"]).astype("Float64").fillna(0)
-                        .to_numpy(dtype="float64"),
-        }))
-    return out[0], out[1]
-
-
-def book_stats(df: pd.DataFrame, levels: int | None = None) -> dict[str, float]:
-    """Best bid/ask, spread (absolute and in basis points of mid), mid and the volume
-    imbalance ``(bid volume - ask volume) / (bid volume + ask volume)`` over the first
-    ``levels`` levels of each side (all levels when None). Undefined figures are NaN."""
-    if levels is not None:
-        levels = _check_levels(levels)
-    bids, asks = book_sides(df, levels)
-    best_bid = float(bids["price"].iloc[0]) if len(bids) else math.nan
-    best_ask = float(asks["price"].iloc[0]) if len(asks) else math.nan
-    spread = best_ask - best_bid
-    mid = (best_ask + best_bid) / 2
-    bid_volume = float(bids["volume"].sum())
-    ask_volume = float(asks["volume"].sum())
-    total = bid_volume + ask_volume
-    return {
-        "best_bid": best_bid,
-        "best_ask": best_ask,
-        "spread": spread,
-        "spread_bps": spread / mid * 10_000 if mid else math.nan,
-        "mid": mid,
-        "bid_volume": bid_volume,
-        "ask_volume": ask_volume,
-        "imbalance": (bid_volume - ask_volume) / total if total > 0 else math.nan,
-    }
-
-
-def price_decimals(prices: Any, most: int = 8) -> int:
-    """The fewest decimals that show every price exactly (so a ladder column lines up)."""
-    values = np.asarray(prices, dtype="float64")
-    values = values[np.isfinite(values)]
-    for decimals in range(most + 1):
-        scaled = values * 10 ** decimals
-        if np.all(np.abs(scaled - np.round(scaled)) < 1e-6 * np.maximum(1.0, np.abs(scaled))):
-            return decimals
-    return most
 
 
 def _mid_decimals(mid: float, decimals: int) -> int:
@@ -301,7 +234,7 @@ def render_ladder(df: pd.DataFrame, levels: int = 10, *, decimals: int | None = 
     the largest shown volume; the outer columns hold the cumulative volume from the best level.
     ``decimals`` fixes the price precision (default: the fewest that show every price exactly).
     """
-    levels = _check_levels(levels)
+    levels = check_levels(levels)
     bids, asks = book_sides(df, levels)
     prices = np.concatenate([bids["price"].to_numpy(), asks["price"].to_numpy()])
     decimals = price_decimals(prices) if decimals is None else int(decimals)
@@ -518,7 +451,7 @@ class OrderBookWidget(LiveWidget):
 
     def __init__(self, live_book: Any, levels: int = 10, max_rate: float = 4.0, *,
                  refresher: Refresher | None = None) -> None:
-        self._levels = _check_levels(levels)
+        self._levels = check_levels(levels)
         self.title = widgets.HTML(_title(live_book))
         choices = sorted({*DEPTH_CHOICES, self._levels})
         self.depth = widgets.Dropdown(options=choices, value=self._levels, description="levels",
@@ -535,7 +468,7 @@ class OrderBookWidget(LiveWidget):
 
     @levels.setter
     def levels(self, value: int) -> None:
-        value = _check_levels(value)
+        value = check_levels(value)
         if value not in self.depth.options:
             self.depth.options = sorted({*self.depth.options, value})
         self.depth.value = value
@@ -557,7 +490,7 @@ class TableWidget(LiveWidget):
 
     def __init__(self, live_frame: Any, max_rows: int = 20, max_rate: float = 4.0, *,
                  refresher: Refresher | None = None) -> None:
-        self.max_rows = _check_levels(max_rows)
+        self.max_rows = check_levels(max_rows, "max_rows")
         self.title = widgets.HTML(_title(live_frame))
         self.table = widgets.HTML()
         super().__init__(live_frame, max_rate=max_rate, refresher=refresher,

@@ -216,7 +216,7 @@ def test_status_change_redraws_badge(refresher, opened):
     live.status = "reconnecting"
     refresher.tick(1.0)
     assert ">reconnecting<" in w.badge.value
-    live.status, live.error = "error", W.InvalidArgument("boom <x>")
+    live.status, live.error = "error", InvalidArgument("boom <x>")
     refresher.tick(2.0)
     assert ">error<" in w.badge.value and "boom &lt;x&gt;" in w.badge.value
 
