@@ -1,0 +1,549 @@
+"""Candles: ``history()`` pages ``GET /md/v2/history`` into one DataFrame, with a disk cache.
+
+The frame: a tz-aware UTC ``DatetimeIndex`` named ``time`` (the candle start), columns ``open``,
+``high``, ``low``, ``close`` (float64) and ``volume`` (int64), ascending, one row per time. For a
+list of symbols the index is a (``symbol``, ``time``) MultiIndex. ``df.attrs``:
+
+* ``"open_candle"``: the start time of the candle that had not closed yet when the data was
+  fetched (it is in the frame and may still change), or ``None``; for a list of symbols a dict
+  symbol -> time or ``None``. The open candle is never cached.
+* ``"tf"``: the timeframe label (``"1min"``, ``"D"``).
+
+Ranges: naive datetimes and strings are UTC; ``start`` is inclusive, ``end`` exclusive. The
+default ``end`` is now (the server's clock) and includes the open candle; the default
+``start`` is ``end`` minus :func:`default_window`: 1 day below 1 minute, 7 days up to 1 hour
+(excluded), 90 days below 1 day, 1 year for daily, 5 years for weekly and longer candles.
+
+Paging: the range is cut into requests of at most ``CANDLES_PER_REQUEST`` candles that a small
+thread pool fetches in parallel (all through the one rate limiter of ``Http``); a response that
+stops early and names a ``next`` candle inside its request is followed. Slim bodies are parsed
+by ``pyarrow.json`` straight into columns (no Python object per candle, and without the GIL, so
+parsing overlaps the transfers); any body it cannot read goes through orjson instead.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from functools import cache as memoize
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from .cache import (
+    COLUMN_DTYPES,
+    COLUMNS,
+    PARQUET_SCHEMA,
+    PART_FILE,
+    CacheKey,
+    CandleCache,
+    Columns,
+    concat_columns,
+    empty_columns,
+    environment_name,
+    from_table,
+    partition_dir,
+    resolve_cache_dir,
+    select,
+    sort_unique,
+    write_partition,
+    year_bounds,
+    years_of,
+)
+from .errors import APIError, InvalidArgument, InviaError, NotFound
+from .frames import convert, convert_tz, epoch_to_utc
+from .schema import CANDLE, HISTORY, normalize_format
+from .timeframes import label, to_seconds, to_wire
+from .times import TimeLike, to_epoch_seconds
+
+__all__ = [
+    "CANDLES_PER_REQUEST",
+    "PROGRESS_MIN_REQUESTS",
+    "candle_frame",
+    "default_window",
+    "history",
+    "history_to_dataset",
+    "parse_history",
+    "split_range",
+]
+
+logger = logging.getLogger("invia_data.http")
+
+HISTORY_PATH = "/md/v2/history"
+TIME_PATH = "/md/v2/time"
+DEFAULT_FORMAT = "Slim"
+CANDLES_PER_REQUEST = 20_000  # ~1.8 MB of Slim JSON, far below the 30 MB the API discourages
+PROGRESS_MIN_REQUESTS = 10  # progress=None shows a bar above this many requests
+RECENT_SECONDS = 86_400  # an end closer than this to the local clock asks the server's clock
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class Query:
+    """One symbol's request parameters, validated."""
+
+    symbol: str
+    exchange: str
+    board: str | None
+    tf_seconds: int
+    fmt: str
+
+    def params(self, start: int, end: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"symbol": self.symbol, "exchange": self.exchange,
+                                  "tf": to_wire(self.tf_seconds), "from": start, "to": end,
+                                  "format": self.fmt}
+        if self.board:
+            params["instrumentGroup"] = self.board
+        return params
+
+    @property
+    def what(self) -> str:
+        return f"instrument {self.exchange}:{self.symbol}"
+
+
+# --- pure parts ---------------------------------------------------------------------------------
+
+def default_window(tf_seconds: int) -> int:
+    """Seconds of history asked for when no ``start`` is given (see the module docstring)."""
+    if tf_seconds < 60:
+        return DAY
+    if tf_seconds < 3600:
+        return 7 * DAY
+    if tf_seconds < DAY:
+        return 90 * DAY
+    if tf_seconds < 7 * DAY:
+        return 365 * DAY
+    return 5 * 365 * DAY
+
+
+def split_range(start: int, end: int, tf_seconds: int,
+                candles_per_request: int = CANDLES_PER_REQUEST) -> list[tuple[int, int]]:
+    """``[start, end)`` cut into consecutive pieces that hold at most ``candles_per_request``
+    candles of ``tf_seconds`` each."""
+    if end <= start:
+        return []
+    span = max(1, tf_seconds * candles_per_request)
+    return [(a, min(a + span, end)) for a in range(start, end, span)]
+
+
+@memoize
+def _arrow_schema(fmt: str) -> pa.Schema:
+    """The explicit pyarrow schema of a /md/v2/history body in ``fmt`` (every accepted key of
+    the candle list, so Slim's ``h`` and ``history`` both parse)."""
+    types = {"ts_s": pa.int64(), "float": pa.float64(), "i8": pa.int64()}
+    candle = pa.struct([(f.key(fmt), types[f.kind]) for f in CANDLE.fields])
+    fields = [(key, pa.list_(candle)) for key in HISTORY.field("history").keys(fmt)]
+    fields += [("next", pa.int64()), ("prev", pa.int64())]
+    return pa.schema(fields)
+
+
+def _parse_arrow(body: bytes, fmt: str) -> tuple[Columns, int | None]:
+    schema = _arrow_schema(fmt)
+    table = pa_json.read_json(
+        io.BytesIO(body),
+        read_options=pa_json.ReadOptions(use_threads=False, block_size=len(body) + 1),
+        parse_options=pa_json.ParseOptions(explicit_schema=schema,
+                                           unexpected_field_behavior="ignore"),
+    )
+    if table.num_rows != 1:
+        raise ValueError("expected one JSON object")
+    candles = None
+    for key in HISTORY.field("history").keys(fmt):
+        column = table.column(key)
+        if column.null_count == 0:
+            candles = column.combine_chunks().flatten()
+            break
+    if candles is None:
+        raise ValueError("no candle list")
+    columns: Columns = {}
+    for field in CANDLE.fields:
+        values = candles.field(field.key(fmt))
+        if values.null_count:
+            raise ValueError(f"missing {field.name}")
+        columns[field.name] = values.to_numpy().astype(COLUMN_DTYPES[field.name], copy=False)
+    return columns, table.column("next")[0].as_py()
+
+
+def _parse_json(body: bytes, fmt: str) -> tuple[Columns, int | None]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise APIError("the server answered with a body that is not JSON", status=200,
+                       request=f"GET {HISTORY_PATH}") from None
+    if not isinstance(payload, dict):
+        raise APIError("the history body is not a JSON object", status=200,
+                       request=f"GET {HISTORY_PATH}")
+    keys = HISTORY.field("history").keys(fmt)
+    candles = next((payload[k] for k in keys if payload.get(k) is not None), [])
+    columns: Columns = {}
+    for field in CANDLE.fields:
+        key = field.key(fmt)
+        values = [c.get(key) for c in candles]
+        if field.kind == "float":
+            columns[field.name] = convert(values, "float")
+        else:  # epoch seconds and volume: integers on the wire, floats tolerated
+            numbers = np.array([0 if v is None else v for v in values], dtype="float64")
+            columns[field.name] = np.rint(numbers).astype("int64")
+    nxt = payload.get("next")
+    return columns, None if nxt is None else int(nxt)
+
+
+def parse_history(body: bytes, fmt: str) -> tuple[Columns, int | None]:
+    """A /md/v2/history body in ``fmt`` -> (candle columns, the ``next`` cursor or None)."""
+    fmt = normalize_format(fmt)
+    try:
+        return _parse_arrow(body, fmt)
+    except (pa.ArrowException, ValueError, KeyError):
+        return _parse_json(body, fmt)
+
+
+def candle_frame(columns: Columns) -> pd.DataFrame:
+    """Candle columns -> the history frame of one symbol (UTC ``time`` index)."""
+    index = epoch_to_utc(columns["time"].astype("float64"), "s")
+    index.name = "time"
+    data = {name: columns[name] for name in COLUMNS[1:]}
+    return pd.DataFrame(data, index=index, copy=False)
+
+
+def empty_candle_frame() -> pd.DataFrame:
+    return candle_frame(empty_columns())
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+def _symbol_list(symbols: str | Sequence[str]) -> tuple[list[str], bool]:
+    """(symbols, asked for one as a plain string)."""
+    if isinstance(symbols, str):
+        names, single = [symbols], True
+    elif isinstance(symbols, Sequence) or hasattr(symbols, "__iter__"):
+        names, single = list(symbols), False
+    else:
+        raise InvalidArgument(f"symbols: expected a ticker or a list of tickers, got {symbols!r}")
+    if not names:
+        raise InvalidArgument("symbols: the list is empty")
+    cleaned: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgument(f"symbols: expected non-empty tickers, got {name!r}")
+        if name.strip() not in cleaned:
+            cleaned.append(name.strip())
+    return cleaned, single
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(f"{name}: expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _check_tz(tz: str | None) -> None:
+    if tz is not None:
+        convert_tz(pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC")), tz)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything ``history()`` was asked, validated before any request."""
+
+    symbols: list[str]
+    single: bool
+    query: Query
+    start: int | None
+    end: int | None
+    tz: str | None
+    cache: CandleCache | None
+    progress: bool | None
+    max_workers: int
+
+
+def _plan(symbols: str | Sequence[str], tf: str | int, start: TimeLike | None,
+          end: TimeLike | None, exchange: str, board: str | None, format: str | None,
+          tz: str | None, cache: bool, cache_dir: str | os.PathLike[str] | None,
+          progress: bool | None, max_workers: int) -> Plan:
+    names, single = _symbol_list(symbols)
+    tf_seconds = to_seconds(tf)
+    fmt = normalize_format(DEFAULT_FORMAT if format is None else format)
+    exchange = _text(exchange, "exchange").upper()
+    board = None if board is None else _text(board, "board")
+    lo = None if start is None else to_epoch_seconds(start, name="start")
+    hi = None if end is None else to_epoch_seconds(end, name="end")
+    if lo is not None and hi is not None and lo > hi:
+        raise InvalidArgument(f"start ({start!r}) is after end ({end!r})")
+    _check_tz(tz)
+    if not isinstance(cache, bool):
+        raise InvalidArgument(f"cache: expected True or False, got {cache!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise InvalidArgument(f"progress: expected None, True or False, got {progress!r}")
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise InvalidArgument(f"max_workers: expected a positive int, got {max_workers!r}")
+    store = CandleCache(resolve_cache_dir(cache_dir)) if cache else None
+    query = Query(names[0], exchange, board, tf_seconds, fmt)
+    return Plan(names, single, query, lo, hi, tz, store, progress, max_workers)
+
+
+# --- I/O ----------------------------------------------------------------------------------------
+
+def server_now(http: Any) -> int:
+    """The server's clock in unix seconds (delayed by 15 minutes for anonymous access, like the
+    data); the local clock when the server has no time route."""
+    try:
+        value = http.get(TIME_PATH)
+        return int(value)
+    except (NotFound, TypeError, ValueError):
+        logger.debug("no server time; using the local clock")
+        return int(time.time())
+
+
+def fetch_range(http: Any, query: Query, start: int, end: int) -> Columns:
+    """The candles of ``[start, end)``, following ``next`` when a response stops early."""
+    parts: list[Columns] = []
+    cursor = start
+    for _ in range(CANDLES_PER_REQUEST + 2):
+        body = http.get_bytes(HISTORY_PATH, query.params(cursor, end), what=query.what)
+        columns, nxt = parse_history(body, query.fmt)
+        parts.append(columns)
+        if nxt is None or nxt >= end:
+            break
+        if nxt <= cursor:
+            raise InviaError(f"{HISTORY_PATH}: the next cursor {nxt} does not advance past "
+                             f"{cursor} for {query.what}")
+        cursor = nxt
+    return select(sort_unique(concat_columns(parts)), start, end)
+
+
+def _run(tasks: list[Callable[[], Columns]], progress: bool | None, max_workers: int,
+         description: str) -> list[Columns]:
+    """Run ``tasks`` (in a pool when there are several); results in task order. The first
+    failure cancels what has not started and is raised here."""
+    show = len(tasks) > PROGRESS_MIN_REQUESTS if progress is None else progress
+    bar = _progress_bar(len(tasks), description) if show and tasks else None
+    try:
+        if len(tasks) <= 1 or max_workers == 1:
+            results = []
+            for task in tasks:
+                results.append(task())
+                if bar is not None:
+                    bar.update(1)
+            return results
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(tasks)),
+                                thread_name_prefix="invia-history") as pool:
+            futures = [pool.submit(task) for task in tasks]
+            if bar is not None:
+                for future in futures:
+                    future.add_done_callback(lambda _f: bar.update(1))
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                _cancel(futures)
+                raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _cancel(futures: list[Future[Columns]]) -> None:
+    for future in futures:
+        future.cancel()
+
+
+def _progress_bar(total: int, description: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="req", leave=False)
+
+
+# --- the call -----------------------------------------------------------------------------------
+
+def history(http: Any, symbols: str | Sequence[str], tf: str | int = "1min",
+            start: TimeLike | None = None, end: TimeLike | None = None, *,
+            exchange: str = "MOEX", board: str | None = None, format: str | None = None,
+            tz: str | None = None, cache: bool = True,
+            cache_dir: str | os.PathLike[str] | None = None, progress: bool | None = None,
+            max_workers: int = 4) -> pd.DataFrame:
+    """Candles of one symbol (``"SBER"``) or several (``["SBER", "GAZP"]``) as a DataFrame.
+
+    ``tf``: seconds or a spelling of ``timeframes.py`` (``"1min"``, ``"5min"``, ``"1h"``,
+    ``"D"``, ``"W"``). ``start``/``end``: any time ``times.py`` reads (naive = UTC);
+    ``start`` inclusive, ``end`` exclusive, defaults in the module docstring. ``format``: the
+    wire format (default Slim; the frame is the same for all three). ``tz``: convert the index.
+    ``cache``: read and fill the Parquet cache of closed candles (``cache.py``; location
+    ``cache_dir`` > ``$INVIA_CACHE_DIR`` > ``~/.cache/invia-data``). ``progress``: ``None``
+    shows a bar above ``PROGRESS_MIN_REQUESTS`` requests, ``True``/``False`` force it.
+    ``max_workers``: parallel requests.
+
+    Raises InvalidArgument (before any request) for an unknown timeframe or format, an empty
+    symbol list, unreadable times, ``start`` after ``end`` or an unknown time zone; NotFound
+    for an unknown instrument; the other errors of ``errors.py`` as the server answers.
+    """
+    plan = _plan(symbols, tf, start, end, exchange, board, format, tz, cache, cache_dir,
+                 progress, max_workers)
+    start_s, end_s, now = _resolve_range(http, plan)
+    environment = environment_name(getattr(http, "base_url", "") or "default")
+    queries = [replace(plan.query, symbol=s) for s in plan.symbols]
+    keys = [CacheKey(environment, q.exchange, q.symbol, q.board, label(q.tf_seconds))
+            for q in queries]
+
+    cached: list[Columns] = []
+    gaps: list[list[tuple[int, int]]] = []
+    for key in keys:
+        if plan.cache is None:
+            cached.append(empty_columns())
+            gaps.append([(start_s, end_s)] if end_s > start_s else [])
+        else:
+            cached.append(plan.cache.read(key, start_s, end_s))
+            gaps.append(plan.cache.missing(key, start_s, end_s))
+
+    pieces = [(i, a, b) for i, symbol_gaps in enumerate(gaps) for gap in symbol_gaps
+              for a, b in split_range(*gap, plan.query.tf_seconds)]
+    tasks = [_fetch_task(http, queries[i], a, b) for i, a, b in pieces]
+    description = f"{plan.symbols[0]} {label(plan.query.tf_seconds)}" if plan.single else \
+        f"{len(plan.symbols)} symbols {label(plan.query.tf_seconds)}"
+    results = _run(tasks, plan.progress, plan.max_workers, description)
+
+    frames: list[pd.DataFrame] = []
+    open_candles: list[pd.Timestamp | None] = []
+    for i, key in enumerate(keys):
+        fetched = concat_columns([r for (j, _, _), r in zip(pieces, results, strict=True) if j == i])
+        closed_end = now - plan.query.tf_seconds + 1  # a candle starting before this is closed
+        if plan.cache is not None and gaps[i]:
+            closed = select(fetched, -(2**62), closed_end)
+            covered = [(a, min(b, closed_end)) for a, b in gaps[i] if min(b, closed_end) > a]
+            plan.cache.store(key, closed, covered)
+        columns = sort_unique(concat_columns([cached[i], fetched]))
+        frames.append(candle_frame(columns))
+        open_candles.append(_open_candle(columns, closed_end))
+    return _finish(frames, open_candles, plan)
+
+
+def _fetch_task(http: Any, query: Query, start: int, end: int) -> Callable[[], Columns]:
+    return lambda: fetch_range(http, query, start, end)
+
+
+def _resolve_range(http: Any, plan: Plan) -> tuple[int, int, int]:
+    """(start, end, now) in unix seconds, filling the defaults."""
+    local_now = time.time()
+    if plan.end is None or plan.end > local_now - RECENT_SECONDS:
+        now = server_now(http)
+    else:
+        now = math.floor(local_now)
+    end = now + 1 if plan.end is None else plan.end
+    start = end - default_window(plan.query.tf_seconds) if plan.start is None else plan.start
+    if start > end:
+        raise InvalidArgument(f"start ({pd.Timestamp(start, unit='s', tz='UTC')}) is after "
+                              f"the end ({pd.Timestamp(end, unit='s', tz='UTC')})")
+    return start, end, now
+
+
+def _open_candle(columns: Columns, closed_end: int) -> pd.Timestamp | None:
+    times = columns["time"]
+    if len(times) and times[-1] >= closed_end:
+        return pd.Timestamp(int(times[-1]), unit="s", tz="UTC")
+    return None
+
+
+def _finish(frames: list[pd.DataFrame], open_candles: list[pd.Timestamp | None],
+            plan: Plan) -> pd.DataFrame:
+    tf_label = label(plan.query.tf_seconds)
+    if plan.single:
+        frame = frames[0]
+        opened: Any = open_candles[0]
+    else:
+        frame = pd.concat(frames, keys=plan.symbols, names=["symbol", "time"])
+        opened = dict(zip(plan.symbols, open_candles, strict=True))
+    if plan.tz is not None:
+        frame = _to_zone(frame, plan.tz)
+        opened = _zone_of(opened, plan.tz)
+    frame.attrs = {"open_candle": opened, "tf": tf_label}
+    return frame
+
+
+def _to_zone(frame: pd.DataFrame, tz: str) -> pd.DataFrame:
+    if isinstance(frame.index, pd.MultiIndex):
+        times = frame.index.levels[1].tz_convert(tz)
+        frame.index = frame.index.set_levels(times, level="time")
+        return frame
+    return convert_tz(frame, tz)
+
+
+def _zone_of(opened: Any, tz: str) -> Any:
+    if isinstance(opened, dict):
+        return {k: None if v is None else v.tz_convert(tz) for k, v in opened.items()}
+    return None if opened is None else opened.tz_convert(tz)
+
+
+# --- export -------------------------------------------------------------------------------------
+
+def history_to_dataset(http: Any, symbols: str | Sequence[str], path: str | os.PathLike[str],
+                       tf: str | int = "1min", start: TimeLike | None = None,
+                       end: TimeLike | None = None, *, exchange: str = "MOEX",
+                       board: str | None = None, format: str | None = None, cache: bool = False,
+                       cache_dir: str | os.PathLike[str] | None = None,
+                       progress: bool | None = None, max_workers: int = 4) -> pd.DataFrame:
+    """Download closed candles into a Hive-partitioned Parquet dataset at ``path``, one symbol
+    and one year at a time, so memory holds a single symbol-year whatever the size.
+
+    Layout: ``path/exchange=…/symbol=…/board=…/tf=…/year=…/part.parquet`` (the cache's layout);
+    an existing year file is merged with the new candles. Read it back with
+    ``pd.read_parquet(path)``, ``pyarrow.dataset``, DuckDB, Dask or Spark. The open candle is
+    left out. Returns one row per file written: symbol, year, candles, path.
+    """
+    plan = _plan(symbols, tf, start, end, exchange, board, format, None, cache, cache_dir,
+                 progress, max_workers)
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InvalidArgument(f"path: expected a directory path, got {path!r}")
+    root = Path(path).expanduser()
+    start_s, end_s, now = _resolve_range(http, plan)
+    closed_end = min(end_s, now - plan.query.tf_seconds + 1)
+    pieces = [(symbol, a, b) for symbol in plan.symbols
+              for a, b in _year_pieces(start_s, closed_end)]
+    show = len(pieces) > 1 if plan.progress is None else plan.progress
+    bar = _progress_bar(len(pieces), f"export {label(plan.query.tf_seconds)}") if show else None
+    rows = []
+    try:
+        for symbol, a, b in pieces:
+            frame = history(http, symbol, plan.query.tf_seconds, a, b, exchange=plan.query.exchange,
+                            board=plan.query.board, format=plan.query.fmt, cache=cache,
+                            cache_dir=cache_dir, progress=False, max_workers=plan.max_workers)
+            rows.append(_write_year(root, plan.query, symbol, a, frame))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return pd.DataFrame(rows, columns=["symbol", "year", "candles", "path"])
+
+
+def _year_pieces(start: int, end: int) -> list[tuple[int, int]]:
+    if end <= start:
+        return []
+    first, last = (int(y) for y in years_of(np.array([start, end - 1], dtype="int64")))
+    pieces = []
+    for year in range(first, last + 1):
+        lo, hi = year_bounds(year)
+        pieces.append((max(lo, start), min(hi, end)))
+    return pieces
+
+
+def _write_year(root: Path, query: Query, symbol: str, start: int,
+                frame: pd.DataFrame) -> dict[str, Any]:
+    year = int(years_of(np.array([start], dtype="int64"))[0])
+    target = root / partition_dir(query.exchange, symbol, query.board,
+                                  label(query.tf_seconds)) / f"year={year}" / PART_FILE
+    columns = {"time": frame.index.asi8 // 1_000_000_000}
+    columns.update({name: frame[name].to_numpy() for name in COLUMNS[1:]})
+    if target.exists():
+        columns = sort_unique(concat_columns([from_table(pq.read_table(target, schema=PARQUET_SCHEMA)), columns]))
+    write_partition(target, columns)
+    return {"symbol": symbol, "year": year, "candles": len(columns["time"]), "path": str(target)}
