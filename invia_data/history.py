@@ -129,12 +129,13 @@ def default_window(tf_seconds: int) -> int:
 
 
 def split_range(start: int, end: int, tf_seconds: int,
-                candles_per_request: int = CANDLES_PER_REQUEST) -> list[tuple[int, int]]:
+                candles_per_request: int | None = None) -> list[tuple[int, int]]:
     """``[start, end)`` cut into consecutive pieces that hold at most ``candles_per_request``
     candles of ``tf_seconds`` each."""
     if end <= start:
         return []
-    span = max(1, tf_seconds * candles_per_request)
+    per_request = CANDLES_PER_REQUEST if candles_per_request is None else candles_per_request
+    span = max(1, tf_seconds * per_request)
     return [(a, min(a + span, end)) for a in range(start, end, span)]
 
 
@@ -406,7 +407,7 @@ def history(http: Any, symbols: str | Sequence[str], tf: str | int = "1min",
             gaps.append(plan.cache.missing(key, start_s, end_s))
 
     pieces = [(i, a, b) for i, symbol_gaps in enumerate(gaps) for gap in symbol_gaps
-              for a, b in split_range(*gap, plan.query.tf_seconds)]
+              for a, b in split_range(*gap, plan.query.tf_seconds, CANDLES_PER_REQUEST)]
     tasks = [_fetch_task(http, queries[i], a, b) for i, a, b in pieces]
     description = f"{plan.symbols[0]} {label(plan.query.tf_seconds)}" if plan.single else \
         f"{len(plan.symbols)} symbols {label(plan.query.tf_seconds)}"
