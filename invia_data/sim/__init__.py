@@ -1,0 +1,200 @@
+"""The embedded simulator: a real local server of the Invia API over a deterministic market.
+
+>>> with invia_data.sim.run(port=0, seed=1) as sim:
+...     sim.url, sim.ws_url, sim.auth_url, sim.refresh_token
+
+The server runs in a background thread with its own asyncio loop; leaving the ``with`` block
+(or ``sim.stop()``) stops it and joins the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgument, TransportError
+from .faults import Faults
+
+__all__ = ["Simulator", "run", "start", "Faults"]
+
+log = logging.getLogger("invia_data.sim")
+_START_TIMEOUT = 30.0
+_STOP_TIMEOUT = 10.0
+
+
+class Simulator:
+    """A running simulator: its URLs, refresh token, fault switchboard and market."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, seed: int = 1,
+                 speed: float = 1.0, tls: bool = False, firehose: bool = False,
+                 faults: Faults | Mapping[str, Any] | None = None,
+                 refresh_token: str | None = None) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidArgument(f"port must be an integer in 0..65535, got {port!r}")
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed <= 0:
+            raise InvalidArgument(f"speed must be a positive number, got {speed!r}")
+        self.host = host
+        self.port = port
+        self.seed = seed
+        self.speed = float(speed)
+        self.tls = tls
+        self.firehose = firehose
+        self.faults = Faults.coerce(faults, seed)
+        from .auth import TokenIssuer
+        from .market import Market
+
+        self.market = Market(seed=seed, speed=self.speed)
+        self._issuer = TokenIssuer(self.market.login, self.market.portfolios, self.market.agreements,
+                                   refresh_token=refresh_token,
+                                   lifetime=lambda: self.faults.token_lifetime)
+        self.refresh_token = self._issuer.refresh_token
+        self.login: str = self.market.login
+        self.portfolios: list[str] = list(self.market.portfolios)
+        self.cert_path: str | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"Simulator({self.url if self.port else self.host!r}, seed={self.seed}, {state})"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self._url_host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"{'wss' if self.tls else 'ws'}://{self._url_host}:{self.port}/cws"
+
+    @property
+    def auth_url(self) -> str:
+        return self.url
+
+    @property
+    def _url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    # lifecycle
+
+    def start(self) -> Simulator:
+        if self._thread is not None:
+            return self
+        ssl_context = self._ssl_context() if self.tls else None
+        self._thread = threading.Thread(target=self._serve, args=(ssl_context,),
+                                        name=f"invia-sim-{self.seed}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT):
+            self.stop()
+            raise TransportError(f"the simulator did not start within {_START_TIMEOUT:g} s")
+        if self._startup_error is not None:
+            self._thread.join(_STOP_TIMEOUT)
+            self._thread = None
+            raise TransportError(f"the simulator could not start on {self.host}:{self.port}: "
+                                 f"{self._startup_error}") from self._startup_error
+        log.info("simulator listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the thread; calling it again does nothing."""
+        thread, loop, stop_event = self._thread, self._loop, self._stop_event
+        if thread is None:
+            return
+        if loop is not None and stop_event is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stop_event.set)
+            except RuntimeError:  # the loop closed in between
+                pass
+        thread.join(_STOP_TIMEOUT)
+        if thread.is_alive():
+            log.warning("the simulator thread did not stop within %g s", _STOP_TIMEOUT)
+        self._thread = None
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # the server thread
+
+    def _serve(self, ssl_context: ssl.SSLContext | None) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main(ssl_context))
+        except BaseException as exc:  # reported to start() or logged; never lost
+            if not self._ready.is_set():
+                self._startup_error = exc
+                self._ready.set()
+            else:
+                log.exception("the simulator stopped with an error")
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    async def _main(self, ssl_context: ssl.SSLContext | None) -> None:
+        from aiohttp import web
+
+        from .server import SimServer
+
+        self._stop_event = asyncio.Event()
+        server = SimServer(self.market, self._issuer, self.faults, firehose=self.firehose)
+        runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,
+                               shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port, ssl_context=ssl_context,
+                               reuse_address=True)
+            await site.start()
+            sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+            self.port = sockets[0].getsockname()[1]
+            self._ready.set()
+            await self._stop_event.wait()
+        finally:
+            await runner.cleanup()
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        from ._tls import self_signed_certificate
+
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="invia-sim-tls-")
+        cert, key = self_signed_certificate(Path(self._tmpdir.name), self.host)
+        self.cert_path = str(cert)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        return context
+
+
+def start(**kwargs: Any) -> Simulator:
+    """Start a simulator in a background thread and return it (stop it with ``.stop()``).
+
+    Arguments: ``host="127.0.0.1"``, ``port=0`` (any free port), ``seed=1``, ``speed=1.0``
+    (market clock rate), ``tls=False`` (https/wss with a self-signed certificate whose path is
+    ``.cert_path``), ``firehose=False`` (order-book subscriptions send as fast as the socket
+    takes them), ``faults=None`` (a Faults object or a mapping of its settings),
+    ``refresh_token=None`` (a random one is made).
+    """
+    return Simulator(**kwargs).start()
+
+
+def run(**kwargs: Any) -> Simulator:
+    """``with run(port=0, seed=1) as sim:`` — the same as start(), stopped when the block ends."""
+    return start(**kwargs)

@@ -1,0 +1,88 @@
+"""Wire encoding for the simulator: schema tables, plus fast paths for bulk data.
+
+Records from the market are canonical (schema.py names); everything leaves the server through
+``SCHEMAS[kind].encode(record, fmt)`` except candles, which are built from column arrays with
+the CANDLE table's wire keys (a per-field Python loop would be too slow for 1M-candle pages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..schema import CANDLE, HISTORY, ORDERBOOK, SCHEMAS
+
+CANDLE_COLUMNS = ("time", "open", "high", "low", "close", "volume")
+
+
+def encode(kind: str, record: Mapping[str, Any], fmt: str) -> dict[str, Any]:
+    return SCHEMAS[kind].encode(record, fmt)
+
+
+def encode_many(kind: str, records: list[Mapping[str, Any]], fmt: str) -> list[dict[str, Any]]:
+    schema = SCHEMAS[kind]
+    return [schema.encode(r, fmt) for r in records]
+
+
+def book_record(book: Mapping[str, Any], existing: bool) -> dict[str, Any]:
+    """The market's book with the stream flag and Simple's legacy ``snapshot``/``timestamp``."""
+    out = dict(book)
+    out["existing"] = existing
+    out["snapshot"] = existing
+    if out.get("time") is not None:
+        out["timestamp_s"] = out["time"] // 1000 if isinstance(out["time"], int) else out["time"] / 1000
+    return out
+
+
+def book_bytes(book: Mapping[str, Any], fmt: str, existing: bool) -> bytes:
+    return orjson.dumps(ORDERBOOK.encode(book_record(book, existing), fmt))
+
+
+def iso_ms(ms: int | float) -> str:
+    """Unix milliseconds -> the API's ISO string with 7 fractional digits."""
+    stamp = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}0000Z"
+
+
+def trade_record(trade: Mapping[str, Any], existing: bool) -> dict[str, Any]:
+    out = dict(trade)
+    out["existing"] = existing
+    if "time_iso" not in out and out.get("time") is not None:
+        out["time_iso"] = iso_ms(out["time"])
+    out.setdefault("order_no", "0")
+    return out
+
+
+def candle_rows(columns: Mapping[str, np.ndarray], fmt: str) -> list[dict[str, Any]]:
+    """Column arrays -> wire candle objects (one dict per candle, built by zip)."""
+    keys = [CANDLE.key(name, fmt) for name in CANDLE_COLUMNS]
+    values = [
+        np.asarray(columns["time"], dtype=np.int64).tolist(),
+        *(np.asarray(columns[name], dtype=np.float64).tolist() for name in ("open", "high", "low", "close")),
+        np.asarray(columns["volume"], dtype=np.int64).tolist(),
+    ]
+    return [dict(zip(keys, row, strict=False)) for row in zip(*values, strict=False)]
+
+
+def history_bytes(columns: Mapping[str, np.ndarray], fmt: str, next_time: int | None,
+                  prev_time: int | None) -> bytes:
+    payload = {
+        HISTORY.key("history", fmt): candle_rows(columns, fmt),
+        "next": next_time,
+        "prev": prev_time,
+    }
+    return orjson.dumps(payload)
+
+
+def data_frame(data: bytes, guid_json: bytes) -> bytes:
+    """A WebSocket data message ``{"data": ..., "guid": ...}`` from pre-encoded parts."""
+    return b'{"data":' + data + b',"guid":' + guid_json + b"}"
+
+
+def result_frame(guid: Any, status: int, message: str) -> bytes:
+    return orjson.dumps({"message": message, "httpCode": status,
+                         "requestGuid": guid if isinstance(guid, str) else ""})
