@@ -1,0 +1,215 @@
+"""The WebSocket data protocol without I/O: subscription frames out, events in.
+
+A :class:`Session` is driven with plain strings (or bytes): ``subscribe()`` and
+``unsubscribe()`` return the text frame to send; ``receive(payload)`` turns one incoming
+frame into one event tuple ``(EVENT_KIND, route, payload)``. It owns no socket, no thread and
+no lock: the driver serialises mutations (subscribe/unsubscribe/reset) and may call
+``receive`` from its reader thread, where a dict lookup by guid is the only shared read.
+
+Incoming frames (REFERENCE.md §4.3) are told apart by their keys:
+
+* data ``{"data": {...}, "guid": g}``                          -> ``(DATA, route, data)``
+* result ``{"requestGuid": g, "httpCode": 200, "message"}``  -> ``(CONFIRMED, route, message)``
+* error  ``{"requestGuid": g, "httpCode": >=400, "message"}``-> ``(REJECTED, route, (status, message))``
+  (``route`` is None when the guid is empty or unknown)
+* anything else                                                -> ``(MALFORMED, None, reason)``
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidArgument
+from ..schema import normalize_format
+
+DATA = 0
+CONFIRMED = 1
+REJECTED = 2
+UNKNOWN = 3  # data or a result for a guid this session does not know
+LATE = 4  # data for a subscription being cancelled: expected, ignored
+UNSUBSCRIBED = 5  # the result of an unsubscribe
+MALFORMED = 6
+
+Event = tuple[int, Any, Any]
+
+# Minimum conflation interval (ms) per format; the server clamps anything lower.
+MIN_FREQUENCY = {"Simple": 25, "Slim": 10, "Heavy": 500}
+
+OPCODES = {
+    "orderbook": "OrderBookGetAndSubscribe",
+    "quotes": "QuotesSubscribe",
+    "trades": "AllTradesGetAndSubscribe",
+    "bars": "BarsGetAndSubscribe",
+    "instrument_state": "InstrumentsGetAndSubscribeV2",
+    "positions": "PositionsGetAndSubscribeV2",
+    "summary": "SummariesGetAndSubscribeV2",
+    "risk": "RisksGetAndSubscribe",
+    "forts_risk": "SpectraRisksGetAndSubscribe",
+    "own_trades": "TradesGetAndSubscribeV2",
+    "orders": "OrdersGetAndSubscribeV2",
+    "stop_orders": "StopOrdersGetAndSubscribeV2",
+}
+INSTRUMENT_KINDS = frozenset({"orderbook", "quotes", "trades", "bars", "instrument_state"})
+PORTFOLIO_KINDS = frozenset(OPCODES) - INSTRUMENT_KINDS
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+def parse_symbol(symbol: str, exchange: str) -> tuple[str, str]:
+    """``"SBER"`` -> (exchange, "SBER"); ``"ITS:SOGN"`` -> ("ITS", "SOGN")."""
+    if not isinstance(symbol, str) or not symbol.strip():
+        raise InvalidArgument(f"symbol must be a non-empty string, got {symbol!r}")
+    text = symbol.strip()
+    if ":" in text:
+        prefix, _, text = text.partition(":")
+        exchange = prefix.strip()
+        text = text.strip()
+        if not exchange or not text:
+            raise InvalidArgument(f"symbol {symbol!r} is not of the form 'EXCHANGE:SYMBOL'")
+    if not isinstance(exchange, str) or not exchange.strip():
+        raise InvalidArgument(f"exchange must be a non-empty string, got {exchange!r}")
+    return exchange.strip().upper(), text
+
+
+@dataclass(frozen=True)
+class Request:
+    """One subscription as the server sees it, minus ``guid`` and ``token``."""
+
+    kind: str
+    fields: dict[str, Any]
+
+    @property
+    def opcode(self) -> str:
+        return OPCODES[self.kind]
+
+    @property
+    def format(self) -> str:
+        return self.fields["format"]
+
+    def with_fields(self, **changes: Any) -> Request:
+        return Request(self.kind, {**self.fields, **changes})
+
+
+def instrument_request(kind: str, symbol: str, exchange: str, *, board: str | None = None,
+                       format: str | None = "Slim", **extra: Any) -> Request:
+    """A market-data subscription (``code`` carries the ticker, not ``symbol``)."""
+    fmt = normalize_format(format)
+    fields: dict[str, Any] = {"code": symbol, "exchange": exchange, "format": fmt}
+    if board:
+        fields["instrumentGroup"] = board
+    fields.update({k: v for k, v in extra.items() if v is not None})
+    return Request(kind, fields)
+
+
+def portfolio_request(kind: str, portfolio: str, exchange: str, *,
+                      format: str | None = "Slim", **extra: Any) -> Request:
+    fmt = normalize_format(format)
+    fields: dict[str, Any] = {"portfolio": portfolio, "exchange": exchange, "format": fmt,
+                              "skipHistory": False}
+    fields.update({k: v for k, v in extra.items() if v is not None})
+    return Request(kind, fields)
+
+
+@dataclass(eq=False)
+class Route:
+    """A subscription on the current connection: its guid, its request and its consumer."""
+
+    request: Request
+    target: Any
+    guid: str = ""
+    confirmed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _new_guid() -> str:
+    return str(uuid.uuid4())
+
+
+class Session:
+    """Guid bookkeeping and frame encoding/decoding for one WebSocket connection."""
+
+    def __init__(self, new_guid: Callable[[], str] = _new_guid) -> None:
+        self._new_guid = new_guid
+        self.routes: dict[str, Route] = {}
+        self._cancelling: dict[str, Route] = {}
+
+    def subscribe(self, route: Route, token: str) -> str:
+        """Give ``route`` a fresh guid on this session; return the subscribe frame."""
+        guid = self._new_guid()
+        while guid in self.routes or guid in self._cancelling:
+            guid = self._new_guid()
+        route.guid = guid
+        route.confirmed = False
+        self.routes[guid] = route
+        return self.encode(route, token)
+
+    def encode(self, route: Route, token: str) -> str:
+        """The subscribe frame of an already registered route (re-sent after a 401)."""
+        body = {"opcode": route.request.opcode, **route.request.fields,
+                "guid": route.guid, "token": token}
+        return orjson.dumps(body).decode()
+
+    def unsubscribe(self, route: Route, token: str) -> str | None:
+        """Stop routing ``route``; the frame to send, or None if it was not subscribed."""
+        if self.routes.get(route.guid) is not route:
+            return None
+        del self.routes[route.guid]
+        self._cancelling[route.guid] = route
+        return orjson.dumps({"opcode": "unsubscribe", "guid": route.guid,
+                             "token": token}).decode()
+
+    def forget(self, route: Route) -> None:
+        """Drop ``route`` without a frame (rejected by the server)."""
+        if self.routes.get(route.guid) is route:
+            del self.routes[route.guid]
+
+    def reset(self) -> list[Route]:
+        """The connection is gone: every guid dies with it. Returns the routes that were live."""
+        live = list(self.routes.values())
+        self.routes = {}
+        self._cancelling = {}
+        return live
+
+    def receive(self, payload: str | bytes) -> Event:
+        """One incoming frame -> one event."""
+        try:
+            obj = _loads(payload)
+        except _JSONDecodeError:
+            return (MALFORMED, None, "invalid JSON")
+        if type(obj) is not dict:
+            return (MALFORMED, None, "not a JSON object")
+        data = obj.get("data")
+        if data is not None:
+            route = self.routes.get(obj.get("guid"))
+            if route is not None:
+                return (DATA, route, data)
+            if obj.get("guid") in self._cancelling:
+                return (LATE, None, obj.get("guid"))
+            return (UNKNOWN, None, obj.get("guid"))
+        return self._result(obj)
+
+    def _result(self, obj: dict[str, Any]) -> Event:
+        status = obj.get("httpCode")
+        if not isinstance(status, int) or isinstance(status, bool):
+            return (MALFORMED, None, "neither data nor a result")
+        guid = obj.get("requestGuid")
+        message = obj.get("message")
+        message = message if isinstance(message, str) else ""
+        route = self.routes.get(guid) if isinstance(guid, str) else None
+        if status < 400:
+            if route is not None:
+                route.confirmed = True
+                return (CONFIRMED, route, message)
+            cancelled = self._cancelling.pop(guid, None) if isinstance(guid, str) else None
+            if cancelled is not None:
+                return (UNSUBSCRIBED, cancelled, message)
+            return (UNKNOWN, None, guid)
+        if route is None and isinstance(guid, str):
+            # an error for an unsubscribe still ends that guid
+            self._cancelling.pop(guid, None)
+        return (REJECTED, route, (status, message))

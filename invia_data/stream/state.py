@@ -1,0 +1,329 @@
+"""Pure reducers: one object per live data kind, fed the ``data`` objects of the stream.
+
+A reducer keeps the wire objects of one format exactly as orjson decoded them (no per-message
+conversion) and knows how to turn a snapshot of them into the DataFrame of its kind, the same
+one the HTTP call returns. Contract, used by :mod:`live`:
+
+* ``apply(data) -> changed`` mutates the state (a falsy result: nothing changed);
+* ``snapshot()`` returns an object that later ``apply`` calls never mutate (taken under the
+  LiveFrame's lock, so it must be cheap);
+* ``frame(snapshot)`` builds the DataFrame (outside the lock).
+
+Stored objects are never mutated in place: an update builds a new dict, so a snapshot that
+holds references stays consistent. No I/O, no locks, no threads here.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidArgument
+from ..frames import STR_DTYPE, to_frame
+from ..schema import (
+    BOOK_LEVEL,
+    CANDLE,
+    FORTS_RISK,
+    INSTRUMENT_STATE,
+    ORDER,
+    ORDERBOOK,
+    OWN_TRADE,
+    POSITION,
+    QUOTE,
+    RISK,
+    STOP_ORDER,
+    SUMMARY,
+    TRADE,
+    Schema,
+)
+
+Wire = dict[str, Any]
+
+
+def _first_key(schema: Schema, name: str, fmt: str) -> tuple[str, ...]:
+    keys = schema.field(name).keys(fmt)
+    if not keys:
+        raise InvalidArgument(f"{schema.name}.{name} does not exist in format {fmt}")
+    return keys
+
+
+def _get(obj: Wire, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if key in obj:
+            return obj[key]
+    return None
+
+
+class BookState:
+    """Order book: every message is a complete top-``depth`` book that replaces the last.
+    ``attrs`` holds what the HTTP order book carries: ``symbol``, ``exchange``, ``depth``."""
+
+    kind = "orderbook"
+
+    def __init__(self, fmt: str, attrs: dict[str, Any] | None = None) -> None:
+        self.fmt = fmt
+        self.attrs = dict(attrs or {})
+        self.book: Wire | None = None
+        self._bids = _first_key(ORDERBOOK, "bids", fmt)
+        self._asks = _first_key(ORDERBOOK, "asks", fmt)
+        self._time = _first_key(ORDERBOOK, "time", fmt)
+        self._price = _first_key(BOOK_LEVEL, "price", fmt)
+        self._volume = _first_key(BOOK_LEVEL, "volume", fmt)
+        self._yield = BOOK_LEVEL.field("yield").keys(fmt)
+
+    def apply(self, data: Wire) -> bool:
+        if type(data) is not dict:
+            raise TypeError("order book data is not an object")
+        self.book = data
+        return True
+
+    def snapshot(self) -> Wire | None:
+        return self.book
+
+    def frame(self, book: Wire | None) -> pd.DataFrame:
+        frame = book_frame(book if book is not None else {}, self.fmt)
+        frame.attrs.update(self.attrs)
+        return frame
+
+
+def book_frame(book: Wire, fmt: str) -> pd.DataFrame:
+    """A wire order book -> long form: ``side``, ``level`` (0 = best), ``price``, ``volume``,
+    ``yield``; ``attrs["time"]`` is the exchange timestamp (UTC) and ``attrs["existing"]``."""
+    bids = _get(book, ORDERBOOK.field("bids").keys(fmt)) or []
+    asks = _get(book, ORDERBOOK.field("asks").keys(fmt)) or []
+    levels = bids + asks
+    price_key = BOOK_LEVEL.field("price").key(fmt)
+    volume_key = BOOK_LEVEL.field("volume").key(fmt)
+    yield_key = BOOK_LEVEL.field("yield").key(fmt)
+    n_bids = len(bids)
+    n_asks = len(asks)
+    sides = np.empty(n_bids + n_asks, dtype=object)
+    sides[:n_bids] = "bid"
+    sides[n_bids:] = "ask"
+    level = np.concatenate([np.arange(n_bids, dtype="int64"), np.arange(n_asks, dtype="int64")])
+    frame = pd.DataFrame({
+        "side": pd.array(sides, dtype=STR_DTYPE),
+        "level": level,
+        "price": np.array([lv.get(price_key) for lv in levels], dtype="float64"),
+        "volume": pd.array([lv.get(volume_key) for lv in levels], dtype="Int64"),
+        "yield": np.array([lv.get(yield_key) for lv in levels] if yield_key
+                          else np.full(len(levels), np.nan), dtype="float64"),
+    }, copy=False)
+    stamp = _get(book, ORDERBOOK.field("time").keys(fmt))
+    frame.attrs["time"] = (pd.Timestamp(int(stamp), unit="ms", tz="UTC")
+                           if isinstance(stamp, (int, float)) and stamp else pd.NaT)
+    frame.attrs["existing"] = _get(book, ORDERBOOK.field("existing").keys(fmt))
+    return frame
+
+
+class RowState:
+    """One row merged field by field: summary, risk, FORTS risk, instrument state (whose later
+    messages carry only the fields that changed)."""
+
+    def __init__(self, kind: str, schema: Schema, fmt: str) -> None:
+        self.kind = kind
+        self.schema = schema
+        self.fmt = fmt
+        self.row: Wire | None = None
+
+    def apply(self, data: Wire) -> bool:
+        if type(data) is not dict:
+            raise TypeError(f"{self.kind} data is not an object")
+        self.row = data if self.row is None else {**self.row, **data}
+        return True
+
+    def snapshot(self) -> Wire | None:
+        return self.row
+
+    def frame(self, row: Wire | None) -> pd.DataFrame:
+        return to_frame(self.schema, [row] if row is not None else [], self.fmt)
+
+
+class KeyedState:
+    """Records keyed by some fields, updated in place: positions (symbol + exchange), orders,
+    stop orders, own trades (id), quotes (symbol + exchange). Updates merge into the record."""
+
+    def __init__(self, kind: str, schema: Schema, key: tuple[str, ...], fmt: str) -> None:
+        self.kind = kind
+        self.schema = schema
+        self.fmt = fmt
+        self.rows: dict[tuple[Any, ...], Wire] = {}
+        self._key = tuple(_first_key(schema, name, fmt) for name in key)
+
+    def key_of(self, data: Wire) -> tuple[Any, ...]:
+        return tuple(_get(data, keys) for keys in self._key)
+
+    def apply(self, data: Wire) -> tuple[Any, ...] | None:
+        if type(data) is not dict:
+            raise TypeError(f"{self.kind} data is not an object")
+        key = self.key_of(data)
+        old = self.rows.get(key)
+        self.rows[key] = data if old is None else {**old, **data}
+        return key
+
+    def snapshot(self) -> list[Wire]:
+        return list(self.rows.values())
+
+    def frame(self, rows: list[Wire]) -> pd.DataFrame:
+        return to_frame(self.schema, rows, self.fmt)
+
+
+class TradesState:
+    """All trades of an instrument: a ring buffer of at most ``maxlen`` trades, ascending id,
+    each id once (a replay, a resubscription or an HTTP backfill may repeat trades)."""
+
+    kind = "trades"
+
+    def __init__(self, fmt: str, maxlen: int = 100_000) -> None:
+        if not isinstance(maxlen, int) or isinstance(maxlen, bool) or maxlen < 1:
+            raise InvalidArgument(f"maxlen must be a positive integer, got {maxlen!r}")
+        self.fmt = fmt
+        self.maxlen = maxlen
+        self.trades: deque[Wire] = deque()
+        self.ids: set[Any] = set()
+        self._time = _first_key(TRADE, "time", fmt)
+
+    def apply(self, data: Wire) -> int:
+        if type(data) is not dict:
+            raise TypeError("trade data is not an object")
+        trade_id = data.get("id")
+        if trade_id in self.ids:
+            return 0
+        trades = self.trades
+        if trades and trade_id is not None and trades[-1].get("id") is not None \
+                and trade_id < trades[-1]["id"]:
+            return self.merge([data])
+        trades.append(data)
+        self.ids.add(trade_id)
+        if len(trades) > self.maxlen:
+            self.ids.discard(trades.popleft().get("id"))
+        return 1
+
+    def merge(self, objs: Iterable[Wire]) -> int:
+        """Insert trades in id order, skipping known ids; returns how many were new."""
+        fresh = {}
+        for obj in objs:
+            trade_id = obj.get("id")
+            if trade_id is not None and trade_id not in self.ids:
+                fresh[trade_id] = obj
+        if not fresh:
+            return 0
+        merged = sorted([*self.trades, *fresh.values()], key=lambda t: t.get("id") or 0)
+        kept = merged[-self.maxlen:]
+        self.trades = deque(kept)
+        self.ids = {t.get("id") for t in kept}
+        return len(fresh)
+
+    def last(self) -> Wire | None:
+        return self.trades[-1] if self.trades else None
+
+    def last_time_ms(self) -> float | None:
+        last = self.last()
+        value = _get(last, self._time) if last else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def snapshot(self) -> list[Wire]:
+        return list(self.trades)
+
+    def frame(self, trades: list[Wire]) -> pd.DataFrame:
+        return to_frame(TRADE, trades, self.fmt, index="time")
+
+
+class BarsState:
+    """Candles by start time. The server first replays candles from ``from``, then resends the
+    open candle whenever it changes; a candle is final once a later one has started."""
+
+    kind = "bars"
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.candles: dict[int, Wire] = {}
+        self.times: list[int] = []
+        self._time = _first_key(CANDLE, "time", fmt)
+
+    def apply(self, data: Wire) -> int:
+        """2 when a new candle started, 1 when a known candle changed."""
+        if type(data) is not dict:
+            raise TypeError("candle data is not an object")
+        start = _get(data, self._time)
+        if not isinstance(start, (int, float)):
+            raise TypeError("candle without a time")
+        start = int(start)
+        known = start in self.candles
+        self.candles[start] = data
+        if known:
+            return 1
+        times = self.times
+        if not times or start > times[-1]:
+            times.append(start)
+        else:
+            bisect.insort(times, start)
+        return 2
+
+    def merge(self, objs: Iterable[Wire]) -> int:
+        """Candles fetched over HTTP: add missing ones and refresh closed ones; the open candle
+        (the latest one held) keeps its streamed version, which is never older."""
+        count = 0
+        latest = self.times[-1] if self.times else None
+        for obj in objs:
+            start = _get(obj, self._time)
+            if not isinstance(start, (int, float)):
+                continue
+            start = int(start)
+            if start == latest:
+                continue
+            if start not in self.candles:
+                bisect.insort(self.times, start)
+            self.candles[start] = obj
+            count += 1
+        return count
+
+    def last_time(self) -> int | None:
+        return self.times[-1] if self.times else None
+
+    def snapshot(self) -> list[Wire]:
+        candles = self.candles
+        return [candles[t] for t in self.times]
+
+    def frame(self, candles: list[Wire]) -> pd.DataFrame:
+        frame = to_frame(CANDLE, candles, self.fmt, index="time")
+        closed = np.ones(len(frame), dtype=bool)
+        if len(closed):
+            closed[-1] = False
+        frame["is_closed"] = closed
+        return frame
+
+
+def make_state(kind: str, fmt: str, **options: Any) -> Any:
+    """The reducer of a LiveFrame kind."""
+    if kind == "orderbook":
+        return BookState(fmt, options.get("attrs"))
+    if kind == "trades":
+        return TradesState(fmt, options.get("maxlen", 100_000))
+    if kind == "bars":
+        return BarsState(fmt)
+    if kind in _ROWS:
+        return RowState(kind, _ROWS[kind], fmt)
+    if kind in _KEYED:
+        schema, key = _KEYED[kind]
+        return KeyedState(kind, schema, key, fmt)
+    raise InvalidArgument(f"unknown live data kind {kind!r}")
+
+
+_ROWS = {"summary": SUMMARY, "risk": RISK, "forts_risk": FORTS_RISK,
+         "instrument_state": INSTRUMENT_STATE}
+_KEYED = {
+    "quotes": (QUOTE, ("symbol", "exchange")),
+    "positions": (POSITION, ("symbol", "exchange")),
+    "orders": (ORDER, ("id",)),
+    "stop_orders": (STOP_ORDER, ("id",)),
+    "own_trades": (OWN_TRADE, ("id",)),
+}
+
+__all__ = ["BookState", "RowState", "KeyedState", "TradesState", "BarsState", "book_frame",
+           "make_state"]

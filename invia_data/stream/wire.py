@@ -1,0 +1,111 @@
+"""A sans-I/O splitter of server-to-client WebSocket frames (RFC 6455).
+
+websocket-client does the handshake; after it the stream thread reads the raw socket in large
+chunks and feeds them here. That removes websocket-client's per-message overhead (one
+``recv()`` per frame, pure-Python UTF-8 validation): orjson validates the text as it parses.
+
+Server frames are never masked and no extension is negotiated, so RSV bits must be zero.
+Fragmented messages are reassembled; control frames (ping, pong, close) may arrive between
+fragments and are handed out separately.
+"""
+
+from __future__ import annotations
+
+from ..errors import StreamError
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+class ProtocolViolation(StreamError):
+    """The server sent bytes that are not valid WebSocket framing."""
+
+
+class FrameReader:
+    """``feed(chunk) -> [message payloads]``; control frames collect in ``.control``."""
+
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
+        self._buf = b""
+        self._fragments: list[bytes] | None = None
+        self._fragment_size = 0
+        self._max = max_message
+        self.control: list[tuple[int, bytes]] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buf = self._buf + chunk if self._buf else chunk
+        out: list[bytes] = []
+        append = out.append
+        pos = 0
+        end_of_buf = len(buf)
+        while end_of_buf - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            start = pos + 2
+            if length == 126:
+                if end_of_buf - pos < 4:
+                    break
+                length = int.from_bytes(buf[start:start + 2], "big")
+                start += 2
+            elif length == 127:
+                if end_of_buf - pos < 10:
+                    break
+                length = int.from_bytes(buf[start:start + 8], "big")
+                start += 8
+            if b1 & 0x80 or b0 & 0x70:
+                raise ProtocolViolation("masked frame or reserved bits set in a server frame")
+            if length > self._max:
+                raise ProtocolViolation(f"frame of {length} bytes exceeds the limit")
+            stop = start + length
+            if stop > end_of_buf:
+                break
+            opcode = b0 & 0x0F
+            if b0 & 0x80 and (opcode == OP_TEXT or opcode == OP_BINARY):
+                if self._fragments is not None:
+                    raise ProtocolViolation("new message inside a fragmented message")
+                append(buf[start:stop])
+            else:
+                self._other(opcode, b0 & 0x80, buf[start:stop], append)
+            pos = stop
+        self._buf = buf[pos:] if pos < end_of_buf else b""
+        return out
+
+    def _other(self, opcode: int, fin: int, payload: bytes, append) -> None:
+        if opcode >= 0x8:
+            if not fin or len(payload) > 125:
+                raise ProtocolViolation("fragmented or oversized control frame")
+            if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
+                raise ProtocolViolation(f"unknown control opcode {opcode:#x}")
+            self.control.append((opcode, payload))
+            return
+        if opcode in (OP_TEXT, OP_BINARY):
+            if self._fragments is not None:
+                raise ProtocolViolation("new message inside a fragmented message")
+            self._fragments = [payload]
+            self._fragment_size = len(payload)
+            return
+        if opcode != OP_CONTINUATION:
+            raise ProtocolViolation(f"unknown data opcode {opcode:#x}")
+        if self._fragments is None:
+            raise ProtocolViolation("continuation frame without a message to continue")
+        self._fragments.append(payload)
+        self._fragment_size += len(payload)
+        if self._fragment_size > self._max:
+            raise ProtocolViolation("fragmented message exceeds the limit")
+        if fin:
+            append(b"".join(self._fragments))
+            self._fragments = None
+            self._fragment_size = 0
+
+
+def close_code(payload: bytes) -> tuple[int | None, str]:
+    """The status code and reason of a close frame's payload."""
+    if len(payload) < 2:
+        return None, ""
+    return int.from_bytes(payload[:2], "big"), payload[2:].decode("utf-8", "replace")

@@ -1,0 +1,187 @@
+"""The sans-I/O session and the frame splitter, driven with plain strings and bytes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import orjson
+import pytest
+
+from invia_data.errors import InvalidArgument
+from invia_data.stream import protocol as p
+from invia_data.stream.wire import (
+    OP_CLOSE,
+    OP_PING,
+    FrameReader,
+    ProtocolViolation,
+    close_code,
+)
+
+
+def _session():
+    counter = itertools.count(1)
+    return p.Session(new_guid=lambda: f"g{next(counter)}")
+
+
+def _book_route(fmt="Slim"):
+    request = p.instrument_request("orderbook", "SBER", "MOEX", board="TQBR", format=fmt,
+                                   depth=10, frequency=10)
+    return p.Route(request, target="book")
+
+
+def test_subscribe_frame_carries_code_token_guid_and_fields():
+    session = _session()
+    route = _book_route("slim")
+    frame = orjson.loads(session.subscribe(route, "TOKEN-1"))
+    assert frame == {"opcode": "OrderBookGetAndSubscribe", "code": "SBER", "exchange": "MOEX",
+                     "instrumentGroup": "TQBR", "format": "Slim", "depth": 10, "frequency": 10,
+                     "guid": "g1", "token": "TOKEN-1"}
+    assert "symbol" not in frame
+    assert route.guid == "g1" and not route.confirmed
+
+
+def test_portfolio_request_and_unknown_format():
+    request = p.portfolio_request("positions", "D39004", "MOEX", format="Heavy")
+    assert request.opcode == "PositionsGetAndSubscribeV2"
+    assert request.fields == {"portfolio": "D39004", "exchange": "MOEX", "format": "Heavy",
+                              "skipHistory": False}
+    with pytest.raises(InvalidArgument):
+        p.instrument_request("orderbook", "SBER", "MOEX", format="Fat")
+
+
+def test_parse_symbol():
+    assert p.parse_symbol("SBER", "MOEX") == ("MOEX", "SBER")
+    assert p.parse_symbol("its:SOGN", "MOEX") == ("ITS", "SOGN")
+    for bad in ("", "  ", ":SBER", "MOEX:", None, 5):
+        with pytest.raises(InvalidArgument):
+            p.parse_symbol(bad, "MOEX")
+
+
+def test_data_confirmation_and_rejection_are_routed_by_guid():
+    session = _session()
+    route = _book_route()
+    session.subscribe(route, "t")
+    kind, got, data = session.receive('{"data": {"b": [], "a": [], "t": 1}, "guid": "g1"}')
+    assert (kind, got, data) == (p.DATA, route, {"b": [], "a": [], "t": 1})
+    kind, got, message = session.receive(
+        b'{"message": "Handled successfully", "httpCode": 200, "requestGuid": "g1"}')
+    assert (kind, got, message) == (p.CONFIRMED, route, "Handled successfully")
+    assert route.confirmed
+    other = _book_route()
+    session.subscribe(other, "t")
+    kind, got, value = session.receive(
+        '{"message": "Instrument not found", "httpCode": 404, "requestGuid": "g2"}')
+    assert (kind, got, value) == (p.REJECTED, other, (404, "Instrument not found"))
+
+
+def test_error_frame_with_empty_guid_unknown_guid_and_malformed_frames():
+    session = _session()
+    session.subscribe(_book_route(), "t")
+    kind, route, value = session.receive(
+        '{"requestGuid": "", "httpCode": 401, "message": "Invalid JWT token!"}')
+    assert (kind, route, value) == (p.REJECTED, None, (401, "Invalid JWT token!"))
+    assert session.receive('{"data": {"x": 1}, "guid": "nope"}') == (p.UNKNOWN, None, "nope")
+    assert session.receive('{"httpCode": 200, "requestGuid": "nope"}')[0] == p.UNKNOWN
+    for text in ("{not json", "[1, 2]", '{"hello": 1}', '{"httpCode": "200"}', b"\xff\xfe",
+                 '{"httpCode": true, "requestGuid": "g1"}'):
+        assert session.receive(text)[0] == p.MALFORMED, text
+
+
+def test_unsubscribe_then_late_data_and_result():
+    session = _session()
+    route = _book_route()
+    session.subscribe(route, "t")
+    frame = orjson.loads(session.unsubscribe(route, "T2"))
+    assert frame == {"opcode": "unsubscribe", "guid": "g1", "token": "T2"}
+    assert session.unsubscribe(route, "T2") is None
+    assert session.receive('{"data": {"b": []}, "guid": "g1"}')[0] == p.LATE
+    kind, got, _ = session.receive('{"httpCode": 200, "requestGuid": "g1", "message": "ok"}')
+    assert (kind, got) == (p.UNSUBSCRIBED, route)
+    assert session.receive('{"data": {"b": []}, "guid": "g1"}')[0] == p.UNKNOWN
+
+
+def test_reset_returns_live_routes_and_resubscribe_uses_fresh_guids():
+    session = _session()
+    a, b = _book_route(), _book_route()
+    session.subscribe(a, "t")
+    session.subscribe(b, "t")
+    assert session.reset() == [a, b]
+    assert session.receive('{"data": {}, "guid": "g1"}')[0] == p.UNKNOWN
+    session.subscribe(a, "fresh")
+    assert a.guid == "g3"
+    assert orjson.loads(session.encode(a, "fresh"))["token"] == "fresh"
+
+
+def test_guid_collisions_are_skipped():
+    guids = iter(["same", "same", "other"])
+    session = p.Session(new_guid=lambda: next(guids))
+    a, b = _book_route(), _book_route()
+    session.subscribe(a, "t")
+    session.subscribe(b, "t")
+    assert (a.guid, b.guid) == ("same", "other")
+
+
+# --- WebSocket frames ---------------------------------------------------------------------------
+
+def ws_frame(payload: bytes, opcode: int = 1, fin: bool = True, mask: bool = False,
+             rsv: int = 0) -> bytes:
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    n = len(payload)
+    mask_bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([mask_bit | n])
+    elif n < 65536:
+        head += bytes([mask_bit | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([mask_bit | 127]) + n.to_bytes(8, "big")
+    if mask:
+        key = os.urandom(4)
+        payload = bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+        head += key
+    return head + payload
+
+
+def test_frames_of_every_length_class_split_at_every_byte():
+    messages = [b'{"a":1}', b"x" * 200, b"y" * 70_000, b""]
+    stream = b"".join(ws_frame(m) for m in messages)
+    for step in (1, 7, 125, 4096, len(stream)):
+        reader = FrameReader()
+        out = []
+        for i in range(0, len(stream), step):
+            out.extend(reader.feed(stream[i:i + step]))
+        assert out == messages, step
+
+
+def test_fragmented_message_with_interleaved_ping():
+    reader = FrameReader()
+    data = (ws_frame(b'{"da', fin=False) + ws_frame(b"ping!", opcode=OP_PING)
+            + ws_frame(b'ta":', opcode=0, fin=False) + ws_frame(b"1}", opcode=0))
+    assert reader.feed(data) == [b'{"data":1}']
+    assert reader.control == [(OP_PING, b"ping!")]
+
+
+def test_close_frame_and_its_code():
+    reader = FrameReader()
+    assert reader.feed(ws_frame((1001).to_bytes(2, "big") + b"going away", opcode=OP_CLOSE)) == []
+    opcode, payload = reader.control[0]
+    assert opcode == OP_CLOSE and close_code(payload) == (1001, "going away")
+    assert close_code(b"") == (None, "")
+
+
+@pytest.mark.parametrize("data", [
+    ws_frame(b"x", mask=True),
+    ws_frame(b"x", rsv=0x40),
+    ws_frame(b"x", opcode=0),
+    ws_frame(b"x", opcode=3),
+    ws_frame(b"x", opcode=OP_PING, fin=False),
+    ws_frame(b"x", fin=False) + ws_frame(b"y"),
+])
+def test_protocol_violations(data):
+    with pytest.raises(ProtocolViolation):
+        FrameReader().feed(data)
+
+
+def test_message_size_limit():
+    with pytest.raises(ProtocolViolation):
+        FrameReader(max_message=10).feed(ws_frame(b"z" * 11))
