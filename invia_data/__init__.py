@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .client import Client, connect
 from .errors import (
     APIError,
     AuthError,
@@ -23,6 +24,7 @@ __all__ = [
     "APIError",
     "AuthError",
     "BadRequest",
+    "Client",
     "Forbidden",
     "InvalidArgument",
     "InviaError",
@@ -33,4 +35,5 @@ __all__ = [
     "StreamError",
     "TransportError",
     "__version__",
+    "connect",
 ]

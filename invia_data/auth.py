@@ -132,6 +132,11 @@ class TokenManager:
     def can_refresh(self) -> bool:
         return self._refresh_token is not None
 
+    @property
+    def has_token(self) -> bool:
+        """Whether a token was obtained already (reading claims then needs no request)."""
+        return self._token is not None
+
     def token(self) -> str:
         """A JWT valid for at least the leeway; refreshes (once, under a lock) when needed."""
         with self._lock:

@@ -1,0 +1,249 @@
+"""The Client facade and :func:`connect`: environments, credentials, the embedded simulator.
+
+``connect()`` picks the environment and credentials from its arguments, else from
+``INVIA_ENV``, ``INVIA_REFRESH_TOKEN`` and ``INVIA_TOKEN``. With no credentials and no
+environment at all it starts the embedded simulator (once per process, stopped at exit) and
+connects to it, so every call works with no account and no network.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from .auth import TokenManager
+from .errors import InvalidArgument
+from .http import Http
+from .market import MarketData, check_exchange
+from .portfolio import PortfolioData
+from .schema import normalize_format
+from .times import TimeLike
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Client", "Endpoints", "ENVIRONMENTS", "connect"]
+
+log = logging.getLogger("invia_data.http")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where an environment lives: HTTP API, WebSocket, token server."""
+
+    name: str
+    base_url: str
+    ws_url: str
+    auth_url: str
+
+
+ENVIRONMENTS = {
+    "prod": Endpoints("prod", "https://api.inviabroker.com", "wss://api.inviabroker.com/cws",
+                      "https://oauth.inviabroker.com"),
+    "dev": Endpoints("dev", "https://apidev.inviabroker.com", "wss://apidev.inviabroker.com/cws",
+                     "https://oauthdev.inviabroker.com"),
+}
+
+
+def endpoints_for_url(url: str, name: str | None = None) -> Endpoints:
+    """An environment at one URL (a self-hosted simulator): HTTP API and token server there,
+    the WebSocket at ``/cws`` with the matching ws/wss scheme."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidArgument(f"environment URL must be http(s)://host[:port], got {url!r}")
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    ws_scheme = "wss" if parts.scheme == "https" else "ws"
+    ws = urlunsplit((ws_scheme, parts.netloc, parts.path.rstrip("/") + "/cws", "", ""))
+    return Endpoints(name or parts.netloc, base, ws, base)
+
+
+# --- the embedded simulator: one per process ------------------------------------------------------
+
+_embedded_lock = threading.Lock()
+_embedded: Any = None
+
+
+def embedded_simulator() -> Any:
+    """The process's embedded simulator, started on first use and stopped at exit."""
+    global _embedded
+    with _embedded_lock:
+        if _embedded is None:
+            from . import sim
+
+            server = sim.start(port=0)
+            atexit.register(server.stop)
+            _embedded = server
+            log.info("no credentials configured: using the embedded simulator at %s", server.url)
+        return _embedded
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+class Client(MarketData, PortfolioData):
+    """Market and portfolio data as DataFrames, plus the live ``stream``.
+
+    Made by :func:`connect`. ``http`` is the HTTP seam, ``tokens`` the token manager (None when
+    anonymous), ``exchange`` the default exchange, ``portfolio`` the default portfolio,
+    ``format`` the wire format pinned for every call (None: Heavy, Slim for bulk calls).
+    Use as a context manager, or call :meth:`close`, to stop the stream and the session.
+    """
+
+    def __init__(self, http: Http, tokens: TokenManager | None, *, env: str, ws_url: str,
+                 exchange: str = "MOEX", portfolio: str | None = None,
+                 format: str | None = None, embedded: bool = False) -> None:
+        self.http = http
+        self.tokens = tokens
+        self.env = env
+        self.ws_url = ws_url
+        self.exchange = check_exchange(exchange)
+        self.format = normalize_format(format) if format is not None else None
+        self.embedded = embedded
+        self._default_portfolio = portfolio
+        self._stream: Any = None
+        self._stream_lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        where = f"{self.env} (embedded simulator)" if self.embedded else self.env
+        parts = [f"env={where}", f"url={self.http.base_url}"]
+        claims = self._known_claims()
+        if self.tokens is None:
+            parts.append("anonymous (public data, 15 min delayed)")
+        elif claims:
+            parts.append(f"login={claims.get('sub')}")
+            parts.append(f"portfolios={' '.join(self.tokens.portfolios)}")
+        parts.append(f"exchange={self.exchange}")
+        if self._closed:
+            parts.append("closed")
+        return f"<invia_data.Client {' '.join(parts)}>"
+
+    def _known_claims(self) -> dict[str, Any]:
+        """Claims already at hand (a repr must not make a request)."""
+        if self.tokens is None or not self.tokens.has_token:
+            return {}
+        return self.tokens.claims
+
+    @property
+    def stream(self) -> Any:
+        """The live stream (:class:`invia_data.stream.Stream`), created on first use."""
+        with self._stream_lock:
+            if self._closed:
+                raise InvalidArgument("the client is closed")
+            if self._stream is None:
+                if self.tokens is None:
+                    raise InvalidArgument("the live stream needs credentials: pass "
+                                          "refresh_token= to connect() or set INVIA_REFRESH_TOKEN")
+                from .stream import Stream
+
+                self._stream = Stream(self.ws_url, self.tokens.token, http=self.http,
+                                      exchange=self.exchange, portfolio=self.portfolio)
+            return self._stream
+
+    def history(self, symbols: str | list[str], tf: str | int = "1min",
+                start: TimeLike | None = None, end: TimeLike | None = None, *,
+                exchange: str | None = None, board: str | None = None,
+                format: str | None = None, tz: str | None = None, cache: bool = True,
+                cache_dir: str | os.PathLike[str] | None = None,
+                progress: bool | None = None) -> pd.DataFrame:
+        """Candles as a DataFrame; see :func:`invia_data.history.history`."""
+        from .history import history
+
+        return history(self.http, symbols, tf, start, end, exchange=exchange or self.exchange,
+                       board=board, format=format or self.format, tz=tz, cache=cache,
+                       cache_dir=cache_dir, progress=progress)
+
+    def history_to_dataset(self, symbols: str | list[str], path: str | os.PathLike[str],
+                           tf: str | int = "1min", start: TimeLike | None = None,
+                           end: TimeLike | None = None, **options: Any) -> Any:
+        """Closed candles into a Hive-partitioned Parquet dataset; see
+        :func:`invia_data.history.history_to_dataset`."""
+        from .history import history_to_dataset
+
+        options.setdefault("exchange", self.exchange)
+        return history_to_dataset(self.http, symbols, path, tf, start, end, **options)
+
+    def close(self) -> None:
+        """Close the stream (if it was opened) and the HTTP session. Idempotent."""
+        with self._stream_lock:
+            if self._closed:
+                return
+            self._closed = True
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# --- connect ------------------------------------------------------------------------------------
+
+def connect(refresh_token: str | None = None, *, token: str | None = None,
+            env: str | None = None, base_url: str | None = None, ws_url: str | None = None,
+            auth_url: str | None = None, exchange: str = "MOEX", portfolio: str | None = None,
+            format: str | None = None, session: requests.Session | None = None,
+            rate_limit: float | None = 100.0) -> Client:
+    """A :class:`Client` for an environment.
+
+    ``env``: ``"prod"``, ``"dev"``, ``"sim"`` (the embedded simulator) or the URL of a
+    server of the API (default ``$INVIA_ENV``, else ``prod`` when credentials exist, else the
+    embedded simulator). ``base_url``/``ws_url``/``auth_url`` override its endpoints.
+    ``refresh_token`` (default ``$INVIA_REFRESH_TOKEN``) is exchanged for short-lived JWTs and
+    renewed automatically; ``token`` (default ``$INVIA_TOKEN``) is a static JWT used until it
+    expires. With an explicit environment and no credentials the client is anonymous: public
+    calls only, with data 15 minutes old. ``format`` pins the wire format of every call;
+    ``session`` is the ``requests.Session`` to use; ``rate_limit`` requests per second.
+
+    A token is fetched at once, so bad credentials fail here (AuthError/Forbidden).
+    """
+    normalize_format(format)
+    exchange = check_exchange(exchange)
+    env = env if env is not None else (os.environ.get("INVIA_ENV") or None)
+    refresh_token = refresh_token or os.environ.get("INVIA_REFRESH_TOKEN") or None
+    token = token or os.environ.get("INVIA_TOKEN") or None
+    embedded = False
+    if env == "sim" or (env is None and base_url is None and not refresh_token and not token):
+        server = embedded_simulator()
+        endpoints = Endpoints("sim", server.url, server.ws_url, server.auth_url)
+        if not refresh_token and not token:
+            refresh_token = server.refresh_token
+        embedded = True
+    elif env is None:
+        endpoints = endpoints_for_url(base_url) if base_url else ENVIRONMENTS["prod"]
+    elif env in ENVIRONMENTS:
+        endpoints = ENVIRONMENTS[env]
+    elif isinstance(env, str) and env.startswith(("http://", "https://")):
+        endpoints = endpoints_for_url(env)
+    else:
+        raise InvalidArgument(f"unknown environment {env!r}: use 'prod', 'dev', 'sim' or a URL")
+    base = base_url or endpoints.base_url
+    auth = auth_url or endpoints.auth_url
+    tokens = None
+    if refresh_token or token:
+        tokens = TokenManager(refresh_token, token, auth_url=auth, session=session)
+    http = Http(base, tokens, session=session, rate=rate_limit)
+    client = Client(http, tokens, env=endpoints.name, ws_url=ws_url or endpoints.ws_url,
+                    exchange=exchange, portfolio=portfolio, format=format, embedded=embedded)
+    if tokens is not None:
+        try:
+            tokens.token()
+            if portfolio is not None:
+                client._portfolio(portfolio)  # a portfolio the token lacks fails here
+        except Exception:
+            client.close()
+            raise
+    else:
+        log.info("no credentials for %s: public calls only, data delayed 15 minutes",
+                 endpoints.name)
+    return client

@@ -1,0 +1,337 @@
+"""Portfolio calls: summary, positions, risk, orders, stop orders, own trades.
+
+:class:`PortfolioData` is mixed into :class:`~invia_data.client.Client`. The default portfolio
+is the first stock-market (``D…``) portfolio of the token; ``forts_risk`` defaults to the
+derivatives (``75…``) one. A ``portfolio=`` that the token does not list raises
+:class:`~invia_data.errors.InvalidArgument` before any request (the server would answer 403).
+Portfolio ids come from the token's ``portfolios`` claim: ``D…`` stock market, ``G…`` FX,
+``75…`` derivatives (FORTS), ``E…`` united money position.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .errors import InvalidArgument
+from .frames import STR_DTYPE, to_frame
+from .market import (
+    DataCalls,
+    check_board,
+    check_count,
+    check_exchange,
+    check_side,
+    flag,
+    listing,
+    one_row,
+    parse_symbol,
+    path_part,
+    without_none,
+)
+from .schema import FORTS_RISK, MONEY, ORDER, OWN_TRADE, POSITION, RISK, STOP_ORDER, SUMMARY
+from .times import TimeLike, check_tz, to_utc
+
+if TYPE_CHECKING:
+    from .auth import TokenManager
+
+__all__ = ["PortfolioData", "market_of", "portfolio_table"]
+
+STATS_PAGE = 1000              # the most /Stats/.../history/trades returns per request
+MAX_PAGES = 10_000
+MARKETS = (("75", "derivatives"), ("D", "stock"), ("G", "fx"), ("E", "united"))
+
+
+def market_of(portfolio: str) -> str | None:
+    """The market of a portfolio id by its prefix (None when unknown)."""
+    for prefix, market in MARKETS:
+        if portfolio.startswith(prefix):
+            return market
+    return None
+
+
+def agreement_of(portfolio: str, agreements: list[str]) -> str | None:
+    """The agreement a portfolio belongs to: ``D39004``/``G39004`` -> ``39004`` when that
+    agreement is in the token; any portfolio when the token has exactly one agreement."""
+    for prefix in ("D", "G", "E"):
+        if portfolio.startswith(prefix) and portfolio[len(prefix):] in agreements:
+            return portfolio[len(prefix):]
+    return agreements[0] if len(agreements) == 1 else None
+
+
+def portfolio_table(portfolios: list[str], agreements: list[str],
+                    exchange: str = "MOEX") -> pd.DataFrame:
+    """Columns: ``portfolio``, ``market`` (stock/fx/derivatives/united), ``exchange``,
+    ``agreement`` (NA when not derivable)."""
+    return pd.DataFrame({
+        "portfolio": pd.array(portfolios, dtype=STR_DTYPE),
+        "market": pd.array([market_of(p) for p in portfolios], dtype=STR_DTYPE),
+        "exchange": pd.array([exchange] * len(portfolios), dtype=STR_DTYPE),
+        "agreement": pd.array([agreement_of(p, agreements) for p in portfolios], dtype=STR_DTYPE),
+    })
+
+
+def _order_id(order_id: Any) -> str:
+    if isinstance(order_id, bool):
+        raise InvalidArgument(f"order id must be a positive integer, got {order_id!r}")
+    text = str(order_id).strip()
+    if not text.isdigit() or int(text) <= 0:
+        raise InvalidArgument(f"order id must be a positive integer, got {order_id!r}")
+    return text
+
+
+class PortfolioData(DataCalls):
+    """Portfolio calls of :class:`~invia_data.client.Client` (needs ``http``, ``tokens``,
+    ``exchange``, ``format``)."""
+
+    tokens: TokenManager | None
+    _default_portfolio: str | None
+
+    # --- the portfolios of the token ---------------------------------------------------------
+
+    def _token_portfolios(self) -> list[str]:
+        return self.tokens.portfolios if self.tokens is not None else []
+
+    @property
+    def portfolio(self) -> str | None:
+        """The default portfolio: the one given to ``connect``, else the token's first ``D…``."""
+        if self._default_portfolio:
+            return self._default_portfolio
+        return next((p for p in self._token_portfolios() if p.startswith("D")), None)
+
+    def portfolios(self) -> pd.DataFrame:
+        """The portfolios of the token (no request): ``portfolio``, ``market``
+        (stock/fx/derivatives/united by prefix D/G/75/E), ``exchange``, ``agreement``."""
+        agreements = self.tokens.agreements if self.tokens is not None else []
+        return portfolio_table(self._token_portfolios(), agreements, self.exchange)
+
+    def _portfolio(self, portfolio: str | None, *, prefix: str = "D") -> str:
+        known = self._token_portfolios()
+        if portfolio is None:
+            found = self.portfolio if prefix == "D" else next(
+                (p for p in known if p.startswith(prefix)), None)
+            if found is None:
+                raise InvalidArgument(f"the token lists no {prefix}… portfolio; pass portfolio=")
+            return found
+        if not isinstance(portfolio, str) or not portfolio.strip():
+            raise InvalidArgument(f"portfolio must be a non-empty string, got {portfolio!r}")
+        portfolio = portfolio.strip()
+        if self.tokens is None:
+            raise InvalidArgument("portfolio data needs credentials: pass refresh_token= "
+                                  "to connect() or set INVIA_REFRESH_TOKEN")
+        if portfolio not in known:
+            listed = ", ".join(known) or "none"
+            raise InvalidArgument(f"portfolio {portfolio!r} is not in the token "
+                                  f"(its portfolios: {listed})")
+        return portfolio
+
+    def _base(self, portfolio: str | None, exchange: str | None, *,
+              prefix: str = "D") -> tuple[str, str]:
+        ex = check_exchange(exchange) if exchange is not None else self.exchange
+        return ex, self._portfolio(portfolio, prefix=prefix)
+
+    def _get(self, path: str, params: dict[str, Any], what: str | None = None) -> Any:
+        return self.http.get(path, without_none(params), what=what)
+
+    # --- calls -----------------------------------------------------------------------------
+
+    def summary(self, portfolio: str | None = None, *, exchange: str | None = None,
+                format: str | None = None) -> pd.DataFrame:
+        """Portfolio summary, one row: ``buying_power_at_morning``, ``buying_power``, ``profit``,
+        ``profit_rate``, ``portfolio_evaluation``, ``portfolio_liquidation_value``,
+        ``initial_margin``, ``corrected_margin``, ``risk_before_force_position_closing``,
+        ``commission``, ``buying_power_by_currency`` (list of {currency, buying_power}).
+        ``attrs``: ``portfolio``, ``exchange``."""
+        fmt = self._wire_format(format)
+        ex, p = self._base(portfolio, exchange)
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/summary", {"format": fmt})
+        frame = one_row(SUMMARY, payload, fmt, None)
+        frame.attrs.update(portfolio=p, exchange=ex)
+        return frame
+
+    def positions(self, portfolio: str | None = None, *, without_currency: bool = False,
+                  exchange: str | None = None, format: str | None = None) -> pd.DataFrame:
+        """Positions, one row each: ``portfolio``, ``symbol``, ``exchange``, ``broker_symbol``,
+        ``short_name``, ``is_currency``, ``lot_size``, ``qty_units``, ``open_units``,
+        ``avg_price``, ``volume``, ``current_volume``, ``daily_unrealised_pl``,
+        ``unrealised_pl``, ``qty_t0``, ``qty_t1``, ``qty_t2``, ``qty_t_future``, the ``*_batch``
+        quantities (NA in Slim) and ``existing``. ``without_currency`` drops money positions."""
+        fmt = self._wire_format(format)
+        ex, p = self._base(portfolio, exchange)
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/positions",
+                            {"format": fmt, "withoutCurrency": flag(without_currency)})
+        return to_frame(POSITION, payload or [], fmt)
+
+    def position(self, symbol: str, portfolio: str | None = None, *,
+                 exchange: str | None = None, format: str | None = None) -> pd.DataFrame:
+        """One position as a one-row frame (columns of :meth:`positions`); NotFound if none."""
+        fmt = self._wire_format(format)
+        ex, p = self._base(portfolio, exchange)
+        ex, sym = parse_symbol(symbol, ex)
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/positions/{path_part(sym)}",
+                            {"format": fmt}, what=f"position in {ex}:{sym} of {p}")
+        return one_row(POSITION, payload, fmt, None)
+
+    def positions_by_login(self, login: str | None = None, *, without_currency: bool = False,
+                           format: str | None = None) -> pd.DataFrame:
+        """Positions across all portfolios of a login (default: the token's ``sub``); the
+        columns of :meth:`positions`."""
+        fmt = self._wire_format(format)
+        if login is None:
+            login = self.tokens.login if self.tokens is not None else None
+            if not login:
+                raise InvalidArgument("no login: the token has no 'sub' claim; pass login=")
+        if not isinstance(login, str) or not login.strip().isalnum():
+            raise InvalidArgument(f"invalid login {login!r}")
+        payload = self._get(f"/md/v2/Clients/{path_part(login.strip())}/positions",
+                            {"format": fmt, "withoutCurrency": flag(without_currency)})
+        return to_frame(POSITION, payload or [], fmt)
+
+    def risk(self, portfolio: str | None = None, *, exchange: str | None = None,
+             format: str | None = None, tz: str | None = None) -> pd.DataFrame:
+        """Portfolio risk, one row: ``portfolio``, ``exchange``, ``portfolio_evaluation``,
+        ``portfolio_liquidation_value``, ``initial_margin``, ``minimal_margin``,
+        ``corrected_margin``, ``risk_coverage_ratio_one``/``_two``, ``risk_category_id``,
+        ``client_type``, ``has_forbidden_positions``, ``has_negative_quantity``,
+        ``risk_status``, ``calculation_time`` (UTC)."""
+        fmt = self._wire_format(format)
+        check_tz(tz)
+        ex, p = self._base(portfolio, exchange)
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/risk", {"format": fmt})
+        return one_row(RISK, payload, fmt, tz)
+
+    def forts_risk(self, portfolio: str | None = None, *, format: str | None = None
+                   ) -> pd.DataFrame:
+        """Derivatives-market risk of a ``75…`` portfolio (default: the token's), one row:
+        ``portfolio``, ``money_free``, ``money_blocked``, ``fee``, ``money_old``,
+        ``money_amount``, ``money_pledge_amount``, ``vm_inter_cl``, ``vm_current_positions``,
+        ``var_margin``, ``indicative_var_margin``, ``net_option_value``, ``pos_risk``,
+        ``is_limits_set``. MOEX only."""
+        fmt = self._wire_format(format)
+        ex, p = "MOEX", self._portfolio(portfolio, prefix="75")
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/fortsrisk", {"format": fmt})
+        return one_row(FORTS_RISK, payload, fmt, None)
+
+    def money(self, portfolio: str | None = None, *, exchange: str | None = None,
+              format: str | None = None) -> pd.DataFrame:
+        """Legacy money view (deprecated route of API v1), one row: ``portfolio``, ``cash``,
+        ``used``, ``open``, ``free``, ``profit``, ``profit_rate``, ``commission``, ``changes``.
+        Prefer :meth:`summary`, :meth:`risk` and :meth:`positions`."""
+        fmt = self._wire_format(format)
+        ex, p = self._base(portfolio, exchange)
+        payload = self._get(f"/md/v2/Clients/legacy/{ex}/{path_part(p)}/money", {"format": fmt})
+        return one_row(MONEY, payload, fmt, None)
+
+    def orders(self, portfolio: str | None = None, *, exchange: str | None = None,
+               format: str | None = None, tz: str | None = None) -> pd.DataFrame:
+        """Orders of the session, one row each: ``id``, ``portfolio``, ``symbol``, ``exchange``,
+        ``board``, ``broker_symbol``, ``type``, ``side``, ``status``, ``price``, ``qty_units``,
+        ``qty_batch``, ``filled_qty_units``, ``filled_qty_batch``, ``volume``,
+        ``time_in_force``, ``trans_time``/``update_time``/``end_time`` (UTC), ``comment``,
+        ``iceberg`` (dict or None), ``existing``."""
+        fmt = self._wire_format(format)
+        check_tz(tz)
+        ex, p = self._base(portfolio, exchange)
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/orders", {"format": fmt})
+        return to_frame(ORDER, payload or [], fmt, tz=tz)
+
+    def order(self, order_id: int | str, portfolio: str | None = None, *,
+              exchange: str | None = None, format: str | None = None,
+              tz: str | None = None) -> pd.DataFrame:
+        """One order as a one-row frame (columns of :meth:`orders`); NotFound if unknown."""
+        fmt = self._wire_format(format)
+        check_tz(tz)
+        oid = _order_id(order_id)
+        ex, p = self._base(portfolio, exchange)
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/orders/{oid}",
+                            {"format": fmt}, what=f"order {oid} of {p}")
+        return one_row(ORDER, payload, fmt, tz)
+
+    def stop_orders(self, portfolio: str | None = None, *, exchange: str | None = None,
+                    format: str | None = None, tz: str | None = None) -> pd.DataFrame:
+        """Stop orders, one row each: the order columns plus ``exchange_order_id``,
+        ``condition``, ``stop_price``, ``avg_price``, ``error``, ``protecting_seconds``."""
+        fmt = self._wire_format(format)
+        check_tz(tz)
+        ex, p = self._base(portfolio, exchange)
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/stoporders", {"format": fmt})
+        return to_frame(STOP_ORDER, payload or [], fmt, tz=tz)
+
+    def stop_order(self, order_id: int | str, portfolio: str | None = None, *,
+                   exchange: str | None = None, format: str | None = None,
+                   tz: str | None = None) -> pd.DataFrame:
+        """One stop order as a one-row frame (columns of :meth:`stop_orders`)."""
+        fmt = self._wire_format(format)
+        check_tz(tz)
+        oid = _order_id(order_id)
+        ex, p = self._base(portfolio, exchange)
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/stoporders/{oid}",
+                            {"format": fmt}, what=f"stop order {oid} of {p}")
+        return one_row(STOP_ORDER, payload, fmt, tz)
+
+    def trades(self, symbol: str | None = None, portfolio: str | None = None, *,
+               exchange: str | None = None, board: str | None = None,
+               with_repo: bool = False, format: str | None = None,
+               tz: str | None = None) -> pd.DataFrame:
+        """Own trades of the current session (of one instrument when ``symbol``), one row each:
+        ``id``, ``order_no``, ``symbol``, ``short_name``, ``exchange``, ``board``,
+        ``broker_symbol``, ``side``, ``price``, ``qty_units``, ``qty_batch``, ``qty``,
+        ``volume``, ``accrued_int``, ``commission``, ``currency``, ``date`` (UTC),
+        ``settle_date`` (UTC), ``comment``, ``repo_specific_fields``, ``existing``."""
+        fmt = self._wire_format(format)
+        check_tz(tz)
+        ex, p = self._base(portfolio, exchange)
+        if symbol is None:
+            path = f"/md/v2/Clients/{ex}/{path_part(p)}/trades"
+            params = {"format": fmt, "withRepo": flag(with_repo) if with_repo else None}
+        else:
+            ex, sym = parse_symbol(symbol, ex)
+            path = f"/md/v2/Clients/{ex}/{path_part(p)}/{path_part(sym)}/trades"
+            params = {"format": fmt, "instrumentGroup": check_board(board)}
+        return to_frame(OWN_TRADE, self._get(path, params) or [], fmt, tz=tz)
+
+    def trades_history(self, symbol: str | None = None, date_from: TimeLike | None = None,
+                       limit: int | None = 1000, *, portfolio: str | None = None,
+                       exchange: str | None = None, board: str | None = None,
+                       side: str | None = None, with_repo: bool = False,
+                       descending: bool = False, format: str | None = None,
+                       tz: str | None = None) -> pd.DataFrame:
+        """Own trades of past sessions (``/md/v2/Stats/.../history/trades``), columns of
+        :meth:`trades`. ``date_from``: a date or time (naive = UTC). ``limit``: rows wanted in
+        total (None: all); fetched in pages of up to 1000, each continuing from the last trade
+        id of the previous page."""
+        fmt = self._wire_format(format)
+        check_tz(tz)
+        ex, p = self._base(portfolio, exchange)
+        limit = check_count(limit, "limit") if limit is not None else None
+        params: dict[str, Any] = without_none({
+            "format": fmt, "side": check_side(side), "instrumentGroup": check_board(board),
+            "withRepo": flag(with_repo) if with_repo else None,
+            "descending": flag(descending) if descending else None,
+            "dateFrom": (to_utc(date_from, name="date_from").strftime("%Y-%m-%dT%H:%M:%SZ")
+                         if date_from is not None else None),
+        })
+        path = f"/md/v2/Stats/{ex}/{path_part(p)}/history/trades"
+        if symbol is not None:
+            ex, sym = parse_symbol(symbol, ex)
+            path = f"/md/v2/Stats/{ex}/{path_part(p)}/history/trades/{path_part(sym)}"
+        trades = self._stats_pages(path, params, limit)
+        return to_frame(OWN_TRADE, trades, fmt, tz=tz)
+
+    def _stats_pages(self, path: str, params: dict[str, Any], limit: int | None) -> list[Any]:
+        fmt = params["format"]
+        id_key = OWN_TRADE.key("id", fmt)
+        trades: list[Any] = []
+        seen: set[str] = set()
+        after: str | None = None
+        for _ in range(MAX_PAGES):
+            want = STATS_PAGE if limit is None else min(STATS_PAGE, limit - len(trades))
+            page, _ = listing(self.http.get(path, {**params, "limit": want, "from": after}))
+            fresh = [t for t in page if str(t.get(id_key)) not in seen]
+            seen.update(str(t.get(id_key)) for t in fresh)
+            trades.extend(fresh)
+            # `from` may be inclusive: a page of nothing new, or a short page, is the end
+            if not fresh or len(page) < want or (limit is not None and len(trades) >= limit):
+                break
+            after = str(page[-1].get(id_key))
+        return trades[:limit] if limit is not None else trades

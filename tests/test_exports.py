@@ -1,0 +1,49 @@
+"""The public API: exactly these names, each importable, quiet on import."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import invia_data
+from invia_data import errors
+
+EXPECTED = {
+    "APIError", "AuthError", "BadRequest", "Client", "Forbidden", "InvalidArgument",
+    "InviaError", "NotFound", "RateLimited", "ServerError", "StreamClosed", "StreamError",
+    "TransportError", "__version__", "connect",
+}
+
+
+def test_all_is_exactly_the_public_api():
+    assert set(invia_data.__all__) == EXPECTED
+    assert len(invia_data.__all__) == len(EXPECTED)
+    for name in invia_data.__all__:
+        assert hasattr(invia_data, name), name
+
+
+def test_exceptions_are_the_tree_of_errors_py():
+    for name in EXPECTED - {"Client", "connect", "__version__"}:
+        cls = getattr(invia_data, name)
+        assert cls is getattr(errors, name)
+        assert issubclass(cls, errors.InviaError)
+
+
+def test_connect_and_client_are_the_facade():
+    assert callable(invia_data.connect)
+    assert invia_data.Client.__module__ == "invia_data.client"
+    for call in ("time", "securities", "security", "quotes", "orderbook", "all_trades",
+                 "currency_pairs", "available_boards", "risk_rates", "futures_quote",
+                 "summary", "positions", "position", "risk", "forts_risk", "money", "orders",
+                 "order", "stop_orders", "stop_order", "trades", "trades_history",
+                 "positions_by_login", "portfolios", "history", "close"):
+        assert callable(getattr(invia_data.Client, call)), call
+
+
+def test_import_adds_no_handlers_and_prints_nothing():
+    for name in ("invia_data", "invia_data.http", "invia_data.stream", "invia_data.sim"):
+        assert logging.getLogger(name).handlers == []
+    out = subprocess.run([sys.executable, "-c", "import invia_data"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == ""
