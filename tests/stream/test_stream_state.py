@@ -1,0 +1,268 @@
+"""Reducers and LiveFrame, fed plain wire objects (no sockets, no threads unless stated)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from invia_data.errors import InvalidArgument, NotFound, StreamClosed, StreamError
+from invia_data.frames import dtypes, to_frame
+from invia_data.schema import CANDLE, ORDERBOOK, POSITION, TRADE
+from invia_data.stream.live import LiveFrame
+from invia_data.stream.state import (
+    BarsState,
+    BookState,
+    KeyedState,
+    RowState,
+    TradesState,
+    make_state,
+)
+
+SLIM_BOOK = ('{"b":[{"p":257.7,"v":157},{"p":257.6,"v":5}],"a":[{"p":257.71,"v":288}],'
+             '"t":1702631123780,"h":false}')
+
+
+def test_book_long_form_matches_the_http_order_book_frame():
+    market = pytest.importorskip("invia_data.market")
+    for fmt, wire in (("Slim", orjson.loads(SLIM_BOOK)),
+                      ("Simple", {"bids": [{"price": 1.5, "volume": 2}], "asks": [],
+                                  "ms_timestamp": 1702631123780, "timestamp": 1702631123,
+                                  "snapshot": True, "existing": True}),
+                      ("Heavy", {"bids": [], "asks": [{"price": 3.0, "volume": 1}],
+                                 "msTimestamp": 1702631123780, "existing": False})):
+        state = BookState(fmt, {"symbol": "SBER", "exchange": "MOEX", "depth": 20})
+        state.apply(wire)
+        got = state.frame(state.snapshot())
+        want = market.book_frame(ORDERBOOK.decode(wire, fmt), symbol="SBER", exchange="MOEX",
+                                 depth=20)
+        pd.testing.assert_frame_equal(got, want)
+        assert got.attrs == want.attrs
+
+
+def test_book_replaced_by_each_message():
+    state = BookState("Slim")
+    empty = state.frame(state.snapshot())
+    assert list(empty.columns) == ["side", "level", "price", "volume", "yield"] and empty.empty
+    state.apply(orjson.loads(SLIM_BOOK))
+    frame = state.frame(state.snapshot())
+    assert frame["side"].tolist() == ["bid", "bid", "ask"]
+    assert frame["level"].tolist() == [0, 1, 0]
+    assert frame["price"].tolist() == [257.7, 257.6, 257.71]
+    assert frame.attrs["time"] == pd.Timestamp(1702631123780, unit="ms", tz="UTC")
+    state.apply({"b": [{"p": 1.0, "v": 1, "y": 7.5}], "a": [], "t": 1})
+    frame = state.frame(state.snapshot())
+    assert len(frame) == 1 and frame["yield"].tolist() == [7.5]
+    with pytest.raises(TypeError):
+        state.apply([1, 2])
+
+
+def _candle(t, c, v=10):
+    return {"t": t, "o": c, "h": c, "l": c, "c": c, "v": v}
+
+
+def test_bars_open_candle_updates_in_place_and_closes_when_a_later_one_starts():
+    state = BarsState("Slim")
+    assert state.apply(_candle(60, 1.0)) == 2
+    assert state.apply(_candle(60, 1.5)) == 1
+    frame = state.frame(state.snapshot())
+    assert frame["close"].tolist() == [1.5] and frame["is_closed"].tolist() == [False]
+    assert state.apply(_candle(120, 2.0)) == 2
+    assert state.apply(_candle(30, 0.5)) == 2  # a late history candle lands in order
+    frame = state.frame(state.snapshot())
+    assert frame.index.name == "time"
+    assert frame.index.tolist() == [pd.Timestamp(t, unit="s", tz="UTC") for t in (30, 60, 120)]
+    assert frame["is_closed"].tolist() == [True, True, False]
+    want = {**dtypes(CANDLE)}
+    want.pop("time")
+    assert {c: frame[c].dtype for c in want} == want
+    with pytest.raises(TypeError):
+        state.apply({"o": 1})
+
+
+def test_bars_merge_fills_missing_candles_and_keeps_the_streamed_open_candle():
+    state = BarsState("Heavy")
+    for t, c in ((60, 1.0), (120, 2.0)):
+        state.apply({"time": t, "open": c, "high": c, "low": c, "close": c, "volume": 1})
+    history = [{"time": t, "open": 9.0, "high": 9.0, "low": 9.0, "close": 9.0, "volume": 5}
+               for t in (60, 180, 240, 120)]
+    assert state.merge(history) == 3
+    closes = state.frame(state.snapshot())["close"].tolist()
+    assert closes == [9.0, 2.0, 9.0, 9.0]
+    assert state.last_time() == 240
+
+
+def _trade(i, t=None):
+    return {"id": i, "t": t if t is not None else 1_700_000_000_000 + i, "px": 1.0 + i,
+            "q": 1, "s": "buy", "sym": "SBER", "bd": "TQBR", "h": False}
+
+
+def test_trades_ring_buffer_is_bounded_and_deduplicated():
+    state = TradesState("Slim", maxlen=5)
+    for i in range(1, 9):
+        assert state.apply(_trade(i)) == 1
+    assert state.apply(_trade(8)) == 0
+    assert [t["id"] for t in state.snapshot()] == [4, 5, 6, 7, 8]
+    assert state.ids == {4, 5, 6, 7, 8}
+    assert state.apply(_trade(2)) == 1  # older than the window: kept in order, then cut
+    assert [t["id"] for t in state.snapshot()] == [4, 5, 6, 7, 8]
+    assert state.merge([_trade(9), _trade(7), _trade(10)]) == 2
+    assert [t["id"] for t in state.snapshot()] == [6, 7, 8, 9, 10]
+    assert state.last_time_ms() == 1_700_000_000_010
+    frame = state.frame(state.snapshot())
+    reference = to_frame(TRADE, state.snapshot(), "Slim", index="time")
+    pd.testing.assert_frame_equal(frame, reference)
+    with pytest.raises(InvalidArgument):
+        TradesState("Slim", maxlen=0)
+
+
+def test_trades_out_of_order_arrival_is_sorted_by_id():
+    state = TradesState("Slim", maxlen=100)
+    for i in (1, 2, 5, 3, 4, 4):
+        state.apply(_trade(i))
+    assert [t["id"] for t in state.snapshot()] == [1, 2, 3, 4, 5]
+
+
+def test_keyed_tables_update_in_place():
+    state = make_state("positions", "Slim")
+    state.apply({"sym": "SBER", "ex": "MOEX", "q": 10, "pxavg": 250.0})
+    state.apply({"sym": "GAZP", "ex": "MOEX", "q": 5})
+    state.apply({"sym": "SBER", "ex": "MOEX", "q": 20})
+    frame = state.frame(state.snapshot())
+    assert frame["symbol"].tolist() == ["SBER", "GAZP"]
+    assert frame["qty_units"].tolist() == [20.0, 5.0]
+    assert frame["avg_price"].iloc[0] == 250.0
+    assert {c: frame[c].dtype for c in frame.columns} == dtypes(POSITION)
+    orders = make_state("orders", "Heavy")
+    assert isinstance(orders, KeyedState)
+    orders.apply({"id": "1", "status": "working"})
+    orders.apply({"id": "1", "status": "filled"})
+    assert orders.frame(orders.snapshot())["status"].tolist() == ["filled"]
+
+
+def test_instrument_state_partial_updates_merge_into_one_row():
+    state = make_state("instrument_state", "Simple")
+    assert isinstance(state, RowState)
+    state.apply({"symbol": "SBER", "exchange": "MOEX", "tradingStatus": 17, "priceMin": 1.0})
+    before = state.snapshot()
+    state.apply({"symbol": "SBER", "priceMin": 2.0})
+    assert before["priceMin"] == 1.0  # a snapshot is never mutated by later updates
+    frame = state.frame(state.snapshot())
+    assert len(frame) == 1
+    assert frame.loc[0, "price_min"] == 2.0 and frame.loc[0, "trading_status"] == 17
+    assert make_state("summary", "Slim").frame(None).empty
+    with pytest.raises(InvalidArgument):
+        make_state("candles", "Slim")
+
+
+# --- LiveFrame ----------------------------------------------------------------------------------
+
+def _book_frame():
+    return LiveFrame("orderbook", "MOEX:SBER", {"depth": 2}, BookState("Slim"))
+
+
+def test_live_frame_version_cache_and_snapshot_isolation():
+    live = _book_frame()
+    assert (live.version, live.age, live.updated_at, live.status) == (0, None, None, "connecting")
+    assert live.df.empty
+    live._apply(orjson.loads(SLIM_BOOK))
+    assert live.version == 1 and live.status == "live"
+    assert isinstance(live.updated_at, pd.Timestamp) and live.age >= 0
+    first = live.df
+    first["price"] = 0.0  # the user's copy, not the cached snapshot
+    assert live.df["price"].iloc[0] == 257.7
+    assert live._cache[0] == 1
+    assert "live" in live._repr_html_() and "257.7" in live._repr_html_()
+    assert "version 1" in repr(live)
+
+
+def test_callbacks_run_after_unlocking_and_errors_are_counted():
+    live = _book_frame()
+    seen = []
+
+    def reader(frame):
+        seen.append(len(frame.df))  # reading takes the lock: must not deadlock
+        frame.on_update(lambda f: seen.append("nested"))
+
+    def broken(frame):
+        raise RuntimeError("boom")
+
+    handle = live.on_update(reader)
+    live.on_update(broken)
+    live._apply(orjson.loads(SLIM_BOOK))
+    live._notify()
+    assert seen == [3] and live.callback_errors == 1
+    live.remove_callback(handle)
+    live._notify()
+    assert seen == [3, "nested"] and live.callback_errors == 2
+    with pytest.raises(InvalidArgument):
+        live.on_update(42)
+
+
+def test_wait_counts_updates_and_reports_errors_and_closing():
+    live = _book_frame()
+    with pytest.raises(StreamError):
+        live.wait(0, timeout=0.05)
+    timer = threading.Timer(0.05, lambda: (live._apply(orjson.loads(SLIM_BOOK)), live._notify()))
+    timer.start()
+    assert live.wait(0, timeout=5) is live
+    timer.join()
+    assert live.wait(0, timeout=0) is live  # data is there: returns at once
+    with pytest.raises(StreamError):
+        live.wait(1, timeout=0.05)
+    with pytest.raises(InvalidArgument):
+        live.wait(-1)
+    error = NotFound("instrument not found", request="OrderBookGetAndSubscribe")
+    live._set_status("error", error)
+    assert live.error is error and live.status == "error"
+    with pytest.raises(NotFound):
+        live.wait(1, timeout=1)
+    closed = []
+    other = LiveFrame("orderbook", "X", {}, BookState("Slim"), closer=closed.append)
+    other.close()
+    other.close()
+    assert closed == [other] and other.status == "closed"
+    with pytest.raises(StreamClosed):
+        other.wait(1, timeout=1)
+    assert not other._apply({"b": [], "a": []})
+
+
+def test_concurrent_readers_never_see_a_half_applied_book():
+    live = LiveFrame("orderbook", "X", {}, BookState("Slim"))
+    depth = 20
+    stop = threading.Event()
+    problems = []
+
+    def writer():
+        for n in range(3000):
+            mid = 100.0 + (n % 50) * 0.01
+            book = {"b": [{"p": round(mid - 0.01 * (i + 1), 2), "v": n + 1} for i in range(depth)],
+                    "a": [{"p": round(mid + 0.01 * (i + 1), 2), "v": n + 1} for i in range(depth)],
+                    "t": 1_700_000_000_000 + n}
+            live._apply(book)
+            live._notify()
+        stop.set()
+
+    def reader():
+        while not stop.is_set():
+            frame = live.df
+            if frame.empty:
+                continue
+            bids = frame[frame["side"] == "bid"]["price"].to_numpy()
+            asks = frame[frame["side"] == "ask"]["price"].to_numpy()
+            volumes = set(frame["volume"].tolist())
+            if (len(bids) != depth or len(asks) != depth or not np.all(np.diff(bids) < 0)
+                    or not np.all(np.diff(asks) > 0) or bids[0] >= asks[0] or len(volumes) != 1):
+                problems.append(frame)
+
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in readers:
+        thread.start()
+    writer()
+    for thread in readers:
+        thread.join(10)
+    assert not problems
+    assert live.version == 3000
