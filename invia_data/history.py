@@ -498,7 +498,8 @@ def history_to_dataset(http: Any, symbols: str | Sequence[str], path: str | os.P
     Layout: ``path/exchange=…/symbol=…/board=…/tf=…/year=…/part.parquet`` (the cache's layout);
     an existing year file is merged with the new candles. Read it back with
     ``pd.read_parquet(path)``, ``pyarrow.dataset``, DuckDB, Dask or Spark. The open candle is
-    left out. Returns one row per file written: symbol, year, candles, path.
+    left out; a symbol-year without candles writes no file. Returns one row per file written:
+    symbol, year, candles (in the file after the merge), path.
     """
     plan = _plan(symbols, tf, start, end, exchange, board, format, None, cache, cache_dir,
                  progress, max_workers)
@@ -517,7 +518,9 @@ def history_to_dataset(http: Any, symbols: str | Sequence[str], path: str | os.P
             frame = history(http, symbol, plan.query.tf_seconds, a, b, exchange=plan.query.exchange,
                             board=plan.query.board, format=plan.query.fmt, cache=cache,
                             cache_dir=cache_dir, progress=False, max_workers=plan.max_workers)
-            rows.append(_write_year(root, plan.query, symbol, a, frame))
+            written = _write_year(root, plan.query, symbol, a, frame)
+            if written is not None:
+                rows.append(written)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -538,11 +541,14 @@ def _year_pieces(start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _write_year(root: Path, query: Query, symbol: str, start: int,
-                frame: pd.DataFrame) -> dict[str, Any]:
+                frame: pd.DataFrame) -> dict[str, Any] | None:
+    """Merge one symbol-year into its file; None when there is nothing to write."""
     year = int(years_of(np.array([start], dtype="int64"))[0])
     target = root / partition_dir(query.exchange, symbol, query.board,
                                   label(query.tf_seconds)) / f"year={year}" / PART_FILE
-    columns = {"time": frame.index.asi8 // 1_000_000_000}
+    if frame.empty:
+        return None
+    columns = {"time": frame.index.as_unit("s").asi8}
     columns.update({name: frame[name].to_numpy() for name in COLUMNS[1:]})
     if target.exists():
         columns = sort_unique(concat_columns([from_table(pq.read_table(target, schema=PARQUET_SCHEMA)), columns]))
