@@ -15,6 +15,7 @@ the ladder header shows come from :func:`book_stats`; both are usable without a 
 from __future__ import annotations
 
 import html
+import io
 import logging
 import math
 import threading
@@ -29,10 +30,13 @@ import pandas as pd
 
 from .books import book_sides, book_stats, check_levels, price_decimals
 from .errors import InvalidArgument
+from .times import check_tz
 
 __all__ = [
     "Refresher",
+    "CandlesWidget",
     "book_sides",
+    "candles_widget",
     "price_decimals",
     "LiveWidget",
     "OrderBookWidget",
@@ -544,6 +548,52 @@ class HealthWidget(LiveWidget):
             self.table.value = value
 
 
+class CandlesWidget(LiveWidget):
+    """The last candles of a bars LiveFrame as a PNG image, redrawn when the frame changes.
+
+    Drawing happens in the refresher thread with the Agg renderer on a figure the widget owns
+    (not a pyplot figure, so nothing is shown twice and nothing is left open). With ``ax``
+    given, it draws into that axes and renders its whole figure: do not draw into that figure
+    from other threads meanwhile.
+    """
+
+    def __init__(self, live_bars: Any, ax: Any = None, max_rate: float = 1.0, last: int = 120,
+                 tz: Any = "Europe/Moscow", *, refresher: Refresher | None = None) -> None:
+        from matplotlib.axes import Axes
+        from matplotlib.figure import Figure
+
+        self.last = check_levels(last, "last")
+        self.tz = check_tz(tz)
+        if ax is None:
+            ax = Figure(figsize=(10, 4.5), dpi=96, layout="tight").add_subplot()
+        elif not isinstance(ax, Axes):
+            raise InvalidArgument(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
+        self.ax = ax
+        self.volume_ax = ax.twinx()
+        self.image = widgets.Image(format="png")
+        super().__init__(live_bars, max_rate=max_rate, refresher=refresher,
+                         header=[widgets.HTML(_title(live_bars))], body=[self.image])
+
+    def _chart_title(self) -> str:
+        src = self._live_source
+        tf = (getattr(src, "params", None) or {}).get("tf")
+        parts = [str(getattr(src, "symbol", "") or "")]
+        if tf:
+            parts.append(str(tf))
+        return " · ".join(p for p in parts if p) or "candles"
+
+    def _render(self, snapshot: pd.DataFrame) -> None:
+        from .plots import draw_candles
+
+        self.ax.cla()
+        self.volume_ax.cla()
+        draw_candles(self.ax, snapshot.tail(self.last), vax=self.volume_ax, volume_below=False,
+                     tz=self.tz, title=self._chart_title())
+        buffer = io.BytesIO()
+        self.ax.figure.savefig(buffer, format="png")
+        self.image.value = buffer.getvalue()
+
+
 def orderbook_widget(live_book: Any, levels: int = 10, max_rate: float = 4.0, *,
                      refresher: Refresher | None = None) -> OrderBookWidget:
     """A self-refreshing price ladder of an order-book LiveFrame (``book.widget()``).
@@ -565,3 +615,12 @@ def table_widget(live_frame: Any, max_rows: int = 20, max_rate: float = 4.0, *,
 def health_widget(stream: Any, *, refresher: Refresher | None = None) -> HealthWidget:
     """``stream.health()`` refreshing once a second until the stream or the widget is closed."""
     return HealthWidget(stream, max_rate=1.0, refresher=refresher)
+
+
+def candles_widget(live_bars: Any, ax: Any = None, max_rate: float = 1.0, last: int = 120,
+                   tz: Any = "Europe/Moscow", *,
+                   refresher: Refresher | None = None) -> CandlesWidget:
+    """A live candle chart of a bars LiveFrame: the last ``last`` candles with volume, redrawn
+    at most ``max_rate`` times a second, only when the frame changed."""
+    return CandlesWidget(live_bars, ax=ax, max_rate=max_rate, last=last, tz=tz,
+                         refresher=refresher)
