@@ -520,18 +520,24 @@ def render_table(df: pd.DataFrame, max_rows: int = 20) -> str:
 
 
 class HealthWidget(LiveWidget):
-    """``stream.health()`` (a DataFrame) as an HTML table, re-read about once a second."""
+    """``stream.health()`` (a DataFrame, one row per subscription) as an HTML table with the
+    connection counters of ``attrs["connection"]``, re-read about once a second. The badge
+    says ``live`` or ``reconnecting`` from ``attrs["connected"]``, ``closed`` once the stream's
+    ``closed`` is true."""
 
     def __init__(self, stream: Any, max_rate: float = 1.0, *,
                  refresher: Refresher | None = None) -> None:
         self.table = widgets.HTML()
+        self._connected: bool | None = None
         super().__init__(stream, max_rate=max_rate, refresher=refresher,
                          header=[widgets.HTML("<b>stream health</b>")], body=[self.table])
 
     def _status(self) -> str:
-        stream = self._live_source
-        closed = getattr(stream, "closed", False)
-        return "closed" if closed is True else str(getattr(stream, "status", "live"))
+        if getattr(self._live_source, "closed", False) is True:
+            return "closed"
+        if self._connected is None:
+            return "connecting"
+        return "live" if self._connected else "reconnecting"
 
     def _state_key(self) -> Any:
         return object()  # health counters have no version: re-read on every due tick
@@ -543,7 +549,13 @@ class HealthWidget(LiveWidget):
         return render_badge(self._status(), None, paused=self._paused, show_age=False)
 
     def _render(self, snapshot: pd.DataFrame) -> None:
+        self._connected = bool(snapshot.attrs.get("connected", True))
         value = render_table(snapshot, max_rows=50)
+        counters = snapshot.attrs.get("connection")
+        if counters:
+            text = " · ".join(f"{html.escape(str(k))} {html.escape(str(v))}"
+                              for k, v in counters.items())
+            value += f'<div style="color:#5f6368;font-size:11px">connection: {text}</div>'
         if value != self.table.value:
             self.table.value = value
 

@@ -386,18 +386,24 @@ class FakeStream:
 
     def health(self):
         self.calls += 1
-        return pd.DataFrame({"subscriptions": [3], "messages": [100 * self.calls]},
-                            index=pd.Index(["connection"], name="what"))
+        frame = pd.DataFrame({"kind": ["orderbook"], "messages": [100 * self.calls]})
+        frame.attrs.update(connected=self.calls != 2, connection={"reconnects": self.calls})
+        return frame
 
 
 def test_health_widget_rereads_once_a_second_until_the_stream_closes(refresher, opened):
     stream = FakeStream()
     w = W.health_widget(stream, refresher=refresher)
     opened.append(w)
-    for k in range(9):  # 2 s at 4 ticks a second
+    for k in range(5):  # 1 s at 4 ticks a second
         refresher.tick(k * 0.25)
-    assert stream.calls == 3  # t = 0, 1, 2
-    assert ">300<" in w.table.value
+    assert stream.calls == 2  # t = 0, 1
+    assert ">200<" in w.table.value and ">reconnecting<" in w.badge.value
+    assert "connection: reconnects 2" in w.table.value
+    for k in range(5, 9):
+        refresher.tick(k * 0.25)
+    assert stream.calls == 3
+    assert ">300<" in w.table.value and ">live<" in w.badge.value
     stream.closed = True
     refresher.tick(3.0)
     assert refresher.views() == [] and ">closed<" in w.badge.value
