@@ -143,7 +143,8 @@ class Client(MarketData, PortfolioData):
                 from .stream import Stream
 
                 self._stream = Stream(self.ws_url, self.tokens.token, http=self.http,
-                                      exchange=self.exchange, portfolio=self.portfolio)
+                                      exchange=self.exchange, portfolio=self.portfolio,
+                                      format=self.format or "Slim")
             return self._stream
 
     def history(self, symbols: str | list[str], tf: str | int = "1min",

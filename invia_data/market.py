@@ -260,7 +260,7 @@ class MarketData(DataCalls):
         if not items:
             raise InvalidArgument("symbols is empty")
         pairs = list(dict.fromkeys(":".join(self._instrument(s, exchange)) for s in items))
-        path = f"/md/v2/Securities/{path_part(','.join(pairs))}/quotes"
+        path = f"/md/v2/Securities/{quote(','.join(pairs), safe=':,')}/quotes"
         payload = self.http.get(path, {"format": fmt}, what=f"quotes of {', '.join(pairs)}")
         return to_frame(QUOTE, payload or [], fmt, tz=tz)
 
