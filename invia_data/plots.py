@@ -177,7 +177,7 @@ def candles(df: pd.DataFrame, ax: Axes | None = None, volume: bool = True,
     volume below, sharing the time axis (``ax.figure.axes[1]``). With ``ax`` given, the volume
     bars go on a twin axis of ``ax`` (``ax.figure.axes[-1]``), scaled to its lower fifth.
     """
-    df = _check_frame(df, "candle", ("open", "high", "low", "close"))
+    df = _one_symbol(_check_frame(df, "candle", ("open", "high", "low", "close")))
     tz = check_tz(tz)
     _check_ax(ax)
     with_volume = bool(volume) and "volume" in df.columns
@@ -194,6 +194,22 @@ def candles(df: pd.DataFrame, ax: Axes | None = None, volume: bool = True,
         below = False
     draw_candles(ax, df, vax=vax, volume_below=below, tz=tz, title=title)
     return ax
+
+
+def _one_symbol(df: pd.DataFrame) -> pd.DataFrame:
+    """A (symbol, time) frame of ``history([...])`` holding one symbol -> its time-indexed
+    frame with ``attrs["symbol"]``; several symbols are refused (which one to draw?)."""
+    if not isinstance(df.index, pd.MultiIndex) or "symbol" not in df.index.names:
+        return df
+    symbols = df.index.get_level_values("symbol").unique()
+    if len(symbols) > 1:
+        raise InvalidArgument(f"candles draws one symbol; the frame holds {len(symbols)}: "
+                              f"pass df.loc[{str(symbols[0])!r}]")
+    attrs = dict(df.attrs)
+    out = df.droplevel("symbol")
+    out.attrs = {**attrs, "symbol": attrs.get("symbol") or (str(symbols[0]) if len(symbols)
+                                                             else None)}
+    return out
 
 
 def draw_candles(ax: Axes, df: pd.DataFrame, *, vax: Axes | None = None,

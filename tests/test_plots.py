@@ -159,6 +159,18 @@ def test_candles_of_an_empty_frame_say_no_data():
         plt.close(ax.figure)
 
 
+def test_candles_of_a_multi_symbol_history_frame(new_ax):
+    one = make_candles(4)
+    del one.attrs["symbol"]
+    stacked = pd.concat([one], keys=["GAZP"], names=["symbol", "time"])
+    stacked.attrs = {"tf": "1min"}
+    plots.candles(stacked, ax=new_ax, volume=False)
+    assert new_ax.get_title() == "GAZP · 1min"
+    two = pd.concat([one, one], keys=["GAZP", "SBER"], names=["symbol", "time"])
+    with pytest.raises(InvalidArgument, match="df.loc"):
+        plots.candles(two, ax=new_ax)
+
+
 @pytest.mark.parametrize("bad, kwargs", [
     ("frame", {}),
     (pd.DataFrame({"open": [1.0]}), {}),
