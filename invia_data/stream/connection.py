@@ -29,11 +29,9 @@ from .live import LiveFrame
 from .protocol import (
     CONFIRMED,
     DATA,
-    LATE,
     MALFORMED,
     REJECTED,
     UNKNOWN,
-    UNSUBSCRIBED,
     Request,
     Route,
     Session,
@@ -43,6 +41,7 @@ from .wire import OP_CLOSE, OP_PING, FrameReader, ProtocolViolation, close_code
 log = logging.getLogger("invia_data.stream")
 
 WATCHED_KINDS = frozenset({"orderbook", "quotes", "bars", "trades"})
+CONFLATED_KINDS = frozenset({"orderbook"})  # every message is a complete book
 AUTH_RETRIES = 3
 TICK = 0.25
 READ_SIZE = 1 << 18
@@ -58,7 +57,7 @@ class Sub:
         self.kind = request.kind
         self.symbol = symbol
         self.exchange = exchange
-        self.route = Route(request, target=self)
+        self.route = Route(request, target=self, conflate=request.kind in CONFLATED_KINDS)
         self.refresh = refresh
         self.settled = threading.Event()
         self.rejection: BaseException | None = None
@@ -338,33 +337,30 @@ class Connection:
         return True
 
     def _process(self, payloads: list[bytes], now: float) -> bool:
-        receive = self._session.receive
+        groups, events = self._session.receive_many(payloads)
         touched: dict[LiveFrame, None] = {}
-        got_data = False
-        for payload in payloads:
-            kind, route, value = receive(payload)
-            if kind == DATA:
+        if groups:
+            wall = time.time()
+            for route, (count, items) in groups.items():
                 sub = route.target
-                sub.messages += 1
+                sub.messages += count
                 sub.last_message = now
-                got_data = True
                 if not sub.settled.is_set():
                     sub.settled.set()
-                try:
-                    if sub.frame._apply(value):
-                        touched[sub.frame] = None
-                except Exception as exc:
+                applied, failure = sub.frame._apply_many(items, wall, count)
+                if applied:
+                    touched[sub.frame] = None
+                if failure is not None:
                     sub.errors += 1
                     self.stats["malformed"] += 1
-                    _log_counted(self.stats["malformed"], "bad %s data: %s", sub.kind, exc)
-            else:
-                self._event(kind, route, value, now, touched)
+                    _log_counted(self.stats["malformed"], "bad %s data: %s", sub.kind, failure)
+        for kind, route, value in events:
+            self._event(kind, route, value, now)
         for frame in touched:
             frame._notify()
-        return got_data
+        return bool(groups)
 
-    def _event(self, kind: int, route: Route | None, value: Any, now: float,
-               touched: dict[LiveFrame, None]) -> None:
+    def _event(self, kind: int, route: Route | None, value: Any, now: float) -> None:
         if kind == CONFIRMED:
             sub = route.target
             sub.auth_retries = 0
@@ -383,8 +379,8 @@ class Connection:
         elif kind == MALFORMED:
             self.stats["malformed"] += 1
             _log_counted(self.stats["malformed"], "malformed frame: %s", value)
-        elif kind in (LATE, UNSUBSCRIBED):
-            pass
+        elif kind == DATA:  # only from Session.receive(); receive_many groups data
+            raise StreamError("data events are applied in batches")
 
     def _rejected(self, sub: Sub, status: int, message: str) -> None:
         sub.errors += 1

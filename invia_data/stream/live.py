@@ -39,7 +39,8 @@ class LiveFrame:
         self.symbol = symbol
         self.params = dict(params)
         self._state = state
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._version = 0
         self._updated: float | None = None
         self._status = "connecting"
@@ -55,7 +56,7 @@ class LiveFrame:
     @property
     def df(self) -> pd.DataFrame:
         """The current snapshot (built at most once per version; a shallow copy each read)."""
-        with self._cond:
+        with self._lock:
             version = self._version
             cached = self._cache
             if cached is not None and cached[0] == version:
@@ -156,16 +157,37 @@ class LiveFrame:
     # --- used by the stream thread -------------------------------------------------------------
 
     def _apply(self, data: Any) -> bool:
-        with self._cond:
+        applied, failure = self._apply_many((data,), time.time())
+        if failure is not None:
+            raise failure
+        return applied == 1
+
+    def _apply_many(self, items: Any, now: float,
+                    messages: int | None = None) -> tuple[int, Exception | None]:
+        """Apply a batch of messages (one socket read) under one lock. Returns how many
+        changed the state and the last error of a message the reducer refused (the others
+        of the batch are still applied). ``messages``: how many messages ``items`` stand for
+        when superseded ones were dropped (a conflated order book); the version counts them."""
+        failure = None
+        count = 0
+        with self._lock:
             if self._status == "closed":
-                return False
-            if not self._state.apply(data):
-                return False
-            self._version += 1
-            self._updated = time.time()
-            if self._status != "live" and self._status != "error":
-                self._status = "live"
-            return True
+                return 0, None
+            apply = self._state.apply
+            for data in items:
+                try:
+                    if apply(data):
+                        count += 1
+                except Exception as exc:  # bad data in one message must not stop the batch
+                    failure = exc
+            if count:
+                if messages is not None and messages > len(items):
+                    count += messages - len(items)
+                self._version += count
+                self._updated = now
+                if self._status != "live" and self._status != "error":
+                    self._status = "live"
+        return count, failure
 
     def _modify(self, change: Callable[[Any], Any]) -> Any:
         """Apply ``change(state)`` under the lock (an HTTP backfill merge); bumps the version

@@ -123,6 +123,7 @@ class Route:
     target: Any
     guid: str = ""
     confirmed: bool = False
+    conflate: bool = False  # each data message supersedes the previous one (order books)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -181,13 +182,48 @@ class Session:
             obj = _loads(payload)
         except _JSONDecodeError:
             return (MALFORMED, None, "invalid JSON")
+        return self._classify(obj)
+
+    def receive_many(self, payloads: list[bytes]) -> tuple[dict[Route, list[Any]], list[Event]]:
+        """Many frames at once (one socket read). Returns the data grouped by route as
+        ``route -> [message count, [data, ...]]`` (arrival order; a ``conflate`` route keeps
+        only its latest data) and every other event in order. The stream thread's hot path:
+        one call per read."""
+        groups: dict[Route, list[Any]] = {}
+        events: list[Event] = []
+        routes_get = self.routes.get
+        loads = _loads
+        for payload in payloads:
+            try:
+                obj = loads(payload)
+            except _JSONDecodeError:
+                events.append((MALFORMED, None, "invalid JSON"))
+                continue
+            if type(obj) is dict:
+                data = obj.get("data")
+                if data is not None:
+                    route = routes_get(obj.get("guid"))
+                    if route is not None:
+                        found = groups.get(route)
+                        if found is None:
+                            groups[route] = [1, [data]]
+                        elif route.conflate:
+                            found[0] += 1
+                            found[1][0] = data  # the superseded message is freed at once
+                        else:
+                            found[0] += 1
+                            found[1].append(data)
+                        continue
+            events.append(self._classify(obj))
+        return groups, events
+
+    def _classify(self, obj: Any) -> Event:
         if type(obj) is not dict:
             return (MALFORMED, None, "not a JSON object")
-        data = obj.get("data")
-        if data is not None:
+        if obj.get("data") is not None:
             route = self.routes.get(obj.get("guid"))
             if route is not None:
-                return (DATA, route, data)
+                return (DATA, route, obj["data"])
             if obj.get("guid") in self._cancelling:
                 return (LATE, None, obj.get("guid"))
             return (UNKNOWN, None, obj.get("guid"))
