@@ -1,0 +1,414 @@
+"""A limit order book with price-time priority and the seeded order flow that drives it.
+
+Prices are integer ticks. Each side maps price -> FIFO of resting orders ``[qty, order_id,
+owner]`` (``owner`` is a portfolio id for the demo trader's orders, None for the anonymous
+crowd) plus a running volume per level, and keeps its prices in one sorted list, so the top of
+the book is a slice.
+
+The flow (:class:`LiveFlow`) is a zero-intelligence market: Poisson events in market time, each a
+limit order placed a geometric number of ticks behind the opposite best price, a cancel of a
+random resting order, or a marketable order whose side leans toward a latent fair value (a
+random walk with the instrument's volatility). Marketable orders trade at book prices, one trade
+per resting order they meet, so trades, last price, quotes and candles all follow the book.
+Random numbers come in batches from one generator per (seed, instrument): the flow is a pure
+function of the seed, the start state and the event times.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .history import VOL_PROFILE, VOLUME_PROFILE
+from .instruments import Spec
+
+BUY, SELL = 1, -1
+MIN_LEVELS = 60  # per side, always (the API serves up to 50)
+MAX_LEVELS = 160
+MAX_REAL_EVENTS = 400.0  # per instrument per real second; beyond it events get larger instead
+P_MARKET = 0.12
+P_CANCEL = 0.36
+TARGET_ORDERS = 320
+_BATCH = 4096
+
+Fill = tuple[int, int, list]  # price ticks, qty, the resting order [qty, id, owner]
+
+
+class OrderBook:
+    """Both sides of one instrument's book."""
+
+    def __init__(self) -> None:
+        self.levels: dict[int, dict[int, deque[list]]] = {BUY: {}, SELL: {}}
+        self.volume: dict[int, dict[int, int]] = {BUY: {}, SELL: {}}
+        self.prices: dict[int, list[int]] = {BUY: [], SELL: []}  # ascending on both sides
+        self.owned: dict[int, tuple[int, int]] = {}  # order id -> (side, price)
+        self.orders = 0
+        self.version = 0
+
+    # --- queries -----------------------------------------------------------------------
+
+    def best(self, side: int) -> int | None:
+        prices = self.prices[side]
+        if not prices:
+            return None
+        return prices[-1] if side == BUY else prices[0]
+
+    def depth(self, side: int) -> int:
+        return len(self.prices[side])
+
+    def top(self, side: int, depth: int) -> list[tuple[int, int]]:
+        """(price, volume) of the best ``depth`` levels, best first."""
+        prices = self.prices[side]
+        chosen = prices[:-depth - 1:-1] if side == BUY else prices[:depth]
+        volume = self.volume[side]
+        return [(p, volume[p]) for p in chosen]
+
+    def total(self, side: int) -> int:
+        return sum(self.volume[side].values())
+
+    def price_at(self, side: int, index: int) -> int:
+        """The price ``index`` levels behind the best one."""
+        prices = self.prices[side]
+        return prices[-1 - index] if side == BUY else prices[index]
+
+    # --- changes -----------------------------------------------------------------------
+
+    def add(self, side: int, price: int, qty: int, order_id: int, owner: str | None = None) -> None:
+        """Rest an order (the caller has matched any marketable part first)."""
+        levels = self.levels[side]
+        queue = levels.get(price)
+        if queue is None:
+            queue = levels[price] = deque()
+            self.volume[side][price] = 0
+            insort(self.prices[side], price)
+        queue.append([qty, order_id, owner])
+        self.volume[side][price] += qty
+        self.orders += 1
+        if owner is not None:
+            self.owned[order_id] = (side, price)
+        self.version += 1
+
+    def match(self, side: int, qty: int, limit: int | None = None) -> list[Fill]:
+        """An order of ``side`` for ``qty`` lots takes liquidity from the other side, best price
+        first, oldest order first, up to ``limit`` (None = any price). Returns the fills."""
+        other = -side
+        prices = self.prices[other]
+        levels = self.levels[other]
+        volume = self.volume[other]
+        fills: list[Fill] = []
+        while qty > 0 and prices:
+            price = prices[0] if other == SELL else prices[-1]
+            if limit is not None and (price > limit if side == BUY else price < limit):
+                break
+            queue = levels[price]
+            while qty > 0 and queue:
+                resting = queue[0]
+                take = min(qty, resting[0])
+                resting[0] -= take
+                qty -= take
+                volume[price] -= take
+                fills.append((price, take, resting))
+                if resting[0] == 0:
+                    queue.popleft()
+                    self.orders -= 1
+                    if resting[2] is not None:
+                        self.owned.pop(resting[1], None)
+            if not queue:
+                self._drop_level(other, price)
+        if fills:
+            self.version += 1
+        return fills
+
+    def cancel_random(self, side: int, index: int) -> bool:
+        """Cancel the newest anonymous order at the level ``index`` behind the best price."""
+        prices = self.prices[side]
+        if not prices:
+            return False
+        price = prices[-1 - index] if side == BUY else prices[index]
+        queue = self.levels[side][price]
+        for position in range(len(queue) - 1, -1, -1):
+            order = queue[position]
+            if order[2] is None:
+                del queue[position]
+                self._removed(side, price, order)
+                return True
+        return False
+
+    def cancel(self, order_id: int) -> list | None:
+        """Cancel an owned order by id; returns it (with its remaining qty) or None."""
+        where = self.owned.pop(order_id, None)
+        if where is None:
+            return None
+        side, price = where
+        queue = self.levels[side][price]
+        for position, order in enumerate(queue):
+            if order[1] == order_id:
+                del queue[position]
+                self._removed(side, price, order)
+                return order
+        return None
+
+    def drop_deepest(self, side: int) -> bool:
+        """Remove the deepest level unless an owned order rests there."""
+        prices = self.prices[side]
+        price = prices[0] if side == BUY else prices[-1]
+        queue = self.levels[side][price]
+        if any(order[2] is not None for order in queue):
+            return False
+        self.orders -= len(queue)
+        self._drop_level(side, price)
+        self.version += 1
+        return True
+
+    def _removed(self, side: int, price: int, order: list) -> None:
+        self.orders -= 1
+        self.volume[side][price] -= order[0]
+        if not self.levels[side][price]:
+            self._drop_level(side, price)
+        self.version += 1
+
+    def _drop_level(self, side: int, price: int) -> None:
+        del self.levels[side][price]
+        del self.volume[side][price]
+        prices = self.prices[side]
+        del prices[bisect_left(prices, price)]
+
+
+class LiveFlow:
+    """The seeded order flow, the book, the trade tape and the live one-minute candles of one
+    instrument, from ``start`` (market unix seconds) on."""
+
+    def __init__(self, spec: Spec, seed: int, start: float, start_ticks: int, speed: float,
+                 first_trade_id: int,
+                 on_fill: Callable[[str, int, int, int, float, int], None] | None = None) -> None:
+        self.spec = spec
+        self.on_fill = on_fill
+        self._rng = np.random.default_rng([seed, spec.code, 0x11FE])
+        self._uniform: list[float] = []
+        self._normal: list[float] = []
+        nominal = min(60.0, max(8.0, spec.minute_volume / 60.0))
+        self.rate = min(nominal, MAX_REAL_EVENTS / max(speed, 1e-9))
+        scale = nominal / self.rate  # fewer but larger events when the clock runs fast
+        self.market_qty = max(1.0, spec.minute_volume / (60.0 * P_MARKET * nominal) * scale)
+        self.limit_qty = self.market_qty
+        self.sigma = spec.daily_vol / math.sqrt(86_400.0)
+        self.log_fair = math.log(start_ticks)
+        self.last_time = start
+        self.next_time = start + self._exponential() / self.rate
+        self.book = OrderBook()
+        self.changed_at = start
+        self._next_order_id = 1
+        # The tape: columns, trade id = first_trade_id + index.
+        self.first_trade_id = first_trade_id
+        self.t_ms = array("q")
+        self.t_price = array("q")
+        self.t_qty = array("q")
+        self.t_side = array("b")
+        self.t_oi = array("q")
+        self.open_interest = int(spec.minute_volume * 400) if spec.is_future else 0
+        # Live one-minute candles (ticks / lots).
+        self.m_time: list[int] = []
+        self.m_open: list[int] = []
+        self.m_high: list[int] = []
+        self.m_low: list[int] = []
+        self.m_close: list[int] = []
+        self.m_volume: list[int] = []
+        self._seed_book(start_ticks)
+
+    # --- random numbers in batches ------------------------------------------------------
+
+    def _u(self) -> float:
+        if not self._uniform:
+            self._uniform = self._rng.random(_BATCH).tolist()
+        return self._uniform.pop()
+
+    def _n(self) -> float:
+        if not self._normal:
+            self._normal = self._rng.standard_normal(_BATCH).tolist()
+        return self._normal.pop()
+
+    def _exponential(self) -> float:
+        return -math.log(1.0 - self._u())
+
+    def _new_id(self) -> int:
+        self._next_order_id += 1
+        return self._next_order_id
+
+    # --- the flow --------------------------------------------------------------------------
+
+    def _seed_book(self, mid: int) -> None:
+        for index in range(MIN_LEVELS + 10):
+            for side, price in ((BUY, mid - index), (SELL, mid + 1 + index)):
+                if price <= 0:
+                    continue
+                for _ in range(1 + int(self._u() * 4)):
+                    self.book.add(side, price, self._limit_size(index), self._new_id())
+
+    def _limit_size(self, depth_index: int) -> int:
+        return 1 + int(self.limit_qty * (1.0 + depth_index / 30.0) * self._exponential())
+
+    def step(self, t: float) -> float:
+        """Run the event due at ``t``; returns the time of the next one."""
+        dt = t - self.last_time
+        self.last_time = t
+        minute = int(t % 86_400) // 60
+        if dt > 0:
+            self.log_fair += self.sigma * VOL_PROFILE[minute] * math.sqrt(dt) * self._n()
+        book = self.book
+        u = self._u()
+        p_cancel = min(0.8, P_CANCEL * book.orders / TARGET_ORDERS)
+        if u < P_MARKET:
+            self._market_order(t, minute)
+        elif u < P_MARKET + p_cancel:
+            side = BUY if self._u() < 0.5 else SELL
+            if book.depth(side) > MIN_LEVELS:
+                book.cancel_random(side, int(self._u() * book.depth(side)))
+            else:
+                book.cancel_random(side, int(self._u() * 5))
+        else:
+            self._limit_order()
+        self._keep_depth()
+        self.changed_at = t
+        self.next_time = t + self._exponential() / self.rate
+        return self.next_time
+
+    def skip_to(self, t: float) -> None:
+        """Jump over a stall (the caller could not keep up): no events before ``t``."""
+        if self.next_time < t:
+            self.next_time = t + self._exponential() / self.rate
+
+    def mid(self) -> float:
+        bid, ask = self.book.best(BUY), self.book.best(SELL)
+        if bid is None or ask is None:
+            return math.exp(self.log_fair)
+        return (bid + ask) / 2.0
+
+    def _market_order(self, t: float, minute: int) -> None:
+        lean = (math.exp(self.log_fair) - self.mid()) / 3.0
+        side = BUY if self._u() < 0.5 + 0.42 * math.tanh(lean) else SELL
+        qty = 1 + int(self.market_qty * VOLUME_PROFILE[minute] * self._exponential())
+        fills = self.book.match(side, qty)
+        self._record(fills, side, t)
+
+    def _limit_order(self) -> None:
+        side = BUY if self._u() < 0.5 else SELL
+        opposite = self.book.best(-side)
+        if opposite is None:
+            opposite = int(math.exp(self.log_fair)) + (1 if side == BUY else -1)
+        behind = 1 + int(7.0 * self._exponential())
+        price = opposite - behind if side == BUY else opposite + behind
+        if price <= 0:
+            return
+        self.book.add(side, price, self._limit_size(behind // 4), self._new_id())
+
+    def _keep_depth(self) -> None:
+        book = self.book
+        for side in (BUY, SELL):
+            while book.depth(side) < MIN_LEVELS:
+                prices = book.prices[side]
+                if prices:
+                    deepest = prices[0] if side == BUY else prices[-1]
+                else:
+                    deepest = int(math.exp(self.log_fair))
+                gap = 1 + int(self._u() * 2)
+                price = deepest - gap if side == BUY else deepest + gap
+                if price <= 0:
+                    break
+                book.add(side, price, self._limit_size(book.depth(side)), self._new_id())
+            if book.depth(side) > MAX_LEVELS:
+                book.drop_deepest(side)
+
+    # --- the demo trader's orders -------------------------------------------------------------
+
+    def place(self, owner: str, order_id: int, side: int, price: int, qty: int,
+              t: float) -> tuple[list[Fill], int]:
+        """A limit order of ``owner``: the marketable part trades now (returned fills, the
+        owner is the aggressor), the rest rests in the book. Returns (fills, resting qty)."""
+        fills = self.book.match(side, qty, limit=price)
+        self._record(fills, side, t)
+        left = qty - sum(f[1] for f in fills)
+        if left > 0:
+            self.book.add(side, price, left, order_id, owner)
+        self.changed_at = t
+        return fills, left
+
+    def cancel(self, order_id: int, t: float) -> list | None:
+        order = self.book.cancel(order_id)
+        if order is not None:
+            self.changed_at = t
+        return order
+
+    # --- the tape and candles -------------------------------------------------------------------
+
+    def _record(self, fills: list[Fill], side: int, t: float) -> None:
+        ms = int(t * 1000)
+        for price, qty, resting in fills:
+            trade_id = self.first_trade_id + len(self.t_ms)
+            if self.spec.is_future:
+                self.open_interest += qty if self._u() < 0.5 else -qty
+                self.open_interest = max(self.open_interest, qty)
+            self.t_ms.append(ms)
+            self.t_price.append(price)
+            self.t_qty.append(qty)
+            self.t_side.append(side)
+            self.t_oi.append(self.open_interest)
+            self._candle(ms // 60_000 * 60, price, qty)
+            owner = resting[2]
+            if owner is not None and self.on_fill is not None:
+                self.on_fill(owner, resting[1], price, qty, t, trade_id)
+
+    def _candle(self, minute: int, price: int, qty: int) -> None:
+        if self.m_time and self.m_time[-1] == minute:
+            if price > self.m_high[-1]:
+                self.m_high[-1] = price
+            elif price < self.m_low[-1]:
+                self.m_low[-1] = price
+            self.m_close[-1] = price
+            self.m_volume[-1] += qty
+            return
+        self.m_time.append(minute)
+        self.m_open.append(price)
+        self.m_high.append(price)
+        self.m_low.append(price)
+        self.m_close.append(price)
+        self.m_volume.append(qty)
+
+    @property
+    def trade_count(self) -> int:
+        return len(self.t_ms)
+
+    def last_trade(self) -> tuple[int, int] | None:
+        """(time ms, price ticks) of the latest live trade."""
+        if not self.t_ms:
+            return None
+        return self.t_ms[-1], self.t_price[-1]
+
+    def trade_columns(self, lo: int, hi: int) -> dict[str, Any]:
+        """Tape rows lo..hi as numpy columns (time ms, id, price ticks, qty, side, oi)."""
+        hi = max(lo, hi)
+        return {
+            "time": _column(self.t_ms[lo:hi], np.int64),
+            "id": np.arange(self.first_trade_id + lo, self.first_trade_id + hi, dtype=np.int64),
+            "price": _column(self.t_price[lo:hi], np.int64),
+            "qty": _column(self.t_qty[lo:hi], np.int64),
+            "side": _column(self.t_side[lo:hi], np.int8).astype(np.int64),
+            "oi": _column(self.t_oi[lo:hi], np.int64),
+        }
+
+    def index_at_ms(self, ms: int) -> int:
+        """The index of the first trade at or after ``ms``."""
+        return bisect_left(self.t_ms, ms)
+
+
+def _column(values: array, dtype: Any) -> np.ndarray:
+    """A numpy copy of an ``array`` slice (the slice is already a copy: the tape stays
+    appendable because no view of it is kept)."""
+    if not values:
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(values, dtype=dtype)

@@ -1,0 +1,377 @@
+"""Deterministic synthetic history: one-minute candles and past trades generated on demand.
+
+Nothing large is stored. Per instrument a daily-close path is computed once (a mean-reverting
+random walk in log price, fat-tailed, from ``ANCHOR`` on); day ``d`` opens at the close of day
+``d - 1``. A day's 1440 one-minute candles are a Brownian bridge from that open to that close,
+drawn from a generator seeded with ``(seed, instrument, day)``, so any day can be produced alone
+and always comes out the same. Recent days stay in a bounded LRU cache; per-day summaries (the
+daily candle) are kept in small arrays so daily, weekly and monthly candles over years are cheap
+after the first request.
+
+All prices are integer ticks (multiples of the instrument's ``min_step``); volumes are lots.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .instruments import Spec
+
+DAY = 86_400
+MINUTES = 1440
+ANCHOR_DAY = 17_528  # 2017-12-28: history starts here (well over 5 years back)
+BLOCK_DAYS = 8  # days generated together (ANCHOR_DAY is a multiple)
+WALK_DAYS = 40 * 366  # the daily path reaches 40 years past the anchor
+TRADES_PER_MINUTE = 6
+_REVERSION = 1.0 / 400.0  # daily mean reversion of the log price toward log(ref_price)
+_CACHE_BLOCKS = 24
+_CACHE_TRADE_DAYS = 24
+
+WEEK_OFFSET = 4 * DAY  # 1970-01-01 is a Thursday; weeks start on Monday 1970-01-05
+MONTH = 2_592_000
+YEAR = 31_536_000
+WEEK = 604_800
+
+
+def iso(seconds: float) -> str:
+    """Unix seconds -> ``"2023-12-11T07:02:48.1230000Z"`` (the API's 7-digit ISO form)."""
+    ms = int(round(seconds * 1000))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}0000Z"
+
+
+def iso_array(ms: np.ndarray) -> list[str]:
+    """Unix milliseconds -> ISO strings in the API's form."""
+    text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
+    return [t + "0000Z" for t in text.tolist()]
+
+
+def _intraday_profile() -> tuple[np.ndarray, np.ndarray]:
+    """Volatility and volume multipliers per minute of the UTC day: busier during the MOEX main
+    session (07:00-15:40 UTC), quieter at night; both average 1 over the day."""
+    minute = np.arange(MINUTES)
+    busy = ((minute >= 7 * 60) & (minute < 15 * 60 + 40)).astype(float)
+    evening = ((minute >= 16 * 60) & (minute < 20 * 60 + 50)).astype(float)
+    vol = 0.55 + 0.75 * busy + 0.35 * evening
+    vol /= math.sqrt(float(np.mean(vol ** 2)))
+    volume = 0.3 + 1.4 * busy + 0.5 * evening
+    volume /= float(np.mean(volume))
+    return vol, volume
+
+
+VOL_PROFILE, VOLUME_PROFILE = _intraday_profile()
+_FRACTION = np.arange(1, MINUTES + 1) / MINUTES
+_MINUTE_OFFSETS = np.arange(MINUTES, dtype=np.int64) * 60
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Candles as columns: time (unix s), open/high/low/close (ticks), volume (lots)."""
+
+    time: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def slice(self, lo: int, hi: int) -> Bars:
+        return Bars(self.time[lo:hi], self.open[lo:hi], self.high[lo:hi], self.low[lo:hi],
+                    self.close[lo:hi], self.volume[lo:hi])
+
+    def between(self, t0: int, t1: int) -> Bars:
+        """Candles with t0 <= time < t1 (time must be sorted)."""
+        lo, hi = np.searchsorted(self.time, [t0, t1])
+        return self.slice(int(lo), int(hi))
+
+
+EMPTY_I8 = np.zeros(0, dtype=np.int64)
+EMPTY_BARS = Bars(EMPTY_I8, EMPTY_I8, EMPTY_I8, EMPTY_I8, EMPTY_I8, EMPTY_I8)
+
+
+def concat(parts: list[Bars]) -> Bars:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return EMPTY_BARS
+    if len(parts) == 1:
+        return parts[0]
+    return Bars(*(np.concatenate([getattr(p, name) for p in parts])
+                  for name in ("time", "open", "high", "low", "close", "volume")))
+
+
+def bucket_start(times: np.ndarray, tf: int) -> np.ndarray:
+    """The start (unix s) of the candle of length ``tf`` that contains each time. ``M`` and ``Y``
+    are calendar months and years, ``W`` weeks start on Monday; everything else is aligned to the
+    epoch (so days start at 00:00 UTC)."""
+    if tf == MONTH or tf == YEAR:
+        unit = "M" if tf == MONTH else "Y"
+        return (times.astype("datetime64[s]").astype(f"datetime64[{unit}]")
+                .astype("datetime64[s]").astype(np.int64))
+    if tf % WEEK == 0:
+        return (times - WEEK_OFFSET) // tf * tf + WEEK_OFFSET
+    return times // tf * tf
+
+
+def next_bucket(start: int, tf: int) -> int:
+    """The start of the candle after the one starting at ``start``."""
+    if tf == MONTH or tf == YEAR:
+        unit = "M" if tf == MONTH else "Y"
+        value = np.array([start], dtype="datetime64[s]").astype(f"datetime64[{unit}]") + 1
+        return int(value.astype("datetime64[s]").astype(np.int64)[0])
+    return start + tf
+
+
+def aggregate(bars: Bars, tf: int) -> Bars:
+    """Group time-sorted candles (or trades as one-price candles) into candles of length ``tf``."""
+    if not len(bars):
+        return EMPTY_BARS
+    keys = bucket_start(bars.time, tf)
+    starts = np.flatnonzero(np.diff(keys)) + 1
+    starts = np.concatenate(([0], starts))
+    ends = np.concatenate((starts[1:], [len(keys)]))
+    return Bars(keys[starts], bars.open[starts],
+                np.maximum.reduceat(bars.high, starts), np.minimum.reduceat(bars.low, starts),
+                bars.close[ends - 1], np.add.reduceat(bars.volume, starts))
+
+
+@dataclass(frozen=True)
+class PastTrades:
+    """Trades as columns: time (unix ms), id, price (ticks), qty (lots), side (1 buy, -1 sell)."""
+
+    time: np.ndarray
+    id: np.ndarray
+    price: np.ndarray
+    qty: np.ndarray
+    side: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def between_ms(self, t0: int, t1: int) -> PastTrades:
+        lo, hi = np.searchsorted(self.time, [t0, t1])
+        return PastTrades(self.time[lo:hi], self.id[lo:hi], self.price[lo:hi], self.qty[lo:hi],
+                          self.side[lo:hi])
+
+
+EMPTY_TRADES = PastTrades(EMPTY_I8, EMPTY_I8, EMPTY_I8, EMPTY_I8, EMPTY_I8)
+
+
+def concat_trades(parts: list[PastTrades]) -> PastTrades:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return EMPTY_TRADES
+    if len(parts) == 1:
+        return parts[0]
+    return PastTrades(*(np.concatenate([getattr(p, name) for p in parts])
+                        for name in ("time", "id", "price", "qty", "side")))
+
+
+class History:
+    """Generated candles and trades of every instrument for one seed."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+        self._walks: dict[str, np.ndarray] = {}
+        self._days: OrderedDict[tuple[str, int], Bars] = OrderedDict()
+        self._trades: OrderedDict[tuple[str, int], PastTrades] = OrderedDict()
+        self._summary: dict[str, np.ndarray] = {}  # symbol -> (WALK_DAYS, 3): high, low, volume
+
+    # --- the daily path -------------------------------------------------------------------
+
+    def closes(self, spec: Spec) -> np.ndarray:
+        """Daily closes in ticks for days ``ANCHOR_DAY ...`` (index = day - ANCHOR_DAY)."""
+        walk = self._walks.get(spec.symbol)
+        if walk is None:
+            walk = self._make_walk(spec)
+            self._walks[spec.symbol] = walk
+        return walk
+
+    def _make_walk(self, spec: Spec) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, spec.code, 0xDA11])
+        shocks = rng.standard_t(5, WALK_DAYS) * (spec.daily_vol / math.sqrt(5 / 3))
+        # Volatility clusters: a slow multiplicative regime around 1.
+        regime = np.exp(0.35 * np.sin(np.arange(WALK_DAYS) / 97.0 + rng.uniform(0, 6.3)))
+        shocks *= regime / math.sqrt(float(np.mean(regime ** 2)))
+        centre = math.log(spec.ref_price / spec.min_step)
+        start = centre + rng.normal(0.0, 0.15)
+        keep = 1.0 - _REVERSION
+        level = start - centre
+        out = np.empty(WALK_DAYS)
+        for i, shock in enumerate(shocks.tolist()):
+            level = level * keep + shock
+            out[i] = level
+        ticks = np.rint(np.exp(out + centre)).astype(np.int64)
+        return np.maximum(ticks, 20)
+
+    def day_open_close(self, spec: Spec, day: int) -> tuple[int, int]:
+        walk = self.closes(spec)
+        i = day - ANCHOR_DAY
+        prev = int(walk[i - 1]) if i > 0 else int(round(spec.ref_price / spec.min_step))
+        return prev, int(walk[i])
+
+    # --- one day of minutes ---------------------------------------------------------------
+
+    def day(self, spec: Spec, day: int) -> Bars:
+        """The 1440 one-minute candles of ``day`` (days since the epoch, UTC)."""
+        block = self._block(spec, day // BLOCK_DAYS)
+        lo = (day % BLOCK_DAYS) * MINUTES
+        return block.slice(lo, lo + MINUTES)
+
+    def _block(self, spec: Spec, block: int) -> Bars:
+        key = (spec.symbol, block)
+        bars = self._days.get(key)
+        if bars is not None:
+            self._days.move_to_end(key)
+            return bars
+        bars = self._make_block(spec, block)
+        self._days[key] = bars
+        if len(self._days) > _CACHE_BLOCKS:
+            self._days.popitem(last=False)
+        return bars
+
+    def _make_block(self, spec: Spec, block: int) -> Bars:
+        """``BLOCK_DAYS`` consecutive days in one vectorised pass; one generator per
+        (seed, instrument, block) so any block is reproducible on its own."""
+        days = block * BLOCK_DAYS + np.arange(BLOCK_DAYS)
+        walk = self.closes(spec)
+        index = np.clip(days - ANCHOR_DAY, 0, WALK_DAYS - 1)
+        start_ticks = round(spec.ref_price / spec.min_step)
+        close_ticks = walk[index]
+        open_ticks = np.where(index > 0, walk[np.maximum(index - 1, 0)], start_ticks)
+        rng = np.random.default_rng([self.seed, spec.code, block])
+        sigma = spec.daily_vol / math.sqrt(MINUTES)
+        steps = rng.standard_normal((BLOCK_DAYS, MINUTES))
+        # Uniform draws are four times cheaper than normal ones: used where shape matters less.
+        noise = rng.random((3, BLOCK_DAYS, MINUTES), dtype=np.float32)
+        path = np.cumsum(steps * (sigma * VOL_PROFILE), axis=1)
+        log_open = np.log(open_ticks)[:, None]
+        gap = (np.log(close_ticks)[:, None] - log_open) - path[:, -1:]
+        bridge = path + _FRACTION * gap
+        close = np.rint(np.exp(log_open + bridge)).astype(np.int64)
+        close[:, -1] = close_ticks
+        np.maximum(close, 1, out=close)
+        open_ = np.empty_like(close)
+        open_[:, 0] = open_ticks
+        open_[:, 1:] = close[:, :-1]
+        top = np.maximum(open_, close)
+        bottom = np.minimum(open_, close)
+        wick = sigma * 1.0 * VOL_PROFILE
+        high = top + np.rint(top * (noise[0] * wick)).astype(np.int64)
+        low = bottom - np.rint(bottom * (noise[1] * wick)).astype(np.int64)
+        np.maximum(low, 1, out=low)
+        moved = np.abs(close - open_) / (open_ * sigma)
+        size = (0.3 + 2.1 * noise[2] ** 2) * VOLUME_PROFILE * (0.75 + 0.25 * moved)
+        volume = np.maximum(np.rint(spec.minute_volume * size), TRADES_PER_MINUTE)
+        time = days[:, None] * DAY + _MINUTE_OFFSETS
+        bars = Bars(time.ravel(), open_.ravel(), high.ravel(), low.ravel(), close.ravel(),
+                    volume.astype(np.int64).ravel())
+        self._remember_summary(spec, days, high, low, volume)
+        return bars
+
+    def _remember_summary(self, spec: Spec, days: np.ndarray, high: np.ndarray,
+                          low: np.ndarray, volume: np.ndarray) -> None:
+        table = self._summary.get(spec.symbol)
+        if table is None:
+            table = np.full((WALK_DAYS, 3), -1, dtype=np.int64)
+            self._summary[spec.symbol] = table
+        inside = (days >= ANCHOR_DAY) & (days < ANCHOR_DAY + WALK_DAYS)
+        rows = days[inside] - ANCHOR_DAY
+        table[rows, 0] = high.max(axis=1)[inside]
+        table[rows, 1] = low.min(axis=1)[inside]
+        table[rows, 2] = volume.sum(axis=1)[inside].astype(np.int64)
+
+    def minutes(self, spec: Spec, t0: int, t1: int) -> Bars:
+        """Generated one-minute candles with t0 <= time < t1."""
+        t0 = max(t0, ANCHOR_DAY * DAY)
+        t1 = min(t1, (ANCHOR_DAY + WALK_DAYS) * DAY)
+        if t1 <= t0:
+            return EMPTY_BARS
+        first, last = t0 // DAY, (t1 - 1) // DAY
+        parts = []
+        for day in range(first, last + 1):
+            bars = self.day(spec, day)
+            if day == first or day == last:
+                bars = bars.between(t0, t1)
+            parts.append(bars)
+        return concat(parts)
+
+    def daily(self, spec: Spec, first_day: int, end_day: int) -> Bars:
+        """Generated daily candles for days first_day <= day < end_day (from cached summaries;
+        a day not seen yet is generated once)."""
+        first_day = max(first_day, ANCHOR_DAY)
+        end_day = min(end_day, ANCHOR_DAY + WALK_DAYS)
+        if end_day <= first_day:
+            return EMPTY_BARS
+        lo, hi = first_day - ANCHOR_DAY, end_day - ANCHOR_DAY
+        table = self._summary.get(spec.symbol)
+        missing = range(lo, hi) if table is None else (np.flatnonzero(table[lo:hi, 0] < 0) + lo)
+        for block in sorted({(int(i) + ANCHOR_DAY) // BLOCK_DAYS for i in missing}):
+            self._block(spec, block)
+        table = self._summary[spec.symbol]
+        walk = self.closes(spec)
+        close = walk[lo:hi]
+        open_ = np.empty_like(close)
+        open_[1:] = close[:-1]
+        open_[0] = self.day_open_close(spec, first_day)[0]
+        time = np.arange(first_day, end_day, dtype=np.int64) * DAY
+        rows = table[lo:hi]
+        return Bars(time, open_, rows[:, 0].copy(), rows[:, 1].copy(), close.copy(),
+                    rows[:, 2].copy())
+
+    # --- past trades ----------------------------------------------------------------------
+
+    def trades(self, spec: Spec, t0_ms: int, t1_ms: int) -> PastTrades:
+        """Generated trades with t0_ms <= time < t1_ms, a few per minute, matching the minute
+        candles exactly (first trade at the open, last at the close, the high and the low hit,
+        quantities summing to the volume)."""
+        t0_ms = max(t0_ms, ANCHOR_DAY * DAY * 1000)
+        if t1_ms <= t0_ms:
+            return EMPTY_TRADES
+        first, last = t0_ms // (DAY * 1000), (t1_ms - 1) // (DAY * 1000)
+        parts = [self.day_trades(spec, day) for day in range(first, last + 1)]
+        return concat_trades(parts).between_ms(t0_ms, t1_ms)
+
+    def day_trades(self, spec: Spec, day: int) -> PastTrades:
+        key = (spec.symbol, day)
+        found = self._trades.get(key)
+        if found is not None:
+            self._trades.move_to_end(key)
+            return found
+        found = trades_from_bars(self.day(spec, day), [self.seed, spec.code, day, 1])
+        self._trades[key] = found
+        if len(self._trades) > _CACHE_TRADE_DAYS:
+            self._trades.popitem(last=False)
+        return found
+
+
+def trades_from_bars(bars: Bars, seed: list[int]) -> PastTrades:
+    """``TRADES_PER_MINUTE`` trades inside each one-minute candle of ``bars`` (volume >= that
+    count), consistent with the candle's open, high, low, close and volume."""
+    n, k = len(bars), TRADES_PER_MINUTE
+    if n == 0:
+        return EMPTY_TRADES
+    rng = np.random.default_rng(seed)
+    offsets = np.sort(rng.integers(0, 60_000, (n, k)), axis=1)
+    time = (bars.time[:, None] * 1000 + offsets).ravel()
+    price = rng.integers(bars.low[:, None], bars.high[:, None] + 1, (n, k))
+    rows = np.arange(n)
+    high_at = rng.integers(1, k - 1, n)
+    low_at = high_at % (k - 2) + 1
+    price[rows, high_at] = bars.high
+    price[rows, low_at] = bars.low
+    price[:, 0] = bars.open
+    price[:, -1] = bars.close
+    qty = 1 + rng.multinomial(np.maximum(bars.volume - k, 0), np.full(k, 1.0 / k))
+    flat = price.ravel()
+    moves = np.sign(np.diff(flat, prepend=flat[0]))
+    coin = np.where(rng.random(len(flat)) < 0.5, 1, -1)
+    side = np.where(moves == 0, coin, moves).astype(np.int64)
+    ids = ((bars.time // 60)[:, None] * 100 + np.arange(k)).ravel()
+    return PastTrades(time, ids, flat, qty.ravel(), side)

@@ -1,0 +1,233 @@
+"""The simulator's instrument universe: static specifications and the reference records built
+from them (SECURITY, CURRENCY_PAIR, RISK_RATE as canonical ``schema.py`` dicts).
+
+Prices are realistic levels of late 2026 but the market around them is synthetic. ``ref_price``
+is the level the daily random walk reverts to; ``daily_vol`` is the daily log-volatility;
+``minute_volume`` is the typical volume of a one-minute candle, in lots.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+NORMAL_TRADING = 17
+NORMAL_TRADING_INFO = "нормальный период торгов"
+
+
+@dataclass(frozen=True)
+class Spec:
+    symbol: str
+    exchange: str
+    board: str
+    market: str
+    short_name: str
+    description: str
+    type: str
+    lot_size: int
+    min_step: float
+    decimals: int
+    ref_price: float
+    currency: str
+    isin: str | None
+    cfi_code: str
+    face_value: float
+    daily_vol: float
+    minute_volume: float
+    risk_category: int
+    price_step: float | None = None  # value of one step in RUB (futures); min_step otherwise
+    cancellation: str | None = None
+    underlying: str | None = None
+    boards: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.exchange, self.symbol)
+
+    @property
+    def is_future(self) -> bool:
+        return self.market == "FORTS"
+
+    @property
+    def code(self) -> int:
+        """A stable 32-bit number of the instrument, part of every random seed."""
+        return zlib.crc32(f"{self.exchange}:{self.symbol}".encode())
+
+    @property
+    def steps_per_unit(self) -> int:
+        """1 / min_step (every step here divides 1 or is a whole number >= 1)."""
+        return max(1, round(1 / self.min_step))
+
+    def price(self, ticks: float) -> float:
+        """Integer ticks -> a price rounded to the instrument's decimals."""
+        if self.min_step >= 1:
+            return float(ticks * self.min_step)
+        return ticks / self.steps_per_unit
+
+    def prices(self, ticks: Any) -> Any:
+        """Vectorised :meth:`price`: dividing by an integer gives the double nearest to the
+        decimal price, so values print short (305.12, not 305.12000000000003)."""
+        if self.min_step >= 1:
+            return ticks * self.min_step
+        return ticks / self.steps_per_unit
+
+
+def _share(symbol: str, short: str, desc: str, lot: int, step: float, decimals: int, price: float,
+           isin: str, face: float, vol: float, minute_volume: float, risk: int,
+           cfi: str = "ESVUFR", exchange: str = "MOEX", board: str = "TQBR") -> Spec:
+    return Spec(symbol=symbol, exchange=exchange, board=board, market="FOND", short_name=short,
+                description=desc, type="CS", lot_size=lot, min_step=step, decimals=decimals,
+                ref_price=price, currency="RUB", isin=isin, cfi_code=cfi, face_value=face,
+                daily_vol=vol, minute_volume=minute_volume, risk_category=risk,
+                boards=(board, "SMAL", "SPEQ") if board == "TQBR" else (board,))
+
+
+INSTRUMENTS: tuple[Spec, ...] = (
+    _share("SBER", "Сбербанк", "Сбербанк России ПАО ао", 10, 0.01, 2, 305.0, "RU0009029540",
+           3.0, 0.016, 2800, 1),
+    _share("GAZP", "ГАЗПРОМ ао", "Газпром ПАО ао", 10, 0.01, 2, 128.0, "RU0007661625",
+           5.0, 0.018, 2600, 1),
+    _share("LKOH", "ЛУКОЙЛ", "НК ЛУКОЙЛ ПАО ао", 1, 0.5, 1, 6450.0, "RU0009024277",
+           0.025, 0.015, 600, 1),
+    _share("GMKN", "ГМКНорНик", "ГМК Норильский никель ПАО ао", 10, 0.02, 2, 124.0,
+           "RU0007288411", 1.0, 0.019, 900, 2),
+    _share("VTBR", "ВТБ ао", "Банк ВТБ ПАО ао", 1, 0.005, 3, 78.5, "RU000A0JP5V6",
+           50.0, 0.021, 3500, 2),
+    _share("YDEX", "Яндекс", "МКПАО Яндекс ао", 1, 0.5, 1, 4150.0, "RU000A107T19",
+           0.01, 0.022, 450, 2),
+    _share("ROSN", "Роснефть", "НК Роснефть ПАО ао", 1, 0.05, 2, 455.0, "RU000A0J2Q06",
+           0.01, 0.017, 800, 2),
+    _share("SOGN", "СОГН", "Invia ITS example share ао", 10, 0.01, 2, 281.0, "RU000A0JSOG7",
+           1.0, 0.02, 300, 3, exchange="ITS"),
+    Spec(symbol="SBRF-12.26", exchange="MOEX", board="RFUD", market="FORTS", short_name="SRZ6",
+         description="Фьючерсный контракт SBRF-12.26", type="futures", lot_size=1, min_step=1.0,
+         decimals=0, ref_price=30800.0, currency="RUB", isin=None, cfi_code="FFXCSX",
+         face_value=100.0, daily_vol=0.016, minute_volume=700, risk_category=3, price_step=1.0,
+         cancellation="2026-12-17T00:00:00.0000000", underlying="SBER", boards=("RFUD",)),
+    Spec(symbol="Si-12.26", exchange="MOEX", board="RFUD", market="FORTS", short_name="SiZ6",
+         description="Фьючерсный контракт Si-12.26", type="futures", lot_size=1, min_step=1.0,
+         decimals=0, ref_price=81500.0, currency="RUB", isin=None, cfi_code="FFXCSX",
+         face_value=1000.0, daily_vol=0.009, minute_volume=2200, risk_category=3,
+         price_step=1.0, cancellation="2026-12-17T00:00:00.0000000", underlying="USD",
+         boards=("RFUD",)),
+    Spec(symbol="USD000UTSTOM", exchange="MOEX", board="CETS", market="CURR",
+         short_name="USDRUB_TOM", description="USD/RUB_TOM - USD/РУБ", type="FOR", lot_size=1000,
+         min_step=0.0025, decimals=4, ref_price=80.9, currency="RUB", isin=None,
+         cfi_code="IFXXXP", face_value=1.0, daily_vol=0.008, minute_volume=120, risk_category=4,
+         underlying="USD", boards=("CETS",)),
+    Spec(symbol="CNYRUB_TOM", exchange="MOEX", board="CETS", market="CURR",
+         short_name="CNYRUB_TOM", description="CNY/RUB_TOM - CNY/РУБ", type="FOR",
+         lot_size=1000, min_step=0.001, decimals=3, ref_price=11.25, currency="RUB", isin=None,
+         cfi_code="IFXXXP", face_value=1.0, daily_vol=0.007, minute_volume=900, risk_category=4,
+         underlying="CNY", boards=("CETS",)),
+    Spec(symbol="EUR_RUB__TOM", exchange="MOEX", board="CETS", market="CURR",
+         short_name="EURRUB_TOM", description="EUR/RUB_TOM - EUR/РУБ", type="FOR",
+         lot_size=1000, min_step=0.0025, decimals=4, ref_price=93.4, currency="RUB", isin=None,
+         cfi_code="IFXXXP", face_value=1.0, daily_vol=0.008, minute_volume=40, risk_category=4,
+         underlying="EUR", boards=("CETS",)),
+    Spec(symbol="AAPL", exchange="SPBX", board="SPBX", market="SPBX", short_name="Apple",
+         description="Apple Inc.", type="CS", lot_size=1, min_step=0.01, decimals=2,
+         ref_price=232.0, currency="USD", isin="US0378331005", cfi_code="ESVUFR", face_value=0.0,
+         daily_vol=0.017, minute_volume=60, risk_category=5, boards=("SPBX",)),
+)
+
+CURRENCY_PAIRS = (
+    ("USD", "RUB", "USD000UTSTOM"),
+    ("CNY", "RUB", "CNYRUB_TOM"),
+    ("EUR", "RUB", "EUR_RUB__TOM"),
+)
+
+RISK_CATEGORIES = {1: "LowRisk", 2: "StandardRisk", 3: "HighRisk", 4: "Special", 5: "StandardRisk"}
+
+# Base risk rates (percent) per instrument risk category: (rate_down, rate_up).
+_BASE_RATES = {1: (12.0, 13.5), 2: (16.0, 18.0), 3: (22.0, 24.5), 4: (9.0, 9.5), 5: (30.0, 33.0)}
+
+
+def security_record(spec: Spec, last_price: float, rating: float) -> dict[str, Any]:
+    """The canonical SECURITY record of ``spec``; limits and margins follow ``last_price``."""
+    limit = 0.2 if not spec.is_future else 0.1
+    margin = last_price * (0.14 if spec.is_future else 0.0)
+    record: dict[str, Any] = {
+        "symbol": spec.symbol,
+        "short_name": spec.short_name,
+        "description": spec.description,
+        "exchange": spec.exchange,
+        "market": spec.market,
+        "board": spec.board,
+        "primary_board": spec.board,
+        "type": spec.type,
+        "lot_size": float(spec.lot_size),
+        "face_value": spec.face_value,
+        "currency": spec.currency,
+        "isin": spec.isin,
+        "cfi_code": spec.cfi_code,
+        "min_step": spec.min_step,
+        "price_step": spec.price_step if spec.price_step is not None else spec.min_step,
+        "round_to": spec.decimals,
+        "price_max": round_to_step(spec, last_price * (1 + limit)),
+        "price_min": round_to_step(spec, last_price * (1 - limit)),
+        "rating": float(rating),
+        "trading_status": NORMAL_TRADING,
+        "trading_status_info": NORMAL_TRADING_INFO,
+        "cancellation": spec.cancellation or "2099-01-01T00:00:00.0000000",
+        "margin_buy": round(margin, 2),
+        "margin_sell": round(margin * 1.02, 2),
+        "margin_rate": round(margin / last_price, 4) if margin else 0.0,
+        "theor_price": 0.0,
+        "theor_price_limit": 0.0,
+        "volatility": 0.0,
+        "yield": None,
+        "complex_product_category": "2" if spec.is_future else "",
+        "price_multiplier": 1.0,
+        "price_shown_units": 1.0,
+        "strike_price": 0.0,
+        "end_expiration": spec.cancellation or "2099-01-01T00:00:00.0000000",
+        "fixed_spot_discount": 0.0,
+        "projected_spot_discount": 0.0,
+        "underlying_symbol": spec.underlying or "",
+        "option_side": "",
+    }
+    for risk, factor in (("low", 0.10), ("standard", 0.14), ("high", 0.2), ("special", 0.28)):
+        value = round(last_price * factor, 2) if spec.is_future else 0.0
+        record[f"initial_margin_{risk}_risk_long"] = value
+        record[f"initial_margin_{risk}_risk_short"] = round(value * 1.02, 2)
+    return record
+
+
+def round_to_step(spec: Spec, price: float) -> float:
+    return spec.price(round(price / spec.min_step))
+
+
+def currency_pair_records() -> list[dict[str, Any]]:
+    return [{"first_code": a, "second_code": b, "symbol_tom": s} for a, b, s in CURRENCY_PAIRS]
+
+
+def risk_rate_records(risk_category_id: int) -> list[dict[str, Any]]:
+    """RISK_RATE records of every instrument for one client risk category (1..5)."""
+    out = []
+    scale = {1: 0.8, 2: 1.0, 3: 1.3, 4: 1.0, 5: 1.0}.get(risk_category_id, 1.0)
+    for number, spec in enumerate(INSTRUMENTS):
+        down, up = _BASE_RATES[spec.risk_category]
+        out.append({
+            "id": 65400 + number * 10 + risk_category_id,
+            "instrument": spec.symbol,
+            "exchange": spec.exchange,
+            "risk_category_id": risk_category_id,
+            "security_risk_category_id": float(spec.risk_category),
+            "asset_type": {"FOND": "stock", "SPBX": "stock", "FORTS": "futures",
+                           "CURR": "currency"}[spec.market],
+            "underlying_asset": spec.underlying if spec.is_future else None,
+            "set_name": None,
+            "isin": spec.isin,
+            "currency_code": spec.currency,
+            "rate_up": round(up * scale, 4),
+            "rate_down": round(down * scale, 4),
+            "rate_symmetric": round((up + down) / 2 * scale * 1.05, 4),
+            "is_short_sell_possible": spec.market != "SPBX",
+            "is_marginal": spec.risk_category <= 3,
+            "set_rate": 0.0,
+            "sgn_r": 1 if spec.is_future else 0,
+        })
+    return out

@@ -1,0 +1,543 @@
+"""The simulator's deterministic synthetic market: what the server asks for.
+
+One :class:`Market` holds every instrument of :mod:`.instruments`: a limit order book driven by a
+seeded order flow (:mod:`.book`), the tape of its trades, live one-minute candles, and behind them
+years of generated history (:mod:`.history`); plus the demo login's portfolios
+(:mod:`.portfolio`). Everything is a pure function of ``seed`` and the market clock: two markets
+with the same seed and the same clock readings produce the same books, trades and candles.
+
+Simplifications, on purpose:
+
+* Trading runs around the clock every day (status 17, "нормальный период торгов"), so a demo
+  works at any hour; activity is higher during the MOEX main session (07:00-15:40 UTC).
+* The clock is ``start + (real - real_start) * speed``; ``speed`` > 1 runs the market faster
+  than real time (event counts are capped per real second; events then get larger).
+* History before the simulator started is generated; from the start minute on, candles are
+  aggregated from the live trades, and the live book opens at the generated price of that
+  minute, so the two join without a gap.
+
+The server calls :meth:`Market.advance` every few milliseconds; records are canonical dicts of
+``invia_data.schema`` (canonical names, wire-value types). Thread-safe: one lock around state.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import threading
+import time as _time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .book import BUY, SELL, LiveFlow
+from .history import (
+    DAY,
+    EMPTY_BARS,
+    Bars,
+    History,
+    PastTrades,
+    aggregate,
+    bucket_start,
+    concat,
+    concat_trades,
+    iso,
+    iso_array,
+    next_bucket,
+)
+from .instruments import (
+    INSTRUMENTS,
+    NORMAL_TRADING,
+    NORMAL_TRADING_INFO,
+    Spec,
+    currency_pair_records,
+    risk_rate_records,
+    round_to_step,
+    security_record,
+)
+from .portfolio import Portfolios
+
+log = logging.getLogger("invia_data.sim")
+
+Key = tuple[str, str]
+MAX_LAG = 120.0  # market seconds the flow may fall behind before it jumps (a stalled host)
+SNAPSHOT_HISTORY = 960.0  # market seconds of book snapshots kept for delayed (anonymous) data
+DELAY = 900
+
+
+class Market:
+    """Books, trades, candles, reference data and the demo portfolios (see the module doc)."""
+
+    def __init__(self, seed: int = 1, speed: float = 1.0, *,
+                 clock: Callable[[], float] | None = None, start: float | None = None) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed!r}")
+        self.seed = int(seed)
+        self.speed = float(speed)
+        self._clock = clock or _time.time
+        self._real_start = float(self._clock())
+        self.start = float(start) if start is not None else self._real_start
+        self.live_minute = int(self.start // 60 * 60)
+        self.history = History(self.seed)
+        self._lock = threading.RLock()
+        self._specs: dict[Key, Spec] = {s.key: s for s in INSTRUMENTS}
+        self._flows: dict[Key, LiveFlow] = {}
+        self._heap: list[tuple[float, int]] = []
+        self._streams: list[Any] = []
+        self._book_cache: dict[Key, tuple[int, dict]] = {}
+        self._snapshots: dict[Key, deque] = {}
+        self._snapshot_every = max(1.0, self.speed * 0.05)
+        self._quote_cache: dict[tuple[Key, int], tuple[tuple, dict]] = {}
+        for spec in INSTRUMENTS:
+            opening = self.history.minutes(spec, self.live_minute, self.live_minute + 60)
+            flow = LiveFlow(spec, self.seed, self.start, int(opening.open[0]), self.speed,
+                            first_trade_id=self.live_minute // 60 * 100,
+                            on_fill=self._on_fill)
+            self._flows[spec.key] = flow
+            self._snapshots[spec.key] = deque()
+            self._snapshot(spec.key, flow, force=True)
+            self._add_stream(flow, flow.next_time)
+        self.portfolio = Portfolios(self)
+        self._add_stream(self.portfolio, self.portfolio.next_time)
+        self.login = self.portfolio.login
+        self.agreements = list(self.portfolio.agreements)
+        self.portfolios = list(self.portfolio.ids)
+
+    def _add_stream(self, stream: Any, next_time: float) -> None:
+        heapq.heappush(self._heap, (next_time, len(self._streams)))
+        self._streams.append(stream)
+
+    def __repr__(self) -> str:
+        return f"Market(seed={self.seed}, speed={self.speed}, instruments={len(self._specs)})"
+
+    # --- the clock --------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The market clock, unix seconds."""
+        return self.start + (float(self._clock()) - self._real_start) * self.speed
+
+    def advance(self) -> None:
+        """Run every due event of the order flows and the demo trader up to :meth:`now`."""
+        with self._lock:
+            now = self.now()
+            heap = self._heap
+            if not heap or heap[0][0] > now:
+                return
+            if heap[0][0] < now - MAX_LAG:
+                log.warning("market flow fell %.0f s behind; jumping ahead", now - heap[0][0])
+                self._jump(now - MAX_LAG / 2)
+            streams = self._streams
+            while heap[0][0] <= now:
+                t, index = heap[0]
+                heapq.heapreplace(heap, (streams[index].step(t), index))
+            for key, flow in self._flows.items():
+                self._snapshot(key, flow)
+
+    def _jump(self, t: float) -> None:
+        for stream in self._streams:
+            stream.skip_to(t)
+        self._heap = [(s.next_time, i) for i, s in enumerate(self._streams)]
+        heapq.heapify(self._heap)
+
+    def _snapshot(self, key: Key, flow: LiveFlow, force: bool = False) -> None:
+        ring = self._snapshots[key]
+        if not force and (flow.changed_at - ring[-1][0] < self._snapshot_every):
+            return
+        book = flow.book
+        ring.append((flow.changed_at, book.top(BUY, 50), book.top(SELL, 50)))
+        while len(ring) > 2 and ring[1][0] < flow.changed_at - SNAPSHOT_HISTORY:
+            ring.popleft()
+
+    # --- reference data ----------------------------------------------------------------------
+
+    def resolve(self, exchange: str, symbol: str, board: str | None = None) -> Key | None:
+        """``(exchange, symbol)`` of an instrument, case-insensitive; ``ITS`` finds any exchange.
+        The futures short name (``SRZ6``) also resolves. None when unknown."""
+        if not isinstance(exchange, str) or not isinstance(symbol, str):
+            return None
+        exchange, wanted = exchange.upper(), symbol.upper()
+        candidates = [s for s in INSTRUMENTS
+                      if wanted in (s.symbol.upper(), s.short_name.upper())
+                      and (exchange == "ITS" or s.exchange == exchange)]
+        if not candidates:
+            return None
+        candidates.sort(key=lambda s: (s.exchange != exchange, s.symbol.upper() != wanted))
+        spec = candidates[0]
+        if board is not None and board.upper() not in (*spec.boards, "ITS"):
+            return None
+        return spec.key
+
+    def spec(self, key: Key) -> Spec:
+        return self._specs[key]
+
+    def keys(self) -> list[Key]:
+        return list(self._specs)
+
+    def securities(self) -> list[dict]:
+        """SECURITY records of every instrument, most traded (rating) first."""
+        records = [self.security(key) for key in self._specs]
+        records.sort(key=lambda r: -r["rating"])
+        return records
+
+    def security(self, key: Key) -> dict:
+        spec = self._specs[key]
+        with self._lock:
+            prev = self._prev_close_ticks(key)
+            day = int(self.now() // DAY) - 1
+            daily = self.history.daily(spec, day, day + 1)
+            volume = int(daily.volume[0]) if len(daily) else 0
+        rating = volume * spec.lot_size * spec.price(prev) * (1 if spec.currency == "RUB" else 80)
+        return security_record(spec, spec.price(prev), rating)
+
+    def boards(self, key: Key) -> list[str]:
+        return list(self._specs[key].boards)
+
+    def currency_pairs(self) -> list[dict]:
+        return currency_pair_records()
+
+    def risk_rates(self, risk_category_id: int, exchange: str | None = None,
+                   ticker: str | None = None, search: str | None = None) -> list[dict]:
+        records = risk_rate_records(int(risk_category_id))
+        if exchange:
+            records = [r for r in records if r["exchange"] == exchange.upper()
+                       or exchange.upper() == "ITS"]
+        if ticker:
+            records = [r for r in records if r["instrument"].upper() == ticker.upper()]
+        if search:
+            prefix = search.upper()
+            records = [r for r in records if r["instrument"].upper().startswith(prefix)
+                       or (r["isin"] or "").upper().startswith(prefix)]
+        return records
+
+    def instrument_state(self, key: Key) -> dict:
+        spec = self._specs[key]
+        prev = spec.price(self._prev_close_ticks(key))
+        limit = 0.1 if spec.is_future else 0.2
+        margin = round(prev * 0.14, 2) if spec.is_future else 0.0
+        return {
+            "symbol": spec.symbol, "exchange": spec.exchange, "board": spec.board,
+            "trading_status": NORMAL_TRADING, "trading_status_info": NORMAL_TRADING_INFO,
+            "price_min": round_to_step(spec, prev * (1 - limit)),
+            "price_max": round_to_step(spec, prev * (1 + limit)),
+            "margin_buy": margin, "margin_sell": round(margin * 1.02, 2),
+            "margin_syntetic": 0.0, "theor_price": 0.0, "theor_price_limit": 0.0,
+            "volatility": 0.0,
+        }
+
+    # --- order book and quote ------------------------------------------------------------------
+
+    def book_version(self, key: Key) -> int:
+        return self._flows[key].book.version
+
+    def book(self, key: Key, depth: int = 20, delay: float = 0) -> dict:
+        """ORDERBOOK record, best levels first; ``delay`` seconds ago when delay > 0."""
+        depth = max(1, min(50, int(depth)))
+        spec = self._specs[key]
+        with self._lock:
+            if delay > 0:
+                at, bids, asks = self._snapshot_at(key, self.now() - delay)
+                full = self._book_record(spec, at, bids, asks)
+            else:
+                flow = self._flows[key]
+                cached = self._book_cache.get(key)
+                if cached is None or cached[0] != flow.book.version:
+                    full = self._book_record(spec, flow.changed_at, flow.book.top(BUY, 50),
+                                             flow.book.top(SELL, 50))
+                    self._book_cache[key] = (flow.book.version, full)
+                else:
+                    full = cached[1]
+        if depth == 50:
+            return dict(full)
+        return {**full, "bids": full["bids"][:depth], "asks": full["asks"][:depth]}
+
+    @staticmethod
+    def _book_record(spec: Spec, at: float, bids: list, asks: list) -> dict:
+        price = spec.price
+        return {
+            "bids": [{"price": price(p), "volume": v} for p, v in bids],
+            "asks": [{"price": price(p), "volume": v} for p, v in asks],
+            "time": int(at * 1000),
+            "existing": True,
+            "snapshot": True,
+            "timestamp_s": round(at, 3),
+        }
+
+    def _snapshot_at(self, key: Key, t: float) -> tuple[float, list, list]:
+        ring = self._snapshots[key]
+        chosen = ring[0]
+        for item in ring:
+            if item[0] > t:
+                break
+            chosen = item
+        return chosen
+
+    def quote(self, key: Key, delay: float = 0) -> dict:
+        """QUOTE record consistent with the book and the trades (``delay`` seconds ago)."""
+        spec = self._specs[key]
+        with self._lock:
+            flow = self._flows[key]
+            now = self.now()
+            state = (flow.book.version, flow.trade_count, int(now // 60), delay > 0)
+            cached = self._quote_cache.get((key, int(delay)))
+            if cached is not None and cached[0] == state:
+                return dict(cached[1])
+            at = now - delay if delay > 0 else now
+            if delay > 0:
+                book_time, bids, asks = self._snapshot_at(key, at)
+            else:
+                book_time, bids, asks = flow.changed_at, flow.book.top(BUY, 50), \
+                    flow.book.top(SELL, 50)
+            record = self._quote_record(spec, key, at, book_time, bids, asks)
+            self._quote_cache[(key, int(delay))] = (state, record)
+        return dict(record)
+
+    def _quote_record(self, spec: Spec, key: Key, at: float, book_time: float, bids: list,
+                      asks: list) -> dict:
+        day_start = int(at // DAY * DAY)
+        today = self._bars(key, DAY, day_start, day_start + DAY, until=at)
+        prev_close = self._prev_close_ticks(key, at)
+        last_ms, last_ticks = self._last_trade(key, at)
+        price = spec.price
+        last = price(last_ticks)
+        prev = price(prev_close)
+        flow = self._flows[key]
+        return {
+            "symbol": spec.symbol, "exchange": spec.exchange, "description": spec.description,
+            "last_price": last, "last_price_time": last_ms // 1000,
+            "bid": price(bids[0][0]) if bids else None,
+            "ask": price(asks[0][0]) if asks else None,
+            "bid_vol": bids[0][1] if bids else 0, "ask_vol": asks[0][1] if asks else 0,
+            "total_bid_vol": sum(v for _, v in bids), "total_ask_vol": sum(v for _, v in asks),
+            "ob_time": int(book_time * 1000),
+            "open_price": price(int(today.open[0])) if len(today) else last,
+            "high_price": price(int(today.high[0])) if len(today) else last,
+            "low_price": price(int(today.low[0])) if len(today) else last,
+            "prev_close_price": prev,
+            "change": round(last - prev, max(spec.decimals, 2)),
+            "change_percent": round((last - prev) / prev * 100, 2) if prev else 0.0,
+            "volume": float(today.volume[0]) if len(today) else 0.0,
+            "open_interest": flow.open_interest if spec.is_future else None,
+            "accrued_interest": 0.0, "accrued_interest_legacy": 0.0,
+            "yield": None,
+            "lot_size": float(spec.lot_size),
+            "lot_value": round(last * spec.lot_size, 4),
+            "face_value": spec.face_value,
+            "type": spec.type,
+            "currency": spec.currency,
+        }
+
+    def last_price(self, key: Key) -> float:
+        spec = self._specs[key]
+        return spec.price(self._last_trade(key, self.now())[1])
+
+    def _last_trade(self, key: Key, at: float) -> tuple[int, int]:
+        """(ms, price ticks) of the last trade at or before ``at``."""
+        flow = self._flows[key]
+        ms = int(at * 1000)
+        index = flow.index_at_ms(ms + 1)
+        if index > 0:
+            return flow.t_ms[index - 1], flow.t_price[index - 1]
+        minute = min(self.live_minute, int(at // 60 * 60))
+        bars = self.history.minutes(self._specs[key], minute - 60, minute)
+        if len(bars):
+            return (minute - 1) * 1000, int(bars.close[-1])
+        return int(at * 1000), round(self._specs[key].ref_price / self._specs[key].min_step)
+
+    def _prev_close_ticks(self, key: Key, at: float | None = None) -> int:
+        at = self.now() if at is None else at
+        day_start = int(at // DAY * DAY)
+        bars = self._bars(key, DAY, day_start - 7 * DAY, day_start)
+        if len(bars):
+            return int(bars.close[-1])
+        return round(self._specs[key].ref_price / self._specs[key].min_step)
+
+    # --- trades ------------------------------------------------------------------------------------
+
+    def trades(self, key: Key, start: float | None = None, end: float | None = None) -> list[dict]:
+        """TRADE records of the current session (the UTC day), ascending id; start/end unix s."""
+        with self._lock:
+            now = self.now()
+            day_start = int(now // DAY * DAY)
+            t0 = day_start if start is None else max(day_start, start)
+            t1 = now if end is None else min(now, end)
+            columns = self._trade_columns(key, int(t0 * 1000), int(t1 * 1000) + 1)
+        return self._trade_records(key, columns, existing=False)
+
+    def trades_since(self, key: Key, after_id: int) -> list[dict]:
+        """Live TRADE records with id > after_id."""
+        with self._lock:
+            flow = self._flows[key]
+            lo = max(0, int(after_id) - flow.first_trade_id + 1)
+            columns = flow.trade_columns(lo, flow.trade_count)
+        return self._trade_records(key, columns, existing=False)
+
+    def last_trade_id(self, key: Key) -> int:
+        flow = self._flows[key]
+        return flow.first_trade_id + flow.trade_count - 1
+
+    def past_trades(self, key: Key, start: float, end: float) -> list[dict]:
+        """TRADE records of earlier sessions with start <= time < end (unix s)."""
+        with self._lock:
+            day_start = int(self.now() // DAY * DAY)
+            t1 = min(end, day_start)
+            columns = self._trade_columns(key, int(start * 1000), int(t1 * 1000))
+        return self._trade_records(key, columns, existing=True)
+
+    def _trade_columns(self, key: Key, t0_ms: int, t1_ms: int) -> dict[str, np.ndarray]:
+        spec = self._specs[key]
+        flow = self._flows[key]
+        split = self.live_minute * 1000
+        generated = self.history.trades(spec, t0_ms, min(t1_ms, split))
+        lo = flow.index_at_ms(max(t0_ms, split))
+        hi = flow.index_at_ms(t1_ms) if t1_ms > split else lo
+        live = flow.trade_columns(lo, hi)
+        oi = np.full(len(generated), flow.open_interest if spec.is_future else 0, dtype=np.int64)
+        return {name: np.concatenate((getattr(generated, name) if name != "oi" else oi,
+                                      live[name]))
+                for name in ("time", "id", "price", "qty", "side", "oi")}
+
+    def _trade_records(self, key: Key, columns: dict[str, np.ndarray],
+                       existing: bool) -> list[dict]:
+        spec = self._specs[key]
+        if not len(columns["time"]):
+            return []
+        prices = spec.prices(columns["price"]).tolist()
+        isos = iso_array(columns["time"])
+        sides = ["buy" if s > 0 else "sell" for s in columns["side"].tolist()]
+        oi_values = columns["oi"].tolist()
+        symbol, board = spec.symbol, spec.board
+        return [
+            {"time": t, "id": i, "symbol": symbol, "board": board, "side": s, "price": p,
+             "qty": q, "oi": oi, "existing": existing, "time_iso": text, "order_no": "0"}
+            for t, i, p, q, s, oi, text in zip(columns["time"].tolist(), columns["id"].tolist(),
+                                               prices, columns["qty"].tolist(), sides, oi_values,
+                                               isos, strict=True)
+        ]
+
+    # --- candles ------------------------------------------------------------------------------------
+
+    def candles(self, key: Key, tf_seconds: int, start: float, end: float) -> dict[str, np.ndarray]:
+        """Candles with start <= time < end: time (unix s), open, high, low, close (prices),
+        volume (lots). ``tf_seconds`` 86400 / 604800 (Monday weeks) / 2592000 (calendar
+        months) / 31536000 (calendar years) or any number of seconds. The last candle may be
+        open."""
+        spec = self._specs[key]
+        with self._lock:
+            bars = self._bars(key, int(tf_seconds), int(math.floor(start)), int(math.ceil(end)))
+        return {
+            "time": bars.time.astype(np.int64),
+            "open": spec.prices(bars.open), "high": spec.prices(bars.high),
+            "low": spec.prices(bars.low), "close": spec.prices(bars.close),
+            "volume": bars.volume.astype(np.int64),
+        }
+
+    def _bars(self, key: Key, tf: int, start: int, end: int, until: float | None = None) -> Bars:
+        if tf <= 0:
+            raise ValueError(f"timeframe must be positive, got {tf}")
+        if end <= start:
+            return EMPTY_BARS
+        t0 = int(bucket_start(np.array([start], dtype=np.int64), tf)[0])
+        last = int(bucket_start(np.array([end - 1], dtype=np.int64), tf)[0])
+        t1 = next_bucket(last, tf)
+        if until is not None:
+            t1 = min(t1, int(until // 60 * 60) + 60)
+        if tf % 60 == 0:
+            base = self._minute_base(key, t0, t1, daily=tf % DAY == 0, until=until)
+        else:
+            base = self._trade_base(key, t0, t1, until)
+        return aggregate(base, tf).between(start, end)
+
+    def _minute_base(self, key: Key, t0: int, t1: int, daily: bool, until: float | None) -> Bars:
+        spec = self._specs[key]
+        split = self.live_minute
+        generated_end = min(t1, split)
+        parts = []
+        minutes_from = t0
+        if daily and generated_end > t0:
+            full_days_end = generated_end // DAY
+            parts.append(self.history.daily(spec, t0 // DAY, full_days_end))
+            minutes_from = max(t0, full_days_end * DAY)
+        parts.append(self.history.minutes(spec, minutes_from, generated_end))
+        parts.append(self._live_minutes(key, max(t0, split), t1, until))
+        return concat(parts)
+
+    def _live_minutes(self, key: Key, t0: int, t1: int, until: float | None) -> Bars:
+        flow = self._flows[key]
+        times = flow.m_time
+        if t1 <= t0 or not times:
+            return EMPTY_BARS
+        from bisect import bisect_left
+        lo, hi = bisect_left(times, t0), bisect_left(times, t1)
+        if until is not None:
+            hi = min(hi, bisect_left(times, int(until // 60 * 60) + 1))
+        if hi <= lo:
+            return EMPTY_BARS
+        return Bars(*(np.array(column[lo:hi], dtype=np.int64)
+                      for column in (flow.m_time, flow.m_open, flow.m_high, flow.m_low,
+                                     flow.m_close, flow.m_volume)))
+
+    def _trade_base(self, key: Key, t0: int, t1: int, until: float | None) -> Bars:
+        end_ms = t1 * 1000 if until is None else min(t1 * 1000, int(until * 1000) + 1)
+        columns = self._trade_columns(key, t0 * 1000, end_ms)
+        price = columns["price"]
+        return Bars(columns["time"] // 1000, price, price, price, price, columns["qty"])
+
+    # --- the demo portfolios ---------------------------------------------------------------------
+
+    def _on_fill(self, owner: str, order_id: int, price: int, qty: int, t: float,
+                 trade_id: int) -> None:
+        self.portfolio.on_fill(owner, order_id, price, qty, t, trade_id)
+
+    def portfolio_exchange(self, portfolio: str) -> str:
+        return "MOEX"
+
+    def summary(self, p: str) -> dict:
+        with self._lock:
+            return self.portfolio.summary(p)
+
+    def risk(self, p: str) -> dict:
+        with self._lock:
+            return self.portfolio.risk(p)
+
+    def forts_risk(self, p: str) -> dict:
+        with self._lock:
+            return self.portfolio.forts_risk(p)
+
+    def money(self, p: str) -> dict:
+        with self._lock:
+            return self.portfolio.money(p)
+
+    def positions(self, p: str) -> list[dict]:
+        with self._lock:
+            return self.portfolio.positions(p)
+
+    def orders(self, p: str) -> list[dict]:
+        with self._lock:
+            return self.portfolio.orders(p)
+
+    def stop_orders(self, p: str) -> list[dict]:
+        with self._lock:
+            return self.portfolio.stop_orders(p)
+
+    def own_trades(self, p: str, symbol: str | None = None) -> list[dict]:
+        with self._lock:
+            return self.portfolio.own_trades(p, symbol)
+
+    def own_trades_history(self, p: str, symbol: str | None = None,
+                           date_from: float | str | None = None) -> list[dict]:
+        with self._lock:
+            return self.portfolio.own_trades_history(p, symbol, date_from)
+
+    def portfolio_seq(self, p: str) -> int:
+        with self._lock:
+            return self.portfolio.seq(p)
+
+    def portfolio_changes(self, p: str, after_seq: int) -> list[tuple[int, str, dict]]:
+        with self._lock:
+            return self.portfolio.changes(p, after_seq)
+
+
+__all__ = ["Market", "iso", "BUY", "SELL", "PastTrades", "concat_trades"]
