@@ -74,7 +74,11 @@ def epoch_to_utc(values: np.ndarray, unit: str) -> pd.DatetimeIndex:
     """Unix seconds/milliseconds (float, NaN or 0 for missing) -> UTC DatetimeIndex (ns)."""
     scale = 1_000_000_000 if unit == "s" else 1_000_000
     missing = ~np.isfinite(values) | (values == 0)
-    ns = np.where(missing, 0, np.round(values * scale)).astype("int64")
+    present = np.where(missing, 0.0, values)
+    # whole units in int64 and the fraction apart: epoch ms * 1e6 exceeds float64's 53 bits,
+    # so multiplying the float directly would shift whole milliseconds by up to ~200 ns
+    whole = np.floor(present)
+    ns = whole.astype("int64") * scale + np.round((present - whole) * scale).astype("int64")
     ns[missing] = np.iinfo("int64").min  # NaT
     return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
 

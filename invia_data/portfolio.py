@@ -325,12 +325,14 @@ class PortfolioData(DataCalls):
         seen: set[str] = set()
         after: str | None = None
         for _ in range(MAX_PAGES):
-            want = STATS_PAGE if limit is None else min(STATS_PAGE, limit - len(trades))
+            # `from` is inclusive on the server: a continued page repeats the last trade, so
+            # it asks for one more and drops what was seen
+            repeat = 0 if after is None else 1
+            want = STATS_PAGE if limit is None else min(STATS_PAGE, limit - len(trades) + repeat)
             page, _ = listing(self.http.get(path, {**params, "limit": want, "from": after}))
             fresh = [t for t in page if str(t.get(id_key)) not in seen]
             seen.update(str(t.get(id_key)) for t in fresh)
             trades.extend(fresh)
-            # `from` may be inclusive: a page of nothing new, or a short page, is the end
             if not fresh or len(page) < want or (limit is not None and len(trades) >= limit):
                 break
             after = str(page[-1].get(id_key))

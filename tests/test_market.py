@@ -1,0 +1,278 @@
+"""Market calls against the simulator, in all three wire formats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fakes import counting_session
+
+import invia_data
+from invia_data import market as market_module
+from invia_data.errors import BadRequest, InvalidArgument, NotFound
+from invia_data.frames import UTC_DTYPE, dtypes
+from invia_data.schema import CURRENCY_PAIR, FORMATS, QUOTE, RISK_RATE, SECURITY, TRADE
+
+BOOK_DTYPES = {"side": "str", "level": "int64", "price": "float64", "volume": "Int64",
+               "yield": "float64"}
+
+
+@pytest.fixture(scope="module")
+def client(sim):
+    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
+                            ws_url=sim.ws_url) as inv:
+        yield inv
+
+
+@pytest.fixture()
+def counted(sim):
+    """A client whose every request is counted (the token is fetched in connect)."""
+    session, adapter = counting_session()
+    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
+                            ws_url=sim.ws_url, session=session) as inv:
+        yield inv, adapter
+
+
+def assert_schema(frame: pd.DataFrame, schema, *, index: str | None = None) -> None:
+    expected = dtypes(schema)
+    if index is not None:
+        assert frame.index.name == index
+        assert str(frame.index.dtype) == str(expected.pop(index))
+    assert list(frame.columns) == list(expected)
+    assert {c: str(t) for c, t in frame.dtypes.items()} == \
+        {c: str(pd.api.types.pandas_dtype(t)) for c, t in expected.items()}
+
+
+def test_time_is_utc_and_near_the_market_clock(client, sim):
+    now = client.time()
+    assert isinstance(now, pd.Timestamp) and str(now.tz) == "UTC"
+    assert abs(now.timestamp() - sim.market.now()) < 60
+    moscow = client.time(tz="Europe/Moscow")
+    assert str(moscow.tz) == "Europe/Moscow"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_securities(client, fmt):
+    df = client.securities(limit=5, format=fmt)
+    assert_schema(df, SECURITY)
+    assert 1 <= len(df) <= 5
+    assert (df["lot_size"] > 0).all() and (df["min_step"] > 0).all()
+    assert df["rating"].is_monotonic_decreasing or df["rating"].isna().all()
+    found = client.securities("SBER", format=fmt)
+    assert found["symbol"].iloc[0] == "SBER"
+
+
+def test_securities_filters_and_paging(client):
+    everything = client.securities(limit=100)
+    page = client.securities(limit=3, offset=2)
+    assert list(page["symbol"]) == list(everything["symbol"].iloc[2:5])
+    fx = client.securities(sector="CURR", limit=100)
+    assert len(fx) > 0 and set(fx["market"].dropna()) <= {"CURR"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_security_one_row(client, fmt):
+    df = client.security("SBER", format=fmt)
+    assert_schema(df, SECURITY)
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["symbol"] == "SBER" and row["exchange"] == "MOEX" and row["lot_size"] == 10
+
+
+def test_security_same_values_in_every_format(client):
+    frames = [client.security("SBER", format=f) for f in FORMATS]
+    shared = [c for c in frames[0].columns if all(f[c].notna().all() for f in frames)]
+    assert "symbol" in shared and "isin" in shared and "min_step" in shared
+    for other in frames[1:]:
+        pd.testing.assert_frame_equal(frames[0][shared], other[shared])
+
+
+def test_unknown_instrument_is_not_found_naming_it(client):
+    with pytest.raises(NotFound) as info:
+        client.security("NOSUCH")
+    assert "MOEX:NOSUCH" in str(info.value)
+    with pytest.raises(NotFound, match="NOSUCH"):
+        client.orderbook("NOSUCH")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_quotes_many_symbols_one_request(counted, fmt):
+    inv, adapter = counted
+    before = len(adapter.sent)
+    df = inv.quotes(["SBER", "MOEX:GAZP", "LKOH"], format=fmt)
+    assert len(adapter.sent) == before + 1
+    assert_schema(df, QUOTE)
+    assert list(df["symbol"]) == ["SBER", "GAZP", "LKOH"]
+    assert (df["last_price"] > 0).all()
+    assert (df["bid"] < df["ask"]).all()
+    assert df["last_price_time"].notna().all()
+
+
+def test_quotes_spellings_and_time_zone(client):
+    df = client.quotes("SBER,GAZP", tz="Europe/Moscow")
+    assert list(df["symbol"]) == ["SBER", "GAZP"]
+    assert str(df["last_price_time"].dt.tz) == "Europe/Moscow"
+    assert len(client.quotes(["SBER", "SBER", "MOEX:SBER"])) == 1
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_orderbook_long_form_sorted(client, fmt):
+    df = client.orderbook("SBER", depth=7, format=fmt)
+    assert {c: str(t) for c, t in df.dtypes.items()} == BOOK_DTYPES
+    bids, asks = df[df["side"] == "bid"], df[df["side"] == "ask"]
+    assert 0 < len(bids) <= 7 and 0 < len(asks) <= 7
+    assert list(bids["level"]) == list(range(len(bids)))
+    assert list(asks["level"]) == list(range(len(asks)))
+    assert bids["price"].is_monotonic_decreasing and bids["price"].is_unique
+    assert asks["price"].is_monotonic_increasing and asks["price"].is_unique
+    assert bids["price"].iloc[0] < asks["price"].iloc[0]
+    assert (df["volume"] > 0).all() and (df["price"] > 0).all()
+    assert df.attrs["symbol"] == "SBER" and df.attrs["exchange"] == "MOEX"
+    assert df.attrs["depth"] == 7
+    stamp = df.attrs["time"]
+    assert isinstance(stamp, pd.Timestamp) and str(stamp.tz) == "UTC"
+
+
+def test_orderbook_time_zone(client):
+    df = client.orderbook("GAZP", depth=1, tz="Europe/Moscow")
+    assert str(df.attrs["time"].tz) == "Europe/Moscow"
+    assert len(df) == 2
+
+
+def test_empty_book_frame_keeps_dtypes():
+    df = market_module.book_frame({"bids": [], "asks": [], "time": None})
+    assert df.empty and {c: str(t) for c, t in df.dtypes.items()} == BOOK_DTYPES
+    assert df.attrs["time"] is pd.NaT
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_all_trades_current_session(client, fmt):
+    df = client.all_trades("SBER", limit=50, format=fmt)
+    assert_schema(df, TRADE, index="time")
+    assert 0 < len(df) <= 50
+    assert df.index.is_monotonic_increasing
+    assert df["id"].is_monotonic_increasing and df["id"].is_unique
+    assert (df["price"] > 0).all() and (df["qty"] > 0).all()
+    assert set(df["side"]) <= {"buy", "sell"}
+    assert (df["symbol"] == "SBER").all()
+
+
+def test_all_trades_descending_side_and_window(client):
+    newest = client.all_trades("SBER", limit=10, descending=True)
+    assert newest["id"].is_monotonic_decreasing
+    buys = client.all_trades("SBER", limit=20, side="buy")
+    assert len(buys) > 0 and (buys["side"] == "buy").all()
+    some = client.all_trades("SBER", limit=200)
+    start, end = some.index[10], some.index[-10]
+    window = client.all_trades("SBER", start, end)
+    assert len(window) > 0
+    assert window.index.min() >= start.floor("s") and window.index.max() < end.ceil("s") + pd.Timedelta("1s")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_all_trades_in_the_future_is_an_empty_typed_frame(client, fmt):
+    start = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=365)
+    df = client.all_trades("SBER", start, start + pd.Timedelta(hours=1), format=fmt)
+    assert df.empty
+    assert_schema(df, TRADE, index="time")
+    assert str(df.index.dtype) == UTC_DTYPE
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_all_trades_past_sessions(client, fmt):
+    end = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=1)
+    df = client.all_trades("SBER", end - pd.Timedelta(hours=2), end, history=True, limit=500,
+                           format=fmt)
+    assert_schema(df, TRADE, index="time")
+    assert 0 < len(df) <= 500
+    assert (df["price"] > 0).all() and df["id"].is_unique
+
+
+def test_all_trades_history_pages_until_total(counted, monkeypatch):
+    inv, adapter = counted
+    end = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=2)
+    start = end - pd.Timedelta(hours=1)
+    whole = inv.all_trades("SBER", start, end, history=True)
+    assert len(whole) > 30
+    monkeypatch.setattr(market_module, "HISTORY_PAGE", 10)
+    before = len(adapter.sent)
+    paged = inv.all_trades("SBER", start, end, history=True)
+    pages = len(adapter.sent) - before
+    assert pages == -(-len(whole) // 10)      # ceil: stops at the server's total
+    pd.testing.assert_frame_equal(paged, whole)
+    before = len(adapter.sent)
+    capped = inv.all_trades("SBER", start, end, history=True, limit=25)
+    assert len(capped) == 25 and len(adapter.sent) - before == 3
+    assert list(capped["id"]) == list(whole["id"].iloc[:25])
+
+
+def test_currency_pairs(client):
+    df = client.currency_pairs()
+    assert_schema(df, CURRENCY_PAIR)
+    assert len(df) > 0 and df["symbol_tom"].str.endswith("TOM").all()
+
+
+def test_available_boards(client):
+    df = client.available_boards("SBER")
+    assert list(df.columns) == ["board"] and str(df["board"].dtype) == "str"
+    assert "TQBR" in set(df["board"])
+
+
+def test_risk_rates_all_pages(client, monkeypatch):
+    df = client.risk_rates(1)
+    assert_schema(df, RISK_RATE)
+    assert len(df) == df.attrs["total"] and len(df) > 0
+    monkeypatch.setattr(market_module, "RISK_RATES_PAGE", 2)
+    paged = client.risk_rates(1)
+    pd.testing.assert_frame_equal(paged, df)
+    assert len(client.risk_rates(1, limit=1)) == 1
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_futures_quote(client, fmt):
+    df = client.futures_quote("SI", format=fmt)
+    assert_schema(df, QUOTE)
+    assert len(df) == 1 and df["symbol"].iloc[0].upper().startswith("SI-")
+    assert df["last_price"].iloc[0] > 0
+
+
+def test_server_side_bad_request_carries_its_message(client):
+    with pytest.raises(BadRequest) as info:
+        client.http.get("/md/v2/orderbooks/MOEX/SBER", {"depth": 99})
+    assert "depth" in info.value.message
+
+
+BAD_CALLS = {
+    "depth 0": lambda c: c.orderbook("SBER", depth=0),
+    "depth 51": lambda c: c.orderbook("SBER", depth=51),
+    "depth float": lambda c: c.orderbook("SBER", depth=2.5),
+    "unknown format": lambda c: c.security("SBER", format="Medium"),
+    "start after end": lambda c: c.all_trades("SBER", "2024-01-02", "2024-01-01"),
+    "bad time": lambda c: c.all_trades("SBER", "yesterday-ish"),
+    "bad side": lambda c: c.all_trades("SBER", side="both"),
+    "limit 0": lambda c: c.all_trades("SBER", limit=0),
+    "history filters": lambda c: c.all_trades("SBER", history=True, side="buy"),
+    "bad tz": lambda c: c.quotes("SBER", tz="Mars/Olympus"),
+    "empty symbols": lambda c: c.quotes([]),
+    "bad symbol": lambda c: c.security("SB ER"),
+    "slash in symbol": lambda c: c.orderbook("../SBER"),
+    "bad exchange": lambda c: c.security("MO EX:SBER"),
+    "bad sector": lambda c: c.securities(sector="BONDS"),
+    "negative offset": lambda c: c.securities(offset=-1),
+    "bad category": lambda c: c.risk_rates("one"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CALLS))
+def test_bad_input_raises_before_any_request(counted, name):
+    inv, adapter = counted
+    before = list(adapter.sent)
+    with pytest.raises(InvalidArgument):
+        BAD_CALLS[name](inv)
+    assert adapter.sent == before
+
+
+def test_ms_precision_of_trade_times(client):
+    df = client.all_trades("SBER", limit=20)
+    assert (df.index.asi8 % 1_000_000 == 0).all()        # whole milliseconds
+    assert np.all(np.diff(df.index.asi8) >= 0)
