@@ -1,0 +1,57 @@
+"""One reading of user-given times: naive and strings are UTC, aware ones converted."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from invia_data.errors import InvalidArgument
+from invia_data.times import check_range, check_tz, to_epoch_ms, to_epoch_seconds, to_utc
+
+NEW_YEAR = 1_704_067_200  # 2024-01-01T00:00:00Z
+
+
+@pytest.mark.parametrize("value", [
+    "2024-01-01", "2024-01-01 00:00", "2024-01-01T03:00:00+03:00", "2024-01-01T00:00:00Z",
+    dt.date(2024, 1, 1), dt.datetime(2024, 1, 1),
+    dt.datetime(2024, 1, 1, 3, tzinfo=dt.timezone(dt.timedelta(hours=3))),
+    pd.Timestamp("2024-01-01"), pd.Timestamp("2023-12-31 19:00", tz="America/New_York"),
+    np.datetime64("2024-01-01T00:00"), NEW_YEAR, float(NEW_YEAR), NEW_YEAR * 1000,
+    np.int64(NEW_YEAR),
+])
+def test_every_spelling_of_the_same_instant(value):
+    stamp = to_utc(value)
+    assert str(stamp.tz) == "UTC" and stamp == pd.Timestamp("2024-01-01", tz="UTC")
+    assert to_epoch_seconds(value) == NEW_YEAR
+    assert to_epoch_ms(value) == NEW_YEAR * 1000
+
+
+def test_sub_second_values_floor():
+    assert to_epoch_seconds("2024-01-01 00:00:00.900") == NEW_YEAR
+    assert to_epoch_ms("2024-01-01 00:00:00.9005") == NEW_YEAR * 1000 + 900
+
+
+@pytest.mark.parametrize("bad", [None, True, "soon", float("nan"), pd.NaT, [2024], "2024-13-01"])
+def test_unreadable_times_are_invalid_arguments(bad):
+    with pytest.raises(InvalidArgument):
+        to_utc(bad, name="start")
+
+
+def test_range_order_is_checked():
+    lo, hi = check_range("2024-01-01", None)
+    assert hi is None and lo == pd.Timestamp("2024-01-01", tz="UTC")
+    assert check_range(None, None) == (None, None)
+    with pytest.raises(InvalidArgument, match="after"):
+        check_range("2024-01-02", "2024-01-01")
+
+
+def test_time_zone_check():
+    assert check_tz("Europe/Moscow") == "Europe/Moscow"
+    assert check_tz(None) is None
+    assert check_tz(dt.timezone.utc) is dt.timezone.utc
+    for bad in ("Mars/Base", 3, ""):
+        with pytest.raises(InvalidArgument):
+            check_tz(bad)
