@@ -349,7 +349,11 @@ def spread(quotes_or_books_df: pd.DataFrame, ax: Axes | None = None, tz: Any = E
     ax.step(x, mid, where="post", color="#1a73e8", linewidth=1.2, label="mid")
     sax.step(x, ask - bid, where="post", color="#e37400", linewidth=0.9, alpha=0.8,
              label="spread")
-    sax.set_ylim(bottom=0)
+    widest = float(np.nanmax(ask - bid)) if np.isfinite(ask - bid).any() else 0.0
+    if widest > 0:
+        sax.set_ylim(0, widest * 2.5)  # the spread in the lower part, under the prices
+    else:
+        sax.set_ylim(bottom=0)
     lines = ax.get_legend_handles_labels()
     more = sax.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left")
@@ -488,7 +492,9 @@ def volume_profile(trades_or_candles: pd.DataFrame, ax: Axes | None = None, bins
         poc = centers[int(np.argmax(totals))]
         ax.axhline(poc, color=MID, linestyle="--", linewidth=1)
         ax.annotate(f"POC {poc:g}", xy=(1, poc), xycoords=("axes fraction", "data"),
-                    ha="right", va="bottom", color=MID, fontsize=9)
+                    ha="right", va="bottom", color=MID, fontsize=9,
+                    bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8,
+                          "linewidth": 0})
     return ax
 
 

@@ -456,3 +456,47 @@ def test_default_refresher_is_shared():
         a.close()
         b.close()
     assert a not in W.default_refresher().views()
+
+
+# --- a real LiveFrame from the simulator -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(sim):
+    import invia_data
+
+    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
+                            ws_url=sim.ws_url) as inv:
+        yield inv
+
+
+def test_ladder_of_a_live_book_from_the_simulator(client):
+    refresher = W.Refresher()
+    book = client.stream.orderbook("SBER", depth=10)
+    w = W.orderbook_widget(book, levels=5, max_rate=20.0, refresher=refresher)
+    health = W.health_widget(client.stream, refresher=refresher)
+    try:
+        book.wait(1, timeout=10)
+        assert wait_for(lambda: w.refresh_count >= 2 and ">live<" in w.badge.value)
+        w.paused = True  # freeze, then compare the ladder with the book it shows
+        assert wait_for(lambda: ">paused<" in w.badge.value)
+        held = w._held
+        rows = rows_of(w.ladder.value)
+        assert [s for s, _ in rows].count("ask") == 5 and [s for s, _ in rows].count("bid") == 5
+        prices = [float(c[2].replace(",", "")) for s, c in rows if s != "spread"]
+        assert prices == sorted(prices, reverse=True) and len(set(prices)) == 10
+        stats = W.book_stats(held, 5)
+        assert prices[4] == pytest.approx(stats["best_ask"])
+        assert prices[5] == pytest.approx(stats["best_bid"])
+        assert stats["spread"] > 0
+        w.paused = False
+        assert wait_for(lambda: "SBER" in health.table.value and ">live<" in health.badge.value)
+        assert w.error_count == 0 and health.error_count == 0 and refresher.errors == 0
+        book.close()
+        assert wait_for(lambda: ">closed<" in w.badge.value)
+        assert wait_for(lambda: w not in refresher.views())
+    finally:
+        w.close()
+        health.close()
+        book.close()
+    assert refresher.join(5.0)
