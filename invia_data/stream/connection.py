@@ -149,6 +149,10 @@ class Connection:
         with self._lock:
             ws = self._ws
         if ws is not None:
+            try:  # a polite close frame first; the server then ends its side at once
+                ws.send_close()
+            except (OSError, websocket.WebSocketException):
+                pass
             _shutdown(ws)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -282,7 +286,8 @@ class Connection:
             except TimeoutError:
                 chunk = None
             except OSError as exc:
-                log.info("connection lost: %s", exc)
+                if not self._closing.is_set() and not self._reconnect_now:
+                    log.info("connection lost: %s", exc)
                 return got_data
             now = time.monotonic()
             if chunk is not None:

@@ -259,7 +259,8 @@ class Stream:
             for sub in subs:
                 rows.append({
                     "kind": sub.kind,
-                    "symbol": sub.symbol if sub.kind in ("quotes",) else frame.symbol,
+                    "symbol": (f"{sub.exchange}:{sub.symbol}" if sub.kind == "quotes"
+                               else frame.symbol),
                     "status": frame.status,
                     "messages": sub.messages,
                     "messages_per_s": float(sub.rate),

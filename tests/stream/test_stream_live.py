@@ -1,0 +1,267 @@
+"""The stream against the simulator: every subscription kind in every format, the same frames
+as the HTTP calls, rejections, health, callbacks and closing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import invia_data
+from invia_data.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidArgument,
+    NotFound,
+    StreamClosed,
+)
+from invia_data.frames import dtypes
+from invia_data.schema import INSTRUMENT_STATE
+from invia_data.stream import LiveFrame, Stream
+
+FORMATS = ("Simple", "Slim", "Heavy")
+WAIT = 10.0
+
+
+def _client(sim, fmt=None):
+    return invia_data.connect(sim.refresh_token, env=sim.url, format=fmt)
+
+
+def _same_schema(live: pd.DataFrame, http: pd.DataFrame, extra=()):
+    assert list(live.columns) == list(http.columns) + list(extra)
+    for column in http.columns:
+        assert live[column].dtype == http[column].dtype, column
+    assert type(live.index) is type(http.index)
+    assert live.index.name == http.index.name
+
+
+def _check_book(frame: pd.DataFrame, depth: int):
+    bids = frame.loc[frame["side"] == "bid", "price"].to_numpy()
+    asks = frame.loc[frame["side"] == "ask", "price"].to_numpy()
+    assert len(bids) == depth and len(asks) == depth
+    assert np.all(np.diff(bids) < 0) and np.all(np.diff(asks) > 0)
+    assert bids[0] < asks[0]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_kind_matches_the_http_frame(sim, fmt):
+    with _client(sim, fmt) as inv:
+        stream = inv.stream
+        assert isinstance(stream, Stream) and stream.format == fmt
+        live = {
+            "orderbook": stream.orderbook("SBER", depth=5),
+            "quotes": stream.quotes(["SBER", "MOEX:GAZP"]),
+            "trades": stream.trades("SBER", depth=20),
+            "bars": stream.bars("SBER", "1min", start=time.time() - 3600),
+            "instrument_state": stream.instrument_state("SBER"),
+            "positions": stream.positions(),
+            "summary": stream.summary(),
+            "risk": stream.risk(),
+            "forts_risk": stream.forts_risk("7500GHC"),
+            "orders": stream.orders(),
+            "stop_orders": stream.stop_orders(),
+            "own_trades": stream.own_trades(),
+        }
+        for kind, frame in live.items():
+            assert isinstance(frame, LiveFrame) and frame.kind == kind
+            frame.wait(0, timeout=WAIT)
+            assert frame.status == "live", kind
+            assert frame.params["format"] == fmt
+        http = {
+            "orderbook": inv.orderbook("SBER", depth=5),
+            "quotes": inv.quotes(["SBER", "GAZP"]),
+            "trades": inv.all_trades("SBER", limit=5),
+            "bars": inv.history("SBER", "1min", start=pd.Timestamp.now("UTC") - pd.Timedelta("1h")),
+            "positions": inv.positions(),
+            "summary": inv.summary(),
+            "risk": inv.risk(),
+            "forts_risk": inv.forts_risk("7500GHC"),
+            "orders": inv.orders(),
+            "stop_orders": inv.stop_orders(),
+            "own_trades": inv.trades(),
+        }
+        for kind, reference in http.items():
+            _same_schema(live[kind].df, reference, ("is_closed",) if kind == "bars" else ())
+        state = live["instrument_state"].df
+        assert {c: state[c].dtype for c in state.columns} == dtypes(INSTRUMENT_STATE)
+        assert state.loc[0, "symbol"] == "SBER" and state.loc[0, "trading_status"] > 0
+        book = live["orderbook"].df
+        _check_book(book, 5)
+        assert isinstance(book.attrs["time"], pd.Timestamp)
+        assert set(http["orderbook"].attrs) <= set(book.attrs)
+        assert sorted(live["quotes"].wait(0).df["symbol"]) in (["SBER"], ["GAZP", "SBER"])
+        positions = live["positions"].df
+        assert not positions.duplicated(["symbol", "exchange"]).any()
+        assert len(live["summary"].df) == len(live["risk"].df) == 1
+
+
+def test_bars_replay_history_then_keep_one_open_candle(sim, token):
+    with Stream(sim.ws_url, lambda: token) as stream:
+        bars = stream.bars("SBER", "1min", start=time.time() - 1800)
+        deadline = time.monotonic() + WAIT
+        while len(bars.df) < 20 and time.monotonic() < deadline:
+            bars.wait(1, timeout=WAIT)
+        frame = bars.df
+        assert len(frame) >= 20
+        assert frame.index.is_monotonic_increasing and frame.index.is_unique
+        assert frame["is_closed"].tolist() == [True] * (len(frame) - 1) + [False]
+        assert (frame["high"] >= frame["low"]).all()
+
+
+def test_trades_replay_depth_and_ids_unique(sim, token):
+    with Stream(sim.ws_url, lambda: token) as stream:
+        trades = stream.trades("SBER", depth=50, maxlen=30)
+        deadline = time.monotonic() + WAIT
+        while len(trades.df) < 30 and time.monotonic() < deadline:
+            trades.wait(1, timeout=WAIT)
+        frame = trades.df
+        assert len(frame) == 30  # the replay of 50 went through a 30-row ring buffer
+        assert frame["id"].is_unique and frame["id"].is_monotonic_increasing
+
+
+def test_rejections_raise_the_matching_error(sim, token, token_for):
+    with Stream(sim.ws_url, lambda: token, portfolio="D39004") as stream:
+        with pytest.raises(NotFound):
+            stream.orderbook("NOSUCH")
+        with pytest.raises((BadRequest, NotFound)):
+            stream.bars("SBER", "1min", exchange="NOWHERE")
+        book = stream.orderbook("SBER")
+        assert book.status == "live"
+        statuses = stream.health()["status"].tolist()
+        assert statuses == ["live"]  # the rejected ones are gone from health
+    narrow = token_for(sim, allowedPortfolios=["D39004"])
+    with Stream(sim.ws_url, lambda: narrow) as stream:
+        with pytest.raises(Forbidden):
+            stream.positions("G39004")
+
+
+def test_bad_arguments_raise_before_anything_is_sent(sim, token):
+    stream = Stream(sim.ws_url, lambda: token)
+    calls = [
+        lambda: stream.orderbook("SBER", depth=0),
+        lambda: stream.orderbook("SBER", depth=51),
+        lambda: stream.orderbook("SBER", depth=True),
+        lambda: stream.orderbook(""),
+        lambda: stream.orderbook("SBER", format="Fat"),
+        lambda: stream.orderbook("SBER", frequency=-1),
+        lambda: stream.trades("SBER", depth=5001),
+        lambda: stream.trades("SBER", maxlen=0),
+        lambda: stream.bars("SBER", "fortnight"),
+        lambda: stream.bars("SBER", "1min", start="not a time"),
+        lambda: stream.quotes([]),
+        lambda: stream.quotes(42),
+        lambda: stream.positions(),  # no default portfolio
+        lambda: stream.orderbook("SBER", board=""),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgument):
+            call()
+    assert stream.connection.thread is None  # nothing was connected, nothing sent
+    with pytest.raises(InvalidArgument):
+        Stream("http://x", lambda: token)
+    with pytest.raises(InvalidArgument):
+        Stream(sim.ws_url, lambda: token, path="/other")
+    stream.close()
+
+
+def test_ws_path_is_selectable(sim, token):
+    with Stream(sim.ws_url, lambda: token, path="/ws") as stream:
+        assert stream.url.endswith("/ws")
+        assert stream.orderbook("GAZP", depth=3).wait(0, timeout=WAIT).status == "live"
+
+
+def test_health_counts_messages(sim, token):
+    with Stream(sim.ws_url, lambda: token) as stream:
+        book = stream.orderbook("SBER", depth=3)
+        book.wait(5, timeout=WAIT)
+        time.sleep(1.2)
+        health = stream.health()
+        assert list(health.columns) == ["kind", "symbol", "status", "messages", "messages_per_s",
+                                        "last_message_age", "reconnects", "errors", "gaps"]
+        row = health.iloc[0]
+        assert (row["kind"], row["symbol"], row["status"]) == ("orderbook", "MOEX:SBER", "live")
+        assert row["messages"] >= 5 and row["messages_per_s"] > 0
+        assert 0 <= row["last_message_age"] < 5
+        assert (row["reconnects"], row["errors"], row["gaps"]) == (0, 0, 0)
+        assert health.attrs["connection"]["connects"] == 1 and health.attrs["connected"]
+
+
+def test_callbacks_may_subscribe_and_raise_without_harm(sim, token):
+    with Stream(sim.ws_url, lambda: token) as stream:
+        book = stream.orderbook("SBER", depth=3)
+        opened: list[LiveFrame] = []
+        done = threading.Event()
+
+        def subscribe_once(frame):
+            if not opened:
+                opened.append(stream.orderbook("GAZP", depth=3))  # from the stream thread
+                opened[0].on_update(lambda f: done.set())
+
+        def broken(frame):
+            raise ValueError("a bug in user code")
+
+        book.on_update(subscribe_once)
+        book.on_update(broken)
+        assert done.wait(WAIT), "the nested subscription never delivered"
+        book.wait(3, timeout=WAIT)
+        assert book.callback_errors >= 1
+        assert stream.health()["errors"].iloc[0] >= 1
+        assert opened[0].status == "live"
+        opened[0].close()
+        assert opened[0].status == "closed"
+        assert len(stream.health()) == 1
+
+
+def test_close_unsubscribes_joins_and_is_idempotent(sim, token):
+    stream = Stream(sim.ws_url, lambda: token)
+    book = stream.orderbook("SBER", depth=3)
+    trades = stream.trades("SBER")
+    book.wait(0, timeout=WAIT)
+    thread = stream.connection.thread
+    assert thread.daemon and thread.is_alive()
+    book.close()
+    version = book.version
+    time.sleep(0.3)
+    assert book.version == version and book.status == "closed"
+    stream.close()
+    stream.close()
+    assert not thread.is_alive()
+    assert trades.status == "closed"
+    with pytest.raises(StreamClosed):
+        stream.orderbook("SBER")
+    with pytest.raises(StreamClosed):
+        trades.wait(1, timeout=1)
+
+
+def test_many_readers_see_consistent_books_while_streaming(fresh_sim):
+    from invia_data.auth import TokenManager
+
+    sim = fresh_sim(firehose=True)
+    tokens = TokenManager(refresh_token=sim.refresh_token, auth_url=sim.auth_url)
+    with Stream(sim.ws_url, tokens.token, frequency=0) as stream:
+        book = stream.orderbook("SBER", depth=20)
+        book.wait(0, timeout=WAIT)
+        problems = []
+        reads = [0]
+        stop = time.monotonic() + 3.0
+
+        def reader():
+            while time.monotonic() < stop:
+                frame = book.df
+                try:
+                    _check_book(frame, 20)
+                except AssertionError as exc:
+                    problems.append(exc)
+                reads[0] += 1
+
+        threads = [threading.Thread(target=reader) for _ in range(6)]
+        start_version = book.version
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert not problems
+        assert reads[0] > 50 and book.version - start_version > 100
