@@ -8,7 +8,8 @@ empty frame with those columns.
 
 Times: every returned time is tz-aware UTC; ``tz=`` converts (e.g. ``"Europe/Moscow"``). Times
 given by the user may be ``pd.Timestamp``, ``datetime``, ``date``, ISO strings or epoch seconds;
-naive ones and strings without an offset are read as UTC.
+naive ones and strings without an offset are read as UTC. Calls whose frames hold no time
+column accept ``tz=`` too, so code can pass one zone everywhere.
 """
 
 from __future__ import annotations
@@ -355,13 +356,16 @@ class MarketData(DataCalls):
                 break
         return trades[:limit] if limit is not None else trades
 
-    def currency_pairs(self) -> pd.DataFrame:
+    def currency_pairs(self, *, tz: str | None = None) -> pd.DataFrame:
         """Currency pairs: ``first_code``, ``second_code``, ``symbol_tom`` (the TOM instrument)."""
+        check_tz(tz)
         return to_frame(CURRENCY_PAIR, self.http.get("/md/v2/Securities/currencyPairs") or [],
-                        "Simple")
+                        "Simple", tz=tz)
 
-    def available_boards(self, symbol: str, *, exchange: str | None = None) -> pd.DataFrame:
+    def available_boards(self, symbol: str, *, exchange: str | None = None,
+                         tz: str | None = None) -> pd.DataFrame:
         """The boards the instrument trades on: one column ``board`` (string)."""
+        check_tz(tz)
         ex, sym, where = self._instrument_path(symbol, exchange)
         boards = self.http.get(f"/md/v2/Securities/{where}/availableBoards",
                                what=f"instrument {ex}:{sym}") or []
@@ -369,7 +373,8 @@ class MarketData(DataCalls):
 
     def risk_rates(self, risk_category_id: int, *, exchange: str | None = None,
                    ticker: str | None = None, search: str | None = None,
-                   limit: int | None = None, offset: int = 0) -> pd.DataFrame:
+                   limit: int | None = None, offset: int = 0,
+                   tz: str | None = None) -> pd.DataFrame:
         """Risk rates of a risk category (``GET /md/v2/risk/rates``); all pages unless ``limit``.
 
         Columns: ``id``, ``instrument``, ``exchange``, ``risk_category_id``,
@@ -378,6 +383,7 @@ class MarketData(DataCalls):
         ``is_short_sell_possible``, ``is_marginal``, ``set_rate``, ``sgn_r``.
         ``attrs["total"]``: the server's count of matching records.
         """
+        check_tz(tz)
         category = check_count(risk_category_id, "risk_category_id", low=0)
         limit = check_count(limit, "limit") if limit is not None else None
         offset = check_count(offset, "offset", low=0)
@@ -397,7 +403,7 @@ class MarketData(DataCalls):
             if (not page or total is None or offset + len(rows) >= total
                     or (limit is not None and len(rows) >= limit)):
                 break
-        frame = to_frame(RISK_RATE, rows, "Simple")
+        frame = to_frame(RISK_RATE, rows, "Simple", tz=tz)
         frame.attrs["total"] = total
         return frame
 

@@ -6,6 +6,9 @@ derivatives (``75…``) one. A ``portfolio=`` that the token does not list raise
 :class:`~invia_data.errors.InvalidArgument` before any request (the server would answer 403).
 Portfolio ids come from the token's ``portfolios`` claim: ``D…`` stock market, ``G…`` FX,
 ``75…`` derivatives (FORTS), ``E…`` united money position.
+
+Every call takes ``tz=`` (times are UTC otherwise); calls whose frames hold no time column
+accept it too, so code can pass one zone everywhere.
 """
 
 from __future__ import annotations
@@ -136,47 +139,53 @@ class PortfolioData(DataCalls):
     # --- calls -----------------------------------------------------------------------------
 
     def summary(self, portfolio: str | None = None, *, exchange: str | None = None,
-                format: str | None = None) -> pd.DataFrame:
+                format: str | None = None, tz: str | None = None) -> pd.DataFrame:
         """Portfolio summary, one row: ``buying_power_at_morning``, ``buying_power``, ``profit``,
         ``profit_rate``, ``portfolio_evaluation``, ``portfolio_liquidation_value``,
         ``initial_margin``, ``corrected_margin``, ``risk_before_force_position_closing``,
         ``commission``, ``buying_power_by_currency`` (list of {currency, buying_power}).
         ``attrs``: ``portfolio``, ``exchange``."""
         fmt = self._wire_format(format)
+        check_tz(tz)
         ex, p = self._base(portfolio, exchange)
         payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/summary", {"format": fmt})
-        frame = one_row(SUMMARY, payload, fmt, None)
+        frame = one_row(SUMMARY, payload, fmt, tz)
         frame.attrs.update(portfolio=p, exchange=ex)
         return frame
 
     def positions(self, portfolio: str | None = None, *, without_currency: bool = False,
-                  exchange: str | None = None, format: str | None = None) -> pd.DataFrame:
+                  exchange: str | None = None, format: str | None = None,
+                  tz: str | None = None) -> pd.DataFrame:
         """Positions, one row each: ``portfolio``, ``symbol``, ``exchange``, ``broker_symbol``,
         ``short_name``, ``is_currency``, ``lot_size``, ``qty_units``, ``open_units``,
         ``avg_price``, ``volume``, ``current_volume``, ``daily_unrealised_pl``,
         ``unrealised_pl``, ``qty_t0``, ``qty_t1``, ``qty_t2``, ``qty_t_future``, the ``*_batch``
         quantities (NA in Slim) and ``existing``. ``without_currency`` drops money positions."""
         fmt = self._wire_format(format)
+        check_tz(tz)
         ex, p = self._base(portfolio, exchange)
         payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/positions",
                             {"format": fmt, "withoutCurrency": flag(without_currency)})
-        return to_frame(POSITION, payload or [], fmt)
+        return to_frame(POSITION, payload or [], fmt, tz=tz)
 
     def position(self, symbol: str, portfolio: str | None = None, *,
-                 exchange: str | None = None, format: str | None = None) -> pd.DataFrame:
+                 exchange: str | None = None, format: str | None = None,
+                 tz: str | None = None) -> pd.DataFrame:
         """One position as a one-row frame (columns of :meth:`positions`); NotFound if none."""
         fmt = self._wire_format(format)
+        check_tz(tz)
         ex, p = self._base(portfolio, exchange)
         ex, sym = parse_symbol(symbol, ex)
         payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/positions/{path_part(sym)}",
                             {"format": fmt}, what=f"position in {ex}:{sym} of {p}")
-        return one_row(POSITION, payload, fmt, None)
+        return one_row(POSITION, payload, fmt, tz)
 
     def positions_by_login(self, login: str | None = None, *, without_currency: bool = False,
-                           format: str | None = None) -> pd.DataFrame:
+                           format: str | None = None, tz: str | None = None) -> pd.DataFrame:
         """Positions across all portfolios of a login (default: the token's ``sub``); the
         columns of :meth:`positions`."""
         fmt = self._wire_format(format)
+        check_tz(tz)
         if login is None:
             login = self.tokens.login if self.tokens is not None else None
             if not login:
@@ -185,7 +194,7 @@ class PortfolioData(DataCalls):
             raise InvalidArgument(f"invalid login {login!r}")
         payload = self._get(f"/md/v2/Clients/{path_part(login.strip())}/positions",
                             {"format": fmt, "withoutCurrency": flag(without_currency)})
-        return to_frame(POSITION, payload or [], fmt)
+        return to_frame(POSITION, payload or [], fmt, tz=tz)
 
     def risk(self, portfolio: str | None = None, *, exchange: str | None = None,
              format: str | None = None, tz: str | None = None) -> pd.DataFrame:
@@ -200,27 +209,29 @@ class PortfolioData(DataCalls):
         payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/risk", {"format": fmt})
         return one_row(RISK, payload, fmt, tz)
 
-    def forts_risk(self, portfolio: str | None = None, *, format: str | None = None
-                   ) -> pd.DataFrame:
+    def forts_risk(self, portfolio: str | None = None, *, format: str | None = None,
+                   tz: str | None = None) -> pd.DataFrame:
         """Derivatives-market risk of a ``75…`` portfolio (default: the token's), one row:
         ``portfolio``, ``money_free``, ``money_blocked``, ``fee``, ``money_old``,
         ``money_amount``, ``money_pledge_amount``, ``vm_inter_cl``, ``vm_current_positions``,
         ``var_margin``, ``indicative_var_margin``, ``net_option_value``, ``pos_risk``,
         ``is_limits_set``. MOEX only."""
         fmt = self._wire_format(format)
+        check_tz(tz)
         ex, p = "MOEX", self._portfolio(portfolio, prefix="75")
         payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/fortsrisk", {"format": fmt})
-        return one_row(FORTS_RISK, payload, fmt, None)
+        return one_row(FORTS_RISK, payload, fmt, tz)
 
     def money(self, portfolio: str | None = None, *, exchange: str | None = None,
-              format: str | None = None) -> pd.DataFrame:
+              format: str | None = None, tz: str | None = None) -> pd.DataFrame:
         """Legacy money view (deprecated route of API v1), one row: ``portfolio``, ``cash``,
         ``used``, ``open``, ``free``, ``profit``, ``profit_rate``, ``commission``, ``changes``.
         Prefer :meth:`summary`, :meth:`risk` and :meth:`positions`."""
         fmt = self._wire_format(format)
+        check_tz(tz)
         ex, p = self._base(portfolio, exchange)
         payload = self._get(f"/md/v2/Clients/legacy/{ex}/{path_part(p)}/money", {"format": fmt})
-        return one_row(MONEY, payload, fmt, None)
+        return one_row(MONEY, payload, fmt, tz)
 
     def orders(self, portfolio: str | None = None, *, exchange: str | None = None,
                format: str | None = None, tz: str | None = None) -> pd.DataFrame:

@@ -151,12 +151,15 @@ def test_static_token(fresh_sim, no_env):
     assert "expired" in str(info.value) and jwt not in str(info.value)
 
 
+# The simulator's exp and iat are whole seconds, so a token of lifetime 2 has between 1 and
+# 2 seconds left when it arrives: never inside the 10 % leeway at once.
+
 def test_short_lived_tokens_are_renewed_ahead_of_expiry(fresh_sim):
-    server = fresh_sim(faults={"token_lifetime": 1})
+    server = fresh_sim(faults={"token_lifetime": 2})
     with connect_to(server) as inv:
         assert inv.tokens.refresh_count == 1
         inv.summary()
-        time.sleep(1.0)
+        time.sleep(2.0)
         inv.summary()                          # no 401: renewed before it ran out
         assert inv.tokens.refresh_count == 2
 
@@ -176,9 +179,9 @@ def test_a_401_renews_the_token_once_and_retries(fresh_sim):
 
 
 def test_many_threads_one_refresh(fresh_sim):
-    server = fresh_sim(faults={"token_lifetime": 1})
+    server = fresh_sim(faults={"token_lifetime": 2})
     with connect_to(server) as inv:
-        time.sleep(1.0)                        # the token is now due for renewal
+        time.sleep(2.0)                        # the token is now due for renewal
         barrier = threading.Barrier(12)
         errors: list[BaseException] = []
 
@@ -296,3 +299,47 @@ def test_stream_is_lazy_and_closed_with_the_client(sim):
     with pytest.raises(InvalidArgument):
         _ = inv.stream
     inv.close()                                # idempotent
+
+
+ALL_CALLS = {
+    "time": lambda c, tz: c.time(tz=tz),
+    "securities": lambda c, tz: c.securities(tz=tz),
+    "security": lambda c, tz: c.security("SBER", tz=tz),
+    "quotes": lambda c, tz: c.quotes("SBER", tz=tz),
+    "futures_quote": lambda c, tz: c.futures_quote("SI", tz=tz),
+    "orderbook": lambda c, tz: c.orderbook("SBER", tz=tz),
+    "all_trades": lambda c, tz: c.all_trades("SBER", limit=5, tz=tz),
+    "currency_pairs": lambda c, tz: c.currency_pairs(tz=tz),
+    "available_boards": lambda c, tz: c.available_boards("SBER", tz=tz),
+    "risk_rates": lambda c, tz: c.risk_rates(1, tz=tz),
+    "summary": lambda c, tz: c.summary(tz=tz),
+    "positions": lambda c, tz: c.positions(tz=tz),
+    "position": lambda c, tz: c.position("SBER", tz=tz),
+    "positions_by_login": lambda c, tz: c.positions_by_login(tz=tz),
+    "risk": lambda c, tz: c.risk(tz=tz),
+    "forts_risk": lambda c, tz: c.forts_risk(tz=tz),
+    "money": lambda c, tz: c.money(tz=tz),
+    "orders": lambda c, tz: c.orders(tz=tz),
+    "order": lambda c, tz: c.order(1, tz=tz),
+    "stop_orders": lambda c, tz: c.stop_orders(tz=tz),
+    "stop_order": lambda c, tz: c.stop_order(1, tz=tz),
+    "trades": lambda c, tz: c.trades(tz=tz),
+    "trades_history": lambda c, tz: c.trades_history(limit=5, tz=tz),
+    "history": lambda c, tz: c.history("SBER", tz=tz, cache=False),
+}
+
+
+@pytest.fixture(scope="module")
+def counted_client(sim):
+    session, adapter = counting_session()
+    with connect_to(sim, session=session) as inv:
+        yield inv, adapter
+
+
+@pytest.mark.parametrize("name", list(ALL_CALLS))
+def test_every_call_takes_tz_and_checks_it_before_a_request(counted_client, name):
+    inv, adapter = counted_client
+    before = list(adapter.sent)
+    with pytest.raises(InvalidArgument, match="Atlantis/Capital"):
+        ALL_CALLS[name](inv, "Atlantis/Capital")
+    assert adapter.sent == before
