@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import orjson
 import pandas as pd
 import pytest
 
 from invia_data import history as history_module
-from invia_data.errors import APIError, InvalidArgument
+from invia_data.auth import TokenManager
+from invia_data.cache import CacheKey, CacheWarning, CandleCache, environment_name
+from invia_data.errors import APIError, InvalidArgument, NotFound
 from invia_data.frames import to_frame
 from invia_data.history import (
     candle_frame,
     default_window,
     history,
+    history_to_dataset,
     parse_history,
     split_range,
 )
+from invia_data.http import Http
 from invia_data.schema import CANDLE
+from invia_data.sim import server as sim_server
 
 DTYPES = {"open": "float64", "high": "float64", "low": "float64", "close": "float64",
           "volume": "int64"}
@@ -135,3 +143,210 @@ def test_export_rejects_a_bad_path_before_any_request() -> None:
     with pytest.raises(InvalidArgument, match="path"):
         history_module.history_to_dataset(http, "SBER", None, "D", "2024-01-01", "2024-02-01")
     assert http.calls == []
+
+
+# --- against the simulator ---
+
+DAY = 86_400
+PAST = pd.Timestamp("2024-03-01", tz="UTC")  # long closed: every candle of it is final
+
+
+class Recording:
+    """Http with a log of the /md/v2/history requests it made (their from/to)."""
+
+    def __init__(self, http: Http) -> None:
+        self.http = http
+        self.base_url = http.base_url
+        self.ranges: list[tuple[int, int]] = []
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+
+    def get(self, path, params=None, **kwargs):
+        with self._lock:
+            self.paths.append(path)
+        return self.http.get(path, params, **kwargs)
+
+    def get_bytes(self, path, params=None, **kwargs):
+        with self._lock:
+            self.paths.append(path)
+            if path == "/md/v2/history":
+                self.ranges.append((params["from"], params["to"]))
+        return self.http.get_bytes(path, params, **kwargs)
+
+    def reset(self) -> None:
+        self.ranges.clear()
+        self.paths.clear()
+
+
+@pytest.fixture
+def http(sim, token):
+    client = Http(sim.url, TokenManager(token=token))
+    yield Recording(client)
+    client.close()
+
+
+def check_schema(frame: pd.DataFrame) -> None:
+    assert {k: str(v) for k, v in frame.dtypes.items()} == DTYPES
+    times = frame.index.get_level_values("time")
+    assert str(times.dtype).startswith("datetime64[ns, ")
+    assert frame.index.name == "time" or frame.index.names == ["symbol", "time"]
+
+
+def test_all_formats_give_the_same_frame(http, tmp_path) -> None:
+    frames = {fmt: history(http, "SBER", "1min", PAST, PAST + pd.Timedelta(hours=6),
+                           format=fmt, cache=False) for fmt in ("Simple", "Slim", "Heavy")}
+    slim = frames["Slim"]
+    check_schema(slim)
+    assert len(slim) == 360
+    assert slim.index[0] == PAST and slim.index.is_monotonic_increasing and slim.index.is_unique
+    assert (slim["high"] >= slim[["open", "close"]].max(axis=1)).all()
+    pd.testing.assert_frame_equal(frames["Simple"], slim)
+    pd.testing.assert_frame_equal(frames["Heavy"], slim)
+    assert slim.attrs == {"open_candle": None, "tf": "1min"}
+
+
+def test_several_symbols_give_a_symbol_time_multiindex(http) -> None:
+    start, end = PAST, PAST + pd.Timedelta(days=3)
+    both = history(http, ["SBER", "GAZP"], "1h", start, end, cache=False)
+    check_schema(both)
+    assert both.index.names == ["symbol", "time"]
+    assert list(both.index.get_level_values("symbol").unique()) == ["SBER", "GAZP"]
+    for symbol in ("SBER", "GAZP"):
+        alone = history(http, symbol, "1h", start, end, cache=False)
+        assert len(alone) == 72
+        pd.testing.assert_frame_equal(both.xs(symbol, level="symbol"), alone, check_names=False)
+    assert both.attrs["open_candle"] == {"SBER": None, "GAZP": None}
+
+
+def test_many_pages_equal_one_request(http, monkeypatch) -> None:
+    start, end = PAST, PAST + pd.Timedelta(days=2)
+    whole = history(http, "SBER", "1min", start, end, cache=False)
+    assert len(http.ranges) == 1 and len(whole) == 2 * 1440
+    http.reset()
+    monkeypatch.setattr(history_module, "CANDLES_PER_REQUEST", 500)
+    monkeypatch.setattr(sim_server, "MAX_CANDLES", 200)  # the server stops early, names `next`
+    paged = history(http, "SBER", "1min", start, end, cache=False, max_workers=3)
+    # 5 pieces of 500 minutes in 3 capped responses each (`to` is inclusive: 501 candles), and
+    # a last piece of 380 minutes in 2
+    assert len(http.ranges) == 5 * 3 + 2
+    pd.testing.assert_frame_equal(paged, whole)
+
+
+def test_a_repeated_call_is_served_by_the_cache(http, tmp_path) -> None:
+    start, end = PAST, PAST + pd.Timedelta(days=1)
+    first = history(http, "SBER", "5min", start, end, cache_dir=tmp_path)
+    assert len(http.ranges) == 1 and len(first) == 288
+    http.reset()
+    second = history(http, "SBER", "5min", start, end, cache_dir=tmp_path)
+    assert http.ranges == [] and http.paths == []
+    pd.testing.assert_frame_equal(second, first)
+    inner = history(http, "SBER", "5min", start + pd.Timedelta(hours=1), end, cache_dir=tmp_path)
+    assert http.ranges == []
+    pd.testing.assert_frame_equal(inner, first.iloc[12:])
+
+
+def test_a_partial_overlap_fetches_only_the_gap(http, tmp_path) -> None:
+    day1, day2 = PAST, PAST + pd.Timedelta(days=1)
+    history(http, "SBER", "1min", day1, day2, cache_dir=tmp_path)
+    http.reset()
+    wider = history(http, "SBER", "1min", day1 - pd.Timedelta(hours=2),
+                    day2 + pd.Timedelta(hours=3), cache_dir=tmp_path)
+    gaps = sorted(http.ranges)
+    lo, hi = int(day1.timestamp()), int(day2.timestamp())
+    assert gaps == [(lo - 7200, lo), (hi, hi + 3 * 3600)]
+    assert len(wider) == 1440 + 120 + 180
+    direct = history(http, "SBER", "1min", day1 - pd.Timedelta(hours=2),
+                     day2 + pd.Timedelta(hours=3), cache=False)
+    pd.testing.assert_frame_equal(wider, direct)
+
+
+def test_cache_false_bypasses_the_cache(http, tmp_path) -> None:
+    for _ in range(2):
+        history(http, "SBER", "1h", PAST, PAST + pd.Timedelta(days=2), cache=False,
+                cache_dir=tmp_path)
+    assert len(http.ranges) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_open_candle_is_returned_but_never_cached(http, tmp_path, sim) -> None:
+    frame = history(http, "SBER", "1h", cache_dir=tmp_path)  # default: the last 90 days to now
+    opened = frame.attrs["open_candle"]
+    assert opened is not None and opened == frame.index[-1]
+    now = pd.Timestamp(sim.market.now(), unit="s", tz="UTC")
+    assert opened <= now < opened + pd.Timedelta(hours=1)
+    assert frame.index[0] >= now - pd.Timedelta(days=90) - pd.Timedelta(hours=1)
+    cache = CandleCache(tmp_path)
+    key = CacheKey(environment_name(http.base_url), "MOEX", "SBER", None, "1h")
+    cached = cache.read(key, 0, 2**40)
+    assert cached["time"].max() < opened.timestamp()
+    assert max(b for _, b in cache.coverage(key)) <= opened.timestamp()
+    http.reset()
+    again = history(http, "SBER", "1h", frame.index[0], cache_dir=tmp_path)
+    assert http.ranges and min(a for a, _ in http.ranges) >= int(opened.timestamp()) - 3600
+    assert again.attrs["open_candle"] >= opened
+    closed = len(frame) - 1
+    pd.testing.assert_frame_equal(again.iloc[:closed], frame.iloc[:closed])
+
+
+def test_a_corrupted_cache_file_is_refetched_with_a_warning(http, tmp_path) -> None:
+    start, end = PAST, PAST + pd.Timedelta(days=1)
+    first = history(http, "SBER", "15min", start, end, cache_dir=tmp_path)
+    part = next(tmp_path.rglob("part.parquet"))
+    part.write_bytes(b"garbage" * 10)
+    http.reset()
+    with pytest.warns(CacheWarning):
+        second = history(http, "SBER", "15min", start, end, cache_dir=tmp_path)
+    assert len(http.ranges) == 1
+    pd.testing.assert_frame_equal(second, first)
+
+
+def test_empty_ranges_give_empty_typed_frames(http, tmp_path) -> None:
+    same = history(http, "SBER", "1min", PAST, PAST, cache_dir=tmp_path)
+    assert same.empty and http.ranges == []
+    check_schema(same)
+    before = history(http, "SBER", "D", "2010-01-01", "2010-06-01", cache_dir=tmp_path)
+    assert before.empty and len(http.ranges) == 1
+    check_schema(before)
+    http.reset()
+    history(http, "SBER", "D", "2010-01-01", "2010-06-01", cache_dir=tmp_path)
+    assert http.ranges == []  # a range without candles is remembered too
+
+
+def test_times_are_utc_and_tz_converts(http) -> None:
+    utc = history(http, ["SBER", "GAZP"], "1h", "2024-03-01", "2024-03-02", cache=False)
+    same = history(http, ["SBER", "GAZP"], "1h", "2024-03-01T03:00+03:00",
+                   pd.Timestamp("2024-03-02"), cache=False)
+    pd.testing.assert_frame_equal(same, utc)
+    moscow = history(http, ["SBER", "GAZP"], "1h", "2024-03-01", "2024-03-02",
+                     tz="Europe/Moscow", cache=False)
+    times = moscow.index.get_level_values("time")
+    assert str(times.tz) == "Europe/Moscow" and times[0].hour == 3
+    assert (times == utc.index.get_level_values("time")).all()
+    single = history(http, "SBER", "1h", "2024-03-01", "2024-03-02", tz="Asia/Tokyo",
+                     cache=False)
+    assert str(single.index.tz) == "Asia/Tokyo" and single.index[0].hour == 9
+
+
+def test_unknown_symbol_is_not_found(http) -> None:
+    with pytest.raises(NotFound):
+        history(http, ["SBER", "NOSUCH"], "1h", PAST, PAST + pd.Timedelta(days=1), cache=False)
+
+
+def test_progress_bar_only_when_asked_or_long(http, capsys) -> None:
+    history(http, "SBER", "1h", PAST, PAST + pd.Timedelta(days=1), cache=False)
+    assert "req" not in capsys.readouterr().err
+    history(http, "SBER", "1h", PAST, PAST + pd.Timedelta(days=1), cache=False, progress=True)
+    assert "req" in capsys.readouterr().err
+
+
+def test_export_writes_a_partitioned_dataset(http, tmp_path) -> None:
+    out = tmp_path / "candles"
+    written = history_to_dataset(http, ["SBER", "GAZP"], out, "D", "2023-12-01", "2024-02-01")
+    assert sorted(zip(written["symbol"], written["year"], strict=True)) == [
+        ("GAZP", 2023), ("GAZP", 2024), ("SBER", 2023), ("SBER", 2024)]
+    data = pd.read_parquet(out)
+    assert len(data) == 2 * 62 and written["candles"].sum() == 2 * 62
+    expected = history(http, "GAZP", "D", "2023-12-01", "2024-02-01", cache=False)
+    gazp = data[data["symbol"] == "GAZP"].set_index("time").sort_index()
+    np.testing.assert_array_equal(gazp["close"].to_numpy(), expected["close"].to_numpy())
+    assert (gazp.index == expected.index).all()
