@@ -154,13 +154,28 @@ def test_static_token(fresh_sim, no_env):
 # The simulator's exp and iat are whole seconds, so a token of lifetime 2 has between 1 and
 # 2 seconds left when it arrives: never inside the 10 % leeway at once.
 
-def test_short_lived_tokens_are_renewed_ahead_of_expiry(fresh_sim):
+def test_short_lived_token_renewed_ahead_of_expiry_once_for_many_threads(fresh_sim):
     server = fresh_sim(faults={"token_lifetime": 2})
     with connect_to(server) as inv:
         assert inv.tokens.refresh_count == 1
         inv.summary()
-        time.sleep(2.0)
-        inv.summary()                          # no 401: renewed before it ran out
+        time.sleep(2.0)                        # the token is now due for renewal
+        barrier = threading.Barrier(12)
+        errors: list[BaseException] = []
+
+        def call():
+            try:
+                barrier.wait(timeout=5)
+                inv.quotes("SBER")             # no 401: renewed before it ran out
+            except BaseException as exc:       # surfaced by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=call) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert not errors
         assert inv.tokens.refresh_count == 2
 
 
@@ -176,29 +191,6 @@ def test_a_401_renews_the_token_once_and_retries(fresh_sim):
     assert isinstance(http.get("/md/v2/Clients/MOEX/D39004/summary"), dict)
     assert lagging.refresh_count == 2
     assert adapter.sent == ["GET /md/v2/Clients/MOEX/D39004/summary"] * 2
-
-
-def test_many_threads_one_refresh(fresh_sim):
-    server = fresh_sim(faults={"token_lifetime": 2})
-    with connect_to(server) as inv:
-        time.sleep(2.0)                        # the token is now due for renewal
-        barrier = threading.Barrier(12)
-        errors: list[BaseException] = []
-
-        def call():
-            try:
-                barrier.wait(timeout=5)
-                inv.quotes("SBER")
-            except BaseException as exc:       # surfaced by the assertion below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=call) for _ in range(12)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
-        assert not errors
-        assert inv.tokens.refresh_count == 2
 
 
 def test_refused_refresh_token(sim):
