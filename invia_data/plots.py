@@ -228,6 +228,9 @@ def draw_candles(ax: Axes, df: pd.DataFrame, *, vax: Axes | None = None,
         ax.set_xlabel("")
     if vax is not None:
         vax.set_ylabel("volume, lots")
+        if not volume_below:  # a twin that was cleared for a redraw forgets its side
+            vax.yaxis.tick_right()
+            vax.yaxis.set_label_position("right")
     if clean.empty:
         _no_data(ax)
         return

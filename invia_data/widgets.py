@@ -30,6 +30,7 @@ import pandas as pd
 
 from .books import book_sides, book_stats, check_levels, price_decimals
 from .errors import InvalidArgument
+from .timeframes import label
 from .times import check_tz
 
 __all__ = [
@@ -328,7 +329,8 @@ class LiveWidget(widgets.VBox):
     Subclasses define ``_state_key()`` (what, when changed, needs a new render), ``_snapshot()``
     and ``_render(snapshot) -> None`` (writes the content traits), and ``_finished()``.
     ``refresh(now)`` is called by the :class:`Refresher`; it returns False once the widget or
-    its source is closed. ``refresh_count`` counts content renders, ``error_count`` failures.
+    its source is closed. ``refresh_count`` counts content renders, ``error_count`` failures,
+    ``shown_version`` is the source version of the content shown (at least; see ``refresh``).
     """
 
     def __init__(self, source: Any, *, max_rate: float, refresher: Refresher | None,
@@ -342,6 +344,7 @@ class LiveWidget(widgets.VBox):
         self._is_closed = False
         self._held: Any = None
         self.refresh_count = 0
+        self.shown_version: int | None = None
         self.badge_count = 0
         self.error_count = 0
         self.last_error: BaseException | None = None
@@ -406,6 +409,8 @@ class LiveWidget(widgets.VBox):
             self._shown_key = key
             self._dirty = False
             wrote = self._render_safely(self._held)
+            if wrote and isinstance(key, tuple):
+                self.shown_version = key[0]
         badge = self._badge_html()
         if badge != self.badge.value:
             self.badge.value = badge
@@ -591,7 +596,10 @@ class CandlesWidget(LiveWidget):
         tf = (getattr(src, "params", None) or {}).get("tf")
         parts = [str(getattr(src, "symbol", "") or "")]
         if tf:
-            parts.append(str(tf))
+            try:
+                parts.append(label(tf))
+            except InvalidArgument:
+                parts.append(str(tf))
         return " · ".join(p for p in parts if p) or "candles"
 
     def _render(self, snapshot: pd.DataFrame) -> None:

@@ -385,7 +385,7 @@ def test_every_plot_makes_its_own_figure_when_no_ax_is_given():
 
 
 class FakeBars:
-    kind, symbol, params, error, age = "bars", "SBER", {"tf": "1min"}, None, 0.1
+    kind, symbol, params, error, age = "bars", "SBER", {"tf": 60}, None, 0.1
 
     def __init__(self, df):
         self.df = df
@@ -411,6 +411,7 @@ def test_live_candles_redraws_png_when_bars_change_at_a_capped_rate():
         refresher.tick(1.0)
         assert w.refresh_count == 2 and w.image.value != first
         assert len(w.ax.figure.axes) == 2  # redraws reuse the volume twin
+        assert w.volume_ax.yaxis.get_label_position() == "right"
     finally:
         w.close()
 
@@ -428,3 +429,60 @@ def test_live_candles_via_plots_and_an_empty_frame(new_ax):
             plots.live_candles(bars, last=0)
     finally:
         w.close()
+
+
+# --- against the simulator -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(sim):
+    import invia_data
+
+    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
+                            ws_url=sim.ws_url) as inv:
+        yield inv
+
+
+def wait_for(predicate, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_live_candles_of_simulator_bars(client):
+    refresher = W.Refresher()
+    bars = client.stream.bars("SBER", "1min")
+    w = plots.live_candles(bars, max_rate=10.0, last=50, refresher=refresher)
+    try:
+        bars.wait(0, timeout=10)
+        # a render of a version that holds candles (the key is (version, status))
+        assert wait_for(lambda: (w.shown_version or 0) > 0)
+    finally:
+        w.close()
+        bars.close()
+    assert refresher.join(5.0)  # no redraw runs while the axes are inspected
+    assert w.image.value[:4] == b"\x89PNG" and w.error_count == 0
+    body = [c for c in w.ax.collections if isinstance(c, PolyCollection)][0]
+    assert 1 <= len(body.get_paths()) <= 50
+    assert w.ax.get_title() == "MOEX:SBER · 1min"
+
+
+def test_charts_of_simulator_frames(client, new_ax):
+    history = client.history("SBER", tf="5min", start=pd.Timestamp.now(tz="UTC")
+                             - pd.Timedelta(hours=6), cache=False)
+    plots.candles(history, ax=new_ax)
+    body = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
+    assert len(body.get_paths()) == history["open"].notna().sum() > 0
+    for draw, frame in ((plots.depth, client.orderbook("SBER")),
+                        (plots.trade_tape, client.all_trades("SBER")),
+                        (plots.volume_profile, client.all_trades("SBER")),
+                        (plots.pnl, client.positions())):
+        for extra in new_ax.figure.axes[1:]:
+            extra.remove()
+        new_ax.cla()
+        assert draw(frame, ax=new_ax) is new_ax
+        assert "no data" not in texts(new_ax), draw.__name__
+        assert new_ax.lines or new_ax.collections or new_ax.patches

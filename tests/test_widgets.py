@@ -188,6 +188,7 @@ def test_refresher_caps_rate_while_the_book_changes_every_tick(refresher, opened
         refresher.tick(k * step)
         live.push()
     assert w.refresh_count == 5  # t = 0, 0.25, 0.5, 0.75, 1.0
+    assert w.shown_version == 17  # pushed 16 times after version 1; the last render at t=1.0
     assert live.df_reads == 5
     assert rows_of(w.ladder.value)[0][1][2] == "250.15"
     assert "imbalance" in w.stats.value
