@@ -97,7 +97,9 @@ class Refresher:
         self.errors = 0
         self.ticks = 0
         self._views: list[weakref.ref[Any]] = []
-        self._lock = threading.Lock()
+        # reentrant: a widget collected (and so closed) while this thread holds the lock
+        # unregisters itself from inside it
+        self._lock = threading.RLock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -434,7 +436,9 @@ class LiveWidget(widgets.VBox):
         return True
 
     def close(self) -> None:
-        """Stop refreshing and close the child widgets."""
+        """Stop refreshing and close the child widgets (idempotent)."""
+        if getattr(self, "_is_closed", False):
+            return
         self._is_closed = True
         refresher = getattr(self, "_refresher", None)
         if refresher is not None:
@@ -460,6 +464,7 @@ class OrderBookWidget(LiveWidget):
 
     def __init__(self, live_book: Any, levels: int = 10, max_rate: float = 4.0, *,
                  refresher: Refresher | None = None) -> None:
+        _check_rate(max_rate)  # before any child widget exists
         self._levels = check_levels(levels)
         self.title = widgets.HTML(_title(live_book))
         choices = sorted({*DEPTH_CHOICES, self._levels})
@@ -499,6 +504,7 @@ class TableWidget(LiveWidget):
 
     def __init__(self, live_frame: Any, max_rows: int = 20, max_rate: float = 4.0, *,
                  refresher: Refresher | None = None) -> None:
+        _check_rate(max_rate)
         self.max_rows = check_levels(max_rows, "max_rows")
         self.title = widgets.HTML(_title(live_frame))
         self.table = widgets.HTML()
@@ -579,6 +585,7 @@ class CandlesWidget(LiveWidget):
         from matplotlib.axes import Axes
         from matplotlib.figure import Figure
 
+        _check_rate(max_rate)
         self.last = check_levels(last, "last")
         self.tz = check_tz(tz)
         if ax is None:
