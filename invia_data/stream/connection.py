@@ -383,6 +383,8 @@ class Connection:
             _log_counted(self.stats["unknown_guid"], "frame for unknown guid %r", value)
         elif kind == MALFORMED:
             self.stats["malformed"] += 1
+            if route is not None:
+                route.target.errors += 1
             _log_counted(self.stats["malformed"], "malformed frame: %s", value)
         elif kind == DATA:  # only from Session.receive(); receive_many groups data
             raise StreamError("data events are applied in batches")

@@ -12,7 +12,8 @@ Incoming frames (REFERENCE.md §4.3) are told apart by their keys:
 * result ``{"requestGuid": g, "httpCode": 200, "message"}``  -> ``(CONFIRMED, route, message)``
 * error  ``{"requestGuid": g, "httpCode": >=400, "message"}``-> ``(REJECTED, route, (status, message))``
   (``route`` is None when the guid is empty or unknown)
-* anything else                                                -> ``(MALFORMED, None, reason)``
+* anything else                                                -> ``(MALFORMED, route, reason)``
+  (``route`` set when the frame names a known guid but its ``data`` is not an object)
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ class Session:
                 continue
             if type(obj) is dict:
                 data = obj.get("data")
-                if data is not None:
+                if type(data) is dict:
                     route = routes_get(obj.get("guid"))
                     if route is not None:
                         found = groups.get(route)
@@ -220,10 +221,13 @@ class Session:
     def _classify(self, obj: Any) -> Event:
         if type(obj) is not dict:
             return (MALFORMED, None, "not a JSON object")
-        if obj.get("data") is not None:
+        data = obj.get("data")
+        if data is not None:
             route = self.routes.get(obj.get("guid"))
             if route is not None:
-                return (DATA, route, obj["data"])
+                if type(data) is not dict:  # `data` is always one object (REFERENCE §4.3)
+                    return (MALFORMED, route, "data is not an object")
+                return (DATA, route, data)
             if obj.get("guid") in self._cancelling:
                 return (LATE, None, obj.get("guid"))
             return (UNKNOWN, None, obj.get("guid"))

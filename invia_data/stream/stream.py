@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pandas as pd
 
 from ..errors import InvalidArgument, InviaError, StreamClosed
+from ..history import server_now
 from ..schema import normalize_format
 from ..timeframes import to_seconds, to_wire
 from ..times import to_epoch_seconds
@@ -414,18 +415,19 @@ class Stream:
         fmt = fields["format"]
         board = {"instrumentGroup": fields["instrumentGroup"]} \
             if "instrumentGroup" in fields else {}
-        now = int(time.time()) + 1
         if sub.kind == "trades":
             last_ms = frame._read_state(lambda s: s.last_time_ms())
             since = int(last_ms // 1000) if last_ms is not None else int(lost_at)
             path = (f"/md/v2/Securities/{quote(sub.exchange, safe='')}/"
                     f"{quote(sub.symbol, safe='')}/alltrades")
-            payload = self.http.get(path, {"from": since, "to": now, "format": fmt, **board})
+            # no `to`: everything up to the server's now (its clock may differ from ours)
+            payload = self.http.get(path, {"from": since, "format": fmt, **board})
             trades = payload.get("list", []) if isinstance(payload, dict) else payload or []
             added = frame._modify(lambda s: s.merge(trades))
         else:
             last = frame._read_state(lambda s: s.last_time())
             since = last if last is not None else int(lost_at)
+            now = server_now(self.http)
             payload = self.http.get("/md/v2/history", {
                 "symbol": sub.symbol, "exchange": sub.exchange, "tf": fields["tf"],
                 "from": since, "to": now + int(frame.params["tf"]), "format": fmt, **board})
