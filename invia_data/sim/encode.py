@@ -86,3 +86,15 @@ def data_frame(data: bytes, guid_json: bytes) -> bytes:
 def result_frame(guid: Any, status: int, message: str) -> bytes:
     return orjson.dumps({"message": message, "httpCode": status,
                          "requestGuid": guid if isinstance(guid, str) else ""})
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """A complete unmasked WebSocket text frame (RFC 6455 §5.2), as a server sends it."""
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x81, length))
+    elif length < 65_536:
+        header = bytes((0x81, 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + length.to_bytes(8, "big")
+    return header + payload

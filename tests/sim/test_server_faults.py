@@ -3,6 +3,7 @@ slow-consumer drop."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -127,15 +128,18 @@ def test_stall_keeps_the_connection_but_stops_data(fresh_sim, token_for, ws_clie
     assert client.data(guid, 1, timeout=5)
 
 
-def test_slow_consumer_with_too_many_unsent_messages_is_dropped(fresh_sim, token_for, ws_client):
+def test_slow_consumer_with_too_many_unsent_messages_is_dropped(fresh_sim, token_for, ws_client,
+                                                               caplog):
+    caplog.set_level(logging.INFO, logger="invia_data.sim")
     server = fresh_sim()
     client = ws_client(server.ws_url, token_for(server),
                        sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
-    for i in range(40):
-        client.subscribe("OrderBookGetAndSubscribe", guid=f"g{i}", code="SBER", exchange="MOEX",
-                         format="Simple", depth=50, frequency=25)
+    for i in range(100):
+        client.subscribe("OrderBookGetAndSubscribe", guid=f"g{i}", code=("SBER", "GAZP")[i % 2],
+                         exchange="MOEX", format="Slim", depth=50, frequency=10)
     time.sleep(3.0)  # not reading: the server's queue for this socket passes 5000 messages
     assert wait_closed(client, 20)
+    assert "more than 5000 unsent messages" in caplog.text
 
 
 def test_faults_validate_their_settings():
