@@ -243,6 +243,15 @@ class LiveFrame:
     def __repr__(self) -> str:
         return f"<LiveFrame {self.status_line()}>"
 
+    def widget(self, **options: Any) -> Any:
+        """An ipywidgets view that refreshes itself at a capped rate (default 4 Hz): a price
+        ladder for an order book (``levels=``), a table otherwise (``max_rows=``)."""
+        from .. import widgets
+
+        if self.kind == "orderbook":
+            return widgets.orderbook_widget(self, **options)
+        return widgets.table_widget(self, **options)
+
     def _repr_html_(self) -> str:
         status = html.escape(self.status_line())
         colour = {"live": "#2a7", "error": "#c33", "stale": "#c80",
