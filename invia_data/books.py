@@ -1,18 +1,20 @@
 """Figures of a long-form order book (``side``, ``level``, ``price``, ``volume``): the sides
 best level first, best bid/ask, spread, mid, imbalance. Pure functions shared by the ladder
-widget and the depth plot."""
+widget and the depth plot; the work is done on numpy arrays (a ladder re-renders several
+times a second, and per-row pandas access would cost more than the HTML)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from .errors import InvalidArgument
 
-__all__ = ["book_sides", "book_stats", "check_levels", "price_decimals"]
+__all__ = ["Sides", "book_sides", "book_stats", "check_levels", "price_decimals", "side_arrays",
+           "sides_stats"]
 
 
 def check_levels(levels: Any, name: str = "levels") -> int:
@@ -21,46 +23,64 @@ def check_levels(levels: Any, name: str = "levels") -> int:
     return int(levels)
 
 
-def book_sides(df: pd.DataFrame, levels: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A long-form book -> (bids, asks), each with ``price`` and ``volume``, best level first,
-    at most ``levels`` rows. Rows without a price are dropped; a missing volume counts as 0."""
+class Sides(NamedTuple):
+    """Prices and volumes of each side, best level first (float64 arrays)."""
+
+    bid_price: np.ndarray
+    bid_volume: np.ndarray
+    ask_price: np.ndarray
+    ask_volume: np.ndarray
+
+
+def _column(df: pd.DataFrame, name: str) -> np.ndarray:
+    try:
+        return pd.to_numeric(df[name]).to_numpy(dtype="float64", na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"order-book column {name!r} is not numeric") from exc
+
+
+def side_arrays(df: pd.DataFrame, levels: int | None = None) -> Sides:
+    """A long-form book -> :class:`Sides`, at most ``levels`` per side. Sorted by ``level``
+    when the column is complete, else by price. Rows without a price are dropped; a missing
+    volume counts as 0."""
     if not isinstance(df, pd.DataFrame):
         raise InvalidArgument(f"expected an order-book DataFrame, got {type(df).__name__}")
     missing = [c for c in ("side", "price", "volume") if c not in df.columns]
     if missing:
         raise InvalidArgument(f"order-book frame lacks column(s) {', '.join(missing)}")
-    side = df["side"].astype("string").str.lower()
+    side = np.array([s.lower() if isinstance(s, str) else ""
+                     for s in df["side"].to_numpy(dtype=object)], dtype=object)
+    price = _column(df, "price")
+    volume = np.nan_to_num(_column(df, "volume"), nan=0.0)
+    level = _column(df, "level") if "level" in df.columns else None
+    has_price = ~np.isnan(price)
     out = []
-    for name, best_first_desc in (("bid", True), ("ask", False)):
-        part = df.loc[(side == name).fillna(False).to_numpy()]
-        part = part[part["price"].notna()]
-        if "level" in part.columns and part["level"].notna().all():
-            part = part.sort_values("level", kind="stable")
+    for name, descending in (("bid", True), ("ask", False)):
+        rows = np.flatnonzero((side == name) & has_price)
+        if level is not None and not np.isnan(level[rows]).any():
+            key = level[rows]
         else:
-            part = part.sort_values("price", ascending=not best_first_desc, kind="stable")
-        if levels is not None:
-            part = part.head(levels)
-        out.append(pd.DataFrame({
-            "price": part["price"].astype("float64").to_numpy(),
-            "volume": pd.to_numeric(part["volume"]).astype("Float64").fillna(0)
-                        .to_numpy(dtype="float64"),
-        }))
-    return out[0], out[1]
+            key = -price[rows] if descending else price[rows]
+        rows = rows[np.argsort(key, kind="stable")][:levels]
+        out += [price[rows], volume[rows]]
+    return Sides(*out)
 
 
-def book_stats(df: pd.DataFrame, levels: int | None = None) -> dict[str, float]:
-    """Best bid/ask, spread (absolute and in basis points of mid), mid and the volume
-    imbalance ``(bid volume - ask volume) / (bid volume + ask volume)`` over the first
-    ``levels`` levels of each side (all levels when None). Undefined figures are NaN."""
-    if levels is not None:
-        levels = check_levels(levels)
-    bids, asks = book_sides(df, levels)
-    best_bid = float(bids["price"].iloc[0]) if len(bids) else math.nan
-    best_ask = float(asks["price"].iloc[0]) if len(asks) else math.nan
+def book_sides(df: pd.DataFrame, levels: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bids, asks) frames with ``price`` and ``volume``, best level first (see
+    :func:`side_arrays`)."""
+    s = side_arrays(df, levels)
+    return (pd.DataFrame({"price": s.bid_price, "volume": s.bid_volume}),
+            pd.DataFrame({"price": s.ask_price, "volume": s.ask_volume}))
+
+
+def sides_stats(s: Sides) -> dict[str, float]:
+    best_bid = float(s.bid_price[0]) if len(s.bid_price) else math.nan
+    best_ask = float(s.ask_price[0]) if len(s.ask_price) else math.nan
     spread = best_ask - best_bid
     mid = (best_ask + best_bid) / 2
-    bid_volume = float(bids["volume"].sum())
-    ask_volume = float(asks["volume"].sum())
+    bid_volume = float(s.bid_volume.sum())
+    ask_volume = float(s.ask_volume.sum())
     total = bid_volume + ask_volume
     return {
         "best_bid": best_bid,
@@ -74,6 +94,15 @@ def book_stats(df: pd.DataFrame, levels: int | None = None) -> dict[str, float]:
     }
 
 
+def book_stats(df: pd.DataFrame, levels: int | None = None) -> dict[str, float]:
+    """Best bid/ask, spread (absolute and in basis points of mid), mid and the volume
+    imbalance ``(bid volume - ask volume) / (bid volume + ask volume)`` over the first
+    ``levels`` levels of each side (all levels when None). Undefined figures are NaN."""
+    if levels is not None:
+        levels = check_levels(levels)
+    return sides_stats(side_arrays(df, levels))
+
+
 def price_decimals(prices: Any, most: int = 8) -> int:
     """The fewest decimals that show every price exactly (so a ladder column lines up)."""
     values = np.asarray(prices, dtype="float64")
@@ -83,5 +112,3 @@ def price_decimals(prices: Any, most: int = 8) -> int:
         if np.all(np.abs(scaled - np.round(scaled)) < 1e-6 * np.maximum(1.0, np.abs(scaled))):
             return decimals
     return most
-
-

@@ -28,7 +28,15 @@ import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
-from .books import book_sides, book_stats, check_levels, price_decimals
+from .books import (
+    Sides,
+    book_sides,
+    book_stats,
+    check_levels,
+    price_decimals,
+    side_arrays,
+    sides_stats,
+)
 from .errors import InvalidArgument
 from .timeframes import label
 from .times import check_tz
@@ -39,6 +47,8 @@ __all__ = [
     "book_sides",
     "candles_widget",
     "price_decimals",
+    "render_book",
+    "render_stats",
     "LiveWidget",
     "OrderBookWidget",
     "TableWidget",
@@ -241,19 +251,37 @@ def render_ladder(df: pd.DataFrame, levels: int = 10, *, decimals: int | None = 
     the largest shown volume; the outer columns hold the cumulative volume from the best level.
     ``decimals`` fixes the price precision (default: the fewest that show every price exactly).
     """
-    levels = check_levels(levels)
-    bids, asks = book_sides(df, levels)
-    prices = np.concatenate([bids["price"].to_numpy(), asks["price"].to_numpy()])
-    decimals = price_decimals(prices) if decimals is None else int(decimals)
-    scale = float(max(bids["volume"].max() if len(bids) else 0.0,
-                      asks["volume"].max() if len(asks) else 0.0))
-    stats = book_stats(df, levels)
+    sides = side_arrays(df, check_levels(levels))
+    return _ladder_html(sides, sides_stats(sides), _decimals(sides, decimals))
+
+
+def render_stats(df: pd.DataFrame, levels: int, decimals: int | None = None) -> str:
+    """One line of HTML: bid x ask, spread (bp), mid, imbalance over the shown levels."""
+    sides = side_arrays(df, check_levels(levels))
+    return _stats_html(sides_stats(sides), _decimals(sides, decimals))
+
+
+def render_book(df: pd.DataFrame, levels: int) -> tuple[str, str]:
+    """(stats line, ladder) of one book, reading the frame once."""
+    sides = side_arrays(df, check_levels(levels))
+    stats, decimals = sides_stats(sides), _decimals(sides, None)
+    return _stats_html(stats, decimals), _ladder_html(sides, stats, decimals)
+
+
+def _decimals(sides: Sides, decimals: int | None) -> int:
+    if decimals is not None:
+        return int(decimals)
+    return price_decimals(np.concatenate([sides.bid_price, sides.ask_price]))
+
+
+def _ladder_html(sides: Sides, stats: dict[str, float], decimals: int) -> str:
+    scale = float(max(sides.bid_volume.max(initial=0.0), sides.ask_volume.max(initial=0.0)))
     rows = []
-    ask_cum = asks["volume"].cumsum().to_numpy()
-    for i in reversed(range(len(asks))):
-        rows.append(_ladder_row("ask", i, _fmt_price(asks["price"].iat[i], decimals),
-                                float(asks["volume"].iat[i]), float(ask_cum[i]), scale))
-    if len(bids) or len(asks):
+    ask_cum = np.cumsum(sides.ask_volume)
+    for i in reversed(range(len(sides.ask_price))):
+        rows.append(_ladder_row("ask", i, _fmt_price(sides.ask_price[i], decimals),
+                                float(sides.ask_volume[i]), float(ask_cum[i]), scale))
+    if len(sides.bid_price) or len(sides.ask_price):
         middle = (f"spread {_fmt_price(stats['spread'], decimals)} · "
                   f"mid {_fmt_price(stats['mid'], _mid_decimals(stats['mid'], decimals))}")
     else:
@@ -261,23 +289,20 @@ def render_ladder(df: pd.DataFrame, levels: int = 10, *, decimals: int | None = 
     rows.append(f'<tr class="spread" data-side="spread"><td colspan="5" style="text-align:center;'
                 f'color:#5f6368;border-top:1px solid #dadce0;border-bottom:1px solid #dadce0;'
                 f'padding:2px 6px">{middle}</td></tr>')
-    bid_cum = bids["volume"].cumsum().to_numpy()
-    for i in range(len(bids)):
-        rows.append(_ladder_row("bid", i, _fmt_price(bids["price"].iat[i], decimals),
-                                float(bids["volume"].iat[i]), float(bid_cum[i]), scale))
-    head = "".join(f'<th style="{_CELL};color:#5f6368">{h}</th>'
-                   for h in ("cum", "bid", "price", "ask", "cum"))
+    bid_cum = np.cumsum(sides.bid_volume)
+    for i in range(len(sides.bid_price)):
+        rows.append(_ladder_row("bid", i, _fmt_price(sides.bid_price[i], decimals),
+                                float(sides.bid_volume[i]), float(bid_cum[i]), scale))
     return ('<table class="invia-ladder" style="border-collapse:collapse;font-family:monospace;'
-            f'font-size:12px"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-            '</table>')
+            f'font-size:12px"><thead><tr>{_LADDER_HEAD}</tr></thead><tbody>{"".join(rows)}'
+            '</tbody></table>')
 
 
-def render_stats(df: pd.DataFrame, levels: int, decimals: int | None = None) -> str:
-    """One line of HTML: bid x ask, spread (bp), mid, imbalance over the shown levels."""
-    stats = book_stats(df, levels)
-    bids, asks = book_sides(df, levels)
-    if decimals is None:
-        decimals = price_decimals(np.concatenate([bids["price"], asks["price"]]))
+_LADDER_HEAD = "".join(f'<th style="{_CELL};color:#5f6368">{h}</th>'
+                       for h in ("cum", "bid", "price", "ask", "cum"))
+
+
+def _stats_html(stats: dict[str, float], decimals: int) -> str:
     imbalance = stats["imbalance"]
     bps = stats["spread_bps"]
     parts = [
@@ -492,8 +517,7 @@ class OrderBookWidget(LiveWidget):
         self._dirty = True
 
     def _render(self, snapshot: pd.DataFrame) -> None:
-        stats = render_stats(snapshot, self._levels)
-        ladder = render_ladder(snapshot, self._levels)
+        stats, ladder = render_book(snapshot, self._levels)
         self.stats.value = stats
         self.ladder.value = ladder
 
