@@ -57,25 +57,32 @@ def trade_record(trade: Mapping[str, Any], existing: bool) -> dict[str, Any]:
     return out
 
 
-def candle_rows(columns: Mapping[str, np.ndarray], fmt: str) -> list[dict[str, Any]]:
-    """Column arrays -> wire candle objects (one dict per candle, built by zip)."""
-    keys = [CANDLE.key(name, fmt) for name in CANDLE_COLUMNS]
-    values = [
-        np.asarray(columns["time"], dtype=np.int64).tolist(),
-        *(np.asarray(columns[name], dtype=np.float64).tolist() for name in ("open", "high", "low", "close")),
-        np.asarray(columns["volume"], dtype=np.int64).tolist(),
-    ]
-    return [dict(zip(keys, row, strict=False)) for row in zip(*values, strict=False)]
+def _column_texts(values: np.ndarray, dtype: type) -> list[bytes]:
+    """The JSON text of each element of a column (orjson formats the whole array at once)."""
+    text = orjson.dumps(np.ascontiguousarray(values, dtype=dtype), option=orjson.OPT_SERIALIZE_NUMPY)
+    return text[1:-1].split(b",")
+
+
+def candles_json(columns: Mapping[str, np.ndarray], fmt: str) -> bytes:
+    """Column arrays -> the JSON array of wire candle objects, with the CANDLE table's keys.
+
+    Each column is formatted by orjson in one call and the objects are assembled from a
+    bytes template: no Python dict or float object per candle."""
+    if len(columns["time"]) == 0:
+        return b"[]"
+    keys = [CANDLE.key(name, fmt).encode() for name in CANDLE_COLUMNS]
+    template = b"{" + b",".join(b'"%s":%%s' % key for key in keys) + b"}"
+    texts = [_column_texts(columns[name], np.int64 if name in ("time", "volume") else np.float64)
+             for name in CANDLE_COLUMNS]
+    return b"[" + b",".join([template % row for row in zip(*texts, strict=True)]) + b"]"
 
 
 def history_bytes(columns: Mapping[str, np.ndarray], fmt: str, next_time: int | None,
                   prev_time: int | None) -> bytes:
-    payload = {
-        HISTORY.key("history", fmt): candle_rows(columns, fmt),
-        "next": next_time,
-        "prev": prev_time,
-    }
-    return orjson.dumps(payload)
+    """The /md/v2/history body: ``{"history"|"h": [...], "next": ..., "prev": ...}``."""
+    cursors = orjson.dumps({"next": next_time, "prev": prev_time})
+    list_key = orjson.dumps(HISTORY.key("history", fmt))
+    return b"{" + list_key + b":" + candles_json(columns, fmt) + b"," + cursors[1:]
 
 
 def data_frame(data: bytes, guid_json: bytes) -> bytes:

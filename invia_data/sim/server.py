@@ -640,6 +640,27 @@ def _concat(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[st
     return {k: np.concatenate([np.asarray(a[k]), np.asarray(b[k])]) for k in encode.CANDLE_COLUMNS}
 
 
+def _collect(req: Request, key: Any, tf: int, start: int, stop: int) -> dict[str, np.ndarray]:
+    """The candles of ``[start, stop)``, but no more windows than needed to pass MAX_CANDLES
+    (a 5-year range of minutes is not generated to answer with its first 50,000)."""
+    parts = []
+    count = 0
+    cursor = start
+    window = MAX_CANDLES * tf * 2
+    while True:
+        upto = min(stop, cursor + window)
+        part = _candles(req, key, tf, cursor, upto) if upto > cursor else _candles(req, key, tf, 0, 0)
+        parts.append(part)
+        count += _count(part)
+        cursor = upto
+        window *= 2
+        if cursor >= stop or count > MAX_CANDLES:
+            break
+    if len(parts) == 1:
+        return dict(parts[0])
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in encode.CANDLE_COLUMNS}
+
+
 def _delayed_last_candle(req: Request, key: Any, tf: int, columns: dict[str, np.ndarray],
                          cutoff: int) -> dict[str, np.ndarray]:
     """For anonymous callers, rebuild the candle open at ``cutoff`` from the minutes before it."""
@@ -702,7 +723,7 @@ def history(req: Request) -> Any:
     key = req.server.resolve(exchange, symbol, p.text("instrumentGroup"))
     now = int(req.now())
     stop = min(end, now) + 1
-    columns = _candles(req, key, tf, max(start, 0), stop) if stop > start else _candles(req, key, tf, 0, 0)
+    columns = _collect(req, key, tf, max(start, 0), stop)
     if count_back:
         columns = _extend_back(req, key, tf, columns, max(start, 0), count_back)
     if req.delay:
