@@ -1,0 +1,1 @@
+"""Tests of the simulator (a package, so its module names do not clash with tests/)."""
