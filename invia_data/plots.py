@@ -275,7 +275,9 @@ def depth(book_df: pd.DataFrame, ax: Axes | None = None, levels: int | None = No
     when = book_df.attrs.get("time")
     stamp = ""
     if when is not None and not pd.isna(when):
-        stamp = pd.Timestamp(when).tz_convert(tz).strftime("%Y-%m-%d %H:%M:%S")
+        when = pd.Timestamp(when)
+        when = when.tz_localize("UTC") if when.tzinfo is None else when
+        stamp = when.tz_convert(tz).strftime("%Y-%m-%d %H:%M:%S")
     symbol = _symbol(book_df)
     _title(ax, title, " · ".join(p for p in (f"{symbol} order book".strip(), stamp) if p))
     ax.set_xlabel(_price_label(book_df))

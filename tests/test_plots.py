@@ -207,6 +207,13 @@ def test_depth_draws_cumulative_steps_and_mid(new_ax):
     assert len(new_ax.collections) == 2  # the two filled areas
 
 
+def test_depth_title_time_in_the_chosen_zone(new_ax):
+    naive = BOOK.copy()
+    naive.attrs["time"] = pd.Timestamp("2025-11-26 07:00:00")  # naive times are UTC
+    plots.depth(naive, ax=new_ax, tz="Asia/Yekaterinburg")
+    assert new_ax.get_title() == "SBER order book · 2025-11-26 12:00:00"
+
+
 def test_depth_levels_and_empty_book(new_ax):
     plots.depth(BOOK, ax=new_ax, levels=1)
     lines = {line.get_label(): line for line in new_ax.get_lines()}
