@@ -220,3 +220,33 @@ def test_malformed_json_gets_400_and_the_connection_lives_on(ws_client):
     assert reply == {"message": "Malformed JSON", "httpCode": 400, "requestGuid": ""}
     guid = client.subscribe("ping")
     assert client.result(guid)["httpCode"] == 200
+
+
+def test_portfolio_changes_stream_live(ws_client):
+    client = ws_client()
+    guid = client.subscribe("PositionsGetAndSubscribeV2", portfolio="D39004", exchange="MOEX",
+                            skipHistory=True, format="Slim")
+    assert client.result(guid)["httpCode"] == 200
+    change = decoded("position", client.data(guid, timeout=15)[0], "Slim")
+    assert change["existing"] is False and change["portfolio"] == "D39004"
+
+
+def test_instrument_changes_carry_only_changed_fields(fresh_sim, token_for, ws_client, monkeypatch):
+    server = fresh_sim()
+    real_state = server.market.instrument_state
+    calls = {"n": 0}
+
+    def moving_state(key):
+        calls["n"] += 1
+        state = dict(real_state(key))
+        if calls["n"] > 1:  # the price band moves after the first snapshot
+            state["price_max"] = state["price_max"] + 1.0
+        return state
+
+    monkeypatch.setattr(server.market, "instrument_state", moving_state)
+    client = ws_client(server.ws_url, token_for(server))
+    guid = client.subscribe("InstrumentsGetAndSubscribeV2", code="SBER", exchange="MOEX", format="Slim")
+    client.result(guid)
+    full, change = client.data(guid, 2, timeout=5)
+    assert {"sym", "ex", "bd", "st", "pxmn", "pxmx"} <= set(full)
+    assert change == {"sym": "SBER", "pxmx": full["pxmx"] + 1.0}
