@@ -25,7 +25,6 @@ from typing import Any
 
 import orjson
 
-from ..errors import InvalidArgument
 from ..schema import normalize_format
 
 DATA = 0
@@ -59,22 +58,6 @@ INSTRUMENT_KINDS = frozenset({"orderbook", "quotes", "trades", "bars", "instrume
 PORTFOLIO_KINDS = frozenset(OPCODES) - INSTRUMENT_KINDS
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
-
-
-def parse_symbol(symbol: str, exchange: str) -> tuple[str, str]:
-    """``"SBER"`` -> (exchange, "SBER"); ``"ITS:SOGN"`` -> ("ITS", "SOGN")."""
-    if not isinstance(symbol, str) or not symbol.strip():
-        raise InvalidArgument(f"symbol must be a non-empty string, got {symbol!r}")
-    text = symbol.strip()
-    if ":" in text:
-        prefix, _, text = text.partition(":")
-        exchange = prefix.strip()
-        text = text.strip()
-        if not exchange or not text:
-            raise InvalidArgument(f"symbol {symbol!r} is not of the form 'EXCHANGE:SYMBOL'")
-    if not isinstance(exchange, str) or not exchange.strip():
-        raise InvalidArgument(f"exchange must be a non-empty string, got {exchange!r}")
-    return exchange.strip().upper(), text
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..errors import InvalidArgument, InviaError, StreamClosed
 from ..history import server_now
+from ..market import check_board, check_count, check_exchange, parse_symbol
 from ..schema import normalize_format
 from ..timeframes import to_seconds, to_wire
 from ..times import to_epoch_seconds
@@ -34,7 +35,6 @@ from .protocol import (
     MIN_FREQUENCY,
     Request,
     instrument_request,
-    parse_symbol,
     portfolio_request,
 )
 from .state import make_state
@@ -46,23 +46,6 @@ MAX_TRADES_DEPTH = 5000
 DEFAULT_BAR_COUNT = 500
 HEALTH_COLUMNS = ("kind", "symbol", "status", "messages", "messages_per_s",
                   "last_message_age", "reconnects", "errors", "gaps")
-
-
-def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument(f"{name} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"{low}..{high}" if high is not None else f">= {low}"
-        raise InvalidArgument(f"{name} must be {bound}, got {value}")
-    return value
-
-
-def _check_board(board: str | None) -> str | None:
-    if board is None:
-        return None
-    if not isinstance(board, str) or not board.strip():
-        raise InvalidArgument(f"board must be a non-empty string, got {board!r}")
-    return board.strip().upper()
 
 
 def _with_path(url: str, path: str | None) -> str:
@@ -90,10 +73,10 @@ class Stream:
             raise InvalidArgument("token_provider must be a callable returning a JWT")
         if stale_after is not None and not stale_after > 0:
             raise InvalidArgument(f"stale_after must be positive or None, got {stale_after!r}")
-        self.exchange = parse_symbol("X", exchange)[0]
+        self.exchange = check_exchange(exchange)
         self.portfolio = portfolio
         self.format = normalize_format(format)
-        self.frequency = None if frequency is None else _check_int(frequency, "frequency", 0)
+        self.frequency = None if frequency is None else check_count(frequency, "frequency", low=0)
         self.subscribe_timeout = subscribe_timeout
         self.http = http
         self.url = _with_path(ws_url, path)
@@ -115,10 +98,10 @@ class Stream:
                   frequency: int | None = None, timeout: float | None = None) -> LiveFrame:
         """The order book, long form (``side``, ``level``, ``price``, ``volume``, ``yield``),
         replaced by each message; ``df.attrs["time"]`` is the exchange timestamp."""
-        depth = _check_int(depth, "depth", 1, MAX_BOOK_DEPTH)
+        depth = check_count(depth, "depth", high=MAX_BOOK_DEPTH)
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
         fmt = self._format(format)
-        request = instrument_request("orderbook", sym, ex, board=_check_board(board),
+        request = instrument_request("orderbook", sym, ex, board=check_board(board),
                                      format=fmt, depth=depth,
                                      frequency=self._frequency(frequency, fmt))
         state = make_state("orderbook", fmt, attrs={"symbol": sym, "exchange": ex,
@@ -141,7 +124,7 @@ class Stream:
         pairs = list(dict.fromkeys(parse_symbol(s, exchange or self.exchange) for s in items))
         fmt = self._format(format)
         freq = self._frequency(frequency, fmt)
-        board = _check_board(board)
+        board = check_board(board)
         requests = [(instrument_request("quotes", sym, ex, board=board, format=fmt,
                                         frequency=freq), sym, ex) for ex, sym in pairs]
         label = ",".join(f"{ex}:{sym}" for ex, sym in pairs)
@@ -154,11 +137,11 @@ class Stream:
                format: str | None = None, timeout: float | None = None) -> LiveFrame:
         """All trades of an instrument (time and sales) in a ring buffer of ``maxlen`` rows,
         deduplicated by id; ``depth`` replays that many earlier trades first (0..5000)."""
-        depth = _check_int(depth, "depth", 0, MAX_TRADES_DEPTH)
-        maxlen = _check_int(maxlen, "maxlen", 1)
+        depth = check_count(depth, "depth", low=0, high=MAX_TRADES_DEPTH)
+        maxlen = check_count(maxlen, "maxlen")
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
         fmt = self._format(format)
-        board = _check_board(board)
+        board = check_board(board)
         request = instrument_request("trades", sym, ex, board=board, format=fmt, depth=depth,
                                      includeVirtualTrades=False)
         return self._open("trades", f"{ex}:{sym}", [(request, sym, ex)],
@@ -176,7 +159,7 @@ class Stream:
         tf_seconds = to_seconds(tf)
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
         fmt = self._format(format)
-        board = _check_board(board)
+        board = check_board(board)
         if start is None:
             begin = int(time.time()) - DEFAULT_BAR_COUNT * tf_seconds
         else:
@@ -196,7 +179,7 @@ class Stream:
         fields that changed."""
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
         fmt = self._format(format)
-        board = _check_board(board)
+        board = check_board(board)
         request = instrument_request("instrument_state", sym, ex, board=board, format=fmt)
         return self._open("instrument_state", f"{ex}:{sym}", [(request, sym, ex)],
                           make_state("instrument_state", fmt), {"board": board, "format": fmt},
@@ -239,7 +222,7 @@ class Stream:
             raise InvalidArgument(
                 f"{kind} needs a portfolio: pass portfolio= (no default portfolio is set)")
         portfolio = portfolio.strip()
-        ex = parse_symbol("X", exchange or self.exchange)[0]
+        ex = check_exchange(exchange or self.exchange)
         fmt = self._format(format)
         request = portfolio_request(kind, portfolio, ex, format=fmt)
         return self._open(kind, portfolio, [(request, portfolio, ex)], make_state(kind, fmt),
@@ -329,7 +312,7 @@ class Stream:
 
     def _frequency(self, frequency: int | None, fmt: str) -> int:
         if frequency is not None:
-            return _check_int(frequency, "frequency", 0)
+            return check_count(frequency, "frequency", low=0)
         return self.frequency if self.frequency is not None else MIN_FREQUENCY[fmt]
 
     def _open(self, kind: str, label: str, requests: list[tuple[Request, str, str]],

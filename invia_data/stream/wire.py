@@ -32,12 +32,25 @@ class FrameReader:
 
     def __init__(self, max_message: int = MAX_MESSAGE) -> None:
         self._buf = b""
+        self._pending: list[bytes] = []  # chunks of a frame too large for one read
+        self._pending_size = 0
+        self._need = 0  # bytes the frame at the start of the buffer needs in total
         self._fragments: list[bytes] | None = None
         self._fragment_size = 0
         self._max = max_message
         self.control: list[tuple[int, bytes]] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if self._need:
+            # a large frame arrives over many reads: collect, join once it is complete
+            self._pending.append(chunk)
+            self._pending_size += len(chunk)
+            if self._pending_size < self._need:
+                return []
+            chunk = b"".join(self._pending)
+            self._pending = []
+            self._pending_size = 0
+            self._need = 0
         buf = self._buf + chunk if self._buf else chunk
         out: list[bytes] = []
         append = out.append
@@ -64,6 +77,8 @@ class FrameReader:
                 raise ProtocolViolation(f"frame of {length} bytes exceeds the limit")
             stop = start + length
             if stop > end_of_buf:
+                if length > 65536:
+                    self._need = stop - pos
                 break
             opcode = b0 & 0x0F
             if b0 & 0x80 and (opcode == OP_TEXT or opcode == OP_BINARY):
@@ -74,6 +89,10 @@ class FrameReader:
                 self._other(opcode, b0 & 0x80, buf[start:stop], append)
             pos = stop
         self._buf = buf[pos:] if pos < end_of_buf else b""
+        if self._need:
+            self._pending = [self._buf]
+            self._pending_size = len(self._buf)
+            self._buf = b""
         return out
 
     def _other(self, opcode: int, fin: int, payload: bytes, append) -> None:

@@ -155,6 +155,8 @@ def test_bad_arguments_raise_before_anything_is_sent(sim, token):
         lambda: stream.quotes(42),
         lambda: stream.positions(),  # no default portfolio
         lambda: stream.orderbook("SBER", board=""),
+        lambda: stream.orderbook("SB ER"),
+        lambda: stream.orderbook("SBER", exchange="MO EX"),
     ]
     for call in calls:
         with pytest.raises(InvalidArgument):
@@ -213,6 +215,17 @@ def test_callbacks_may_subscribe_and_raise_without_harm(sim, token):
         opened[0].close()
         assert opened[0].status == "closed"
         assert len(stream.health()) == 1
+
+        closed_inside = threading.Event()
+
+        def close_self(frame):
+            frame.close()  # unsubscribing from the stream thread must not deadlock
+            closed_inside.set()
+
+        book.on_update(close_self)
+        assert closed_inside.wait(WAIT)
+        assert book.status == "closed" and len(stream.health()) == 0
+        assert stream.orderbook("LKOH", depth=3).wait(0, timeout=WAIT).status == "live"
 
 
 def test_close_unsubscribes_joins_and_is_idempotent(sim, token):

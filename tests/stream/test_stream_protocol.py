@@ -50,14 +50,6 @@ def test_portfolio_request_and_unknown_format():
         p.instrument_request("orderbook", "SBER", "MOEX", format="Fat")
 
 
-def test_parse_symbol():
-    assert p.parse_symbol("SBER", "MOEX") == ("MOEX", "SBER")
-    assert p.parse_symbol("its:SOGN", "MOEX") == ("ITS", "SOGN")
-    for bad in ("", "  ", ":SBER", "MOEX:", None, 5):
-        with pytest.raises(InvalidArgument):
-            p.parse_symbol(bad, "MOEX")
-
-
 def test_data_confirmation_and_rejection_are_routed_by_guid():
     session = _session()
     route = _book_route()
@@ -151,6 +143,17 @@ def test_frames_of_every_length_class_split_at_every_byte():
         for i in range(0, len(stream), step):
             out.extend(reader.feed(stream[i:i + step]))
         assert out == messages, step
+
+
+def test_large_frames_over_many_reads_then_small_ones():
+    big = bytes(range(256)) * 4000
+    stream = ws_frame(b"a") + ws_frame(big) + ws_frame(b"b") + ws_frame(big[:70_000])
+    reader = FrameReader()
+    out = []
+    for i in range(0, len(stream), 3000):
+        out.extend(reader.feed(stream[i:i + 3000]))
+    assert out == [b"a", big, b"b", big[:70_000]]
+    assert reader._pending == [] and reader._need == 0
 
 
 def test_fragmented_message_with_interleaved_ping():

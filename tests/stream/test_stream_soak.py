@@ -45,7 +45,8 @@ def test_memory_stays_bounded_under_the_firehose():
             baseline = None
             samples = []
             while time.monotonic() - start < WARMUP_S + SOAK_S:
-                book.df, deep.df, trades.df, quotes.df  # readers, as a notebook would
+                for frame in (book, deep, trades, quotes):  # readers, as a notebook would
+                    assert not frame.df.empty
                 time.sleep(0.2)
                 if baseline is None and time.monotonic() - start >= WARMUP_S:
                     baseline = me.memory_info().rss
