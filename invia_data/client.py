@@ -197,7 +197,8 @@ def connect(refresh_token: str | None = None, *, token: str | None = None,
             rate_limit: float | None = 100.0) -> Client:
     """A :class:`Client` for an environment.
 
-    ``env``: ``"prod"``, ``"dev"``, ``"sim"`` (the embedded simulator) or the URL of a
+    ``env``: ``"prod"``, ``"dev"``, ``"sim"`` (the embedded simulator, with its own
+    credentials; ``$INVIA_REFRESH_TOKEN``/``$INVIA_TOKEN`` are not sent to it) or the URL of a
     server of the API (default ``$INVIA_ENV``, else ``prod`` when credentials exist, else the
     embedded simulator). ``base_url``/``ws_url``/``auth_url`` override its endpoints.
     ``refresh_token`` (default ``$INVIA_REFRESH_TOKEN``) is exchanged for short-lived JWTs and
@@ -211,8 +212,9 @@ def connect(refresh_token: str | None = None, *, token: str | None = None,
     normalize_format(format)
     exchange = check_exchange(exchange)
     env = env if env is not None else (os.environ.get("INVIA_ENV") or None)
-    refresh_token = refresh_token or os.environ.get("INVIA_REFRESH_TOKEN") or None
-    token = token or os.environ.get("INVIA_TOKEN") or None
+    if env != "sim":  # the environment's credentials belong to a real account, not the simulator
+        refresh_token = refresh_token or os.environ.get("INVIA_REFRESH_TOKEN") or None
+        token = token or os.environ.get("INVIA_TOKEN") or None
     embedded = False
     if env == "sim" or (env is None and base_url is None and not refresh_token and not token):
         server = embedded_simulator()

@@ -78,6 +78,13 @@ def test_no_credentials_start_the_embedded_simulator_once(no_env, caplog):
     assert client_module._embedded.running      # stays up for the process, stopped at exit
 
 
+def test_sim_ignores_credentials_of_the_environment(no_env, monkeypatch):
+    monkeypatch.setenv("INVIA_REFRESH_TOKEN", "a-real-account-refresh-token")
+    monkeypatch.setenv("INVIA_ENV", "sim")
+    with invia_data.connect() as inv:
+        assert inv.embedded and inv.tokens.login == "P039004"
+
+
 def test_environment_from_the_environment_variable(no_env, monkeypatch, sim):
     monkeypatch.setenv("INVIA_ENV", sim.url)
     monkeypatch.setenv("INVIA_REFRESH_TOKEN", sim.refresh_token)
@@ -205,13 +212,15 @@ def test_429_with_retry_after_is_retried_then_raised(fresh_sim):
     server = fresh_sim(faults={"http_error_rate": 1.0, "http_error_status": 429,
                                "retry_after": 0.05})
     session, adapter = counting_session()
-    with connect_to(server, session=session) as inv:
-        inv.http.retry = RetryPolicy(retries=3)
-        before = len(adapter.sent)
-        with pytest.raises(RateLimited) as info:
-            inv.time()
-        assert len(adapter.sent) - before == 4
-        assert info.value.retry_after == pytest.approx(0.05)
+    slept: list[float] = []
+    tokens = TokenManager(server.refresh_token, auth_url=server.auth_url)
+    http = Http(server.url, tokens, session=session, rate=None, retries=RetryPolicy(retries=3),
+                sleep=slept.append)
+    with pytest.raises(RateLimited) as info:
+        http.get("/md/v2/time")
+    assert adapter.sent == ["GET /md/v2/time"] * 4
+    assert slept == [0.05] * 3                 # each wait is the server's Retry-After
+    assert info.value.retry_after == pytest.approx(0.05)
 
 
 def test_a_fraction_of_failures_is_absorbed_by_retries(fresh_sim):
