@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from .auth import TokenManager
-from .errors import InvalidArgument
+from .errors import InvalidArgument, StreamClosed
 from .http import Http
 from .market import MarketData, check_exchange
 from .portfolio import PortfolioData
@@ -135,7 +135,7 @@ class Client(MarketData, PortfolioData):
         """The live stream (:class:`invia_data.stream.Stream`), created on first use."""
         with self._stream_lock:
             if self._closed:
-                raise InvalidArgument("the client is closed")
+                raise StreamClosed("the client is closed")
             if self._stream is None:
                 if self.tokens is None:
                     raise InvalidArgument("the live stream needs credentials: pass "

@@ -62,8 +62,8 @@ def parse_symbol(value: str, exchange: str) -> tuple[str, str]:
     return check_exchange(exchange), _check_symbol_text(text, value)
 
 
-def _check_symbol_text(text: str, original: str) -> str:
-    if not _SYMBOL.match(text):
+def _check_symbol_text(text: Any, original: Any) -> str:
+    if not isinstance(text, str) or not _SYMBOL.match(text):
         raise InvalidArgument(f"invalid symbol {original!r}")
     return text
 

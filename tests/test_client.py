@@ -21,6 +21,7 @@ from invia_data.errors import (
     InvalidArgument,
     RateLimited,
     ServerError,
+    StreamClosed,
     TransportError,
 )
 from invia_data.http import Http, RetryPolicy
@@ -297,7 +298,7 @@ def test_stream_is_lazy_and_closed_with_the_client(sim):
     assert stream is inv.stream and stream.url == sim.ws_url
     inv.close()
     assert "closed" in repr(stream)
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(StreamClosed):
         _ = inv.stream
     inv.close()                                # idempotent
 

@@ -260,6 +260,7 @@ BAD_CALLS = {
     "bad sector": lambda c: c.securities(sector="BONDS"),
     "negative offset": lambda c: c.securities(offset=-1),
     "bad category": lambda c: c.risk_rates("one"),
+    "bad ticker": lambda c: c.risk_rates(1, ticker=5),
     "bad timeframe": lambda c: c.history("SBER", tf="7 parsecs", cache=False),
     "history start after end": lambda c: c.history("SBER", start="2024-02-01",
                                                     end="2024-01-01", cache=False),
