@@ -138,12 +138,14 @@ def _no_data(ax: Axes) -> None:
 
 
 def _boxes(x: np.ndarray, bottom: np.ndarray, top: np.ndarray, width: float,
-           colors: Sequence[str], **kwargs: Any) -> PolyCollection:
+           colors: Sequence[str], faces: Sequence[str] | None = None,
+           **kwargs: Any) -> PolyCollection:
     """One collection of rectangles: far faster to draw than one patch per bar."""
     left, right = x - width / 2, x + width / 2
     verts = np.stack([np.column_stack([left, bottom]), np.column_stack([left, top]),
                       np.column_stack([right, top]), np.column_stack([right, bottom])], axis=1)
-    return PolyCollection(verts, facecolors=colors, edgecolors=colors, **kwargs)
+    return PolyCollection(verts, facecolors=colors if faces is None else faces,
+                          edgecolors=colors, **kwargs)
 
 
 def _interval_seconds(df: pd.DataFrame, times: pd.DatetimeIndex) -> float:
@@ -171,7 +173,8 @@ def candles(df: pd.DataFrame, ax: Axes | None = None, volume: bool = True,
 
     ``df``: a candle frame (``inv.history(...)``): a DatetimeIndex (or a ``time`` column) and
     ``open``/``high``/``low``/``close`` (and ``volume``). The interval comes from
-    ``df.attrs["tf"]`` when present, else from the smallest time step.
+    ``df.attrs["tf"]`` when present, else from the smallest time step. A candle whose
+    ``is_closed`` is False (the open candle of a live bars frame) is drawn hollow.
 
     With ``ax=None`` a new figure is made with two rows: prices on top (the axes returned) and
     volume below, sharing the time axis (``ax.figure.axes[1]``). With ``ax`` given, the volume
@@ -240,8 +243,12 @@ def draw_candles(ax: Axes, df: pd.DataFrame, *, vax: Axes | None = None,
     o, h, low, c = (clean[k].to_numpy(dtype="float64") for k in ("open", "high", "low", "close"))
     colors = np.where(c >= o, UP, DOWN)
     ax.vlines(x, low, h, colors=colors, linewidth=0.8, zorder=2)
-    bodies = _boxes(x, np.minimum(o, c), np.maximum(o, c), width, colors, linewidths=0.5,
-                    zorder=3)
+    faces = colors
+    if "is_closed" in clean.columns:  # a live frame's open candle is drawn hollow
+        still_open = ~clean["is_closed"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+        faces = np.where(still_open, "white", colors)
+    bodies = _boxes(x, np.minimum(o, c), np.maximum(o, c), width, colors, faces,
+                    linewidths=0.8, zorder=3)
     ax.add_collection(bodies)
     ax.autoscale_view()
     if vax is not None:

@@ -139,6 +139,16 @@ def test_candles_without_volume_and_interval_from_steps(new_ax):
     assert np.ptp(body.get_paths()[0].vertices[:, 0]) == pytest.approx(0.7 * 300 / 86_400)
 
 
+def test_open_candle_of_a_live_frame_is_hollow(new_ax):
+    df = make_candles(4).assign(is_closed=[True, True, True, False])
+    plots.candles(df, ax=new_ax, volume=False)
+    body = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
+    faces = [to_hex(c) for c in body.get_facecolors()]
+    edges = [to_hex(c) for c in body.get_edgecolors()]
+    assert faces[3] == "#ffffff" and edges[3] in (plots.UP, plots.DOWN)
+    assert faces[:3] == edges[:3]
+
+
 def test_candles_skip_rows_without_prices(new_ax):
     df = make_candles(6)
     df.iloc[2, df.columns.get_loc("close")] = np.nan
