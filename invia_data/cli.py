@@ -82,6 +82,27 @@ def run_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- invia-data demo ---------------------------------------------------------------------------
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo-output",
+                        help="folder for the report, executed notebooks and PNGs (default demo-output)")
+    parser.add_argument("--log-level", default="WARNING", help="logging level on stderr")
+
+
+@command("demo", "run the quickstart and order-book notebooks against the simulator; "
+         "write an HTML report with the plots", _demo_arguments)
+def run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo as demo
+
+    _configure_logging(args.log_level)
+    print("invia-data demo: starting the embedded simulator and running the notebooks...",
+          flush=True)
+    result = demo(args.out)
+    print(result.summary(), flush=True)
+    return 0
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,221 @@
+"""`invia-data demo`: the toolkit end to end against the embedded simulator, with no account.
+
+It starts the simulator, executes the quickstart and live order-book notebooks headless,
+draws the gallery of plots, and writes an HTML report plus the PNG files into one folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("invia_data.demo")
+
+DEMO_NOTEBOOKS = ("01-quickstart.ipynb", "02-order-book-live.ipynb")
+
+
+def notebooks_dir() -> Path:
+    """The `notebooks/` folder of the source checkout beside the package."""
+    here = Path(__file__).resolve().parent.parent / "notebooks"
+    if not here.is_dir():
+        from .errors import InvalidArgument
+
+        raise InvalidArgument(
+            f"notebooks folder not found at {here}: run the demo from a source checkout")
+    return here
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    report: Path | None = None
+    pictures: list[Path] = field(default_factory=list)
+    notebooks: list[Path] = field(default_factory=list)
+    notebook_pictures: list[Path] = field(default_factory=list)
+    tables: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """What the demo saw and where it put it, for the terminal."""
+        lines = []
+        for title, table in self.tables.items():
+            lines += [f"\n== {title} ==", table]
+        lines += [f"\nDone in {self.seconds:.1f} s. Report: {self.report}"]
+        lines += [f"  notebook: {p}" for p in self.notebooks]
+        lines += [f"  picture:  {p}" for p in self.pictures]
+        return "\n".join(lines)
+
+
+def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *,
+             notebooks: Sequence[str] = DEMO_NOTEBOOKS, timeout: int = 300) -> DemoResult:
+    """Run the demo into ``out_dir``; the result says what it saw and where it put it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from . import sim
+
+    result = DemoResult(Path(out_dir).resolve())
+    result.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with sim.run(port=0, seed=1) as server:
+        env = {"INVIA_ENV": server.url, "INVIA_REFRESH_TOKEN": server.refresh_token,
+               "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+        draw_gallery(server, result)
+        sections = [execute_notebook(notebooks_dir() / name, result, env, timeout)
+                    for name in notebooks]
+    result.seconds = time.monotonic() - started
+    result.report = write_report(result, sections)
+    return result
+
+
+def draw_gallery(server, result: DemoResult) -> None:
+    """Read the simulator's market and portfolio; save every plot of `invia_data.plots`."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from . import plots
+    from .client import connect
+
+    inv = connect(server.refresh_token, env=server.url)
+    try:
+        quotes = inv.quotes(["SBER", "GAZP", "LKOH", "ITS:SOGN"])
+        candles = inv.history("SBER", tf="1h", start=_days_ago(10))
+        book = inv.orderbook("ITS:SOGN", depth=5)
+        trades = inv.all_trades("SBER")
+        positions = inv.positions()
+        with inv.stream.orderbook("SBER", depth=20) as live_book:
+            live_book.wait(updates=3, timeout=10)
+            ladder = _ladder_html(live_book)
+            spreads = _record_spreads(live_book, seconds=3.0)
+            health = inv.stream.health()
+    finally:
+        inv.close()
+    with pd.option_context("display.width", 120, "display.max_columns", 10):
+        result.tables = {
+            "quotes": quotes.set_index("symbol")[
+                ["last_price", "bid", "ask", "bid_vol", "ask_vol", "volume"]].to_string(),
+            "order book ITS:SOGN, depth 5 (the Invia page's example)": book.to_string(),
+            "SBER, last 1-hour candles": candles.tail(5).to_string(),
+            "positions": positions[["symbol", "qty_units", "avg_price", "current_volume",
+                                    "unrealised_pl"]].to_string(),
+            "live stream health": health.to_string(),
+        }
+
+    drawings = {
+        "candles.png": lambda ax: plots.candles(candles, ax=ax, title="SBER, 1 hour"),
+        "depth.png": lambda ax: plots.depth(book, ax=ax),
+        "spread.png": lambda ax: plots.spread(spreads, ax=ax),
+        "trade_tape.png": lambda ax: plots.trade_tape(trades, ax=ax),
+        "volume_profile.png": lambda ax: plots.volume_profile(trades, ax=ax),
+        "pnl.png": lambda ax: plots.pnl(positions, ax=ax),
+    }
+    out = result.out
+    for name, draw in drawings.items():
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        try:
+            draw(ax)
+            fig.tight_layout()
+            fig.savefig(out / name, dpi=110)
+            result.pictures.append(out / name)
+        finally:
+            plt.close(fig)
+    (out / "orderbook-ladder.html").write_text(ladder, encoding="utf-8")
+
+
+def _record_spreads(live_book, seconds: float):
+    """Best bid and ask after each update of a live book, for a few seconds."""
+    import pandas as pd
+
+    rows = []
+
+    def record(frame) -> None:
+        df = frame.df
+        best = df[df["level"] == 0].set_index("side")["price"]
+        rows.append({"time": df.attrs["time"], "bid": best.get("bid"), "ask": best.get("ask")})
+
+    handle = live_book.on_update(record)
+    time.sleep(seconds)
+    live_book.remove_callback(handle)
+    return pd.DataFrame(rows)
+
+
+def _ladder_html(live_book) -> str:
+    from .widgets import render_ladder
+
+    return render_ladder(live_book.df, levels=10)
+
+
+def _days_ago(days: int):
+    import pandas as pd
+
+    return pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=days)
+
+
+def execute_notebook(path: Path, result: DemoResult, env: dict[str, str], timeout: int) -> str:
+    """Execute one notebook in a fresh kernel; save it and its pictures; return its HTML."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(path, as_version=4)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits the environment: it connects to this simulator
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    nbformat.write(nb, result.out / path.name)
+    result.notebooks.append(result.out / path.name)
+    result.notebook_pictures += _save_pictures(nb, result.out, path.stem)
+    body, _ = HTMLExporter(template_name="basic").from_notebook_node(nb)
+    log.info("executed %s", path.name)
+    return f'<section><h2>{html.escape(path.stem)}</h2>{body}</section>'
+
+
+def _save_pictures(nb, out: Path, stem: str) -> list[Path]:
+    paths = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" in data:
+                path = out / f"{stem}-{len(paths) + 1}.png"
+                path.write_bytes(base64.b64decode(data["image/png"]))
+                paths.append(path)
+    return paths
+
+
+def write_report(result: DemoResult, sections: list[str]) -> Path:
+    out, seconds = result.out, result.seconds
+    pictures = result.pictures
+    gallery = "".join(
+        f'<figure><img src="{p.name}" alt="{html.escape(p.stem)}"><figcaption>'
+        f'{html.escape(p.stem)}</figcaption></figure>' for p in pictures)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>invia-data demo</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; }}
+figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 520px; }}
+table {{ border-collapse: collapse; font-size: 0.85em; }}
+td, th {{ padding: 2px 6px; border-bottom: 1px solid #ddd; }}
+pre {{ background: #f6f6f6; padding: 0.5em; overflow-x: auto; }}
+</style></head><body>
+<h1>invia-data demo</h1>
+<p>Everything below ran against the embedded simulator in {seconds:.1f} s, with no account.</p>
+<h2>Plots</h2>{gallery}
+<h2>Order-book ladder</h2>{(out / "orderbook-ladder.html").read_text(encoding="utf-8")}
+{"".join(sections)}
+</body></html>"""
+    report = out / "report.html"
+    report.write_text(page, encoding="utf-8")
+    return report
