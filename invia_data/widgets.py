@@ -80,6 +80,15 @@ BID_TEXT = "#1e8e3e"
 ASK_TEXT = "#d93025"
 
 
+def _report(message: str, *args: Any) -> None:
+    """Log the exception being handled, but only to handlers someone configured: with none,
+    logging's last resort writes to stderr from this thread, and a notebook shows that in
+    whichever cell happens to run (ipywidgets #2358, ipykernel #1289). Widgets show their
+    own failures in their badge, so nothing is lost."""
+    if logger.hasHandlers():
+        logger.error(message, *args, exc_info=True)
+
+
 def _should_log(count: int) -> bool:
     """Log the 1st, 10th, 100th... occurrence: a broken view refreshing at 4 Hz must not
     flood the log, yet every kind of failure is seen at least once."""
@@ -153,7 +162,7 @@ class Refresher:
             except Exception:
                 self.errors += 1
                 if _should_log(self.errors):
-                    logger.exception("widget refresh failed (%d errors so far)", self.errors)
+                    _report("widget refresh failed (%d errors so far)", self.errors)
                 keep = True
             if not keep:
                 finished.append(view)
@@ -171,7 +180,7 @@ class Refresher:
                 self.tick()
             except Exception:  # the thread must outlive any bug in a pass
                 self.errors += 1
-                logger.exception("widget refresher pass failed")
+                _report("widget refresher pass failed")
             self._wake.wait(self.tick_seconds)
             self._wake.clear()
 
@@ -375,6 +384,7 @@ class LiveWidget(widgets.VBox):
         self.badge_count = 0
         self.error_count = 0
         self.last_error: BaseException | None = None
+        self._failing = False
         self.badge = widgets.HTML()
         self.pause_button = widgets.ToggleButton(value=False, description="pause",
                                                  tooltip="freeze the display", icon="pause",
@@ -431,14 +441,11 @@ class LiveWidget(widgets.VBox):
         key = self._state_key()
         wrote = False
         if self._dirty or (key != self._shown_key and not self._paused):
-            if not self._paused or self._held is None:
-                self._held = self._snapshot()
             self._shown_key = key
             self._dirty = False
-            wrote = self._render_safely(self._held)
-            if wrote and isinstance(key, tuple):
-                self.shown_version = key[0]
-        badge = self._badge_html()
+            self._render_safely(key)
+            wrote = True  # a failed attempt also waits 1/max_rate before the next one
+        badge = self._badge_html() + self._failure_note()
         if badge != self.badge.value:
             self.badge.value = badge
             self.badge_count += 1
@@ -447,18 +454,32 @@ class LiveWidget(widgets.VBox):
             self._last_write = now
         return not finished
 
-    def _render_safely(self, snapshot: Any) -> bool:
+    def _render_safely(self, key: Any) -> bool:
+        """Read the snapshot (unless paused) and render it; a failure is counted, reported and
+        shown in the badge, never raised."""
         try:
-            self._render(snapshot)
+            if not self._paused or self._held is None:
+                self._held = self._snapshot()
+            self._render(self._held)
         except Exception as exc:
             self.error_count += 1
             self.last_error = exc
+            self._failing = True
             if _should_log(self.error_count):
-                logger.exception("%s failed to render (%d errors so far)",
-                                 type(self).__name__, self.error_count)
+                _report("%s failed to render (%d errors so far)", type(self).__name__,
+                        self.error_count)
             return False
+        self._failing = False
         self.refresh_count += 1
+        if isinstance(key, tuple):
+            self.shown_version = key[0]
         return True
+
+    def _failure_note(self) -> str:
+        if not self._failing or self.last_error is None:
+            return ""
+        text = f"render failed: {type(self.last_error).__name__}: {self.last_error}"
+        return f' <span style="color:{ASK_TEXT};font-size:11px">{html.escape(text)}</span>'
 
     def close(self) -> None:
         """Stop refreshing and close the child widgets (idempotent)."""

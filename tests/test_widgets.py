@@ -286,22 +286,55 @@ def test_closed_widget_stops_refreshing(refresher):
     assert w.refresh(2.0) is False
 
 
-def test_render_error_is_counted_and_logged_not_raised(refresher, opened, caplog):
+def test_render_error_is_counted_logged_and_shown_not_raised(refresher, opened, caplog):
     live = FakeLive(pd.DataFrame({"nonsense": [1]}))
     w = W.orderbook_widget(live, refresher=refresher)
     opened.append(w)
     with caplog.at_level(logging.ERROR, logger="invia_data.widgets"):
-        for k in range(12):
+        for k in range(48):  # 3 s at 16 ticks a second, a new version on each
             live.push()
-            refresher.tick(float(k))
-    assert w.error_count == 12 and w.refresh_count == 0
+            refresher.tick(k / 16)
+    assert w.error_count == 12 and w.refresh_count == 0  # failed attempts are capped at 4 Hz
     assert isinstance(w.last_error, InvalidArgument)
+    assert "render failed: InvalidArgument: order-book frame lacks" in w.badge.value
     logged = [r for r in caplog.records if r.name == "invia_data.widgets"]
     assert len(logged) == 2  # the 1st and the 10th
     assert "OrderBookWidget failed to render" in logged[0].getMessage()
     live.push(BOOK)  # the frame recovers, so does the widget
     refresher.tick(20.0)
     assert w.refresh_count == 1 and "250.12" in w.ladder.value
+    assert "render failed" not in w.badge.value
+
+
+def test_reading_the_frame_can_fail_too(refresher, opened):
+    class Failing(FakeLive):
+        @property
+        def df(self):
+            raise ZeroDivisionError("division by zero")
+
+    w = W.orderbook_widget(Failing(BOOK), refresher=refresher)
+    opened.append(w)
+    refresher.tick(0.0)
+    assert w.error_count == 1 and refresher.errors == 0
+    assert "ZeroDivisionError: division by zero" in w.badge.value
+
+
+def test_failures_are_not_written_to_stderr_without_a_configured_handler(refresher, opened,
+                                                                         capsys):
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()  # what a notebook without logging.basicConfig has
+    try:
+        assert not logging.getLogger("invia_data.widgets").hasHandlers()
+        w = W.orderbook_widget(FakeLive(pd.DataFrame({"x": [1]})), refresher=refresher)
+        opened.append(w)
+        broken = Broken()
+        refresher.register(broken)
+        refresher.tick(0.0)
+    finally:
+        root.handlers[:] = saved
+    assert w.error_count == 1 and refresher.errors == 1
+    assert capsys.readouterr().err == ""
 
 
 class Broken:
