@@ -5,7 +5,8 @@ refresher holds weak references to the views and asks each, about every 50 ms, w
 something new to show; a view writes its widget traits only when its frame's ``.version`` or
 status changed, or when the text of its age badge changed, and never more often than its
 ``max_rate``. The thread never prints (output from a thread lands in whatever cell runs at that
-moment) and survives any exception: errors are logged on ``invia_data.widgets`` and counted.
+moment) and survives any exception: a failure is counted, shown in the widget's badge and
+logged on ``invia_data.widgets`` when logging has a handler configured.
 A view stops refreshing when it is closed or when its frame is closed.
 
 The ladder HTML is a pure function of a book DataFrame (:func:`render_ladder`), and the figures
@@ -42,22 +43,22 @@ from .timeframes import label
 from .times import check_tz
 
 __all__ = [
-    "Refresher",
     "CandlesWidget",
-    "book_sides",
-    "candles_widget",
-    "price_decimals",
-    "render_book",
-    "render_stats",
+    "HealthWidget",
     "LiveWidget",
     "OrderBookWidget",
+    "Refresher",
     "TableWidget",
-    "HealthWidget",
+    "book_sides",
     "book_stats",
+    "candles_widget",
     "default_refresher",
     "health_widget",
     "orderbook_widget",
+    "price_decimals",
+    "render_book",
     "render_ladder",
+    "render_stats",
     "table_widget",
 ]
 
