@@ -84,7 +84,7 @@ logger = logging.getLogger("invia_data.http")
 HISTORY_PATH = "/md/v2/history"
 TIME_PATH = "/md/v2/time"
 DEFAULT_FORMAT = "Slim"
-CANDLES_PER_REQUEST = 20_000  # ~1.8 MB of Slim JSON, far below the 30 MB the API discourages
+CANDLES_PER_REQUEST = 50_000  # ~3.5 MB of Slim JSON, far below the 30 MB the API discourages
 PROGRESS_MIN_REQUESTS = 10  # progress=None shows a bar above this many requests
 RECENT_SECONDS = 86_400  # an end closer than this to the local clock asks the server's clock
 DAY = 86_400
