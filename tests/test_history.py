@@ -24,7 +24,7 @@ from invia_data.history import (
 )
 from invia_data.http import Http
 from invia_data.schema import CANDLE
-from invia_data.sim import server as sim_server
+from invia_data.sim import routes as sim_routes
 
 DTYPES = {"open": "float64", "high": "float64", "low": "float64", "close": "float64",
           "volume": "int64"}
@@ -224,7 +224,7 @@ def test_many_pages_equal_one_request(http, monkeypatch) -> None:
     assert len(http.ranges) == 1 and len(whole) == 2 * 1440
     http.reset()
     monkeypatch.setattr(history_module, "CANDLES_PER_REQUEST", 500)
-    monkeypatch.setattr(sim_server, "MAX_CANDLES", 200)  # the server stops early, names `next`
+    monkeypatch.setattr(sim_routes, "MAX_CANDLES", 200)  # the server stops early, names `next`
     paged = history(http, "SBER", "1min", start, end, cache=False, max_workers=3)
     # 5 pieces of 500 minutes in 3 capped responses each (`to` is inclusive: 501 candles), and
     # a last piece of 380 minutes in 2
