@@ -157,9 +157,8 @@ class TokenManager:
 
     @property
     def claims(self) -> dict[str, Any]:
-        """Claims of the current token (fetches one first when there is none yet)."""
-        if self._token is None:
-            self.token()
+        """Claims of the current token; empty before the first :meth:`token` (reading an
+        attribute never makes a request)."""
         return dict(self._claims)
 
     @property

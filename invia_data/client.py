@@ -125,10 +125,7 @@ class Client(MarketData, PortfolioData):
         return f"<invia_data.Client {' '.join(parts)}>"
 
     def _known_claims(self) -> dict[str, Any]:
-        """Claims already at hand (a repr must not make a request)."""
-        if self.tokens is None or not self.tokens.has_token:
-            return {}
-        return self.tokens.claims
+        return self.tokens.claims if self.tokens is not None else {}
 
     @property
     def stream(self) -> Any:

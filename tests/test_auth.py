@@ -92,7 +92,10 @@ def test_refresh_once_then_cached_then_renewed_ahead_of_expiry():
     clock = FakeClock()
     respond, issued = token_server(clock)
     tokens, adapter = manager(respond, clock)
+    assert tokens.claims == {} and tokens.portfolios == [] and not tokens.has_token
+    assert adapter.requests == []              # reading claims makes no request
     first = tokens.token()
+    assert tokens.has_token and tokens.login == "P039004"
     assert tokens.token() == first and tokens.refresh_count == 1
     request = adapter.requests[0]
     assert request.method == "POST" and urlsplit(request.url).path == "/refresh"

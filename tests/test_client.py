@@ -147,16 +147,17 @@ def test_pinned_format_applies_to_every_call(sim):
 
 # --- tokens ---------------------------------------------------------------------------------
 
-def test_static_token(fresh_sim, no_env):
-    server = fresh_sim(faults={"token_lifetime": 1})
-    jwt = TokenManager(server.refresh_token, auth_url=server.auth_url).token()
-    with invia_data.connect(token=jwt, base_url=server.url) as inv:
+def test_static_token(sim, no_env):
+    jwt = TokenManager(sim.refresh_token, auth_url=sim.auth_url).token()
+    with invia_data.connect(token=jwt, base_url=sim.url) as inv:
         assert not inv.tokens.can_refresh and inv.tokens.login == "P039004"
         assert len(inv.positions()) > 0
-    time.sleep(1.05)
+    expired = make_jwt(sub="P039004", portfolios="D39004", exp=int(time.time()) - 5)
+    session, adapter = counting_session()
     with pytest.raises(AuthError) as info:
-        invia_data.connect(token=jwt, base_url=server.url)
-    assert "expired" in str(info.value) and jwt not in str(info.value)
+        invia_data.connect(token=expired, base_url=sim.url, session=session)
+    assert "expired" in str(info.value) and expired not in str(info.value)
+    assert adapter.sent == []
 
 
 # The simulator's exp and iat are whole seconds, so a token of lifetime 2 has between 1 and
@@ -187,18 +188,15 @@ def test_short_lived_token_renewed_ahead_of_expiry_once_for_many_threads(fresh_s
         assert inv.tokens.refresh_count == 2
 
 
-def test_a_401_renews_the_token_once_and_retries(fresh_sim):
-    server = fresh_sim(faults={"token_lifetime": 1})
-    lagging = TokenManager(server.refresh_token, auth_url=server.auth_url,
-                           clock=lambda: time.time() - 3600)   # believes tokens never expire
-    http = Http(server.url, lagging)
-    http.get("/md/v2/time")
-    time.sleep(1.1)
+def test_a_401_renews_the_token_once_and_retries(sim, fresh_sim):
+    server = fresh_sim(seed=2)
+    foreign = TokenManager(sim.refresh_token, auth_url=sim.auth_url).token()  # other signer
+    tokens = TokenManager(server.refresh_token, token=foreign, auth_url=server.auth_url)
     session, adapter = counting_session()
-    http.session = session
+    http = Http(server.url, tokens, session=session)
     assert isinstance(http.get("/md/v2/Clients/MOEX/D39004/summary"), dict)
-    assert lagging.refresh_count == 2
-    assert adapter.sent == ["GET /md/v2/Clients/MOEX/D39004/summary"] * 2
+    assert tokens.refresh_count == 1 and tokens.token() != foreign
+    assert adapter.sent == ["GET /md/v2/Clients/MOEX/D39004/summary"] * 2   # 401, then 200
 
 
 def test_refused_refresh_token(sim):
