@@ -26,16 +26,9 @@ from aiohttp import WSMsgType, web
 from ..schema import SCHEMAS
 from . import encode
 from .auth import TokenRejected
-from .server import (
-    EXCHANGES,
-    MAX_CANDLES,
-    Problem,
-    SimServer,
-    check_range,
-    parse_format,
-    parse_tf,
-    pick,
-)
+from .routes import MAX_CANDLES
+from .routing import EXCHANGES, Problem, check_range, parse_format, parse_tf, pick
+from .server import SimServer
 
 log = logging.getLogger("invia_data.sim")
 
