@@ -227,6 +227,10 @@ class TradesState:
         value = _get(last, self._time) if last else None
         return float(value) if isinstance(value, (int, float)) else None
 
+    def cursor(self) -> float | None:
+        """Where an HTTP backfill starts: the time (ms) of the newest trade held."""
+        return self.last_time_ms()
+
     def snapshot(self) -> list[Wire]:
         return list(self.trades)
 
@@ -285,6 +289,10 @@ class BarsState:
 
     def last_time(self) -> int | None:
         return self.times[-1] if self.times else None
+
+    def cursor(self) -> int | None:
+        """Where an HTTP backfill starts: the newest candle held (it may have closed since)."""
+        return self.last_time()
 
     def snapshot(self) -> list[Wire]:
         candles = self.candles

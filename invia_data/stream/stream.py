@@ -87,7 +87,7 @@ class Stream:
         self._lock = threading.Lock()
         self._frames: dict[LiveFrame, list[Sub]] = {}
         self._gaps: deque[dict[str, Any]] = deque(maxlen=1000)
-        self._backfills: queue.Queue[tuple[Sub, float, float] | None] = queue.Queue()
+        self._backfills: queue.Queue[tuple[Sub, float, float, Any] | None] = queue.Queue()
         self._backfill_thread: threading.Thread | None = None
         self._closed = False
 
@@ -355,8 +355,11 @@ class Stream:
         for sub in subs:
             sub.gaps += 1
             if sub.kind in ("trades", "bars") and self.http is not None:
+                # the cursor is read before the new connection delivers anything, so the
+                # first live message cannot hide the outage from the backfill
+                cursor = sub.frame._read_state(lambda state: state.cursor())
                 self._start_backfill()
-                self._backfills.put((sub, lost_at, now))
+                self._backfills.put((sub, lost_at, now, cursor))
             else:
                 self._gaps.append({"kind": sub.kind, "symbol": sub.frame.symbol,
                                    "start": lost_at, "end": now, "backfilled": 0,
@@ -374,11 +377,11 @@ class Stream:
             job = self._backfills.get()
             if job is None or self._closed:
                 return
-            sub, lost_at, now = job
+            sub, lost_at, now, cursor = job
             error = None
             added = 0
             try:
-                added = self._backfill(sub, lost_at)
+                added = self._backfill(sub, lost_at, cursor)
             except InviaError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # never let the worker die on one bad response
@@ -390,7 +393,9 @@ class Stream:
             self._gaps.append({"kind": sub.kind, "symbol": sub.frame.symbol, "start": lost_at,
                                "end": now, "backfilled": added, "error": error})
 
-    def _backfill(self, sub: Sub, lost_at: float) -> int:
+    def _backfill(self, sub: Sub, lost_at: float, cursor: Any) -> int:
+        """Fetch what the outage missed, from ``cursor`` (the last trade time in ms or the
+        last candle time in s held when the connection came back) or from ``lost_at``."""
         frame = sub.frame
         if frame.status in ("closed", "error"):
             return 0
@@ -399,8 +404,7 @@ class Stream:
         board = {"instrumentGroup": fields["instrumentGroup"]} \
             if "instrumentGroup" in fields else {}
         if sub.kind == "trades":
-            last_ms = frame._read_state(lambda s: s.last_time_ms())
-            since = int(last_ms // 1000) if last_ms is not None else int(lost_at)
+            since = int(cursor // 1000) if cursor is not None else int(lost_at)
             path = (f"/md/v2/Securities/{quote(sub.exchange, safe='')}/"
                     f"{quote(sub.symbol, safe='')}/alltrades")
             # no `to`: everything up to the server's now (its clock may differ from ours)
@@ -408,8 +412,7 @@ class Stream:
             trades = payload.get("list", []) if isinstance(payload, dict) else payload or []
             added = frame._modify(lambda s: s.merge(trades))
         else:
-            last = frame._read_state(lambda s: s.last_time())
-            since = last if last is not None else int(lost_at)
+            since = int(cursor) if cursor is not None else int(lost_at)
             now = server_now(self.http)
             payload = self.http.get("/md/v2/history", {
                 "symbol": sub.symbol, "exchange": sub.exchange, "tf": fields["tf"],
