@@ -116,6 +116,9 @@ class Connection:
         except (ConnectionError, RuntimeError) as exc:
             log.debug("WebSocket writer stopped: %s", exc)
             self.abort("socket write failed")
+        except Exception:
+            log.exception("WebSocket writer failed")
+            self.abort("socket writer failed")
 
     def abort(self, reason: str) -> None:
         """Cut the connection abruptly (drops, overflow, shutdown)."""
