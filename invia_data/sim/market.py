@@ -129,6 +129,7 @@ class Market:
             if heap[0][0] < now - MAX_LAG:
                 log.warning("market flow fell %.0f s behind; jumping ahead", now - heap[0][0])
                 self._jump(now - MAX_LAG / 2)
+                heap = self._heap
             streams = self._streams
             while heap[0][0] <= now:
                 t, index = heap[0]
