@@ -173,6 +173,42 @@ class KeyedState:
         return to_frame(self.schema, rows, self.fmt)
 
 
+class IncrementalFrame:
+    """The DataFrame of an append-mostly sequence of rows (trades, candles), built once per row.
+
+    Rows are numbered by a sequence number that only grows within an ``epoch`` (the owner
+    bumps the epoch whenever a row other than the newest changes or rows are reordered).
+    Rows sealed in whole chunks are kept as one DataFrame and extended as chunks fill; a read
+    builds only the unsealed tail (at most ``chunk`` rows) and concatenates. The newest row is
+    never sealed, so it may change in place (the open candle). Readers may call concurrently:
+    the cache is one tuple swapped atomically, and every result is built from its own rows.
+    """
+
+    def __init__(self, build: Any, chunk: int = 1024) -> None:
+        self._build = build
+        self._chunk = chunk
+        self._cache: tuple[int, int, int, pd.DataFrame] | None = None
+
+    def frame(self, epoch: int, first: int, rows: list[Wire]) -> pd.DataFrame:
+        end = first + len(rows)
+        if not rows:
+            return self._build([])
+        sealed_end = max(first, min(end - 1, end // self._chunk * self._chunk))
+        cache = self._cache
+        if cache is not None and cache[0] == epoch and cache[1] <= first <= cache[2] <= sealed_end:
+            _, start, stop, cached = cache
+            body = cached.iloc[first - start:]
+            if sealed_end > stop:
+                body = pd.concat([body, self._build(rows[stop - first:sealed_end - first])])
+        else:
+            body = self._build(rows[:sealed_end - first])
+        self._cache = (epoch, first, sealed_end, body)
+        tail = rows[sealed_end - first:]
+        if not tail:
+            return body
+        return pd.concat([body, self._build(tail)]) if len(body) else self._build(tail)
+
+
 class TradesState:
     """All trades of an instrument: a ring buffer of at most ``maxlen`` trades, ascending id,
     each id once (a replay, a resubscription or an HTTP backfill may repeat trades)."""
@@ -187,6 +223,9 @@ class TradesState:
         self.trades: deque[Wire] = deque()
         self.ids: set[Any] = set()
         self._time = _first_key(TRADE, "time", fmt)
+        self._epoch = 0
+        self._first_seq = 0  # sequence number of trades[0]
+        self._frames = IncrementalFrame(self._build)
 
     def apply(self, data: Wire) -> int:
         if type(data) is not dict:
@@ -202,6 +241,7 @@ class TradesState:
         self.ids.add(trade_id)
         if len(trades) > self.maxlen:
             self.ids.discard(trades.popleft().get("id"))
+            self._first_seq += 1
         return 1
 
     def merge(self, objs: Iterable[Wire]) -> int:
@@ -217,6 +257,8 @@ class TradesState:
         kept = merged[-self.maxlen:]
         self.trades = deque(kept)
         self.ids = {t.get("id") for t in kept}
+        self._epoch += 1
+        self._first_seq = 0
         return len(fresh)
 
     def last(self) -> Wire | None:
@@ -231,10 +273,13 @@ class TradesState:
         """Where an HTTP backfill starts: the time (ms) of the newest trade held."""
         return self.last_time_ms()
 
-    def snapshot(self) -> list[Wire]:
-        return list(self.trades)
+    def snapshot(self) -> tuple[int, int, list[Wire]]:
+        return self._epoch, self._first_seq, list(self.trades)
 
-    def frame(self, trades: list[Wire]) -> pd.DataFrame:
+    def frame(self, snapshot: tuple[int, int, list[Wire]]) -> pd.DataFrame:
+        return self._frames.frame(*snapshot)
+
+    def _build(self, trades: list[Wire]) -> pd.DataFrame:
         return to_frame(TRADE, trades, self.fmt, index="time")
 
 
@@ -249,6 +294,8 @@ class BarsState:
         self.candles: dict[int, Wire] = {}
         self.times: list[int] = []
         self._time = _first_key(CANDLE, "time", fmt)
+        self._epoch = 0
+        self._frames = IncrementalFrame(self._build)
 
     def apply(self, data: Wire) -> int:
         """2 when a new candle started, 1 when a known candle changed."""
@@ -260,13 +307,16 @@ class BarsState:
         start = int(start)
         known = start in self.candles
         self.candles[start] = data
-        if known:
-            return 1
         times = self.times
+        if known:
+            if start != times[-1]:
+                self._epoch += 1  # an older candle changed: sealed rows are no longer valid
+            return 1
         if not times or start > times[-1]:
             times.append(start)
         else:
             bisect.insort(times, start)
+            self._epoch += 1
         return 2
 
     def merge(self, objs: Iterable[Wire]) -> int:
@@ -285,6 +335,8 @@ class BarsState:
                 bisect.insort(self.times, start)
             self.candles[start] = obj
             count += 1
+        if count:
+            self._epoch += 1
         return count
 
     def last_time(self) -> int | None:
@@ -294,17 +346,19 @@ class BarsState:
         """Where an HTTP backfill starts: the newest candle held (it may have closed since)."""
         return self.last_time()
 
-    def snapshot(self) -> list[Wire]:
+    def snapshot(self) -> tuple[int, int, list[Wire]]:
         candles = self.candles
-        return [candles[t] for t in self.times]
+        return self._epoch, 0, [candles[t] for t in self.times]
 
-    def frame(self, candles: list[Wire]) -> pd.DataFrame:
-        frame = to_frame(CANDLE, candles, self.fmt, index="time")
+    def frame(self, snapshot: tuple[int, int, list[Wire]]) -> pd.DataFrame:
+        frame = self._frames.frame(*snapshot)
         closed = np.ones(len(frame), dtype=bool)
         if len(closed):
             closed[-1] = False
-        frame["is_closed"] = closed
-        return frame
+        return frame.assign(is_closed=closed)
+
+    def _build(self, candles: list[Wire]) -> pd.DataFrame:
+        return to_frame(CANDLE, candles, self.fmt, index="time")
 
 
 def make_state(kind: str, fmt: str, **options: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 
 import numpy as np
@@ -105,15 +106,15 @@ def test_trades_ring_buffer_is_bounded_and_deduplicated():
     for i in range(1, 9):
         assert state.apply(_trade(i)) == 1
     assert state.apply(_trade(8)) == 0
-    assert [t["id"] for t in state.snapshot()] == [4, 5, 6, 7, 8]
+    assert [t["id"] for t in state.snapshot()[2]] == [4, 5, 6, 7, 8]
     assert state.ids == {4, 5, 6, 7, 8}
     assert state.apply(_trade(2)) == 1  # older than the window: kept in order, then cut
-    assert [t["id"] for t in state.snapshot()] == [4, 5, 6, 7, 8]
+    assert [t["id"] for t in state.snapshot()[2]] == [4, 5, 6, 7, 8]
     assert state.merge([_trade(9), _trade(7), _trade(10)]) == 2
-    assert [t["id"] for t in state.snapshot()] == [6, 7, 8, 9, 10]
+    assert [t["id"] for t in state.snapshot()[2]] == [6, 7, 8, 9, 10]
     assert state.last_time_ms() == 1_700_000_000_010
     frame = state.frame(state.snapshot())
-    reference = to_frame(TRADE, state.snapshot(), "Slim", index="time")
+    reference = to_frame(TRADE, state.snapshot()[2], "Slim", index="time")
     pd.testing.assert_frame_equal(frame, reference)
     with pytest.raises(InvalidArgument):
         TradesState("Slim", maxlen=0)
@@ -123,7 +124,7 @@ def test_trades_out_of_order_arrival_is_sorted_by_id():
     state = TradesState("Slim", maxlen=100)
     for i in (1, 2, 5, 3, 4, 4):
         state.apply(_trade(i))
-    assert [t["id"] for t in state.snapshot()] == [1, 2, 3, 4, 5]
+    assert [t["id"] for t in state.snapshot()[2]] == [1, 2, 3, 4, 5]
 
 
 def test_keyed_tables_update_in_place():
@@ -156,6 +157,43 @@ def test_instrument_state_partial_updates_merge_into_one_row():
     assert make_state("summary", "Slim").frame(None).empty
     with pytest.raises(InvalidArgument):
         make_state("candles", "Slim")
+
+
+def test_incremental_frames_equal_frames_built_from_scratch():
+    """Random appends, evictions, late and out-of-order rows, merges and open-candle updates,
+    with reads in between: every read equals the frame built from all rows at once."""
+    rng = random.Random(7)
+    trades = TradesState("Slim", maxlen=300)
+    trades._frames._chunk = 64
+    bars = BarsState("Slim")
+    bars._frames._chunk = 16
+    next_id, minute = 1, 60
+    for step in range(1500):
+        roll = rng.random()
+        if roll < 0.8:
+            trades.apply(_trade(next_id))
+            next_id += rng.choice((1, 1, 1, 2))
+        elif roll < 0.85:
+            trades.apply(_trade(max(1, next_id - rng.randint(1, 50))))  # late or duplicate
+        elif roll < 0.87:
+            trades.merge([_trade(next_id + 1), _trade(max(1, next_id - 3))])
+            next_id += 2
+        if rng.random() < 0.3:
+            minute += 60
+        bars.apply(_candle(minute, rng.random()))
+        if rng.random() < 0.02:
+            bars.apply(_candle(max(60, minute - 60 * rng.randint(1, 5)), 7.0))
+        if rng.random() < 0.01:
+            bars.merge([_candle(minute - 120, 8.0), _candle(minute + 60 * 50, 9.0)])
+        if rng.random() < 0.06:
+            epoch, first, rows = trades.snapshot()
+            pd.testing.assert_frame_equal(trades.frame((epoch, first, rows)),
+                                          to_frame(TRADE, rows, "Slim", index="time"))
+            snap = bars.snapshot()
+            want = to_frame(CANDLE, snap[2], "Slim", index="time")
+            want["is_closed"] = [True] * (len(want) - 1) + [False]
+            pd.testing.assert_frame_equal(bars.frame(snap), want)
+    assert len(trades.snapshot()[2]) == 300
 
 
 # --- LiveFrame ----------------------------------------------------------------------------------
