@@ -65,8 +65,8 @@ from .cache import (
 from .errors import APIError, InvalidArgument, InviaError, NotFound
 from .frames import convert, convert_tz, epoch_to_utc
 from .schema import CANDLE, HISTORY, normalize_format
-from .timeframes import label, to_seconds, to_wire
-from .times import TimeLike, to_epoch_seconds
+from .timeframes import CODES, label, to_seconds, to_wire
+from .times import TimeLike, check_tz, to_epoch_seconds
 
 __all__ = [
     "CANDLES_PER_REQUEST",
@@ -249,11 +249,6 @@ def _text(value: Any, name: str) -> str:
     return value.strip()
 
 
-def _check_tz(tz: str | None) -> None:
-    if tz is not None:
-        convert_tz(pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC")), tz)
-
-
 @dataclass(frozen=True)
 class Plan:
     """Everything ``history()`` was asked, validated before any request."""
@@ -282,7 +277,7 @@ def _plan(symbols: str | Sequence[str], tf: str | int, start: TimeLike | None,
     hi = None if end is None else to_epoch_seconds(end, name="end")
     if lo is not None and hi is not None and lo > hi:
         raise InvalidArgument(f"start ({start!r}) is after end ({end!r})")
-    _check_tz(tz)
+    check_tz(tz)
     if not isinstance(cache, bool):
         raise InvalidArgument(f"cache: expected True or False, got {cache!r}")
     if progress is not None and not isinstance(progress, bool):
@@ -415,16 +410,17 @@ def history(http: Any, symbols: str | Sequence[str], tf: str | int = "1min",
 
     frames: list[pd.DataFrame] = []
     open_candles: list[pd.Timestamp | None] = []
+    tf_seconds = plan.query.tf_seconds
     for i, key in enumerate(keys):
         fetched = concat_columns([r for (j, _, _), r in zip(pieces, results, strict=True) if j == i])
-        closed_end = now - plan.query.tf_seconds + 1  # a candle starting before this is closed
         if plan.cache is not None and gaps[i]:
-            closed = select(fetched, -(2**62), closed_end)
-            covered = [(a, min(b, closed_end)) for a, b in gaps[i] if min(b, closed_end) > a]
+            closed = _closed(fetched, tf_seconds, now)
+            final = closed_before(tf_seconds, now)
+            covered = [(a, min(b, final)) for a, b in gaps[i] if min(b, final) > a]
             plan.cache.store(key, closed, covered)
         columns = sort_unique(concat_columns([cached[i], fetched]))
         frames.append(candle_frame(columns))
-        open_candles.append(_open_candle(columns, closed_end))
+        open_candles.append(_open_candle(columns, tf_seconds, now))
     return _finish(frames, open_candles, plan)
 
 
@@ -447,9 +443,31 @@ def _resolve_range(http: Any, plan: Plan) -> tuple[int, int, int]:
     return start, end, now
 
 
-def _open_candle(columns: Columns, closed_end: int) -> pd.Timestamp | None:
+def candle_ends(times: np.ndarray, tf_seconds: int) -> np.ndarray:
+    """When candles starting at ``times`` end: ``M`` and ``Y`` are calendar months and years
+    (as the server builds them), any other timeframe is its length in seconds."""
+    unit = {CODES["M"]: "M", CODES["Y"]: "Y"}.get(tf_seconds)
+    if unit is None:
+        return times + tf_seconds
+    periods = times.astype("datetime64[s]").astype(f"datetime64[{unit}]") + 1
+    return periods.astype("datetime64[s]").astype("int64")
+
+
+def closed_before(tf_seconds: int, now: int) -> int:
+    """A time before which every candle has closed at ``now`` (candles start before they end,
+    so one starting earlier than ``now`` minus the longest candle is over)."""
+    longest = {CODES["M"]: 31 * DAY, CODES["Y"]: 366 * DAY}.get(tf_seconds, tf_seconds)
+    return now - longest + 1
+
+
+def _closed(columns: Columns, tf_seconds: int, now: int) -> Columns:
+    done = candle_ends(columns["time"], tf_seconds) <= now
+    return columns if done.all() else {name: values[done] for name, values in columns.items()}
+
+
+def _open_candle(columns: Columns, tf_seconds: int, now: int) -> pd.Timestamp | None:
     times = columns["time"]
-    if len(times) and times[-1] >= closed_end:
+    if len(times) and candle_ends(times[-1:], tf_seconds)[0] > now:
         return pd.Timestamp(int(times[-1]), unit="s", tz="UTC")
     return None
 
@@ -506,10 +524,8 @@ def history_to_dataset(http: Any, symbols: str | Sequence[str], path: str | os.P
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise InvalidArgument(f"path: expected a directory path, got {path!r}")
     root = Path(path).expanduser()
-    start_s, end_s, now = _resolve_range(http, plan)
-    closed_end = min(end_s, now - plan.query.tf_seconds + 1)
-    pieces = [(symbol, a, b) for symbol in plan.symbols
-              for a, b in _year_pieces(start_s, closed_end)]
+    start_s, end_s, _ = _resolve_range(http, plan)
+    pieces = [(symbol, a, b) for symbol in plan.symbols for a, b in _year_pieces(start_s, end_s)]
     show = len(pieces) > 1 if plan.progress is None else plan.progress
     bar = _progress_bar(len(pieces), f"export {label(plan.query.tf_seconds)}") if show else None
     rows = []
@@ -518,6 +534,8 @@ def history_to_dataset(http: Any, symbols: str | Sequence[str], path: str | os.P
             frame = history(http, symbol, plan.query.tf_seconds, a, b, exchange=plan.query.exchange,
                             board=plan.query.board, format=plan.query.fmt, cache=cache,
                             cache_dir=cache_dir, progress=False, max_workers=plan.max_workers)
+            if frame.attrs["open_candle"] is not None:
+                frame = frame.iloc[:-1]
             written = _write_year(root, plan.query, symbol, a, frame)
             if written is not None:
                 rows.append(written)

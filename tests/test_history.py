@@ -15,7 +15,9 @@ from invia_data.cache import CacheKey, CacheWarning, CandleCache, environment_na
 from invia_data.errors import APIError, InvalidArgument, NotFound
 from invia_data.frames import to_frame
 from invia_data.history import (
+    candle_ends,
     candle_frame,
+    closed_before,
     default_window,
     history,
     history_to_dataset,
@@ -25,6 +27,7 @@ from invia_data.history import (
 from invia_data.http import Http
 from invia_data.schema import CANDLE
 from invia_data.sim import routes as sim_routes
+from invia_data.timeframes import to_seconds
 
 DTYPES = {"open": "float64", "high": "float64", "low": "float64", "close": "float64",
           "volume": "int64"}
@@ -65,6 +68,19 @@ def test_split_range_covers_the_range_in_bounded_pieces() -> None:
     assert all(pieces[i][1] == pieces[i + 1][0] for i in range(len(pieces) - 1))
     assert len(pieces) == 3
     assert split_range(5, 5, 60) == []
+
+
+def test_monthly_and_yearly_candles_end_with_the_calendar() -> None:
+    starts = pd.DatetimeIndex(["2024-01-01", "2024-02-01", "2023-06-01"], tz="UTC")
+    seconds = starts.as_unit("s").asi8
+    months = pd.to_datetime(candle_ends(seconds, to_seconds("M")), unit="s", utc=True)
+    assert list(months.strftime("%Y-%m-%d")) == ["2024-02-01", "2024-03-01", "2023-07-01"]
+    years = pd.to_datetime(candle_ends(seconds, to_seconds("Y")), unit="s", utc=True)
+    assert list(years.strftime("%Y-%m-%d")) == ["2025-01-01", "2025-01-01", "2024-01-01"]
+    assert candle_ends(seconds, 3600).tolist() == (seconds + 3600).tolist()
+    now = int(pd.Timestamp("2024-03-31 12:00", tz="UTC").timestamp())
+    assert closed_before(to_seconds("M"), now) <= int(pd.Timestamp("2024-03-01", tz="UTC").timestamp())
+    assert closed_before(60, now) == now - 59
 
 
 def test_default_window_grows_with_the_timeframe() -> None:
@@ -350,3 +366,24 @@ def test_export_writes_a_partitioned_dataset(http, tmp_path) -> None:
     gazp = data[data["symbol"] == "GAZP"].set_index("time").sort_index()
     np.testing.assert_array_equal(gazp["close"].to_numpy(), expected["close"].to_numpy())
     assert (gazp.index == expected.index).all()
+
+
+def test_the_open_month_is_flagged_and_not_cached(http, tmp_path, sim) -> None:
+    frame = history(http, "SBER", "M", "2024-01-01", cache_dir=tmp_path)
+    now = pd.Timestamp(sim.market.now(), unit="s", tz="UTC")
+    month = now.tz_localize(None).to_period("M").to_timestamp().tz_localize("UTC")
+    assert frame.index[-1] == month and frame.attrs["open_candle"] == month
+    key = CacheKey(environment_name(http.base_url), "MOEX", "SBER", None, "M")
+    cached = CandleCache(tmp_path).read(key, 0, 2**40)
+    assert len(cached["time"]) == len(frame) - 1  # every closed month, the open one left out
+    assert cached["time"].max() < month.timestamp()
+
+
+def test_export_leaves_the_open_candle_out(http, tmp_path, sim) -> None:
+    out = tmp_path / "candles"
+    now = pd.Timestamp(sim.market.now(), unit="s", tz="UTC")
+    history_to_dataset(http, "SBER", out, "1h", now - pd.Timedelta(hours=5))
+    data = pd.read_parquet(out)
+    assert 4 <= len(data) <= 5
+    assert (data["time"] + pd.Timedelta(hours=1) <= pd.Timestamp(sim.market.now(), unit="s",
+                                                                 tz="UTC")).all()
