@@ -168,7 +168,7 @@ def test_incremental_frames_equal_frames_built_from_scratch():
     bars = BarsState("Slim")
     bars._frames._chunk = 16
     next_id, minute = 1, 60
-    for step in range(1500):
+    for _ in range(1500):
         roll = rng.random()
         if roll < 0.8:
             trades.apply(_trade(next_id))
