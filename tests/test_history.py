@@ -8,11 +8,12 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+import requests
 
 from invia_data import history as history_module
 from invia_data.auth import TokenManager
 from invia_data.cache import CacheKey, CacheWarning, CandleCache, environment_name
-from invia_data.errors import APIError, InvalidArgument, NotFound
+from invia_data.errors import APIError, InvalidArgument, NotFound, ServerError
 from invia_data.frames import to_frame
 from invia_data.history import (
     candle_ends,
@@ -24,7 +25,7 @@ from invia_data.history import (
     parse_history,
     split_range,
 )
-from invia_data.http import Http
+from invia_data.http import Http, RetryPolicy
 from invia_data.schema import CANDLE
 from invia_data.sim import routes as sim_routes
 from invia_data.timeframes import to_seconds
@@ -369,8 +370,9 @@ def test_export_writes_a_partitioned_dataset(http, tmp_path) -> None:
 
 
 def test_the_open_month_is_flagged_and_not_cached(http, tmp_path, sim) -> None:
-    frame = history(http, "SBER", "M", "2024-01-01", cache_dir=tmp_path)
     now = pd.Timestamp(sim.market.now(), unit="s", tz="UTC")
+    frame = history(http, "SBER", "M", now - pd.Timedelta(days=100), cache_dir=tmp_path)
+    assert 3 <= len(frame) <= 5
     month = now.tz_localize(None).to_period("M").to_timestamp().tz_localize("UTC")
     assert frame.index[-1] == month and frame.attrs["open_candle"] == month
     key = CacheKey(environment_name(http.base_url), "MOEX", "SBER", None, "M")
@@ -387,3 +389,58 @@ def test_export_leaves_the_open_candle_out(http, tmp_path, sim) -> None:
     assert 4 <= len(data) <= 5
     assert (data["time"] + pd.Timedelta(hours=1) <= pd.Timestamp(sim.market.now(), unit="s",
                                                                  tz="UTC")).all()
+
+
+def test_failing_pages_are_retried_or_raised_never_half_cached(fresh_sim, token_for, tmp_path,
+                                                               monkeypatch) -> None:
+    server = fresh_sim(faults={"http_error_rate": 0.3, "http_error_status": 503})
+    session = requests.Session()
+    statuses: list[int] = []
+    session.hooks["response"].append(lambda r, *a, **k: statuses.append(r.status_code))
+    quick = RetryPolicy(retries=6, backoff=0.01, max_delay=0.05)
+    flaky = Http(server.url, TokenManager(token=token_for(server)), session=session,
+                 retries=quick)
+    start, end = PAST, PAST + pd.Timedelta(days=3)
+    monkeypatch.setattr(history_module, "CANDLES_PER_REQUEST", 500)  # 9 pages per symbol
+    try:
+        got = history(flaky, ["SBER", "GAZP"], "1min", start, end, cache_dir=tmp_path,
+                      max_workers=4)
+        assert statuses.count(503) > 0 and statuses.count(200) == 18
+        server.faults.reset()
+        clean = history(flaky, ["SBER", "GAZP"], "1min", start, end, cache=False)
+        pd.testing.assert_frame_equal(got, clean)
+        server.faults.http_error_rate = 1.0
+        server.faults.http_error_status = 500
+        with pytest.raises(ServerError):
+            history(flaky, "LKOH", "1min", start, end, cache_dir=tmp_path)
+    finally:
+        flaky.close()
+        session.close()
+    key = CacheKey(environment_name(server.url), "MOEX", "LKOH", None, "1min")
+    assert CandleCache(tmp_path).coverage(key) == []
+
+
+def test_threads_sharing_one_cache_agree(http, tmp_path) -> None:
+    start = PAST
+    results: dict[int, pd.DataFrame] = {}
+    errors: list[BaseException] = []
+
+    def call(i: int) -> None:
+        try:
+            results[i] = history(http, "SBER", "1min", start + pd.Timedelta(hours=3 * i),
+                                 start + pd.Timedelta(hours=3 * i + 12), cache_dir=tmp_path)
+        except BaseException as exc:  # reported to the test thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and len(results) == 6
+    http.reset()
+    whole = history(http, "SBER", "1min", start, start + pd.Timedelta(hours=27),
+                    cache_dir=tmp_path)
+    assert http.ranges == [] and len(whole) == 27 * 60
+    for i, part in results.items():
+        pd.testing.assert_frame_equal(part, whole.iloc[180 * i:180 * i + 720])
