@@ -27,6 +27,7 @@ from .frames import STR_DTYPE, epoch_to_utc, record_frame, to_frame
 from .schema import (
     BOOK_LEVEL,
     CURRENCY_PAIR,
+    MARKET_STATUS,
     ORDERBOOK,
     QUOTE,
     RISK_RATE,
@@ -46,6 +47,7 @@ HISTORY_PAGE = 50_000          # the most /alltrades/history returns per request
 RISK_RATES_PAGE = 1000
 MAX_PAGES = 10_000             # a bound on any paging loop, far above real needs
 SECTORS = ("FORTS", "FOND", "CURR")
+MARKETS = ("FORTS", "FOND", "CURR", "SPBX")
 _SYMBOL = re.compile(r"^[\w.\-@+]+$")
 _EXCHANGE = re.compile(r"^[A-Za-z]+$")
 
@@ -90,6 +92,18 @@ def check_count(value: Any, name: str, *, low: int = 1, high: int | None = None)
         bound = f"{low}..{high}" if high is not None else f">= {low}"
         raise InvalidArgument(f"{name} must be {bound}, got {value}")
     return value
+
+
+def check_market(market: Any, allowed: tuple[str, ...] = MARKETS, name: str = "market") -> str:
+    if not isinstance(market, str) or market.strip().upper() not in allowed:
+        raise InvalidArgument(f"{name} must be one of {', '.join(allowed)}, got {market!r}")
+    return market.strip().upper()
+
+
+def check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidArgument(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_side(side: str | None) -> str | None:
@@ -204,18 +218,21 @@ class MarketData(DataCalls):
         ``price_max``, ``price_min``, ``rating``, ``trading_status``, ``cancellation`` (UTC),
         ``margin_buy``, ``margin_sell``, ... ``end_expiration`` (UTC) and the initial-margin
         columns; the full list is ``schema.SECURITY.columns``.
+
+        The server returns 25 rows unless ``limit`` says otherwise; for every instrument of one
+        exchange use :meth:`instruments`.
         """
         fmt = self._wire_format(format)
         check_tz(tz)
         if query is not None and (not isinstance(query, str) or not query.strip()):
             raise InvalidArgument(f"query must be a non-empty string, got {query!r}")
-        if sector is not None and (not isinstance(sector, str) or sector.upper() not in SECTORS):
-            raise InvalidArgument(f"sector must be one of {', '.join(SECTORS)}, got {sector!r}")
+        if sector is not None:
+            sector = check_market(sector, SECTORS, "sector")
         params = without_none({
             "query": query.strip() if query else None,
             "exchange": check_exchange(exchange) if exchange is not None else None,
             "instrumentGroup": check_board(board),
-            "sector": sector.upper() if sector else None,
+            "sector": sector,
             "cficode": cfi_code,
             "includeNonBaseBoards": flag(include_non_base_boards) if include_non_base_boards else None,
             "limit": check_count(limit, "limit"),
@@ -223,6 +240,34 @@ class MarketData(DataCalls):
             "format": fmt,
         })
         return to_frame(SECURITY, self.http.get("/md/v2/Securities", params) or [], fmt, tz=tz)
+
+    def instruments(self, exchange: str | None = None, *, market: str | None = None,
+                    include_old: bool = False, include_non_base_boards: bool = False,
+                    limit: int | None = None, offset: int = 0, format: str | None = None,
+                    tz: str | None = None) -> pd.DataFrame:
+        """Every instrument of one exchange, most traded first (``GET /md/v2/Securities/{exchange}``,
+        authorized): the columns of :meth:`securities`, one row per instrument.
+
+        ``exchange``: default the client's. ``market`` (``FORTS``, ``FOND``, ``CURR``, ``SPBX``)
+        filters; ``include_old`` adds delisted and expired instruments;
+        ``include_non_base_boards`` lists an instrument on its other boards too. Unlike the
+        search, the server returns all matching rows unless ``limit`` is given.
+        """
+        fmt = self._wire_format(format)
+        check_tz(tz)
+        ex = check_exchange(exchange) if exchange is not None else self.exchange
+        params = without_none({
+            "market": check_market(market) if market is not None else None,
+            "includeOld": flag(True) if check_flag(include_old, "include_old") else None,
+            "includeNonBaseBoards": (flag(True) if check_flag(include_non_base_boards,
+                                                              "include_non_base_boards") else None),
+            "limit": check_count(limit, "limit") if limit is not None else None,
+            "offset": check_count(offset, "offset", low=0) or None,
+            "format": fmt,
+        })
+        payload = self.http.get(f"/md/v2/Securities/{path_part(ex)}", params,
+                                what=f"instruments of {ex}")
+        return to_frame(SECURITY, payload or [], fmt, tz=tz)
 
     def security(self, symbol: str, exchange: str | None = None, board: str | None = None, *,
                  format: str | None = None, tz: str | None = None) -> pd.DataFrame:
@@ -370,6 +415,23 @@ class MarketData(DataCalls):
         boards = self.http.get(f"/md/v2/Securities/{where}/availableBoards",
                                what=f"instrument {ex}:{sym}") or []
         return pd.DataFrame({"board": pd.array([str(b) for b in boards], dtype=STR_DTYPE)})
+
+    def market_status(self, market: str, exchange: str | None = None, *,
+                      format: str | None = None, tz: str | None = None) -> pd.DataFrame:
+        """Whether a market is trading, one row: ``market`` (``FORTS``, ``FOND``, ``CURR``,
+        ``SPBX``) and ``status`` (the server's word, e.g. ``"open"``, ``"closed"``).
+
+        Deprecated by the API (``GET /md/status/{exchange}/{market}``, public): it may go away;
+        :meth:`securities` carries each instrument's ``trading_status`` and
+        ``inv.stream.instrument_state`` follows it live.
+        """
+        fmt = self._wire_format(format)
+        check_tz(tz)
+        code = check_market(market)
+        ex = check_exchange(exchange) if exchange is not None else self.exchange
+        payload = self.http.get(f"/md/status/{path_part(ex)}/{code}", {"format": fmt},
+                                what=f"market {ex}:{code}")
+        return one_row(MARKET_STATUS, payload, fmt, tz)
 
     def risk_rates(self, risk_category_id: int, *, exchange: str | None = None,
                    ticker: str | None = None, search: str | None = None,

@@ -501,11 +501,17 @@ theor_price_limit   theorPriceLimit     pxtl    theorPriceLimit     float
 volatility          volatility          vl      volatility          float
 """)
 
+# The deprecated session status of /md/status/{exchange}/{market}: the same keys in every format.
+MARKET_STATUS = Schema("market_status", """
+market      code    code    code    str
+status      status  status  status  str
+""")
+
 SCHEMAS: dict[str, Schema] = {
     s.name: s
     for s in (
         SECURITY, QUOTE, CURRENCY_PAIR, BOOK_LEVEL, ORDERBOOK, TRADE, CANDLE, HISTORY, RISK_RATE,
         BUYING_POWER, SUMMARY, POSITION, RISK, FORTS_RISK, MONEY, ICEBERG, ORDER, STOP_ORDER,
-        REPO, OWN_TRADE, INSTRUMENT_STATE,
+        REPO, OWN_TRADE, INSTRUMENT_STATE, MARKET_STATUS,
     )
 }

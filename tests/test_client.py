@@ -304,6 +304,8 @@ def test_stream_is_lazy_and_closed_with_the_client(sim):
 ALL_CALLS = {
     "time": lambda c, tz: c.time(tz=tz),
     "securities": lambda c, tz: c.securities(tz=tz),
+    "instruments": lambda c, tz: c.instruments(tz=tz),
+    "market_status": lambda c, tz: c.market_status("FOND", tz=tz),
     "security": lambda c, tz: c.security("SBER", tz=tz),
     "quotes": lambda c, tz: c.quotes("SBER", tz=tz),
     "futures_quote": lambda c, tz: c.futures_quote("SI", tz=tz),

@@ -33,7 +33,7 @@ def test_exceptions_are_the_tree_of_errors_py():
 def test_connect_and_client_are_the_facade():
     assert callable(invia_data.connect)
     assert invia_data.Client.__module__ == "invia_data.client"
-    for call in ("time", "securities", "security", "quotes", "orderbook", "all_trades",
+    for call in ("time", "securities", "instruments", "market_status", "security", "quotes", "orderbook", "all_trades",
                  "currency_pairs", "available_boards", "risk_rates", "futures_quote",
                  "summary", "positions", "position", "risk", "forts_risk", "money", "orders",
                  "order", "stop_orders", "stop_order", "trades", "trades_history",

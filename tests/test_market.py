@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import time
+from urllib.parse import parse_qsl, urlsplit
+
 import numpy as np
 import pandas as pd
 import pytest
-from fakes import counting_session
+from fakes import counting_session, demo_claims, make_jwt, scripted_session, sequence
 
 import invia_data
 from invia_data import market as market_module
-from invia_data.errors import BadRequest, InvalidArgument, NotFound
+from invia_data.errors import AuthError, BadRequest, InvalidArgument, NotFound
 from invia_data.frames import UTC_DTYPE, dtypes
-from invia_data.schema import CURRENCY_PAIR, FORMATS, QUOTE, RISK_RATE, SECURITY, TRADE
+from invia_data.schema import (
+    CURRENCY_PAIR,
+    FORMATS,
+    MARKET_STATUS,
+    QUOTE,
+    RISK_RATE,
+    SECURITY,
+    TRADE,
+)
 
 BOOK_DTYPES = {"side": "str", "level": "int64", "price": "float64", "volume": "Int64",
                "yield": "float64"}
@@ -68,6 +79,104 @@ def test_securities_filters_and_paging(client):
     assert list(page["symbol"]) == list(everything["symbol"].iloc[2:5])
     fx = client.securities(sector="CURR", limit=100)
     assert len(fx) > 0 and set(fx["market"].dropna()) <= {"CURR"}
+
+
+def scripted_client(*replies):
+    """A client on a scripted transport (static token: connect sends nothing)."""
+    session, adapter = scripted_session(sequence(*replies))
+    inv = invia_data.connect(token=make_jwt(**demo_claims(time.time())),
+                             base_url="http://api.test", session=session)
+    return inv, adapter
+
+
+def sent_query(request) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(request.url).query))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_instruments_of_one_exchange(client, fmt):
+    df = client.instruments(format=fmt)
+    assert_schema(df, SECURITY)
+    assert len(df) > 0 and (df["exchange"] == "MOEX").all()
+    assert df["rating"].is_monotonic_decreasing
+    # no default limit: every MOEX instrument, the same ones the search finds
+    searched = client.securities(exchange="MOEX", limit=1000, format=fmt)
+    assert sorted(df["symbol"]) == sorted(searched["symbol"])
+    assert "SPBX" not in set(df["exchange"])
+
+
+def test_instruments_filters_and_paging(client):
+    everything = client.instruments()
+    fx = client.instruments(market="curr")
+    assert len(fx) > 0 and (fx["market"] == "CURR").all()
+    assert len(fx) < len(everything)
+    page = client.instruments(limit=3, offset=2)
+    assert list(page["symbol"]) == list(everything["symbol"].iloc[2:5])
+    other = client.instruments("SPBX")
+    assert len(other) > 0 and (other["exchange"] == "SPBX").all()
+    assert len(client.instruments(include_old=True)) >= len(everything)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_instruments_empty_result_is_a_typed_frame(client, fmt):
+    assert_schema(empty := client.instruments(market="SPBX", format=fmt), SECURITY)
+    assert empty.empty
+    beyond = client.instruments(offset=10_000, format=fmt, tz="Europe/Moscow")
+    assert beyond.empty and list(beyond.columns) == list(SECURITY.columns)
+    assert str(beyond["cancellation"].dt.tz) == "Europe/Moscow"
+
+
+def test_instruments_sends_the_route_and_its_parameters():
+    inv, adapter = scripted_client((200, [], {}))
+    with inv:
+        inv.instruments("spbx", market="Fond", include_old=True, include_non_base_boards=True,
+                        limit=7, offset=3, format="slim")
+        inv.instruments()
+    first, second = adapter.requests
+    assert urlsplit(first.url).path == "/md/v2/Securities/SPBX"
+    assert sent_query(first) == {"market": "FOND", "includeOld": "true",
+                                 "includeNonBaseBoards": "true", "limit": "7", "offset": "3",
+                                 "format": "Slim"}
+    assert urlsplit(second.url).path == "/md/v2/Securities/MOEX"
+    assert sent_query(second) == {"format": "Heavy"}          # no limit: all instruments
+    assert first.headers["Authorization"].startswith("Bearer ")
+
+
+def test_instruments_need_a_token(sim):
+    with invia_data.connect(env=sim.url) as anonymous:
+        with pytest.raises(AuthError, match="needs credentials"):
+            anonymous.instruments()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_market_status(client, fmt):
+    df = client.market_status("FOND", format=fmt)
+    assert_schema(df, MARKET_STATUS)
+    assert list(df.columns) == ["market", "status"] and len(df) == 1
+    assert df["market"].iloc[0] == "FOND" and df["status"].iloc[0] in ("open", "closed")
+    pd.testing.assert_frame_equal(client.market_status("fond", "moex", format=fmt), df)
+
+
+def test_market_status_is_public_and_follows_the_market(sim, client):
+    with invia_data.connect(env=sim.url) as anonymous:
+        for market in ("FORTS", "FOND", "CURR"):
+            df = anonymous.market_status(market)
+            assert df["market"].iloc[0] == market
+            assert df["status"].iloc[0] in ("open", "closed")
+    # the simulated market trades around the clock, so every market it lists is open
+    assert client.market_status("FORTS")["status"].iloc[0] == "open"
+
+
+def test_market_status_route_and_empty_answer():
+    inv, adapter = scripted_client((200, None, {}), (200, {"code": "CURR", "status": "closed"}, {}))
+    with inv:
+        empty = inv.market_status("CURR", exchange="SPBX")
+        assert empty.empty and list(empty.columns) == ["market", "status"]
+        assert {str(t) for t in empty.dtypes} == {"str"}
+        df = inv.market_status("CURR")
+    assert urlsplit(adapter.requests[0].url).path == "/md/status/SPBX/CURR"
+    assert urlsplit(adapter.requests[1].url).path == "/md/status/MOEX/CURR"
+    assert df.to_dict("records") == [{"market": "CURR", "status": "closed"}]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -258,6 +367,16 @@ BAD_CALLS = {
     "slash in symbol": lambda c: c.orderbook("../SBER"),
     "bad exchange": lambda c: c.security("MO EX:SBER"),
     "bad sector": lambda c: c.securities(sector="BONDS"),
+    "instruments bad market": lambda c: c.instruments(market="BONDS"),
+    "instruments bad exchange": lambda c: c.instruments("MO EX"),
+    "instruments limit 0": lambda c: c.instruments(limit=0),
+    "instruments negative offset": lambda c: c.instruments(offset=-1),
+    "instruments include_old text": lambda c: c.instruments(include_old="yes"),
+    "instruments bad format": lambda c: c.instruments(format="xml"),
+    "status bad market": lambda c: c.market_status("BONDS"),
+    "status no market": lambda c: c.market_status(None),
+    "status bad exchange": lambda c: c.market_status("FOND", exchange="MO/EX"),
+    "status bad tz": lambda c: c.market_status("FOND", tz="Mars/Olympus"),
     "negative offset": lambda c: c.securities(offset=-1),
     "bad category": lambda c: c.risk_rates("one"),
     "bad ticker": lambda c: c.risk_rates(1, ticker=5),
