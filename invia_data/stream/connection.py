@@ -268,6 +268,10 @@ class Connection:
             self._session.reset()
             subs = list(self._subs)
         _shutdown(ws)
+        now = time.monotonic()
+        for sub in subs:
+            sub.rate = 0.0
+            sub._rate_mark = (now, sub.messages)
         if self._closing.is_set():
             return
         for sub in subs:

@@ -324,8 +324,12 @@ class Stream:
         subs = [Sub(frame, request, sym, ex, refresh) for request, sym, ex in requests]
         with self._lock:
             self._frames[frame] = subs
-        for sub in subs:
-            self._conn.add(sub)
+        try:
+            for sub in subs:
+                self._conn.add(sub)
+        except BaseException:
+            self._close_frame(frame)
+            raise
         self._await(frame, subs, self.subscribe_timeout if timeout is None else timeout)
         return frame
 

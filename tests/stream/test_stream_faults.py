@@ -263,3 +263,28 @@ def test_close_from_another_thread_while_reading(fresh_sim):
     assert not closer.is_alive()
     assert not stream.connection.thread.is_alive()
     assert book.status == "closed"
+
+
+def test_tokens_never_reach_logs_reprs_or_errors(fresh_sim, token_for, caplog):
+    sim = fresh_sim()
+    sim.faults.token_lifetime = 1.0
+    stale = token_for(sim)
+    sim.faults.token_lifetime = 1800.0
+    time.sleep(2.1)
+    provider = StaleFirst(sim, stale)
+    texts = []
+    with caplog.at_level("DEBUG"):
+        with Stream(sim.ws_url, provider.token, reconnect_delay=0.1) as stream:
+            book = stream.orderbook("SBER", depth=3)
+            book.wait(0, timeout=WAIT)
+            sim.faults.drop_connections()
+            assert _until(lambda: stream.health()["reconnects"].iloc[0] >= 1
+                          and book.status == "live")
+            with pytest.raises(invia_data.NotFound) as missing:
+                stream.orderbook("NOSUCH")
+            texts += [repr(stream), repr(book), book._repr_html_(), str(missing.value),
+                      stream.health().to_string(), repr(stream.connection.subs())]
+    texts.append(caplog.text)
+    for secret in (stale, provider.current, sim.refresh_token):
+        assert all(secret not in text for text in texts)
+        assert all(secret[-20:] not in text for text in texts)
