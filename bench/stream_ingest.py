@@ -153,6 +153,36 @@ def df_time(levels: int = 50, reads: int = 300) -> float:
     return statistics.median(times)
 
 
+def trades_df_time(rows: int = 100_000, new: int = 200, reads: int = 20) -> tuple[float, float]:
+    """Seconds of ``LiveFrame.df`` for a full trades ring buffer: the first read, and the
+    median read after ``new`` more trades (only the new rows are built)."""
+    from invia_data.stream.live import LiveFrame
+    from invia_data.stream.state import TradesState
+
+    live = LiveFrame("trades", "SBER", {}, TradesState("Slim", maxlen=rows))
+    next_id = 0
+
+    def add(count: int) -> None:
+        nonlocal next_id
+        for _ in range(count):
+            next_id += 1
+            live._apply({"id": next_id, "t": 1_700_000_000_000 + next_id, "px": 100.0,
+                         "q": 1, "s": "buy", "sym": "SBER", "bd": "TQBR", "oi": 0, "h": False})
+
+    add(rows)
+    start = time.perf_counter()
+    assert len(live.df) == rows
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(reads):
+        add(new)
+        start = time.perf_counter()
+        frame = live.df
+        times.append(time.perf_counter() - start)
+        assert len(frame) == rows
+    return first, statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -186,6 +216,9 @@ def main() -> None:
     print(f"  CPU per message: (b)/(a) = {cb / ca:.2f}x  (c)/(a) = {cc / ca:.2f}x "
           "(above 1 means (a) is cheaper)")
     print(f"  LiveFrame.df of a 50-level book: median {df_time() * 1e3:.3f} ms")
+    first, steady = trades_df_time()
+    print(f"  LiveFrame.df of 100,000 trades: first read {first * 1e3:.0f} ms, "
+          f"then median {steady * 1e3:.1f} ms after each 200 new trades")
 
 
 if __name__ == "__main__":
