@@ -24,7 +24,7 @@ from typing import Any
 
 import websocket
 
-from ..errors import StreamError, error_for_status
+from ..errors import InviaError, StreamError, error_for_status
 from .live import LiveFrame
 from .protocol import (
     CONFIRMED,
@@ -132,12 +132,18 @@ class Connection:
         with self._lock:
             if sub in self._subs:
                 self._subs.remove(sub)
-            if self._ws is not None:
-                frame = self._session.unsubscribe(sub.route, self._token())
-                if frame is not None:
-                    self._send(frame)
-            else:
+            if self._ws is None or self._session.routes.get(sub.route.guid) is not sub.route:
                 self._session.forget(sub.route)
+                return
+            try:
+                token = self._token()
+            except InviaError as exc:  # no token, no frame: stop routing it all the same
+                log.warning("unsubscribing %s %s without a token: %s", sub.kind, sub.symbol, exc)
+                self._session.forget(sub.route)
+                return
+            frame = self._session.unsubscribe(sub.route, token)
+            if frame is not None:
+                self._send(frame)
 
     def subs(self) -> list[Sub]:
         with self._lock:
@@ -215,13 +221,17 @@ class Connection:
             healthy = False
             try:
                 healthy = self._serve(ws, lost_at)
+            except InviaError as exc:  # e.g. the token provider cannot renew the token
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("stream: %s; reconnecting", self.last_error)
             except Exception:
                 log.exception("stream thread: unexpected error; reconnecting")
             finally:
                 self._disconnected(ws)
             if self._closing.is_set():
                 break
-            lost_at = time.time()
+            if healthy or lost_at is not None:  # a connection that never delivered has no gap
+                lost_at = time.time()
             attempt = 0 if healthy else attempt + 1
             self.stats["reconnects"] += 1
             self._sleep_backoff(attempt)
