@@ -1,10 +1,12 @@
 """Order-book messages per second that a plain websocket-client recv loop gets from the simulator
 (10-level Slim books, firehose) next to a bare aiohttp server sending pre-encoded frames.
 
-    python bench/sim_throughput.py [--seconds 3] [--rounds 2]
+    python bench/sim_throughput.py [--seconds 2] [--rounds 5]
 
 Each server runs in its own process (so the client loop has a core of its own), both are
-measured in this one run, alternately, and the ratio simulator / bare server is printed.
+measured in this one run, alternately, and the ratio simulator / bare server is printed (best
+round of each, and the median of paired rounds, which resists the load of a shared machine).
+Last, each server's capacity: books per second into a socket read without frame parsing.
 """
 
 from __future__ import annotations
@@ -111,10 +113,29 @@ def books_per_second(ws_url: str, token: str, seconds: float) -> float:
         ws.close()
 
 
+def server_capacity(ws_url: str, token: str, seconds: float) -> float:
+    """Books per second a server pushes into a socket drained in C (no frame parsing): how
+    far the server is from being the bottleneck."""
+    ws = websocket.create_connection(ws_url, timeout=10, skip_utf8_validation=True)
+    try:
+        ws.send(orjson.dumps({"opcode": "OrderBookGetAndSubscribe", "guid": "bench", "token": token,
+                              "code": "SBER", "exchange": "MOEX", "depth": 10, "format": "Slim",
+                              "frequency": 0}).decode())
+        ws.recv()
+        frame_size = len(ws.recv()) + 4  # payload plus the frame header
+        received = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            received += len(ws.sock.recv(1 << 20))
+        return received / frame_size / (time.perf_counter() - started)
+    finally:
+        ws.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of one measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per server")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of one measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per server")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
@@ -131,9 +152,15 @@ def main() -> None:
             bare_rates.append(books_per_second(bare_info["ws_url"], "", args.seconds))
             sim_rates.append(books_per_second(sim_info["ws_url"], token, args.seconds))
         bare, sim = max(bare_rates), max(sim_rates)
+        paired = sorted(s / b for s, b in zip(sim_rates, bare_rates, strict=True))
         print(f"bare aiohttp server : {bare:10,.0f} books/s  (rounds: {', '.join(f'{r:,.0f}' for r in bare_rates)})")
         print(f"simulator (firehose): {sim:10,.0f} books/s  (rounds: {', '.join(f'{r:,.0f}' for r in sim_rates)})")
-        print(f"ratio simulator/bare: {sim / bare:.2f}")
+        print(f"ratio simulator/bare: {sim / bare:.2f} (best of each); "
+              f"median of paired rounds {paired[len(paired) // 2]:.2f}")
+        bare_cap = server_capacity(bare_info["ws_url"], "", args.seconds)
+        sim_cap = server_capacity(sim_info["ws_url"], token, args.seconds)
+        print(f"server capacity into a raw socket: bare {bare_cap:,.0f} books/s, "
+              f"simulator {sim_cap:,.0f} books/s (ratio {sim_cap / bare_cap:.1f})")
     finally:
         for process in (sim_process, bare_process):
             process.terminate()
