@@ -2,9 +2,11 @@
 
 A :class:`Session` is driven with plain strings (or bytes): ``subscribe()`` and
 ``unsubscribe()`` return the text frame to send; ``receive(payload)`` turns one incoming
-frame into one event tuple ``(EVENT_KIND, route, payload)``. It owns no socket, no thread and
-no lock: the driver serialises mutations (subscribe/unsubscribe/reset) and may call
-``receive`` from its reader thread, where a dict lookup by guid is the only shared read.
+frame into one event tuple ``(EVENT_KIND, route, payload)``, and ``receive_many(payloads)``
+does a whole socket read at once (data grouped by route, the other events in order). It owns
+no socket, no thread and no lock: the driver serialises mutations (subscribe/unsubscribe/
+reset) and may receive on its reader thread, where a dict lookup by guid is the only shared
+read.
 
 Incoming frames (REFERENCE.md §4.3) are told apart by their keys:
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -54,8 +56,6 @@ OPCODES = {
     "orders": "OrdersGetAndSubscribeV2",
     "stop_orders": "StopOrdersGetAndSubscribeV2",
 }
-INSTRUMENT_KINDS = frozenset({"orderbook", "quotes", "trades", "bars", "instrument_state"})
-PORTFOLIO_KINDS = frozenset(OPCODES) - INSTRUMENT_KINDS
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
@@ -108,7 +108,6 @@ class Route:
     guid: str = ""
     confirmed: bool = False
     conflate: bool = False  # each data message supersedes the previous one (order books)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _new_guid() -> str:

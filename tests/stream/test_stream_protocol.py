@@ -80,6 +80,23 @@ def test_error_frame_with_empty_guid_unknown_guid_and_malformed_frames():
         assert session.receive(text)[0] == p.MALFORMED, text
 
 
+def test_receive_many_groups_data_and_conflates_books_only():
+    session = _session()
+    book = _book_route()
+    book.conflate = True
+    trades = p.Route(p.instrument_request("trades", "SBER", "MOEX"), target="trades")
+    session.subscribe(book, "t")
+    session.subscribe(trades, "t")
+    payloads = [b'{"data": {"n": 1}, "guid": "g1"}', b'{"data": {"id": 1}, "guid": "g2"}',
+                b'{"httpCode": 200, "requestGuid": "g2", "message": "ok"}',
+                b'{"data": {"n": 2}, "guid": "g1"}', b'{"data": {"id": 2}, "guid": "g2"}',
+                b'{"data": [1], "guid": "g1"}', b"nope", b'{"data": {"n": 3}, "guid": "g1"}']
+    groups, events = session.receive_many(payloads)
+    assert groups == {book: [3, [{"n": 3}]], trades: [2, [{"id": 1}, {"id": 2}]]}
+    assert [(kind, route) for kind, route, _ in events] == [
+        (p.CONFIRMED, trades), (p.MALFORMED, book), (p.MALFORMED, None)]
+
+
 def test_unsubscribe_then_late_data_and_result():
     session = _session()
     route = _book_route()
