@@ -33,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cache as memoize
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -67,6 +67,9 @@ from .frames import convert, convert_tz, epoch_to_utc
 from .schema import CANDLE, HISTORY, normalize_format
 from .timeframes import CODES, label, to_seconds, to_wire
 from .times import TimeLike, check_tz, to_epoch_seconds
+
+if TYPE_CHECKING:
+    from .http import Http
 
 __all__ = [
     "CANDLES_PER_REQUEST",
@@ -362,7 +365,7 @@ def _progress_bar(total: int, description: str) -> Any:
 
 # --- the call -----------------------------------------------------------------------------------
 
-def history(http: Any, symbols: str | Sequence[str], tf: str | int = "1min",
+def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
             start: TimeLike | None = None, end: TimeLike | None = None, *,
             exchange: str = "MOEX", board: str | None = None, format: str | None = None,
             tz: str | None = None, cache: bool = True,
@@ -504,7 +507,7 @@ def _zone_of(opened: Any, tz: str) -> Any:
 
 # --- export -------------------------------------------------------------------------------------
 
-def history_to_dataset(http: Any, symbols: str | Sequence[str], path: str | os.PathLike[str],
+def history_to_dataset(http: Http, symbols: str | Sequence[str], path: str | os.PathLike[str],
                        tf: str | int = "1min", start: TimeLike | None = None,
                        end: TimeLike | None = None, *, exchange: str = "MOEX",
                        board: str | None = None, format: str | None = None, cache: bool = False,
