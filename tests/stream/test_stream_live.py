@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 
 import invia_data
 from invia_data.errors import (
@@ -278,3 +279,23 @@ def test_many_readers_see_consistent_books_while_streaming(fresh_sim):
             thread.join(10)
         assert not problems
         assert reads[0] > 50 and book.version - start_version > 100
+
+
+def test_wss_with_the_simulators_certificate(fresh_sim):
+    sim = fresh_sim(tls=True)
+    assert sim.ws_url.startswith("wss://")
+    token = requests.post(f"{sim.auth_url}/refresh", params={"token": sim.refresh_token},
+                          verify=sim.cert_path, timeout=10).json()["AccessToken"]
+    with Stream(sim.ws_url, lambda: token, sslopt={"ca_certs": sim.cert_path},
+                reconnect_delay=0.1) as stream:
+        book = stream.orderbook("SBER", depth=5)
+        trades = stream.trades("SBER", depth=200)
+        book.wait(5, timeout=WAIT)
+        trades.wait(0, timeout=WAIT)
+        _check_book(book.df, 5)
+        sim.faults.drop_connections()
+        deadline = time.monotonic() + WAIT
+        while stream.health()["reconnects"].min() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stream.health()["reconnects"].min() == 1
+        assert book.wait(1, timeout=WAIT).status == "live"
