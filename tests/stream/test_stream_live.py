@@ -299,3 +299,16 @@ def test_wss_with_the_simulators_certificate(fresh_sim):
             time.sleep(0.05)
         assert stream.health()["reconnects"].min() == 1
         assert book.wait(1, timeout=WAIT).status == "live"
+
+
+def test_exchange_prefixed_symbols_and_boards(sim, token):
+    with Stream(sim.ws_url, lambda: token) as stream:
+        its = stream.orderbook("ITS:SOGN", depth=3)
+        board = stream.quotes("SBER", board="TQBR")
+        for frame in (its, board):
+            frame.wait(0, timeout=WAIT)
+        assert its.symbol == "ITS:SOGN" and its.df.attrs["exchange"] == "ITS"
+        assert board.params["symbols"] == ["MOEX:SBER"]
+        requests_sent = [sub.request.fields for sub in stream.connection.subs()]
+        assert requests_sent[0]["exchange"] == "ITS" and requests_sent[0]["code"] == "SOGN"
+        assert requests_sent[1]["instrumentGroup"] == "TQBR"
