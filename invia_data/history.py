@@ -113,7 +113,8 @@ class Query:
 
     @property
     def what(self) -> str:
-        return f"instrument {self.exchange}:{self.symbol}"
+        board = f" on board {self.board}" if self.board else ""
+        return f"instrument {self.exchange}:{self.symbol}{board}"
 
 
 # --- pure parts ---------------------------------------------------------------------------------
