@@ -187,36 +187,43 @@ class Stream:
 
     # --- portfolio data ------------------------------------------------------------------------
 
-    def positions(self, portfolio: str | None = None, **kw: Any) -> LiveFrame:
+    def positions(self, portfolio: str | None = None, *, exchange: str | None = None,
+                 format: str | None = None, timeout: float | None = None) -> LiveFrame:
         """Positions keyed by symbol + exchange, updated in place."""
-        return self._portfolio("positions", portfolio, **kw)
+        return self._portfolio("positions", portfolio, exchange, format, timeout)
 
-    def summary(self, portfolio: str | None = None, **kw: Any) -> LiveFrame:
+    def summary(self, portfolio: str | None = None, *, exchange: str | None = None,
+               format: str | None = None, timeout: float | None = None) -> LiveFrame:
         """The portfolio summary: one row."""
-        return self._portfolio("summary", portfolio, **kw)
+        return self._portfolio("summary", portfolio, exchange, format, timeout)
 
-    def risk(self, portfolio: str | None = None, **kw: Any) -> LiveFrame:
+    def risk(self, portfolio: str | None = None, *, exchange: str | None = None,
+            format: str | None = None, timeout: float | None = None) -> LiveFrame:
         """Portfolio risk: one row."""
-        return self._portfolio("risk", portfolio, **kw)
+        return self._portfolio("risk", portfolio, exchange, format, timeout)
 
-    def forts_risk(self, portfolio: str | None = None, **kw: Any) -> LiveFrame:
+    def forts_risk(self, portfolio: str | None = None, *, exchange: str | None = None,
+                  format: str | None = None, timeout: float | None = None) -> LiveFrame:
         """Derivatives (FORTS) risk of a portfolio: one row."""
-        return self._portfolio("forts_risk", portfolio, **kw)
+        return self._portfolio("forts_risk", portfolio, exchange, format, timeout)
 
-    def orders(self, portfolio: str | None = None, **kw: Any) -> LiveFrame:
+    def orders(self, portfolio: str | None = None, *, exchange: str | None = None,
+              format: str | None = None, timeout: float | None = None) -> LiveFrame:
         """Orders keyed by id, updated in place."""
-        return self._portfolio("orders", portfolio, **kw)
+        return self._portfolio("orders", portfolio, exchange, format, timeout)
 
-    def stop_orders(self, portfolio: str | None = None, **kw: Any) -> LiveFrame:
-        """Stop orders keyed by id, updated in place."""
-        return self._portfolio("stop_orders", portfolio, **kw)
-
-    def own_trades(self, portfolio: str | None = None, **kw: Any) -> LiveFrame:
-        """The portfolio's own trades keyed by id."""
-        return self._portfolio("own_trades", portfolio, **kw)
-
-    def _portfolio(self, kind: str, portfolio: str | None, *, exchange: str | None = None,
+    def stop_orders(self, portfolio: str | None = None, *, exchange: str | None = None,
                    format: str | None = None, timeout: float | None = None) -> LiveFrame:
+        """Stop orders keyed by id, updated in place."""
+        return self._portfolio("stop_orders", portfolio, exchange, format, timeout)
+
+    def own_trades(self, portfolio: str | None = None, *, exchange: str | None = None,
+                  format: str | None = None, timeout: float | None = None) -> LiveFrame:
+        """The portfolio's own trades keyed by id."""
+        return self._portfolio("own_trades", portfolio, exchange, format, timeout)
+
+    def _portfolio(self, kind: str, portfolio: str | None, exchange: str | None,
+                   format: str | None, timeout: float | None) -> LiveFrame:
         portfolio = portfolio if portfolio is not None else self.portfolio
         if not isinstance(portfolio, str) or not portfolio.strip():
             raise InvalidArgument(

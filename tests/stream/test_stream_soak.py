@@ -1,5 +1,5 @@
 """A bounded soak: the simulator's firehose (in its own process, so only the client's memory
-is measured) into several LiveFrames for ~25 s, with readers; the resident set must level off."""
+is measured) into several LiveFrames for ~30 s, with readers; the resident set must level off."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ sys.stdin.read()
 server.stop()
 """
 WARMUP_S = 5.0
-SOAK_S = 20.0
+SOAK_S = 25.0
 GROWTH_CEILING_MB = 25.0
 
 
