@@ -59,7 +59,19 @@ def _with_path(url: str, path: str | None) -> str:
 
 class Stream:
     """Live data of one client: one WebSocket connection (``/cws`` by default, ``path="/ws"``
-    selectable), opened on first use. Use as a context manager or call :meth:`close`."""
+    selectable), opened on first use. Use as a context manager or call :meth:`close`.
+
+    ``token_provider()`` returns a valid JWT; it is called for every outgoing message (when
+    it is a bound method of an object with ``invalidate(token)``, e.g. a TokenManager, a 401
+    frame invalidates the token before the subscription is re-sent). ``http`` (``.get(path,
+    params)``) fetches trades and candles missed during an outage. ``format`` and
+    ``frequency`` (ms; default: the format's minimum) apply to calls that do not pin their
+    own. ``stale_after``: seconds without a message on a market-data subscription before the
+    watchdog reconnects (None: off). ``subscribe_timeout``: how long a call waits for the
+    server's answer. ``reconnect_delay``/``max_reconnect_delay``: the exponential backoff
+    (with jitter). ``ping_interval``: quiet seconds before a WebSocket ping; twice that with
+    no byte received reconnects. ``sslopt``: websocket-client TLS options for ``wss://``.
+    """
 
     def __init__(self, ws_url: str, token_provider: Callable[[], str], *, http: Any = None,
                  exchange: str = "MOEX", portfolio: str | None = None, format: str = "Slim",
@@ -261,23 +273,22 @@ class Stream:
                     "errors": sub.errors + frame.callback_errors,
                     "gaps": sub.gaps,
                 })
-        frame = pd.DataFrame(rows, columns=list(HEALTH_COLUMNS))
-        frame = frame.astype({"messages": "int64", "messages_per_s": "float64",
+        table = pd.DataFrame(rows, columns=list(HEALTH_COLUMNS))
+        table = table.astype({"messages": "int64", "messages_per_s": "float64",
                               "last_message_age": "float64", "reconnects": "int64",
                               "errors": "int64", "gaps": "int64"})
-        frame.attrs["connection"] = dict(self._conn.stats)
-        frame.attrs["connected"] = self._conn.connected.is_set()
-        return frame
+        table.attrs["connection"] = dict(self._conn.stats)
+        table.attrs["connected"] = self._conn.connected.is_set()
+        return table
 
     def gaps(self) -> pd.DataFrame:
         """Outages seen by each subscription: ``kind``, ``symbol``, ``start``, ``end`` (UTC),
         ``backfilled`` (rows fetched over HTTP and merged), ``error`` (why a backfill failed)."""
-        rows = list(self._gaps)
-        frame = pd.DataFrame(rows, columns=["kind", "symbol", "start", "end", "backfilled",
-                                            "error"])
+        table = pd.DataFrame(list(self._gaps), columns=["kind", "symbol", "start", "end",
+                                                       "backfilled", "error"])
         for column in ("start", "end"):
-            frame[column] = pd.to_datetime(frame[column].astype("float64"), unit="s", utc=True)
-        return frame.astype({"backfilled": "int64"})
+            table[column] = pd.to_datetime(table[column].astype("float64"), unit="s", utc=True)
+        return table.astype({"backfilled": "int64"})
 
     @property
     def connection(self) -> Connection:
