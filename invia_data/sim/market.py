@@ -35,6 +35,7 @@ import numpy as np
 
 from .book import BUY, SELL, LiveFlow
 from .history import (
+    ANCHOR_DAY,
     DAY,
     EMPTY_BARS,
     Bars,
@@ -420,20 +421,46 @@ class Market:
 
     # --- candles ------------------------------------------------------------------------------------
 
-    def candles(self, key: Key, tf_seconds: int, start: float, end: float) -> dict[str, np.ndarray]:
+    def candles(self, key: Key, tf_seconds: int, start: float, end: float,
+                limit: int | None = None) -> dict[str, np.ndarray]:
         """Candles with start <= time < end: time (unix s), open, high, low, close (prices),
         volume (lots). ``tf_seconds`` 86400 / 604800 (Monday weeks) / 2592000 (calendar
         months) / 31536000 (calendar years) or any number of seconds. The last candle may be
-        open."""
+        open. ``limit``: only the first ``limit`` candles, and only they are generated (a page
+        of a huge range costs the page, not the range)."""
         spec = self._specs[key]
+        start_s, end_s = int(math.floor(start)), int(math.ceil(end))
         with self._lock:
-            bars = self._bars(key, int(tf_seconds), int(math.floor(start)), int(math.ceil(end)))
+            if limit is None:
+                bars = self._bars(key, int(tf_seconds), start_s, end_s)
+            else:
+                bars = self._first_bars(key, int(tf_seconds), start_s, end_s, int(limit))
         return {
             "time": bars.time.astype(np.int64),
             "open": spec.prices(bars.open), "high": spec.prices(bars.high),
             "low": spec.prices(bars.low), "close": spec.prices(bars.close),
             "volume": bars.volume.astype(np.int64),
         }
+
+    def _first_bars(self, key: Key, tf: int, start: int, end: int, limit: int) -> Bars:
+        """The first ``limit`` candles of [start, end), built in chunks of about ``limit``
+        candles whose edges fall on candle boundaries."""
+        parts: list[Bars] = []
+        count = 0
+        history_start = int(bucket_start(np.array([ANCHOR_DAY * DAY], dtype=np.int64), tf)[0])
+        chunk_start = max(start, history_start)  # nothing exists before the history starts
+        now = self.now()
+        while count < limit and chunk_start < end and chunk_start <= now:
+            span = max(tf, (limit - count) * tf)
+            chunk_end = int(bucket_start(np.array([chunk_start + span], dtype=np.int64), tf)[0])
+            if chunk_end <= chunk_start:
+                chunk_end = next_bucket(chunk_start, tf)
+            bars = self._bars(key, tf, chunk_start, min(chunk_end, end))
+            parts.append(bars)
+            count += len(bars)
+            chunk_start = chunk_end
+        bars = concat(parts)
+        return bars.slice(0, limit) if len(bars) > limit else bars
 
     def _bars(self, key: Key, tf: int, start: int, end: int, until: float | None = None) -> Bars:
         if tf <= 0:

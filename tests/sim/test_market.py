@@ -368,6 +368,21 @@ def test_calendar_timeframes_start_on_their_period(live) -> None:
         assert months["high"][i] == days["high"][inside].max()
 
 
+@pytest.mark.parametrize("tf", [60, 3600, 86_400, 2_592_000])
+def test_limit_returns_the_first_candles_of_a_huge_range(live, tf) -> None:
+    market, _ = live
+    now = market.now()
+    start = now - 60 * DAY + 17
+    full = market.candles(SBER, tf, start, now + 1)
+    for limit in (1, 7, 500):
+        first = market.candles(SBER, tf, start, now + 1, limit=limit)
+        for name in full:
+            assert np.array_equal(first[name], full[name][:limit]), (tf, limit, name)
+    everything = market.candles(SBER, tf, 0, 32_536_799_999, limit=3)
+    assert everything["time"][0] >= ANCHOR_DAY * DAY - 31 * DAY
+    assert len(everything["time"]) == 3
+
+
 def test_aggregate_groups_arbitrary_candles() -> None:
     spec = INSTRUMENTS[1]
     bars = History(2).minutes(spec, 20_000 * DAY, 20_001 * DAY)
