@@ -394,38 +394,54 @@ def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
     queries = [replace(plan.query, symbol=s) for s in plan.symbols]
     keys = [CacheKey(environment, q.exchange, q.symbol, q.board, label(q.tf_seconds))
             for q in queries]
-
-    cached: list[Columns] = []
-    gaps: list[list[tuple[int, int]]] = []
-    for key in keys:
-        if plan.cache is None:
-            cached.append(empty_columns())
-            gaps.append([(start_s, end_s)] if end_s > start_s else [])
-        else:
-            cached.append(plan.cache.read(key, start_s, end_s))
-            gaps.append(plan.cache.missing(key, start_s, end_s))
-
-    pieces = [(i, a, b) for i, symbol_gaps in enumerate(gaps) for gap in symbol_gaps
-              for a, b in split_range(*gap, plan.query.tf_seconds, CANDLES_PER_REQUEST)]
-    tasks = [_fetch_task(http, queries[i], a, b) for i, a, b in pieces]
-    description = f"{plan.symbols[0]} {label(plan.query.tf_seconds)}" if plan.single else \
-        f"{len(plan.symbols)} symbols {label(plan.query.tf_seconds)}"
-    results = _run(tasks, plan.progress, plan.max_workers, description)
+    known = [_from_cache(plan.cache, key, start_s, end_s) for key in keys]
+    fetched = _fetch_gaps(http, plan, queries, [gaps for _, gaps in known])
 
     frames: list[pd.DataFrame] = []
     open_candles: list[pd.Timestamp | None] = []
     tf_seconds = plan.query.tf_seconds
-    for i, key in enumerate(keys):
-        fetched = concat_columns([r for (j, _, _), r in zip(pieces, results, strict=True) if j == i])
-        if plan.cache is not None and gaps[i]:
-            closed = _closed(fetched, tf_seconds, now)
-            final = closed_before(tf_seconds, now)
-            covered = [(a, min(b, final)) for a, b in gaps[i] if min(b, final) > a]
-            plan.cache.store(key, closed, covered)
-        columns = sort_unique(concat_columns([cached[i], fetched]))
+    for key, (cached, gaps), new in zip(keys, known, fetched, strict=True):
+        if plan.cache is not None and gaps:
+            _remember(plan.cache, key, new, gaps, tf_seconds, now)
+        columns = sort_unique(concat_columns([cached, new]))
         frames.append(candle_frame(columns))
         open_candles.append(_open_candle(columns, tf_seconds, now))
     return _finish(frames, open_candles, plan)
+
+
+Gaps = list[tuple[int, int]]
+
+
+def _from_cache(cache: CandleCache | None, key: CacheKey, start: int, end: int
+                ) -> tuple[Columns, Gaps]:
+    """(the cached candles of ``[start, end)``, the sub-ranges still to fetch). The read comes
+    first: it drops the coverage of a damaged file, which then shows up as a gap."""
+    if cache is None:
+        return empty_columns(), [(start, end)] if end > start else []
+    return cache.read(key, start, end), cache.missing(key, start, end)
+
+
+def _fetch_gaps(http: Any, plan: Plan, queries: list[Query], gaps: list[Gaps]
+                ) -> list[Columns]:
+    """Every gap of every symbol, cut into bounded requests run by one pool; per symbol the
+    candles fetched (in no particular order)."""
+    tf_seconds = plan.query.tf_seconds
+    pieces = [(i, a, b) for i, symbol_gaps in enumerate(gaps) for gap in symbol_gaps
+              for a, b in split_range(*gap, tf_seconds, CANDLES_PER_REQUEST)]
+    tasks = [_fetch_task(http, queries[i], a, b) for i, a, b in pieces]
+    what = plan.symbols[0] if plan.single else f"{len(plan.symbols)} symbols"
+    results = _run(tasks, plan.progress, plan.max_workers, f"{what} {label(tf_seconds)}")
+    return [concat_columns([r for (j, _, _), r in zip(pieces, results, strict=True) if j == i])
+            for i in range(len(queries))]
+
+
+def _remember(cache: CandleCache, key: CacheKey, fetched: Columns, gaps: Gaps,
+              tf_seconds: int, now: int) -> None:
+    """Store the closed candles of the fetched gaps, and the gaps as covered up to where a
+    candle may still be open."""
+    final = closed_before(tf_seconds, now)
+    covered = [(a, min(b, final)) for a, b in gaps if min(b, final) > a]
+    cache.store(key, _closed(fetched, tf_seconds, now), covered)
 
 
 def _fetch_task(http: Any, query: Query, start: int, end: int) -> Callable[[], Columns]:
