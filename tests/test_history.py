@@ -349,11 +349,24 @@ def test_unknown_symbol_is_not_found(http) -> None:
         history(http, ["SBER", "NOSUCH"], "1h", PAST, PAST + pd.Timedelta(days=1), cache=False)
 
 
-def test_progress_bar_only_when_asked_or_long(http, capsys) -> None:
+def test_progress_bar_only_when_asked_or_long(http, capsys, monkeypatch) -> None:
     history(http, "SBER", "1h", PAST, PAST + pd.Timedelta(days=1), cache=False)
     assert "req" not in capsys.readouterr().err
     history(http, "SBER", "1h", PAST, PAST + pd.Timedelta(days=1), cache=False, progress=True)
     assert "req" in capsys.readouterr().err
+    monkeypatch.setattr(history_module, "CANDLES_PER_REQUEST", 100)
+    long = history(http, "SBER", "1min", PAST, PAST + pd.Timedelta(hours=20), cache=False)
+    assert len(http.ranges) > 2 + history_module.PROGRESS_MIN_REQUESTS and len(long) == 1200
+    assert "SBER 1min" in capsys.readouterr().err
+    history(http, "SBER", "1min", PAST, PAST + pd.Timedelta(hours=20), cache=False,
+            progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_default_start_is_a_window_before_end(http) -> None:
+    frame = history(http, "SBER", "1h", end=PAST, cache=False)
+    assert frame.index[0] == PAST - pd.Timedelta(days=90) and frame.index[-1] < PAST
+    assert len(frame) == 90 * 24 and http.paths == ["/md/v2/history"]
 
 
 def test_export_writes_a_partitioned_dataset(http, tmp_path) -> None:
