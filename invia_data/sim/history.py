@@ -293,13 +293,12 @@ class History:
         t1 = min(t1, (ANCHOR_DAY + WALK_DAYS) * DAY)
         if t1 <= t0:
             return EMPTY_BARS
-        first, last = t0 // DAY, (t1 - 1) // DAY
-        parts = []
-        for day in range(first, last + 1):
-            bars = self.day(spec, day)
-            if day == first or day == last:
-                bars = bars.between(t0, t1)
-            parts.append(bars)
+        first = int(t0 // (DAY * BLOCK_DAYS))
+        last = int((t1 - 1) // (DAY * BLOCK_DAYS))
+        parts = [self._block(spec, block) for block in range(first, last + 1)]
+        parts[0] = parts[0].between(t0, t1)
+        if last > first:
+            parts[-1] = parts[-1].between(t0, t1)
         return concat(parts)
 
     def daily(self, spec: Spec, first_day: int, end_day: int) -> Bars:

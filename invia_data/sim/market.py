@@ -436,10 +436,10 @@ class Market:
             else:
                 bars = self._first_bars(key, int(tf_seconds), start_s, end_s, int(limit))
         return {
-            "time": bars.time.astype(np.int64),
+            "time": _read_only(bars.time),
             "open": spec.prices(bars.open), "high": spec.prices(bars.high),
             "low": spec.prices(bars.low), "close": spec.prices(bars.close),
-            "volume": bars.volume.astype(np.int64),
+            "volume": _read_only(bars.volume),
         }
 
     def _first_bars(self, key: Key, tf: int, start: int, end: int, limit: int) -> Bars:
@@ -474,6 +474,8 @@ class Market:
             t1 = min(t1, int(until // 60 * 60) + 60)
         if tf % 60 == 0:
             base = self._minute_base(key, t0, t1, daily=tf % DAY == 0, until=until)
+            if tf == 60:  # minutes are already one-minute candles
+                return base.between(start, end)
         else:
             base = self._trade_base(key, t0, t1, until)
         return aggregate(base, tf).between(start, end)
@@ -566,6 +568,13 @@ class Market:
     def portfolio_changes(self, p: str, after_seq: int) -> list[tuple[int, str, dict]]:
         with self._lock:
             return self.portfolio.changes(p, after_seq)
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    """A read-only view: returned columns may share memory with cached history."""
+    view = values.view()
+    view.flags.writeable = False
+    return view
 
 
 __all__ = ["Market", "iso", "BUY", "SELL", "PastTrades", "concat_trades"]
