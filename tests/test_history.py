@@ -110,6 +110,14 @@ def test_parse_history_accepts_both_slim_list_keys_and_float_volumes() -> None:
     assert floats["volume"].dtype == "int64"
 
 
+def test_the_fast_path_ignores_unknown_keys() -> None:
+    wire = [dict(CANDLE.encode(r, "Heavy"), settlementCurrency="RUB", extra={"a": [1]})
+            for r in sample_records(2)]
+    payload = orjson.dumps({"history": wire, "next": None, "prev": 5, "nominalCurrency": "RUB"})
+    columns, nxt = history_module._parse_arrow(payload, "Heavy")
+    assert columns["time"].tolist() == [T0, T0 + 60] and nxt is None
+
+
 def test_parse_history_of_pretty_printed_json() -> None:
     records = sample_records(3)
     pretty = orjson.dumps({"h": [CANDLE.encode(r, "Slim") for r in records]},
