@@ -192,6 +192,16 @@ def _parse_json(body: bytes, fmt: str) -> tuple[Columns, int | None]:
                        request=f"GET {HISTORY_PATH}")
     keys = HISTORY.field("history").keys(fmt)
     candles = next((payload[k] for k in keys if payload.get(k) is not None), [])
+    try:
+        columns = _json_columns(candles, fmt)
+        nxt = payload.get("next")
+        return columns, None if nxt is None else int(nxt)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise APIError(f"malformed history body ({type(exc).__name__}: {exc})"[:300],
+                       status=200, request=f"GET {HISTORY_PATH}") from None
+
+
+def _json_columns(candles: list[dict[str, Any]], fmt: str) -> Columns:
     columns: Columns = {}
     for field in CANDLE.fields:
         key = field.key(fmt)
@@ -201,8 +211,7 @@ def _parse_json(body: bytes, fmt: str) -> tuple[Columns, int | None]:
         else:  # epoch seconds and volume: integers on the wire, floats tolerated
             numbers = np.array([0 if v is None else v for v in values], dtype="float64")
             columns[field.name] = np.rint(numbers).astype("int64")
-    nxt = payload.get("next")
-    return columns, None if nxt is None else int(nxt)
+    return columns
 
 
 def parse_history(body: bytes, fmt: str) -> tuple[Columns, int | None]:
@@ -220,10 +229,6 @@ def candle_frame(columns: Columns) -> pd.DataFrame:
     index.name = "time"
     data = {name: columns[name] for name in COLUMNS[1:]}
     return pd.DataFrame(data, index=index, copy=False)
-
-
-def empty_candle_frame() -> pd.DataFrame:
-    return candle_frame(empty_columns())
 
 
 # --- validation ---------------------------------------------------------------------------------

@@ -131,6 +131,17 @@ def test_parse_history_rejects_a_body_that_is_not_json() -> None:
         parse_history(b"<html>busy</html>", "Slim")
 
 
+@pytest.mark.parametrize("payload", [
+    b'{"h": "busy"}',
+    b'{"h": [{"t": 1, "o": "a lot", "h": 1, "l": 1, "c": 1, "v": 1}]}',
+    b'{"h": [], "next": "soon"}',
+    b'[1, 2]',
+])
+def test_parse_history_rejects_malformed_payloads(payload: bytes) -> None:
+    with pytest.raises(APIError, match="malformed|not a JSON object"):
+        parse_history(payload, "Slim")
+
+
 def test_empty_candle_frame_has_the_schema() -> None:
     columns, _ = parse_history(b'{"h": [], "next": null, "prev": null}', "Slim")
     frame = candle_frame(columns)
