@@ -31,7 +31,7 @@ from .instruments import Spec
 BUY, SELL = 1, -1
 MIN_LEVELS = 60  # per side, always (the API serves up to 50)
 MAX_LEVELS = 160
-MAX_REAL_EVENTS = 400.0  # per instrument per real second; beyond it events get larger instead
+MAX_REAL_EVENTS = 200.0  # per instrument per real second; beyond it events get larger instead
 P_MARKET = 0.12
 P_CANCEL = 0.36
 TARGET_ORDERS = 320

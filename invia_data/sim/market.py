@@ -27,6 +27,7 @@ import logging
 import math
 import threading
 import time as _time
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -40,12 +41,9 @@ from .history import (
     EMPTY_BARS,
     Bars,
     History,
-    PastTrades,
     aggregate,
     bucket_start,
     concat,
-    concat_trades,
-    iso,
     iso_array,
     next_bucket,
 )
@@ -216,7 +214,8 @@ class Market:
 
     def instrument_state(self, key: Key) -> dict:
         spec = self._specs[key]
-        prev = spec.price(self._prev_close_ticks(key))
+        with self._lock:
+            prev = spec.price(self._prev_close_ticks(key))
         limit = 0.1 if spec.is_future else 0.2
         margin = round(prev * 0.14, 2) if spec.is_future else 0.0
         return {
@@ -269,12 +268,8 @@ class Market:
 
     def _snapshot_at(self, key: Key, t: float) -> tuple[float, list, list]:
         ring = self._snapshots[key]
-        chosen = ring[0]
-        for item in ring:
-            if item[0] > t:
-                break
-            chosen = item
-        return chosen
+        index = bisect_right(ring, t, key=_snapshot_time)
+        return ring[max(0, index - 1)]
 
     def quote(self, key: Key, delay: float = 0) -> dict:
         """QUOTE record consistent with the book and the trades (``delay`` seconds ago)."""
@@ -333,7 +328,8 @@ class Market:
 
     def last_price(self, key: Key) -> float:
         spec = self._specs[key]
-        return spec.price(self._last_trade(key, self.now())[1])
+        with self._lock:
+            return spec.price(self._last_trade(key, self.now())[1])
 
     def _last_trade(self, key: Key, at: float) -> tuple[int, int]:
         """(ms, price ticks) of the last trade at or before ``at``."""
@@ -499,7 +495,6 @@ class Market:
         times = flow.m_time
         if t1 <= t0 or not times:
             return EMPTY_BARS
-        from bisect import bisect_left
         lo, hi = bisect_left(times, t0), bisect_left(times, t1)
         if until is not None:
             hi = min(hi, bisect_left(times, int(until // 60 * 60) + 1))
@@ -570,6 +565,10 @@ class Market:
             return self.portfolio.changes(p, after_seq)
 
 
+def _snapshot_time(item: tuple) -> float:
+    return item[0]
+
+
 def _read_only(values: np.ndarray) -> np.ndarray:
     """A read-only view: returned columns may share memory with cached history."""
     view = values.view()
@@ -577,4 +576,4 @@ def _read_only(values: np.ndarray) -> np.ndarray:
     return view
 
 
-__all__ = ["Market", "iso", "BUY", "SELL", "PastTrades", "concat_trades"]
+__all__ = ["Market"]

@@ -520,3 +520,19 @@ def test_a_stalled_host_jumps_instead_of_replaying_everything() -> None:
     later = [t for t in trades if t["time"] > START * 1000]  # after the opening moves
     assert later and later[0]["time"] >= (clock.t - 300) * 1000
     assert trades[-1]["time"] <= clock.t * 1000
+
+
+def test_a_stop_order_triggers_when_the_price_crosses_it() -> None:
+    clock = FakeClock()
+    market = Market(seed=4, clock=clock)
+    stops = market.portfolio.accounts["D39004"].stop_orders
+    stop = next(s for s in stops.values() if s["status"] == "working" and s["side"] == "sell")
+    stop["stop_price"] = market.last_price(("MOEX", stop["symbol"])) * 2  # already crossed
+    run(market, clock, 6.0, step=0.1)
+    record = next(s for s in market.stop_orders("D39004") if s["id"] == stop["id"])
+    assert record["status"] == "filled"
+    order = next(o for o in market.orders("D39004") if o["id"] == record["exchange_order_id"])
+    assert order["side"] == "sell" and order["filled_qty_batch"] == record["filled_qty_batch"] > 0
+    fills = [t for t in market.own_trades("D39004") if t["order_no"] == order["id"]]
+    assert record["avg_price"] == pytest.approx(
+        sum(t["price"] * t["qty_units"] for t in fills) / sum(t["qty_units"] for t in fills))
