@@ -79,6 +79,7 @@ BID_BAR = "rgba(30,142,62,0.30)"
 ASK_BAR = "rgba(217,48,37,0.30)"
 BID_TEXT = "#1e8e3e"
 ASK_TEXT = "#d93025"
+LADDER_LINE_HEIGHT = 1.35
 
 
 def _report(message: str, *args: Any) -> None:
@@ -303,9 +304,11 @@ def _ladder_html(sides: Sides, stats: dict[str, float], decimals: int) -> str:
     for i in range(len(sides.bid_price)):
         rows.append(_ladder_row("bid", i, _fmt_price(sides.bid_price[i], decimals),
                                 float(sides.bid_volume[i]), float(bid_cum[i]), scale))
+    # line-height: ipywidgets gives an HTML widget's content the 28 px line of its buttons,
+    # which would make each ladder row twice as tall as its text
     return ('<table class="invia-ladder" style="border-collapse:collapse;font-family:monospace;'
-            f'font-size:12px"><thead><tr>{_LADDER_HEAD}</tr></thead><tbody>{"".join(rows)}'
-            '</tbody></table>')
+            f'font-size:12px;line-height:{LADDER_LINE_HEIGHT}"><thead><tr>{_LADDER_HEAD}</tr>'
+            f'</thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 _LADDER_HEAD = "".join(f'<th style="{_CELL};color:#5f6368">{h}</th>'
@@ -408,6 +411,13 @@ class LiveWidget(widgets.VBox):
     def _on_pause(self, change: dict[str, Any]) -> None:
         self._paused = bool(change["new"])
         self._dirty = True
+        # a pressed "pause" reads as either state; the button names what a click will do
+        self.pause_button.description = "resume" if self._paused else "pause"
+        self.pause_button.icon = "play" if self._paused else "pause"
+
+    def _controls(self) -> list[widgets.DOMWidget]:
+        """The inputs that act through refreshes, disabled once the source is closed."""
+        return [self.pause_button]
 
     def _status(self) -> str:
         return str(getattr(self._live_source, "status", "live"))
@@ -437,6 +447,8 @@ class LiveWidget(widgets.VBox):
         if now - self._last_write < self._min_interval:
             return True
         finished = self._finished()
+        if finished and self._paused:
+            self.paused = False  # the last render shows the final frame and the closed badge
         # The key is read before the snapshot: a newer snapshot under an older key costs one
         # extra render later, never a missed update.
         key = self._state_key()
@@ -453,6 +465,9 @@ class LiveWidget(widgets.VBox):
             wrote = True
         if wrote:
             self._last_write = now
+        if finished:
+            for control in self._controls():
+                control.disabled = True
         return not finished
 
     def _render_safely(self, key: Any) -> bool:
@@ -538,6 +553,9 @@ class OrderBookWidget(LiveWidget):
         self._levels = int(change["new"])
         self._dirty = True
 
+    def _controls(self) -> list[widgets.DOMWidget]:
+        return [self.pause_button, self.depth]
+
     def _render(self, snapshot: pd.DataFrame) -> None:
         stats, ladder = render_book(snapshot, self._levels)
         self.stats.value = stats
@@ -572,8 +590,16 @@ def render_table(df: pd.DataFrame, max_rows: int = 20) -> str:
     note = (f"{len(df):,} rows" if len(df) <= max_rows
             else f"{which} {len(part)} of {len(df):,} rows")
     body = part.to_html(border=0, na_rep="", max_cols=30)
-    return (f'<div style="font-size:12px">{body}'
+    return (f'<div class="invia-table" style="font-size:12px">{_TABLE_STYLE}{body}'
             f'<div style="color:#5f6368;font-size:11px">{note}</div></div>')
+
+
+# An HTML widget's content gets none of JupyterLab's styles for DataFrames (so the cells would
+# touch) and the 28 px line of the widgets' buttons; the selectors reach only these tables.
+_TABLE_STYLE = ("<style>.invia-table table{border-collapse:collapse;line-height:1.35}"
+                ".invia-table th,.invia-table td{padding:1px 8px;text-align:right;"
+                "white-space:nowrap}.invia-table tbody tr:nth-child(odd){"
+                "background:rgba(128,128,128,0.08)}</style>")
 
 
 class HealthWidget(LiveWidget):

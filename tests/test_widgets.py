@@ -126,6 +126,31 @@ def test_ladder_sorts_by_price_when_levels_are_absent_and_shows_odd_ticks():
     assert dict(rows)["spread"][0] == "spread 0.50 · mid 100.75"
 
 
+def line_height(style):
+    match = re.search(r"line-height:\s*([0-9.]+)(px)?", style)
+    assert match, style
+    return float(match.group(1)) * (1 / 12 if match.group(2) else 1)  # px at 12 px text
+
+
+def test_ladder_and_tables_set_their_own_line_height():
+    # ipywidgets gives an HTML widget's content a 28 px line (its buttons' height): unless the
+    # table sets its own, each 12 px row is drawn 30 px tall in JupyterLab
+    table_style = re.search(r'<table class="invia-ladder" style="([^"]*)"',
+                            W.render_ladder(BOOK, levels=3)).group(1)
+    assert line_height(table_style) < 1.6
+    frame = pd.DataFrame({"price": [1.5, 2.5]}, index=pd.date_range("2026", periods=2,
+                                                                     name="time"))
+    html_text = W.render_table(frame)
+    css = re.search(r"<style>(.*?)</style>", html_text).group(1)
+    assert line_height(re.search(r"\.invia-table table\{([^}]*)\}", css).group(1)) < 1.6
+    # cells get padding (JupyterLab's DataFrame styles do not reach widget content) and the
+    # rules reach only the widget's own tables
+    assert re.search(r"\.invia-table th,\.invia-table td\{[^}]*padding:1px 8px", css)
+    assert all(rule.strip().startswith(".invia-table") for rule in re.findall(r"[^{}]+(?=\{)",
+                                                                              css))
+    assert html_text.startswith('<div class="invia-table"')
+
+
 def test_book_stats_values():
     stats = W.book_stats(BOOK, levels=2)
     assert stats["best_bid"] == 250.10 and stats["best_ask"] == 250.12
@@ -272,6 +297,25 @@ def test_closed_frame_gets_a_final_render_then_stops(refresher, opened):
     live.push()
     refresher.tick(2.0)
     assert w.refresh_count == count
+
+
+def test_closed_frame_disables_the_controls_and_lifts_a_pause(refresher, opened):
+    live = FakeLive(BOOK)
+    w = W.orderbook_widget(live, refresher=refresher)
+    opened.append(w)
+    refresher.tick(0.0)
+    w.paused = True
+    assert (w.pause_button.description, w.pause_button.icon) == ("resume", "play")
+    assert not w.pause_button.disabled and not w.depth.disabled
+    live.push(make_book(bids=[(300.5, 1)], asks=[(301.0, 1)]))
+    live.close()
+    refresher.tick(1.0)
+    # nothing refreshes a closed frame's widget: its inputs would do nothing, the badge and
+    # the ladder show the final state rather than a pause no one can lift
+    assert w.pause_button.disabled and w.depth.disabled
+    assert ">closed<" in w.badge.value and ">paused<" not in w.badge.value
+    assert "300.5" in w.ladder.value
+    assert (w.pause_button.description, w.pause_button.icon) == ("pause", "pause")
 
 
 def test_closed_widget_stops_refreshing(refresher):
