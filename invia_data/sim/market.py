@@ -354,14 +354,19 @@ class Market:
 
     # --- trades ------------------------------------------------------------------------------------
 
-    def trades(self, key: Key, start: float | None = None, end: float | None = None) -> list[dict]:
-        """TRADE records of the current session (the UTC day), ascending id; start/end unix s."""
+    def trades(self, key: Key, start: float | None = None, end: float | None = None, *,
+               last: int | None = None) -> list[dict]:
+        """TRADE records of the current session (the UTC day), ascending id; start/end unix s.
+        ``last``: only the latest ``last`` of them (records are built only for those)."""
         with self._lock:
             now = self.now()
             day_start = int(now // DAY * DAY)
             t0 = day_start if start is None else max(day_start, start)
             t1 = now if end is None else min(now, end)
             columns = self._trade_columns(key, int(t0 * 1000), int(t1 * 1000) + 1)
+        if last is not None:
+            columns = {name: values[max(0, len(values) - int(last)):]
+                       for name, values in columns.items()}
         return self._trade_records(key, columns, existing=False)
 
     def trades_since(self, key: Key, after_id: int) -> list[dict]:

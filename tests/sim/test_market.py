@@ -260,6 +260,8 @@ def test_trades_and_quote_follow_the_book(live) -> None:
         assert quote["last_price_time"] == trades[-1]["time"] // 1000
         assert quote["low_price"] <= quote["last_price"] <= quote["high_price"]
         assert quote["change"] == pytest.approx(quote["last_price"] - quote["prev_close_price"])
+    assert market.trades(SBER, last=5) == market.trades(SBER)[-5:]
+    assert market.trades(SBER, last=0) == []
     after = market.trades_since(SBER, market.trades(SBER)[-10]["id"])
     assert [t["id"] for t in after] == [t["id"] for t in market.trades(SBER)[-9:]]
 
