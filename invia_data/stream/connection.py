@@ -43,6 +43,7 @@ log = logging.getLogger("invia_data.stream")
 WATCHED_KINDS = frozenset({"orderbook", "quotes", "bars", "trades"})
 CONFLATED_KINDS = frozenset({"orderbook"})  # every message is a complete book
 AUTH_RETRIES = 3
+TRANSIENT_RETRIES = 5
 TICK = 0.25
 READ_SIZE = 1 << 18
 
@@ -66,6 +67,8 @@ class Sub:
         self.reconnects = 0
         self.gaps = 0
         self.auth_retries = 0
+        self.transient_retries = 0
+        self.retry_at: float | None = None  # monotonic time of a re-send after a 429/5xx
         self.sent_at = 0.0
         self.last_message: float | None = None
         self.rate = 0.0
@@ -264,6 +267,7 @@ class Connection:
             for sub in subs:
                 if lost_at is not None:
                     sub.reconnects += 1
+                sub.retry_at = None
                 self._send_subscribe(sub)
         self.stats["connects"] += 1
         self.connected.set()
@@ -383,6 +387,7 @@ class Connection:
         if kind == CONFIRMED:
             sub = route.target
             sub.auth_retries = 0
+            sub.transient_retries = 0
             sub.settled.set()
             if sub.frame.status in ("connecting", "reconnecting", "stale"):
                 sub.frame._set_status("live")
@@ -415,6 +420,16 @@ class Connection:
                 if sub in self._subs and self._ws is not None:
                     self._session.forget(sub.route)
                     self._send_subscribe(sub)
+            return
+        if (status == 429 or status >= 500) and sub.transient_retries < TRANSIENT_RETRIES:
+            # the server is busy or failing, not refusing this request: try it again later
+            sub.transient_retries += 1
+            delay = min(30.0, self.reconnect_delay * 2 ** sub.transient_retries)
+            sub.retry_at = time.monotonic() + delay * random.uniform(0.5, 1.0)
+            log.info("%s %s: server error %s (%s); retrying in %.1f s", sub.kind, sub.symbol,
+                     status, message, sub.retry_at - time.monotonic())
+            with self._lock:
+                self._session.forget(sub.route)
             return
         error = error_for_status(status, message or "subscription rejected",
                                  request=sub.request.opcode)
@@ -456,6 +471,10 @@ class Connection:
         """Rates and the staleness watchdog; False asks for a reconnect."""
         with self._lock:
             subs = list(self._subs)
+            for sub in subs:
+                if sub.retry_at is not None and now >= sub.retry_at and self._ws is not None:
+                    sub.retry_at = None
+                    self._send_subscribe(sub)
         stale = []
         for sub in subs:
             mark_time, mark_count = sub._rate_mark

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
+import orjson
 import pandas as pd
 import pytest
 import requests
@@ -210,7 +211,7 @@ def test_malformed_frames_are_counted_and_the_rest_carries_on(fresh_sim):
 
 
 def _offline_connection():
-    connection = Connection("ws://127.0.0.1:9/cws", lambda: "t")
+    connection = Connection("ws://127.0.0.1:9/cws", lambda: "t", stale_after=None)
     frame = LiveFrame("orderbook", "MOEX:SBER", {}, BookState("Slim"))
     sub = Sub(frame, instrument_request("orderbook", "SBER", "MOEX"), "SBER", "MOEX")
     connection._subs.append(sub)
@@ -322,3 +323,45 @@ def test_token_provider_failures_surface_then_recover(fresh_sim):
         assert _until(lambda: book.status == "live")
         book.close()
         assert book.status == "closed"
+
+
+class RecordingSocket:
+    """Stands in for the websocket-client object: records what the connection sends."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, frame):
+        self.sent.append(orjson.loads(frame))
+
+
+def test_server_errors_are_retried_later_then_given_up():
+    connection, sub, frame = _offline_connection()
+    connection._ws = RecordingSocket()
+    for attempt in range(1, 7):
+        guid = sub.route.guid
+        connection._process([b'{"requestGuid":"' + guid.encode()
+                             + b'","httpCode":503,"message":"busy"}'], time.monotonic())
+        if attempt <= 5:
+            assert frame.status == "connecting" and not sub.settled.is_set()
+            assert sub.retry_at is not None
+            connection._tick(sub.retry_at - 0.01)
+            assert len(connection._ws.sent) == attempt - 1  # not due yet
+            connection._tick(sub.retry_at + 0.01)
+            sent = connection._ws.sent[-1]
+            assert len(connection._ws.sent) == attempt
+            assert sent["opcode"] == "OrderBookGetAndSubscribe" and sent["guid"] != guid
+    assert frame.status == "error" and isinstance(frame.error, invia_data.ServerError)
+    assert sub.settled.is_set() and connection.subs() == []
+    assert sub.errors == 6
+
+
+def test_a_confirmation_resets_the_server_error_budget():
+    connection, sub, frame = _offline_connection()
+    connection._ws = RecordingSocket()
+    connection._process([b'{"requestGuid":"' + sub.route.guid.encode()
+                         + b'","httpCode":429,"message":"slow down"}'], time.monotonic())
+    connection._tick(sub.retry_at + 0.01)
+    connection._process([b'{"requestGuid":"' + sub.route.guid.encode()
+                         + b'","httpCode":200,"message":"ok"}'], time.monotonic())
+    assert sub.transient_retries == 0 and frame.status == "live"
