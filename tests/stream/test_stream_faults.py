@@ -365,3 +365,15 @@ def test_a_confirmation_resets_the_server_error_budget():
     connection._process([b'{"requestGuid":"' + sub.route.guid.encode()
                          + b'","httpCode":200,"message":"ok"}'], time.monotonic())
     assert sub.transient_retries == 0 and frame.status == "live"
+
+
+def test_a_quiet_connection_is_kept_alive_with_pings(fresh_sim):
+    sim = fresh_sim()
+    tokens = TokenManager(refresh_token=sim.refresh_token, auth_url=sim.auth_url)
+    with Stream(sim.ws_url, tokens.token, stale_after=None, ping_interval=0.5) as stream:
+        book = stream.orderbook("SBER", depth=3)
+        book.wait(0, timeout=WAIT)
+        sim.faults.stalled = True  # no data at all, but the server still answers pings
+        assert _until(lambda: stream.health().attrs["connection"]["pings"] >= 3, timeout=8)
+        assert stream.health().attrs["connection"]["reconnects"] == 0
+        assert book.status == "live"
