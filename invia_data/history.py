@@ -89,6 +89,7 @@ TIME_PATH = "/md/v2/time"
 DEFAULT_FORMAT = "Slim"
 CANDLES_PER_REQUEST = 50_000  # ~3.5 MB of Slim JSON, far below the 30 MB the API discourages
 PROGRESS_MIN_REQUESTS = 10  # progress=None shows a bar above this many requests
+EXPORT_CANDLES_IN_MEMORY = 1_000_000  # per history() call of history_to_dataset: ~50 MB
 RECENT_SECONDS = 86_400  # an end closer than this to the local clock asks the server's clock
 DAY = 86_400
 
@@ -535,8 +536,10 @@ def history_to_dataset(http: Http, symbols: str | Sequence[str], path: str | os.
                        board: str | None = None, format: str | None = None, cache: bool = False,
                        cache_dir: str | os.PathLike[str] | None = None,
                        progress: bool | None = None, max_workers: int = 4) -> pd.DataFrame:
-    """Download closed candles into a Hive-partitioned Parquet dataset at ``path``, one symbol
-    and one year at a time, so memory holds a single symbol-year whatever the size.
+    """Download closed candles into a Hive-partitioned Parquet dataset at ``path``, a year and a
+    batch of symbols at a time, so memory holds about ``EXPORT_CANDLES_IN_MEMORY`` candles
+    whatever the size of the download (each batch is one :func:`history` call: its requests
+    run in one pool of ``max_workers``).
 
     Layout: ``path/exchange=…/symbol=…/board=…/tf=…/year=…/part.parquet`` (the cache's layout);
     an existing year file is merged with the new candles. Read it back with
@@ -550,26 +553,41 @@ def history_to_dataset(http: Http, symbols: str | Sequence[str], path: str | os.
         raise InvalidArgument(f"path: expected a directory path, got {path!r}")
     root = Path(path).expanduser()
     start_s, end_s, _ = _resolve_range(http, plan)
-    pieces = [(symbol, a, b) for symbol in plan.symbols for a, b in _year_pieces(start_s, end_s)]
-    show = len(pieces) > 1 if plan.progress is None else plan.progress
-    bar = _progress_bar(len(pieces), f"export {label(plan.query.tf_seconds)}") if show else None
+    batches = _symbol_batches(plan.symbols, plan.query.tf_seconds)
+    units = [(batch, a, b) for a, b in _year_pieces(start_s, end_s) for batch in batches]
+    total = sum(len(batch) for batch, _, _ in units)
+    show = total > 1 if plan.progress is None else plan.progress
+    bar = _progress_bar(total, f"export {label(plan.query.tf_seconds)}") if show else None
     rows = []
     try:
-        for symbol, a, b in pieces:
-            frame = history(http, symbol, plan.query.tf_seconds, a, b, exchange=plan.query.exchange,
+        for batch, a, b in units:
+            frame = history(http, batch, plan.query.tf_seconds, a, b, exchange=plan.query.exchange,
                             board=plan.query.board, format=plan.query.fmt, cache=cache,
                             cache_dir=cache_dir, progress=False, max_workers=plan.max_workers)
-            if frame.attrs["open_candle"] is not None:
-                frame = frame.iloc[:-1]
-            written = _write_year(root, plan.query, symbol, a, frame)
-            if written is not None:
-                rows.append(written)
+            for symbol in batch:
+                written = _write_year(root, plan.query, symbol, a, _closed_rows(frame, symbol))
+                if written is not None:
+                    rows.append(written)
             if bar is not None:
-                bar.update(1)
+                bar.update(len(batch))
     finally:
         if bar is not None:
             bar.close()
     return pd.DataFrame(rows, columns=["symbol", "year", "candles", "path"])
+
+
+def _symbol_batches(symbols: list[str], tf_seconds: int) -> list[list[str]]:
+    """Symbols grouped so that a year of each batch is about ``EXPORT_CANDLES_IN_MEMORY``
+    candles at most (one symbol per batch for minute candles, all of them for daily ones)."""
+    per_year = max(1, 366 * DAY // tf_seconds)
+    size = max(1, EXPORT_CANDLES_IN_MEMORY // per_year)
+    return [symbols[i:i + size] for i in range(0, len(symbols), size)]
+
+
+def _closed_rows(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
+    """One symbol's rows of a multi-symbol history frame, without its open candle."""
+    rows = frame[frame.index.get_level_values("symbol") == symbol].droplevel("symbol")
+    return rows.iloc[:-1] if frame.attrs["open_candle"][symbol] is not None else rows
 
 
 def _year_pieces(start: int, end: int) -> list[tuple[int, int]]:

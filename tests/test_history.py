@@ -476,3 +476,37 @@ def test_threads_sharing_one_cache_agree(http, tmp_path) -> None:
     assert http.ranges == [] and len(whole) == 27 * 60
     for i, part in results.items():
         pd.testing.assert_frame_equal(part, whole.iloc[180 * i:180 * i + 720])
+
+
+def spy_on_history(monkeypatch) -> list[object]:
+    """The symbols argument of every history() call made by the export."""
+    calls: list[object] = []
+    real = history_module.history
+
+    def spy(http_, symbols, *args, **kwargs):
+        calls.append(symbols)
+        return real(http_, symbols, *args, **kwargs)
+
+    monkeypatch.setattr(history_module, "history", spy)
+    return calls
+
+
+def test_export_batches_symbols_and_merges_existing_files(http, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "candles"
+    symbols = ["SBER", "GAZP", "LKOH"]
+    calls = spy_on_history(monkeypatch)
+    empty = history_to_dataset(http, symbols, out, "D", "2016-01-01", "2016-06-01")
+    assert empty.empty and not out.exists()  # before the history starts: no files
+    history_to_dataset(http, symbols, out, "D", "2024-01-01", "2024-02-01")
+    assert calls == [symbols, symbols]  # daily candles: all symbols in one call per year
+    more = history_to_dataset(http, symbols, out, "D", "2024-01-15", "2024-03-01")
+    assert sorted(more["candles"]) == [60, 60, 60]  # Jan 1 - Feb 29, merged with the first run
+    data = pd.read_parquet(out)
+    assert len(data) == 3 * 60 and not data.duplicated(["symbol", "time"]).any()
+
+
+def test_export_of_minute_candles_takes_one_symbol_at_a_time(http, tmp_path, monkeypatch) -> None:
+    calls = spy_on_history(monkeypatch)
+    written = history_to_dataset(http, ["SBER", "GAZP"], tmp_path, "1min", "2024-03-01",
+                                 "2024-03-01T06:00")
+    assert calls == [["SBER"], ["GAZP"]] and list(written["candles"]) == [360, 360]
