@@ -298,16 +298,25 @@ class CandleCache:
         An unreadable year file is discarded (with a :class:`CacheWarning`) and its year taken
         out of the coverage, so the next :meth:`missing` reports it.
         """
+        return self.lookup(key, start, end)[0]
+
+    def lookup(self, key: CacheKey, start: int, end: int) -> tuple[Columns, list[Interval]]:
+        """(:meth:`read`, :meth:`missing`) under one lock, so that the candles and the gaps
+        agree even while other threads store."""
+        folder = self.series_dir(key)
+        with _lock_for(folder):
+            columns = self._read(folder, start, end)
+            return columns, missing_intervals(start, end, self._load_coverage(folder))
+
+    def _read(self, folder: Path, start: int, end: int) -> Columns:
         if end <= start:
             return empty_columns()
-        folder = self.series_dir(key)
         first, last = (int(y) for y in years_of(np.array([start, end - 1], dtype="int64")))
         parts = []
-        with _lock_for(folder):
-            for year in range(first, last + 1):
-                path = folder / f"year={year}" / PART_FILE
-                if path.exists():
-                    parts.append(self._read_part(folder, path, year))
+        for year in range(first, last + 1):
+            path = folder / f"year={year}" / PART_FILE
+            if path.exists():
+                parts.append(self._read_part(folder, path, year))
         return select(concat_columns(parts), start, end)
 
     def store(self, key: CacheKey, columns: Columns, covered: Iterable[Interval]) -> None:

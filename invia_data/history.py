@@ -420,11 +420,10 @@ Gaps = list[tuple[int, int]]
 
 def _from_cache(cache: CandleCache | None, key: CacheKey, start: int, end: int
                 ) -> tuple[Columns, Gaps]:
-    """(the cached candles of ``[start, end)``, the sub-ranges still to fetch). The read comes
-    first: it drops the coverage of a damaged file, which then shows up as a gap."""
+    """(the cached candles of ``[start, end)``, the sub-ranges still to fetch)."""
     if cache is None:
         return empty_columns(), [(start, end)] if end > start else []
-    return cache.read(key, start, end), cache.missing(key, start, end)
+    return cache.lookup(key, start, end)
 
 
 def _fetch_gaps(http: Any, plan: Plan, queries: list[Query], gaps: list[Gaps]

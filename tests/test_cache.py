@@ -127,6 +127,16 @@ def test_corrupted_part_file_is_discarded_with_a_warning(tmp_path: Path) -> None
     assert cache.missing(KEY, T0, T0 + 2 * 86_400) == [(T0 + 86_400, T0 + 2 * 86_400)]
 
 
+def test_lookup_gives_candles_and_gaps_that_agree(tmp_path: Path) -> None:
+    cache = CandleCache(tmp_path)
+    cache.store(KEY, candles(T0 + 86_400 - 120, 5), [(T0, T0 + 2 * 86_400)])
+    (cache.series_dir(KEY) / "year=2023" / "part.parquet").write_bytes(b"\x00" * 64)
+    with pytest.warns(CacheWarning):
+        columns, gaps = cache.lookup(KEY, T0 - 600, T0 + 2 * 86_400)
+    assert columns["time"].tolist() == [T0 + 86_400 + 60 * i for i in range(3)]
+    assert gaps == [(T0 - 600, T0 + 86_400)]  # before the coverage, and the damaged 2023
+
+
 def test_corrupted_coverage_is_forgotten_with_a_warning(tmp_path: Path) -> None:
     cache = CandleCache(tmp_path)
     cache.store(KEY, candles(T0, 3), [(T0, T0 + 180)])
