@@ -510,3 +510,21 @@ def test_export_of_minute_candles_takes_one_symbol_at_a_time(http, tmp_path, mon
     written = history_to_dataset(http, ["SBER", "GAZP"], tmp_path, "1min", "2024-03-01",
                                  "2024-03-01T06:00")
     assert calls == [["SBER"], ["GAZP"]] and list(written["candles"]) == [360, 360]
+
+
+def test_random_overlapping_calls_match_direct_downloads(http, tmp_path) -> None:
+    """Twelve calls over random, overlapping ranges of one month: each equals a download
+    without the cache, and every hour is requested from the server at most once."""
+    rng = np.random.default_rng(7)
+    base = int(PAST.timestamp())
+    hours = 31 * 24
+    fetched_hours = 0
+    for _ in range(12):
+        lo, hi = sorted(int(x) for x in rng.integers(0, hours, 2))
+        start, end = base + 3600 * lo, base + 3600 * (hi + 1) + int(rng.integers(0, 3600))
+        http.reset()
+        got = history(http, "GAZP", "1h", start, end, cache_dir=tmp_path)
+        fetched_hours += sum(b - a for a, b in http.ranges) / 3600
+        direct = history(http, "GAZP", "1h", start, end, cache=False)
+        pd.testing.assert_frame_equal(got, direct)
+    assert fetched_hours <= hours + 1
