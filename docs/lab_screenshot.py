@@ -247,10 +247,39 @@ def check_pause(box: WebElement, checks: Checks, seconds: float) -> None:
     time.sleep(seconds)
     checks.expect(ladder_text(box) == frozen, "pause freezes the ladder")
     checks.expect(badge_text(box).startswith("paused"), "badge says paused", badge_text(box))
+    checks.expect(button.text.strip() == "resume", "the button offers to resume", button.text)
     button.click()
     time.sleep(seconds)
     checks.expect(ladder_text(box) != frozen, "resume brings the ladder back to life")
     checks.expect(badge_text(box).startswith("live"), "badge says live again", badge_text(box))
+
+
+def check_close(driver: webdriver.Chrome, checks: Checks) -> None:
+    """Run ``book.close()`` in a new cell: the badge must say closed, the controls go dim."""
+    editor = driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell .cm-content")[-1]
+    editor.click()
+    ActionChains(driver).send_keys("book.close()").key_down(Keys.SHIFT).send_keys(Keys.ENTER) \
+        .key_up(Keys.SHIFT).perform()
+    box = ladder_widget(driver, timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not badge_text(box).startswith("closed"):
+        time.sleep(0.2)
+    checks.expect(badge_text(box).startswith("closed"), "book.close() turns the badge to closed",
+                  badge_text(box))
+    final = ladder_text(box)
+    time.sleep(1)
+    checks.expect(ladder_text(box) == final, "a closed book's ladder stays still")
+    disabled = driver.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('button, select'))"
+        ".map(e => e.disabled);", box)
+    checks.expect(disabled == [True, True], "pause and levels are disabled", disabled)
+
+
+def wait_idle(driver: webdriver.Chrome, timeout: float) -> None:
+    """Until the kernel runs no cell: a widget's clicks reach the kernel only between cells."""
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
+        "const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
+        "return s !== null && s.getAttribute('data-status') === 'idle';"))
 
 
 def check_levels(box: WebElement, checks: Checks) -> None:
@@ -320,15 +349,14 @@ def inspect(driver: webdriver.Chrome, url: str, token: str, args: argparse.Names
     redraws = count_redraws(driver, box, args.measure)
     checks.expect(redraws > 0, f"ladder redraws in the browser over {args.measure:g} s",
                   f"{redraws} DOM changes, {redraws / args.measure:.1f}/s")
+    wait_idle(driver, timeout=30)
     check_pause(box, checks, seconds=args.interval)
     check_levels(box, checks)
     save_picture(second_png, width, args.out)
     # the idle cell has finished sleeping by now: anything it shows came from another thread
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
-        "const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
-        "return s !== null && s.getAttribute('data-status') === 'idle';"))
     problems = cell_problems(driver)
     checks.expect(not problems, "no stderr, error or stray output in the cells", problems)
+    check_close(driver, checks)
     errors = console_errors(driver)
     checks.expect(not errors, "no errors in the browser console", errors)
     server = server_problems(log_path)

@@ -383,6 +383,7 @@ class LiveWidget(widgets.VBox):
         self._paused = False
         self._is_closed = False
         self._held: Any = None
+        self._held_age: tuple[float | None, float] = (None, 0.0)  # (source age, clock) at read
         self.refresh_count = 0
         self.shown_version: int | None = None
         self.badge_count = 0
@@ -432,10 +433,17 @@ class LiveWidget(widgets.VBox):
     def _snapshot(self) -> Any:
         return self._live_source.df
 
-    def _badge_html(self) -> str:
+    def _badge_html(self, now: float) -> str:
         src = self._live_source
-        return render_badge(self._status(), getattr(src, "age", None), paused=self._paused,
+        return render_badge(self._status(), self._shown_age(now), paused=self._paused,
                             error=getattr(src, "error", None))
+
+    def _shown_age(self, now: float) -> float | None:
+        """The age of the data on screen: while paused, that of the held snapshot, growing."""
+        if not self._paused:
+            return getattr(self._live_source, "age", None)
+        age, read_at = self._held_age
+        return None if age is None else age + (now - read_at)
 
     def _render(self, snapshot: Any) -> None:
         raise NotImplementedError
@@ -456,9 +464,9 @@ class LiveWidget(widgets.VBox):
         if self._dirty or (key != self._shown_key and not self._paused):
             self._shown_key = key
             self._dirty = False
-            self._render_safely(key)
+            self._render_safely(key, now)
             wrote = True  # a failed attempt also waits 1/max_rate before the next one
-        badge = self._badge_html() + self._failure_note()
+        badge = self._badge_html(now) + self._failure_note()
         if badge != self.badge.value:
             self.badge.value = badge
             self.badge_count += 1
@@ -470,12 +478,13 @@ class LiveWidget(widgets.VBox):
                 control.disabled = True
         return not finished
 
-    def _render_safely(self, key: Any) -> bool:
+    def _render_safely(self, key: Any, now: float) -> bool:
         """Read the snapshot (unless paused) and render it; a failure is counted, reported and
         shown in the badge, never raised."""
         try:
             if not self._paused or self._held is None:
                 self._held = self._snapshot()
+                self._held_age = (getattr(self._live_source, "age", None), now)
             self._render(self._held)
         except Exception as exc:
             self.error_count += 1
@@ -628,7 +637,7 @@ class HealthWidget(LiveWidget):
     def _snapshot(self) -> Any:
         return self._live_source.health()
 
-    def _badge_html(self) -> str:
+    def _badge_html(self, now: float) -> str:
         return render_badge(self._status(), None, paused=self._paused, show_age=False)
 
     def _render(self, snapshot: pd.DataFrame) -> None:

@@ -260,6 +260,8 @@ def test_pause_freezes_the_ladder_until_resumed(refresher, opened):
         refresher.tick(k * 0.5)
     assert w.ladder.value == before
     assert ">paused<" in w.badge.value
+    # the age is that of the frozen book (0.2 s old when read at t=0), not the live frame's
+    assert live.age == 0.2 and "updated 4 s ago" in w.badge.value
     w.pause_button.value = False
     refresher.tick(5.0)
     assert "300.5" in w.ladder.value and "250.10" not in w.ladder.value
