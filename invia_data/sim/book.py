@@ -204,21 +204,25 @@ class LiveFlow:
         self.book = OrderBook()
         self.changed_at = start
         self._next_order_id = 1
-        # The tape: columns, trade id = first_trade_id + index.
+        # The tape: columns; trade id = first_trade_id + global index; the oldest ``dropped``
+        # trades were let go (:meth:`drop_before`), their minutes keep their candles.
         self.first_trade_id = first_trade_id
+        self.dropped = 0
+        self.kept_from_ms = 0  # no trade before this was let go
         self.t_ms = array("q")
         self.t_price = array("q")
         self.t_qty = array("q")
         self.t_side = array("b")
         self.t_oi = array("q")
         self.open_interest = int(spec.minute_volume * 400) if spec.is_future else 0
-        # Live one-minute candles (ticks / lots).
-        self.m_time: list[int] = []
-        self.m_open: list[int] = []
-        self.m_high: list[int] = []
-        self.m_low: list[int] = []
-        self.m_close: list[int] = []
-        self.m_volume: list[int] = []
+        # Live one-minute candles (ticks / lots) and the global index of each one's first trade.
+        self.m_time = array("q")
+        self.m_open = array("q")
+        self.m_high = array("q")
+        self.m_low = array("q")
+        self.m_close = array("q")
+        self.m_volume = array("q")
+        self.m_first = array("q")
         self._seed_book(start_ticks)
 
     # --- random numbers in batches ------------------------------------------------------
@@ -349,7 +353,7 @@ class LiveFlow:
     def _record(self, fills: list[Fill], side: int, t: float) -> None:
         ms = int(t * 1000)
         for price, qty, resting in fills:
-            trade_id = self.first_trade_id + len(self.t_ms)
+            trade_id = self.first_trade_id + self.dropped + len(self.t_ms)
             if self.spec.is_future:
                 self.open_interest += qty if self._u() < 0.5 else -qty
                 self.open_interest = max(self.open_interest, qty)
@@ -358,12 +362,12 @@ class LiveFlow:
             self.t_qty.append(qty)
             self.t_side.append(side)
             self.t_oi.append(self.open_interest)
-            self._candle(ms // 60_000 * 60, price, qty)
+            self._candle(ms // 60_000 * 60, price, qty, trade_id - self.first_trade_id)
             owner = resting[2]
             if owner is not None and self.on_fill is not None:
                 self.on_fill(owner, resting[1], price, qty, t, trade_id)
 
-    def _candle(self, minute: int, price: int, qty: int) -> None:
+    def _candle(self, minute: int, price: int, qty: int, index: int) -> None:
         if self.m_time and self.m_time[-1] == minute:
             if price > self.m_high[-1]:
                 self.m_high[-1] = price
@@ -378,23 +382,38 @@ class LiveFlow:
         self.m_low.append(price)
         self.m_close.append(price)
         self.m_volume.append(qty)
+        self.m_first.append(index)
 
     @property
     def trade_count(self) -> int:
-        return len(self.t_ms)
+        """Trades so far, including dropped ones (global indices run 0 .. trade_count - 1)."""
+        return self.dropped + len(self.t_ms)
 
-    def last_trade(self) -> tuple[int, int] | None:
-        """(time ms, price ticks) of the latest live trade."""
-        if not self.t_ms:
-            return None
-        return self.t_ms[-1], self.t_price[-1]
+    def trade_at(self, index: int) -> tuple[int, int]:
+        """(time ms, price ticks) of the trade with global ``index`` (not dropped)."""
+        local = index - self.dropped
+        return self.t_ms[local], self.t_price[local]
+
+    def drop_before(self, ms: int) -> None:
+        """Let go of the trades before ``ms`` (the minute candles stay): memory stays bounded
+        however long the market runs."""
+        local = bisect_left(self.t_ms, ms)
+        if local:
+            for column in (self.t_ms, self.t_price, self.t_qty, self.t_side, self.t_oi):
+                del column[:local]
+            self.dropped += local
+        self.kept_from_ms = max(self.kept_from_ms, ms)
 
     def trade_columns(self, lo: int, hi: int) -> dict[str, Any]:
-        """Tape rows lo..hi as numpy columns (time ms, id, price ticks, qty, side, oi)."""
+        """Tape rows with global indices lo..hi (dropped ones excluded) as numpy columns:
+        time ms, id, price ticks, qty, side, oi."""
+        lo, hi = max(0, lo - self.dropped), max(0, hi - self.dropped)
         hi = max(lo, hi)
+        first = self.dropped + lo
         return {
             "time": _column(self.t_ms[lo:hi], np.int64),
-            "id": np.arange(self.first_trade_id + lo, self.first_trade_id + hi, dtype=np.int64),
+            "id": np.arange(self.first_trade_id + first, self.first_trade_id + first + hi - lo,
+                            dtype=np.int64),
             "price": _column(self.t_price[lo:hi], np.int64),
             "qty": _column(self.t_qty[lo:hi], np.int64),
             "side": _column(self.t_side[lo:hi], np.int8).astype(np.int64),
@@ -402,8 +421,8 @@ class LiveFlow:
         }
 
     def index_at_ms(self, ms: int) -> int:
-        """The index of the first trade at or after ``ms``."""
-        return bisect_left(self.t_ms, ms)
+        """The global index of the first kept trade at or after ``ms``."""
+        return self.dropped + bisect_left(self.t_ms, ms)
 
 
 def _column(values: array, dtype: Any) -> np.ndarray:

@@ -350,15 +350,19 @@ class History:
         return found
 
 
-def trades_from_bars(bars: Bars, seed: list[int]) -> PastTrades:
-    """``TRADES_PER_MINUTE`` trades inside each one-minute candle of ``bars`` (volume >= that
-    count), consistent with the candle's open, high, low, close and volume."""
+def trades_from_bars(bars: Bars, seed: list[int], counts: np.ndarray | None = None,
+                     first_ids: np.ndarray | None = None) -> PastTrades:
+    """Trades inside each one-minute candle of ``bars``, consistent with its open, high, low,
+    close and volume: the first trade at the open, the last at the close, the high and the low
+    hit, quantities summing to the volume. ``TRADES_PER_MINUTE`` per minute and ids
+    ``minute * 100 + k``; or, for minutes that really traded (``counts`` trades from id
+    ``first_ids``), at most that many trades with ids taken from that range."""
     n, k = len(bars), TRADES_PER_MINUTE
     if n == 0:
         return EMPTY_TRADES
     rng = np.random.default_rng(seed)
     offsets = np.sort(rng.integers(0, 60_000, (n, k)), axis=1)
-    time = (bars.time[:, None] * 1000 + offsets).ravel()
+    time = bars.time[:, None] * 1000 + offsets
     price = rng.integers(bars.low[:, None], bars.high[:, None] + 1, (n, k))
     rows = np.arange(n)
     high_at = rng.integers(1, k - 1, n)
@@ -368,9 +372,31 @@ def trades_from_bars(bars: Bars, seed: list[int]) -> PastTrades:
     price[:, 0] = bars.open
     price[:, -1] = bars.close
     qty = 1 + rng.multinomial(np.maximum(bars.volume - k, 0), np.full(k, 1.0 / k))
-    flat = price.ravel()
+    if first_ids is None:
+        ids = (bars.time // 60)[:, None] * 100 + np.arange(k)
+        keep = np.ones((n, k), dtype=bool)
+    else:
+        ids = first_ids[:, None] + np.arange(k)
+        per_row = np.minimum(counts if counts is not None else k, k)
+        keep = np.arange(k) < per_row[:, None]
+        for row in np.flatnonzero(per_row < k).tolist():
+            _few_trades(bars, row, int(per_row[row]), price[row], qty[row], rng)
+    flat = price[keep]
     moves = np.sign(np.diff(flat, prepend=flat[0]))
     coin = np.where(rng.random(len(flat)) < 0.5, 1, -1)
     side = np.where(moves == 0, coin, moves).astype(np.int64)
-    ids = ((bars.time // 60)[:, None] * 100 + np.arange(k)).ravel()
-    return PastTrades(time, ids, flat, qty.ravel(), side)
+    return PastTrades(time[keep], ids[keep], flat, qty[keep], side)
+
+
+def _few_trades(bars: Bars, row: int, count: int, price: np.ndarray, qty: np.ndarray,
+                rng: np.random.Generator) -> None:
+    """Rewrite one minute as ``count`` (< TRADES_PER_MINUTE) trades: a minute that had that
+    few trades has its high and low among the open, the close and at most two others."""
+    o, h, lo, c, v = (int(bars.open[row]), int(bars.high[row]), int(bars.low[row]),
+                      int(bars.close[row]), int(bars.volume[row]))
+    middle = [x for x in (h, lo) if x not in (o, c)]
+    middle += [h] * (count - 2 - len(middle))
+    sequence = ([o] + middle[:max(0, count - 2)] + [c])[:count] if count > 1 else [c]
+    price[:count] = sequence
+    split = 1 + rng.multinomial(max(v - count, 0), np.full(count, 1.0 / count))
+    qty[:count] = split

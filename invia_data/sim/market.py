@@ -39,13 +39,17 @@ from .history import (
     ANCHOR_DAY,
     DAY,
     EMPTY_BARS,
+    EMPTY_TRADES,
     Bars,
     History,
+    PastTrades,
     aggregate,
     bucket_start,
     concat,
+    concat_trades,
     iso_array,
     next_bucket,
+    trades_from_bars,
 )
 from .instruments import (
     INSTRUMENTS,
@@ -62,9 +66,9 @@ from .portfolio import Portfolios
 log = logging.getLogger("invia_data.sim")
 
 Key = tuple[str, str]
-MAX_LAG = 120.0  # market seconds the flow may fall behind before it jumps (a stalled host)
+MAX_LAG = 120.0  # market seconds (or 2 real ones) the flow may fall behind before it jumps
 SNAPSHOT_HISTORY = 960.0  # market seconds of book snapshots kept for delayed (anonymous) data
-DELAY = 900
+TRIM_EVERY = 3600.0  # market seconds between let-go passes over old tape
 
 
 class Market:
@@ -90,6 +94,9 @@ class Market:
         self._snapshots: dict[Key, deque] = {}
         self._snapshot_every = max(1.0, self.speed * 0.05)
         self._quote_cache: dict[tuple[Key, int], tuple[tuple, dict]] = {}
+        self._next_trim = self.start + TRIM_EVERY
+        self._max_lag = max(MAX_LAG, 2.0 * self.speed)
+        self._prev_close_cache: dict[tuple[Key, int], int] = {}
         for spec in INSTRUMENTS:
             opening = self.history.minutes(spec, self.live_minute, self.live_minute + 60)
             flow = LiveFlow(spec, self.seed, self.start, int(opening.open[0]), self.speed,
@@ -125,9 +132,9 @@ class Market:
             heap = self._heap
             if not heap or heap[0][0] > now:
                 return
-            if heap[0][0] < now - MAX_LAG:
+            if heap[0][0] < now - self._max_lag:
                 log.warning("market flow fell %.0f s behind; jumping ahead", now - heap[0][0])
-                self._jump(now - MAX_LAG / 2)
+                self._jump(now - self._max_lag / 2)
                 heap = self._heap
             streams = self._streams
             while heap[0][0] <= now:
@@ -135,6 +142,15 @@ class Market:
                 heapq.heapreplace(heap, (streams[index].step(t), index))
             for key, flow in self._flows.items():
                 self._snapshot(key, flow)
+            if now >= self._next_trim:
+                self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        """Keep the raw tape of the current and the previous UTC day only."""
+        keep_from = (int(now // DAY) - 1) * DAY * 1000
+        for flow in self._flows.values():
+            flow.drop_before(keep_from)
+        self._next_trim = now + TRIM_EVERY
 
     def _jump(self, t: float) -> None:
         for stream in self._streams:
@@ -336,8 +352,11 @@ class Market:
         flow = self._flows[key]
         ms = int(at * 1000)
         index = flow.index_at_ms(ms + 1)
-        if index > 0:
-            return flow.t_ms[index - 1], flow.t_price[index - 1]
+        if index > flow.dropped:
+            return flow.trade_at(index - 1)
+        candle = bisect_right(flow.m_time, int(at // 60 * 60)) - 1
+        if candle >= 0:  # that trade was let go: its minute's close
+            return min(ms, (flow.m_time[candle] + 60) * 1000 - 1), flow.m_close[candle]
         minute = min(self.live_minute, int(at // 60 * 60))
         bars = self.history.minutes(self._specs[key], minute - 60, minute)
         if len(bars):
@@ -345,12 +364,18 @@ class Market:
         return int(at * 1000), round(self._specs[key].ref_price / self._specs[key].min_step)
 
     def _prev_close_ticks(self, key: Key, at: float | None = None) -> int:
+        """The last close before the UTC day of ``at`` (final once that day has begun)."""
         at = self.now() if at is None else at
         day_start = int(at // DAY * DAY)
-        bars = self._bars(key, DAY, day_start - 7 * DAY, day_start)
-        if len(bars):
-            return int(bars.close[-1])
-        return round(self._specs[key].ref_price / self._specs[key].min_step)
+        found = self._prev_close_cache.get((key, day_start))
+        if found is None:
+            bars = self._bars(key, DAY, day_start - 7 * DAY, day_start)
+            spec = self._specs[key]
+            found = int(bars.close[-1]) if len(bars) else round(spec.ref_price / spec.min_step)
+            if len(self._prev_close_cache) > 4096:
+                self._prev_close_cache.clear()
+            self._prev_close_cache[(key, day_start)] = found
+        return found
 
     # --- trades ------------------------------------------------------------------------------------
 
@@ -390,17 +415,50 @@ class Market:
         return self._trade_records(key, columns, existing=True)
 
     def _trade_columns(self, key: Key, t0_ms: int, t1_ms: int) -> dict[str, np.ndarray]:
+        """Trades with t0_ms <= time < t1_ms: generated before the simulator started, re-derived
+        from the live minute candles where the tape was let go, the live tape after that."""
         spec = self._specs[key]
         flow = self._flows[key]
         split = self.live_minute * 1000
-        generated = self.history.trades(spec, t0_ms, min(t1_ms, split))
-        lo = flow.index_at_ms(max(t0_ms, split))
-        hi = flow.index_at_ms(t1_ms) if t1_ms > split else lo
-        live = flow.trade_columns(lo, hi)
-        oi = np.full(len(generated), flow.open_interest if spec.is_future else 0, dtype=np.int64)
-        return {name: np.concatenate((getattr(generated, name) if name != "oi" else oi,
-                                      live[name]))
+        kept = max(split, flow.kept_from_ms)
+        oi = flow.open_interest if spec.is_future else 0
+        parts = [self.history.trades(spec, t0_ms, min(t1_ms, split)),
+                 self._rederived_trades(key, max(t0_ms, split), min(t1_ms, kept), kept)]
+        columns = [{"time": p.time, "id": p.id, "price": p.price, "qty": p.qty, "side": p.side,
+                    "oi": np.full(len(p), oi, dtype=np.int64)} for p in parts]
+        lo = flow.index_at_ms(max(t0_ms, kept))
+        hi = flow.index_at_ms(t1_ms) if t1_ms > kept else lo
+        columns.append(flow.trade_columns(lo, hi))
+        return {name: np.concatenate([c[name] for c in columns])
                 for name in ("time", "id", "price", "qty", "side", "oi")}
+
+    def _rederived_trades(self, key: Key, t0_ms: int, t1_ms: int, kept_ms: int) -> PastTrades:
+        """Trades of live minutes whose tape was let go (before ``kept_ms``), from their candles:
+        one generator per day over all of that day's such minutes, whatever the window asked,
+        and ids inside each minute's original id range."""
+        if t1_ms <= t0_ms:
+            return EMPTY_TRADES
+        spec, flow = self._specs[key], self._flows[key]
+        parts = []
+        for day in range(t0_ms // 86_400_000, (t1_ms - 1) // 86_400_000 + 1):
+            lo = bisect_left(flow.m_time, day * DAY)
+            hi = bisect_left(flow.m_time, min((day + 1) * DAY, kept_ms // 1000))
+            if hi <= lo:
+                continue
+            bars = self._live_slice(flow, lo, hi)
+            first = np.frombuffer(flow.m_first[lo:hi + 1], dtype=np.int64)
+            ends = first[1:] if len(first) > hi - lo else np.append(first[1:], flow.trade_count)
+            first = first[:hi - lo]
+            trades = trades_from_bars(bars, [self.seed, spec.code, day, 2], counts=ends - first,
+                                      first_ids=first + flow.first_trade_id)
+            parts.append(trades.between_ms(t0_ms, t1_ms))
+        return concat_trades(parts)
+
+    @staticmethod
+    def _live_slice(flow: LiveFlow, lo: int, hi: int) -> Bars:
+        return Bars(*(np.frombuffer(column[lo:hi], dtype=np.int64)
+                      for column in (flow.m_time, flow.m_open, flow.m_high, flow.m_low,
+                                     flow.m_close, flow.m_volume)))
 
     def _trade_records(self, key: Key, columns: dict[str, np.ndarray],
                        existing: bool) -> list[dict]:
@@ -505,9 +563,7 @@ class Market:
             hi = min(hi, bisect_left(times, int(until // 60 * 60) + 1))
         if hi <= lo:
             return EMPTY_BARS
-        return Bars(*(np.array(column[lo:hi], dtype=np.int64)
-                      for column in (flow.m_time, flow.m_open, flow.m_high, flow.m_low,
-                                     flow.m_close, flow.m_volume)))
+        return self._live_slice(flow, lo, hi)
 
     def _trade_base(self, key: Key, t0: int, t1: int, until: float | None) -> Bars:
         end_ms = t1 * 1000 if until is None else min(t1 * 1000, int(until * 1000) + 1)

@@ -38,8 +38,8 @@ LOGIN = "P039004"
 AGREEMENT = "39004"
 STOCK, FX, FORTS = "D39004", "G39004", "7500GHC"
 HISTORY_DAYS = 30
-REVALUE_EVERY = 5.0  # market seconds
-TRADER_EVERY = 12.0  # mean market seconds between the trader's actions
+REVALUE_EVERY = 5.0  # market seconds (at least 0.2 real seconds when the clock runs fast)
+TRADER_EVERY = 12.0  # mean market seconds between the trader's actions (at least 0.1 real s)
 CHANGE_LOG = 20_000
 COMMISSION = {STOCK: 0.0005, FX: 0.0003, FORTS: 0.0}
 FORTS_FEE = 2.0  # RUB per contract
@@ -108,7 +108,9 @@ class Portfolios:
         for account in self.accounts.values():
             self._build_history(account)
         self.next_time = market.start
-        self._next_revalue = market.start + REVALUE_EVERY
+        self._revalue_every = max(REVALUE_EVERY, 0.2 * market.speed)
+        self._trader_every = max(TRADER_EVERY, 0.1 * market.speed)
+        self._next_revalue = market.start + self._revalue_every
         self._opening_moves()
 
     # --- random numbers --------------------------------------------------------------------
@@ -200,10 +202,10 @@ class Portfolios:
     def step(self, t: float) -> float:
         if t >= self._next_revalue:
             self._revalue(t)
-            self._next_revalue = t + REVALUE_EVERY
+            self._next_revalue = t + self._revalue_every
         else:
             self._act(t)
-        wait = -math.log(1.0 - self._u()) * TRADER_EVERY
+        wait = -math.log(1.0 - self._u()) * self._trader_every
         self.next_time = min(t + wait, self._next_revalue)
         return self.next_time
 

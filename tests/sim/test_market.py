@@ -538,3 +538,28 @@ def test_a_stop_order_triggers_when_the_price_crosses_it() -> None:
     fills = [t for t in market.own_trades("D39004") if t["order_no"] == order["id"]]
     assert record["avg_price"] == pytest.approx(
         sum(t["price"] * t["qty_units"] for t in fills) / sum(t["qty_units"] for t in fills))
+
+
+def test_old_tape_is_let_go_and_its_trades_rederived_from_the_candles() -> None:
+    clock = FakeClock()
+    market = Market(seed=6, speed=20_000.0, clock=clock)
+    run(market, clock, 9.5, step=0.05)  # 2.2 market days
+    flow = market._flows[SBER]
+    assert flow.dropped > 0
+    day_start = market.now() // DAY * DAY
+    first_day = START // DAY * DAY
+    rederived = market.past_trades(SBER, START, day_start - DAY)
+    again = market.past_trades(SBER, START + 3600, START + 7200)
+    assert again == [t for t in rederived if START + 3600 <= t["time"] / 1000 < START + 7200]
+    raw = market.past_trades(SBER, day_start - DAY, day_start)
+    ids = [t["id"] for t in market.past_trades(SBER, first_day, day_start)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert rederived and raw and rederived[-1]["id"] < raw[0]["id"]
+    minutes = market.candles(SBER, 60, START + 60, day_start - DAY)
+    for i in range(0, len(minutes["time"]), 97):
+        minute = minutes["time"][i]
+        inside = [t for t in rederived if minute * 1000 <= t["time"] < (minute + 60) * 1000]
+        prices = [t["price"] for t in inside]
+        assert prices[0] == minutes["open"][i] and prices[-1] == minutes["close"][i]
+        assert max(prices) == minutes["high"][i] and min(prices) == minutes["low"][i]
+        assert sum(t["qty"] for t in inside) == minutes["volume"][i]
