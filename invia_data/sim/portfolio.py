@@ -38,6 +38,7 @@ LOGIN = "P039004"
 AGREEMENT = "39004"
 STOCK, FX, FORTS = "D39004", "G39004", "7500GHC"
 HISTORY_DAYS = 30
+HISTORY_KEEP = 5000  # own trades of past sessions kept
 REVALUE_EVERY = 5.0  # market seconds (at least 0.2 real seconds when the clock runs fast)
 TRADER_EVERY = 12.0  # mean market seconds between the trader's actions (at least 0.1 real s)
 CHANGE_LOG = 20_000
@@ -105,6 +106,7 @@ class Portfolios:
             FORTS: Account(FORTS, "forts", by_market["FORTS"]),
         }
         self._start_day = int(market.start // DAY)
+        self._session_day = self._start_day
         for account in self.accounts.values():
             self._build_history(account)
         self.next_time = market.start
@@ -197,9 +199,40 @@ class Portfolios:
             self._place(account, key, BUY, bid - 2, 2, t)
             self._new_stop(account, key, t)
 
+    def _new_session(self, t: float) -> None:
+        """A new UTC day: day orders expire, today's trades become history, the opening state
+        is the state now; on FORTS the clearing books the variation margin and the fee."""
+        self._session_day = int(t // DAY)
+        for account in self.accounts.values():
+            for order_id, order in list(account.orders.items()):
+                if order["status"] == "working":
+                    self._cancel(account, order_id, t)
+            for stop in account.stop_orders.values():
+                if stop["status"] == "working":
+                    stop.update(status="canceled", update_time=_iso(t), error="session ended")
+                    self._log(account, "stop_order", stop)
+            account.orders.clear()
+            account.stop_orders.clear()
+            account.history.extend(dict(trade, existing=True) for trade in account.trades)
+            del account.history[:-HISTORY_KEEP]
+            account.trades = []
+            if account.kind == "forts":
+                for key, holding in account.holdings.items():
+                    price = self._price(key)
+                    account.money["RUB"] += holding.units * (price - holding.avg_price)
+                    holding.avg_price = price if holding.units else 0.0
+                account.money["RUB"] -= account.fee
+            account.commission = account.fee = 0.0
+            account.opening = {key: Holding(h.units, h.avg_price)
+                               for key, h in account.holdings.items()}
+            account.opening.update({c: Holding(a, 1.0) for c, a in account.money.items()})
+            self._log_values(account, t)
+
     # --- the trader's stream ------------------------------------------------------------------
 
     def step(self, t: float) -> float:
+        if int(t // DAY) != self._session_day:
+            self._new_session(t)
         if t >= self._next_revalue:
             self._revalue(t)
             self._next_revalue = t + self._revalue_every
