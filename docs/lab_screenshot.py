@@ -6,8 +6,10 @@ runs them in headless Chromium through Selenium against the embedded simulator, 
 
 - reads the ladder's text twice, ``--interval`` seconds apart, and screenshots the widget;
 - counts the ladder's DOM changes over a few seconds (how often it redraws in the browser);
-- presses pause (the ladder must freeze, the badge say ``paused``), then resumes;
+- presses pause (the ladder must freeze, the badge say ``paused``, the button ``resume``), then
+  resumes;
 - picks 5 levels in the selector (the ladder must show 5 asks and 5 bids);
+- runs ``book.close()`` in a new cell (the badge must say ``closed``, the controls be disabled);
 - collects the browser console errors, stderr outputs in any cell and output in the idle cell
   (a background thread writing into whatever cell runs), and tracebacks in the server log.
 
