@@ -97,6 +97,7 @@ class Market:
         self._next_trim = self.start + TRIM_EVERY
         self._max_lag = max(MAX_LAG, 2.0 * self.speed)
         self._prev_close_cache: dict[tuple[Key, int], int] = {}
+        self._volume_cache: dict[tuple[Key, int], int] = {}  # yesterday's volume, for ratings
         for spec in INSTRUMENTS:
             opening = self.history.minutes(spec, self.live_minute, self.live_minute + 60)
             flow = LiveFlow(spec, self.seed, self.start, int(opening.open[0]), self.speed,
@@ -202,9 +203,12 @@ class Market:
         spec = self._specs[key]
         with self._lock:
             prev = self._prev_close_ticks(key)
-            day = int(self.now() // DAY) - 1
-            daily = self.history.daily(spec, day, day + 1)
-            volume = int(daily.volume[0]) if len(daily) else 0
+            yesterday = (int(self.now() // DAY) - 1) * DAY
+            volume = self._volume_cache.get((key, yesterday))
+            if volume is None:
+                daily = self._bars(key, DAY, yesterday, yesterday + DAY)
+                volume = int(daily.volume[0]) if len(daily) else 0
+                self._volume_cache[(key, yesterday)] = volume
         rating = volume * spec.lot_size * spec.price(prev) * (1 if spec.currency == "RUB" else 80)
         return security_record(spec, spec.price(prev), rating)
 
