@@ -28,7 +28,8 @@ class ProtocolViolation(StreamError):
 
 
 class FrameReader:
-    """``feed(chunk) -> [message payloads]``; control frames collect in ``.control``."""
+    """``feed(chunk) -> [message payloads]``; control frames collect in ``.control``.
+    ``max_message`` bounds frames of 126 bytes and more, and reassembled messages."""
 
     def __init__(self, max_message: int = MAX_MESSAGE) -> None:
         self._buf = b""
@@ -56,37 +57,40 @@ class FrameReader:
         append = out.append
         pos = 0
         end_of_buf = len(buf)
+        fragmenting = self._fragments is not None
         while end_of_buf - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
-            length = b1 & 0x7F
-            start = pos + 2
-            if length == 126:
-                if end_of_buf - pos < 4:
-                    break
-                length = int.from_bytes(buf[start:start + 2], "big")
-                start += 2
-            elif length == 127:
-                if end_of_buf - pos < 10:
-                    break
-                length = int.from_bytes(buf[start:start + 8], "big")
-                start += 8
-            if b1 & 0x80 or b0 & 0x70:
-                raise ProtocolViolation("masked frame or reserved bits set in a server frame")
-            if length > self._max:
-                raise ProtocolViolation(f"frame of {length} bytes exceeds the limit")
-            stop = start + length
+            # b1 < 126: unmasked, 7-bit length; 126: unmasked, 16-bit length (the usual cases)
+            if b1 < 126:
+                start = pos + 2
+                stop = start + b1
+            else:
+                if b1 == 126:
+                    if end_of_buf - pos < 4:
+                        break
+                    start = pos + 4
+                    stop = start + ((buf[pos + 2] << 8) | buf[pos + 3])
+                else:
+                    if b1 & 0x80:
+                        raise ProtocolViolation("masked frame from the server")
+                    if end_of_buf - pos < 10:
+                        break
+                    start = pos + 10
+                    stop = start + int.from_bytes(buf[pos + 2:start], "big")
+                if stop - start > self._max:
+                    raise ProtocolViolation(f"frame of {stop - start} bytes exceeds the limit")
             if stop > end_of_buf:
-                if length > 65536:
+                if stop - pos > 65536:
                     self._need = stop - pos
                 break
-            opcode = b0 & 0x0F
-            if b0 & 0x80 and (opcode == OP_TEXT or opcode == OP_BINARY):
-                if self._fragments is not None:
-                    raise ProtocolViolation("new message inside a fragmented message")
+            if (b0 == 0x81 or b0 == 0x82) and not fragmenting:  # one whole text/binary message
                 append(buf[start:stop])
             else:
-                self._other(opcode, b0 & 0x80, buf[start:stop], append)
+                if b0 & 0x70:
+                    raise ProtocolViolation("reserved bits set in a server frame")
+                self._other(b0 & 0x0F, b0 & 0x80, buf[start:stop], append)
+                fragmenting = self._fragments is not None
             pos = stop
         self._buf = buf[pos:] if pos < end_of_buf else b""
         if self._need:

@@ -203,5 +203,12 @@ def test_protocol_violations(data):
 
 
 def test_message_size_limit():
+    assert FrameReader(max_message=200).feed(ws_frame(b"z" * 200)) == [b"z" * 200]
     with pytest.raises(ProtocolViolation):
-        FrameReader(max_message=10).feed(ws_frame(b"z" * 11))
+        FrameReader(max_message=200).feed(ws_frame(b"z" * 201))
+    with pytest.raises(ProtocolViolation):
+        FrameReader(max_message=200).feed(ws_frame(b"z" * 70_000))
+    reader = FrameReader(max_message=200)
+    reader.feed(ws_frame(b"z" * 150, fin=False))
+    with pytest.raises(ProtocolViolation):
+        reader.feed(ws_frame(b"z" * 100, opcode=0))
