@@ -26,6 +26,7 @@ DAY = 86_400
 MINUTES = 1440
 ANCHOR_DAY = 17_528  # 2017-12-28: history starts here (well over 5 years back)
 BLOCK_DAYS = 8  # days generated together (ANCHOR_DAY is a multiple)
+PIN_DAY = 20_777  # 2026-11-20: the daily path closes at each instrument's ref_price that day
 WALK_DAYS = 40 * 366  # the daily path reaches 40 years past the anchor
 TRADES_PER_MINUTE = 6
 _REVERSION = 1.0 / 400.0  # daily mean reversion of the log price toward log(ref_price)
@@ -200,13 +201,16 @@ class History:
         regime = np.exp(0.35 * np.sin(np.arange(WALK_DAYS) / 97.0 + rng.uniform(0, 6.3)))
         shocks *= regime / math.sqrt(float(np.mean(regime ** 2)))
         centre = math.log(spec.ref_price / spec.min_step)
-        start = centre + rng.normal(0.0, 0.15)
         keep = 1.0 - _REVERSION
-        level = start - centre
+        level = 0.0
         out = np.empty(WALK_DAYS)
         for i, shock in enumerate(shocks.tolist()):
             level = level * keep + shock
             out[i] = level
+        # Bend the path so that it closes at ref_price on PIN_DAY: prices near "now" are the
+        # realistic levels of the instrument table (a drift of a few basis points a day).
+        pin = PIN_DAY - ANCHOR_DAY
+        out -= np.minimum(np.arange(1, WALK_DAYS + 1) / (pin + 1), 1.0) * out[pin]
         ticks = np.rint(np.exp(out + centre)).astype(np.int64)
         return np.maximum(ticks, 20)
 
