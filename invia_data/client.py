@@ -11,6 +11,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -155,7 +157,8 @@ class Client(MarketData, PortfolioData):
 
         return history(self.http, symbols, tf, start, end, exchange=exchange or self.exchange,
                        board=board, format=format or self.format, tz=tz, cache=cache,
-                       cache_dir=cache_dir, progress=progress)
+                       cache_dir=cache_dir or _simulator_cache_dir(self.http.base_url),
+                       progress=progress)
 
     def history_to_dataset(self, symbols: str | list[str], path: str | os.PathLike[str],
                            tf: str | int = "1min", start: TimeLike | None = None,
@@ -183,6 +186,24 @@ class Client(MarketData, PortfolioData):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+_simulator_cache: str | None = None
+
+
+def _simulator_cache_dir(base_url: str) -> str | None:
+    """A cache folder for a simulator on this machine, removed at exit: its live candles differ
+    from one run to the next, so they must not mix in the user's cache (nor pile up there).
+    ``$INVIA_CACHE_DIR`` still wins. None (the default cache) for any other host."""
+    global _simulator_cache
+    host = urlsplit(base_url).hostname or ""
+    if os.environ.get("INVIA_CACHE_DIR") or host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    with _embedded_lock:
+        if _simulator_cache is None:
+            _simulator_cache = tempfile.mkdtemp(prefix="invia-sim-cache-")
+            atexit.register(shutil.rmtree, _simulator_cache, True)
+    return _simulator_cache
 
 
 # --- connect ------------------------------------------------------------------------------------

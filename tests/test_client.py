@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -345,3 +346,18 @@ def test_every_call_takes_tz_and_checks_it_before_a_request(counted_client, name
     with pytest.raises(InvalidArgument, match="Atlantis/Capital"):
         ALL_CALLS[name](inv, "Atlantis/Capital")
     assert adapter.sent == before
+
+
+def test_candles_of_a_local_simulator_stay_out_of_the_user_cache(sim, no_env, monkeypatch,
+                                                                  tmp_path):
+    monkeypatch.delenv("INVIA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    with connect_to(sim) as inv:
+        candles = inv.history("SBER", tf="1h", start="2024-03-01", end="2024-03-02")
+    assert len(candles) == 24
+    assert not (tmp_path / "user-cache").exists()
+    own = Path(client_module._simulator_cache_dir(sim.url))
+    assert list(own.rglob("*.parquet")), "closed candles are cached in the simulator's folder"
+    monkeypatch.setenv("INVIA_CACHE_DIR", str(tmp_path / "chosen"))
+    assert client_module._simulator_cache_dir(sim.url) is None
+    assert client_module._simulator_cache_dir("https://api.inviabroker.com") is None
