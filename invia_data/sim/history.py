@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .instruments import Spec
+from .instruments import INSTRUMENTS, Spec
 
 DAY = 86_400
 MINUTES = 1440
@@ -195,6 +195,9 @@ class History:
         return walk
 
     def _make_walk(self, spec: Spec) -> np.ndarray:
+        underlying = _underlying(spec)
+        if underlying is not None:
+            return self._futures_walk(spec, underlying)
         rng = np.random.default_rng([self.seed, spec.code, 0xDA11])
         shocks = rng.standard_t(5, WALK_DAYS) * (spec.daily_vol / math.sqrt(5 / 3))
         # Volatility clusters: a slow multiplicative regime around 1.
@@ -213,6 +216,18 @@ class History:
         out -= np.minimum(np.arange(1, WALK_DAYS + 1) / (pin + 1), 1.0) * out[pin]
         ticks = np.rint(np.exp(out + centre)).astype(np.int64)
         return np.maximum(ticks, 20)
+
+    def _futures_walk(self, spec: Spec, underlying: Spec) -> np.ndarray:
+        """A future's daily closes follow its underlying: contract size x spot x carry (15% a
+        year over at most the last quarter before expiry) x a small seeded basis noise."""
+        rng = np.random.default_rng([self.seed, spec.code, 0xF07])
+        spot = self.closes(underlying) * underlying.min_step
+        days = ANCHOR_DAY + np.arange(WALK_DAYS)
+        expiry = int(np.datetime64(spec.cancellation[:10], "D").astype(np.int64))
+        carry = 1.0 + 0.15 * np.clip(expiry - days, 0, 91) / 365.0
+        noise = 1.0 + rng.normal(0.0, 0.0015, WALK_DAYS)
+        ticks = np.rint(spot * spec.face_value * carry * noise / spec.min_step)
+        return np.maximum(ticks.astype(np.int64), 20)
 
     def day_open_close(self, spec: Spec, day: int) -> tuple[int, int]:
         walk = self.closes(spec)
@@ -352,6 +367,20 @@ class History:
         if len(self._trades) > _CACHE_TRADE_DAYS:
             self._trades.popitem(last=False)
         return found
+
+
+def _underlying(spec: Spec) -> Spec | None:
+    """The instrument a future is written on, when the universe has it (share or FX pair)."""
+    if not spec.is_future or not spec.cancellation:
+        return None
+    for other in INSTRUMENTS:
+        if other.exchange == "MOEX" and not other.is_future and (
+                other.symbol == spec.underlying
+                or (other.market == "CURR" and other.underlying == spec.underlying
+                    and other.symbol.endswith("TOM") and other.symbol.startswith(
+                        spec.underlying or "?"))):
+            return other
+    return None
 
 
 def trades_from_bars(bars: Bars, seed: list[int], counts: np.ndarray | None = None,

@@ -575,3 +575,14 @@ def test_old_tape_is_let_go_and_its_trades_rederived_from_the_candles() -> None:
         assert prices[0] == minutes["open"][i] and prices[-1] == minutes["close"][i]
         assert max(prices) == minutes["high"][i] and min(prices) == minutes["low"][i]
         assert sum(t["qty"] for t in inside) == minutes["volume"][i]
+
+
+def test_futures_history_follows_the_underlying() -> None:
+    history = History(3)
+    specs = {s.symbol: s for s in INSTRUMENTS}
+    for future, spot, size in (("SBRF-12.26", "SBER", 100), ("Si-12.26", "USD000UTSTOM", 1000)):
+        f, u = specs[future], specs[spot]
+        futures = f.prices(history.closes(f)[:3000])
+        underlying = u.prices(history.closes(u)[:3000])
+        ratio = futures / (underlying * size)
+        assert 0.99 < ratio.min() and ratio.max() < 1.05, future
