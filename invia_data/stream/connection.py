@@ -170,7 +170,7 @@ class Connection:
                 log.warning("stream thread did not stop within %.1f s", timeout)
 
     def request_reconnect(self) -> None:
-        """Drop the connection; the thread reconnects and resubscribes (used by tests, too)."""
+        """Drop the connection now; the thread reconnects and resubscribes everything."""
         self._reconnect_now = True
         with self._lock:
             ws = self._ws

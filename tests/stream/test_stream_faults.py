@@ -377,3 +377,19 @@ def test_a_quiet_connection_is_kept_alive_with_pings(fresh_sim):
         assert _until(lambda: stream.health().attrs["connection"]["pings"] >= 3, timeout=8)
         assert stream.health().attrs["connection"]["reconnects"] == 0
         assert book.status == "live"
+
+
+def test_request_reconnect_resubscribes_everything(sim, token):
+    with Stream(sim.ws_url, lambda: token, reconnect_delay=0.1) as stream:
+        book = stream.orderbook("SBER", depth=3)
+        summary = stream.summary("D39004")
+        for frame in (book, summary):
+            frame.wait(0, timeout=WAIT)
+        stream.connection.request_reconnect()
+        assert _until(lambda: (stream.health()["reconnects"] == 1).all()
+                      and (stream.health()["status"] == "live").all())
+        version = book.version
+        book.wait(1, timeout=WAIT)
+        assert book.version > version
+        assert stream.gaps()["kind"].tolist() == ["orderbook", "summary"]
+        assert (stream.gaps()["backfilled"] == 0).all()
