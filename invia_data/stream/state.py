@@ -231,16 +231,17 @@ class TradesState:
         if type(data) is not dict:
             raise TypeError("trade data is not an object")
         trade_id = data.get("id")
+        if type(trade_id) is not int:  # the id orders and deduplicates: it must be there
+            raise TypeError(f"trade without an integer id: {trade_id!r}")
         if trade_id in self.ids:
             return 0
         trades = self.trades
-        if trades and trade_id is not None and trades[-1].get("id") is not None \
-                and trade_id < trades[-1]["id"]:
+        if trades and trade_id < trades[-1]["id"]:
             return self.merge([data])
         trades.append(data)
         self.ids.add(trade_id)
         if len(trades) > self.maxlen:
-            self.ids.discard(trades.popleft().get("id"))
+            self.ids.discard(trades.popleft()["id"])
             self._first_seq += 1
         return 1
 
@@ -248,15 +249,15 @@ class TradesState:
         """Insert trades in id order, skipping known ids; returns how many were new."""
         fresh = {}
         for obj in objs:
-            trade_id = obj.get("id")
-            if trade_id is not None and trade_id not in self.ids:
+            trade_id = obj.get("id") if type(obj) is dict else None
+            if type(trade_id) is int and trade_id not in self.ids:
                 fresh[trade_id] = obj
         if not fresh:
             return 0
-        merged = sorted([*self.trades, *fresh.values()], key=lambda t: t.get("id") or 0)
+        merged = sorted([*self.trades, *fresh.values()], key=lambda t: t["id"])
         kept = merged[-self.maxlen:]
         self.trades = deque(kept)
-        self.ids = {t.get("id") for t in kept}
+        self.ids = {t["id"] for t in kept}
         self._epoch += 1
         self._first_seq = 0
         return len(fresh)

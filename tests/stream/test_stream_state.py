@@ -118,6 +118,10 @@ def test_trades_ring_buffer_is_bounded_and_deduplicated():
     pd.testing.assert_frame_equal(frame, reference)
     with pytest.raises(InvalidArgument):
         TradesState("Slim", maxlen=0)
+    for bad in ({"px": 1.0}, {"id": "7"}, {"id": None}, [1]):
+        with pytest.raises(TypeError):
+            state.apply(bad)
+    assert state.merge([{"px": 1.0}, {"id": 1.5}, "junk"]) == 0
 
 
 def test_trades_out_of_order_arrival_is_sorted_by_id():
