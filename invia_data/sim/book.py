@@ -35,6 +35,8 @@ MAX_REAL_EVENTS = 200.0  # per instrument per real second; beyond it events get 
 P_MARKET = 0.12
 P_CANCEL = 0.36
 TARGET_ORDERS = 320
+BASIS_KEEP = 0.9995  # per event: a future's basis to its underlying decays in about a minute
+BASIS_NOISE = 0.000003  # stationary basis noise of about one basis point
 _BATCH = 4096
 
 Fill = tuple[int, int, list]  # price ticks, qty, the resting order [qty, id, owner]
@@ -199,6 +201,8 @@ class LiveFlow:
         self.limit_qty = self.market_qty
         self.sigma = spec.daily_vol / math.sqrt(86_400.0)
         self.log_fair = math.log(start_ticks)
+        self.anchor: tuple[LiveFlow, float] | None = None
+        self.basis = 0.0
         self.last_time = start
         self.next_time = start + self._exponential() / self.rate
         self.book = OrderBook()
@@ -262,7 +266,11 @@ class LiveFlow:
         dt = t - self.last_time
         self.last_time = t
         minute = int(t % 86_400) // 60
-        if dt > 0:
+        if self.anchor is not None:
+            other, log_factor = self.anchor
+            self.basis = self.basis * BASIS_KEEP + BASIS_NOISE * self._n()
+            self.log_fair = other.log_fair + log_factor + self.basis
+        elif dt > 0:
             self.log_fair += self.sigma * VOL_PROFILE[minute] * math.sqrt(dt) * self._n()
         book = self.book
         u = self._u()
@@ -276,7 +284,7 @@ class LiveFlow:
             else:
                 book.cancel_random(side, int(self._u() * 5))
         else:
-            self._limit_order()
+            self._limit_order(t)
         self._keep_depth()
         self.changed_at = t
         self.next_time = t + self._exponential() / self.rate
@@ -286,6 +294,13 @@ class LiveFlow:
         """Jump over a stall (the caller could not keep up): no events before ``t``."""
         if self.next_time < t:
             self.next_time = t + self._exponential() / self.rate
+
+    def follow(self, other: LiveFlow, factor: float) -> None:
+        """Make the fair value track ``other``'s (a future on its underlying): fair ticks =
+        other's fair ticks x ``factor`` x a basis that starts where the books are and decays."""
+        log_factor = math.log(factor)
+        self.basis = self.log_fair - (other.log_fair + log_factor)
+        self.anchor = (other, log_factor)
 
     def mid(self) -> float:
         bid, ask = self.book.best(BUY), self.book.best(SELL)
@@ -300,16 +315,31 @@ class LiveFlow:
         fills = self.book.match(side, qty)
         self._record(fills, side, t)
 
-    def _limit_order(self) -> None:
+    def _limit_order(self, t: float) -> None:
+        """A limit order a geometric number of ticks behind the opposite best price; when the
+        fair value has moved beyond that price the order is placed behind the fair value
+        instead, so it crosses the spread and trades (informed flow moves the price)."""
         side = BUY if self._u() < 0.5 else SELL
+        fair = math.exp(self.log_fair)
         opposite = self.book.best(-side)
         if opposite is None:
-            opposite = int(math.exp(self.log_fair)) + (1 if side == BUY else -1)
+            opposite = int(fair) + (1 if side == BUY else -1)
         behind = 1 + int(7.0 * self._exponential())
-        price = opposite - behind if side == BUY else opposite + behind
+        if side == BUY:
+            price = max(opposite, int(fair)) - behind
+        else:
+            price = min(opposite, int(math.ceil(fair))) + behind
         if price <= 0:
             return
-        self.book.add(side, price, self._limit_size(behind // 4), self._new_id())
+        qty = self._limit_size(behind // 4)
+        crosses = price >= opposite if side == BUY else price <= opposite
+        if crosses:
+            fills = self.book.match(side, qty, limit=price)
+            self._record(fills, side, t)
+            qty -= sum(f[1] for f in fills)
+            if qty <= 0:
+                return
+        self.book.add(side, price, qty, self._new_id())
 
     def _keep_depth(self) -> None:
         book = self.book

@@ -17,6 +17,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -195,7 +196,7 @@ class History:
         return walk
 
     def _make_walk(self, spec: Spec) -> np.ndarray:
-        underlying = _underlying(spec)
+        underlying = futures_underlying(spec)
         if underlying is not None:
             return self._futures_walk(spec, underlying)
         rng = np.random.default_rng([self.seed, spec.code, 0xDA11])
@@ -223,10 +224,8 @@ class History:
         rng = np.random.default_rng([self.seed, spec.code, 0xF07])
         spot = self.closes(underlying) * underlying.min_step
         days = ANCHOR_DAY + np.arange(WALK_DAYS)
-        expiry = int(np.datetime64(spec.cancellation[:10], "D").astype(np.int64))
-        carry = 1.0 + 0.15 * np.clip(expiry - days, 0, 91) / 365.0
         noise = 1.0 + rng.normal(0.0, 0.0015, WALK_DAYS)
-        ticks = np.rint(spot * spec.face_value * carry * noise / spec.min_step)
+        ticks = np.rint(spot * spec.face_value * carry(spec, days * DAY) * noise / spec.min_step)
         return np.maximum(ticks.astype(np.int64), 20)
 
     def day_open_close(self, spec: Spec, day: int) -> tuple[int, int]:
@@ -273,7 +272,13 @@ class History:
         log_open = np.log(open_ticks)[:, None]
         gap = (np.log(close_ticks)[:, None] - log_open) - path[:, -1:]
         bridge = path + _FRACTION * gap
-        close = np.rint(np.exp(log_open + bridge)).astype(np.int64)
+        underlying = futures_underlying(spec)
+        if underlying is not None:
+            log_close = self._futures_minutes(spec, underlying, block, days, log_open,
+                                              np.log(close_ticks)[:, None], steps)
+        else:
+            log_close = log_open + bridge
+        close = np.rint(np.exp(log_close)).astype(np.int64)
         close[:, -1] = close_ticks
         np.maximum(close, 1, out=close)
         open_ = np.empty_like(close)
@@ -293,6 +298,22 @@ class History:
                     volume.astype(np.int64).ravel())
         self._remember_summary(spec, days, high, low, volume)
         return bars
+
+    def _futures_minutes(self, spec: Spec, underlying: Spec, block: int, days: np.ndarray,
+                         log_open: np.ndarray, log_close: np.ndarray,
+                         steps: np.ndarray) -> np.ndarray:
+        """A future's minute closes (log ticks): the underlying's minutes x contract size x
+        carry, times a basis bridged from the day's opening basis to its closing one."""
+        spot = self._block(underlying, block)
+        shape = (BLOCK_DAYS, MINUTES)
+        time = days[:, None] * DAY + _MINUTE_OFFSETS
+        scale = spec.face_value * underlying.min_step / spec.min_step
+        implied = np.log(spot.close.reshape(shape) * scale * carry(spec, time))
+        implied_open = np.log(spot.open.reshape(shape)[:, :1] * scale * carry(spec, time[:, :1]))
+        basis_open, basis_close = log_open - implied_open, log_close - implied[:, -1:]
+        wobble = np.cumsum(steps * 0.0001, axis=1)
+        wobble -= _FRACTION * wobble[:, -1:]
+        return implied + basis_open + _FRACTION * (basis_close - basis_open) + wobble
 
     def _remember_summary(self, spec: Spec, days: np.ndarray, high: np.ndarray,
                           low: np.ndarray, volume: np.ndarray) -> None:
@@ -369,7 +390,14 @@ class History:
         return found
 
 
-def _underlying(spec: Spec) -> Spec | None:
+def carry(spec: Spec, t: Any) -> Any:
+    """Futures price / (contract size x spot) at unix time(s) ``t``: 15% a year over at most
+    the last quarter before expiry."""
+    expiry = int(np.datetime64(spec.cancellation[:10], "D").astype(np.int64)) * DAY
+    return 1.0 + 0.15 * np.clip((expiry - np.asarray(t)) / DAY, 0, 91) / 365.0
+
+
+def futures_underlying(spec: Spec) -> Spec | None:
     """The instrument a future is written on, when the universe has it (share or FX pair)."""
     if not spec.is_future or not spec.cancellation:
         return None

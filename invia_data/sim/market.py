@@ -45,8 +45,10 @@ from .history import (
     PastTrades,
     aggregate,
     bucket_start,
+    carry,
     concat,
     concat_trades,
+    futures_underlying,
     iso_array,
     next_bucket,
     trades_from_bars,
@@ -107,6 +109,12 @@ class Market:
             self._snapshots[spec.key] = deque()
             self._snapshot(spec.key, flow, force=True)
             self._add_stream(flow, flow.next_time)
+        for spec in INSTRUMENTS:
+            underlying = futures_underlying(spec)
+            if underlying is not None:
+                factor = (spec.face_value * carry(spec, self.start) * underlying.min_step
+                          / spec.min_step)
+                self._flows[spec.key].follow(self._flows[underlying.key], factor)
         self.portfolio = Portfolios(self)
         self._add_stream(self.portfolio, self.portfolio.next_time)
         self.login = self.portfolio.login

@@ -586,3 +586,23 @@ def test_futures_history_follows_the_underlying() -> None:
         underlying = u.prices(history.closes(u)[:3000])
         ratio = futures / (underlying * size)
         assert 0.99 < ratio.min() and ratio.max() < 1.05, future
+
+
+def test_a_live_future_converges_to_its_underlying() -> None:
+    specs = {s.symbol: s for s in INSTRUMENTS}
+    share, future = specs["SBER"], specs["SBRF-12.26"]
+    spot = LiveFlow(share, seed=2, start=START, start_ticks=30_000, speed=1.0, first_trade_id=1)
+    futures = LiveFlow(future, seed=2, start=START, start_ticks=30_700, speed=1.0,
+                       first_trade_id=1)
+    factor = 100 * 0.01 * 1.008
+    futures.follow(spot, factor)
+
+    def gap() -> float:
+        return futures.mid() / (spot.mid() * factor) - 1
+
+    assert gap() > 0.012  # rich at the start (independent generated minutes)
+    flows = [spot, futures]
+    while min(f.next_time for f in flows) < START + 300:
+        flow = min(flows, key=lambda f: f.next_time)
+        flow.step(flow.next_time)
+    assert abs(gap()) < 0.004
