@@ -6,10 +6,12 @@ crowd) plus a running volume per level, and keeps its prices in one sorted list,
 the book is a slice.
 
 The flow (:class:`LiveFlow`) is a zero-intelligence market: Poisson events in market time, each a
-limit order placed a geometric number of ticks behind the opposite best price, a cancel of a
-random resting order, or a marketable order whose side leans toward a latent fair value (a
-random walk with the instrument's volatility). Marketable orders trade at book prices, one trade
-per resting order they meet, so trades, last price, quotes and candles all follow the book.
+limit order placed a geometric number of ticks behind the opposite best price (or behind the
+fair value when that has left the spread, so the order trades), a cancel of a random resting
+order, or a marketable order whose side leans toward a latent fair value (a random walk with the
+instrument's volatility; for a future, its underlying's fair value times the contract size and
+carry, plus a basis that decays). Marketable orders trade at book prices, one trade per resting
+order they meet, so trades, last price, quotes and candles all follow the book.
 Random numbers come in batches from one generator per (seed, instrument): the flow is a pure
 function of the seed, the start state and the event times.
 """

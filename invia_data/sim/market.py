@@ -14,7 +14,9 @@ Simplifications, on purpose:
   than real time (event counts are capped per real second; events then get larger).
 * History before the simulator started is generated; from the start minute on, candles are
   aggregated from the live trades, and the live book opens at the generated price of that
-  minute, so the two join without a gap.
+  minute, so the two join without a gap. Futures follow their underlying (share or FX pair).
+* The raw tape is kept for the current and the previous UTC day; older live trades are
+  re-derived from their minute candles, so memory stays bounded however long it runs.
 
 The server calls :meth:`Market.advance` every few milliseconds; records are canonical dicts of
 ``invia_data.schema`` (canonical names, wire-value types). Thread-safe: one lock around state.
