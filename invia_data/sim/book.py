@@ -196,7 +196,7 @@ class LiveFlow:
         self._rng = np.random.default_rng([seed, spec.code, 0x11FE])
         self._uniform: list[float] = []
         self._normal: list[float] = []
-        nominal = min(60.0, max(8.0, spec.minute_volume / 60.0))
+        nominal = min(60.0, max(10.0, spec.minute_volume / 60.0))
         self.rate = min(nominal, MAX_REAL_EVENTS / max(speed, 1e-9))
         scale = nominal / self.rate  # fewer but larger events when the clock runs fast
         self.market_qty = max(1.0, spec.minute_volume / (60.0 * P_MARKET * nominal) * scale)

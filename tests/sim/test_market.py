@@ -73,6 +73,16 @@ def test_same_seed_same_market_and_other_seed_differs() -> None:
     assert prints[0][2] != prints[2][2]
 
 
+def test_the_market_does_not_depend_on_how_often_advance_is_called() -> None:
+    prints = []
+    for step in (0.01, 0.7):
+        clock = FakeClock()
+        market = Market(seed=8, clock=clock)
+        run(market, clock, 14.0, step=step)
+        prints.append(_fingerprint(market))
+    assert prints[0] == prints[1]
+
+
 def test_history_is_the_same_whatever_order_days_are_generated_in() -> None:
     spec = INSTRUMENTS[0]
     first, second = History(11), History(11)
