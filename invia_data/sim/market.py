@@ -200,6 +200,14 @@ class Market:
     def spec(self, key: Key) -> Spec:
         return self._specs[key]
 
+    def flow(self, key: Key) -> LiveFlow:
+        """The live order flow, book and tape of an instrument (the demo trader uses it)."""
+        return self._flows[key]
+
+    def prev_close_ticks(self, key: Key) -> int:
+        """The close of the previous UTC day, in ticks."""
+        return self._prev_close_ticks(key)
+
     def keys(self) -> list[Key]:
         return list(self._specs)
 

@@ -191,7 +191,7 @@ class Portfolios:
         t = self.market.start
         for account in self.accounts.values():
             key = account.keys[0]
-            flow = self.market._flows[key]
+            flow = self.market.flow(key)
             bid, ask = flow.book.best(BUY), flow.book.best(SELL)
             self._place(account, key, BUY, ask + 2, 1, t)
             order_id = self._place(account, key, BUY, bid - 3, 1, t)
@@ -250,7 +250,7 @@ class Portfolios:
     def _act(self, t: float) -> None:
         account = self.accounts[self._pick(list(self.ids))]
         key = self._pick(account.keys)
-        flow = self.market._flows[key]
+        flow = self.market.flow(key)
         bid, ask = flow.book.best(BUY), flow.book.best(SELL)
         if bid is None or ask is None:
             return
@@ -300,7 +300,7 @@ class Portfolios:
         }
         account.orders[order_id] = record
         self._log(account, "order", record)
-        flow = self.market._flows[key]
+        flow = self.market.flow(key)
         fills, _ = flow.place(account.id, int(order_id), side, price, lots, t)
         first_id = flow.first_trade_id + flow.trade_count - len(fills)
         for number, (fill_price, qty, _resting) in enumerate(fills):
@@ -312,7 +312,7 @@ class Portfolios:
         if record is None or record["status"] != "working":
             return
         key = (record["exchange"], record["symbol"])
-        self.market._flows[key].cancel(int(order_id), t)
+        self.market.flow(key).cancel(int(order_id), t)
         record.update(status="canceled", update_time=_iso(t))
         self._log(account, "order", record)
 
@@ -414,7 +414,7 @@ class Portfolios:
             below = record["condition"] == "LessOrEqual"
             if (last <= record["stop_price"]) if below else (last >= record["stop_price"]):
                 spec = self._specs[key]
-                flow = self.market._flows[key]
+                flow = self.market.flow(key)
                 side = SELL if record["side"] == "sell" else BUY
                 far = flow.book.price_at(-side, min(10, flow.book.depth(-side) - 1))
                 order_id = self._place(account, key, side, far, record["qty_batch"], t)
@@ -488,7 +488,7 @@ class Portfolios:
 
     def _prev_close(self, key: tuple[str, str]) -> float:
         spec = self._specs[key]
-        return spec.price(self.market._prev_close_ticks(key))
+        return spec.price(self.market.prev_close_ticks(key))
 
     def positions(self, portfolio: str) -> list[dict]:
         account = self.account(portfolio)

@@ -561,7 +561,7 @@ def test_old_tape_is_let_go_and_its_trades_rederived_from_the_candles() -> None:
     clock = FakeClock()
     market = Market(seed=6, speed=20_000.0, clock=clock)
     run(market, clock, 9.5, step=0.05)  # 2.2 market days
-    flow = market._flows[SBER]
+    flow = market.flow(SBER)
     assert flow.dropped > 0
     day_start = market.now() // DAY * DAY
     first_day = START // DAY * DAY
