@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
+from invia_data.cache import empty_columns  # noqa: E402
 from invia_data.client import Client  # noqa: E402
 from invia_data.frames import to_frame  # noqa: E402
-from invia_data.history import empty_candle_frame  # noqa: E402
+from invia_data.history import candle_frame  # noqa: E402
 from invia_data.market import book_frame  # noqa: E402
 from invia_data.portfolio import portfolio_table  # noqa: E402
 from invia_data.schema import (  # noqa: E402
@@ -99,7 +100,7 @@ CALLS = (
     Call("risk_rates", ("GET /md/v2/risk/rates",), of(RISK_RATE), "all pages; `attrs['total']`"),
     Call("market_status", ("GET /md/status/{exchange}/{market}",), of(MARKET_STATUS),
          "deprecated route; one row"),
-    Call("history", ("GET /md/v2/history",), empty_candle_frame,
+    Call("history", ("GET /md/v2/history",), lambda: candle_frame(empty_columns()),
          "paged, cached; index (symbol, time) for a list of symbols"),
     Call("history_to_dataset", ("GET /md/v2/history",), columns("symbol", "year", "candles", "path"),
          "writes a Parquet dataset; one row per file"),

@@ -580,3 +580,21 @@ def test_ladder_of_a_live_book_from_the_simulator(client):
         health.close()
         book.close()
     assert refresher.join(5.0)
+
+
+def test_health_widget_of_a_real_stream_says_closed_and_stops(client):
+    refresher = W.Refresher()
+    stream = client.stream
+    book = stream.orderbook("GAZP", depth=5)
+    health = W.health_widget(stream, refresher=refresher)
+    try:
+        book.wait(1, timeout=10)
+        assert wait_for(lambda: "GAZP" in health.table.value and ">live<" in health.badge.value)
+        assert not stream.closed
+        stream.close()
+        assert stream.closed
+        assert wait_for(lambda: ">closed<" in health.badge.value)
+        assert wait_for(lambda: health not in refresher.views())
+    finally:
+        health.close()
+    assert refresher.join(5.0)

@@ -299,6 +299,11 @@ class Stream:
         with self._lock:
             return list(self._frames)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
     def close(self) -> None:
         """Unsubscribe everything, stop the threads (idempotent)."""
         if self._closed:
