@@ -17,6 +17,7 @@ from .errors import (
     StreamError,
     TransportError,
 )
+from .stream import LiveFrame, Stream
 
 __version__ = "0.1.0"
 
@@ -28,9 +29,11 @@ __all__ = [
     "Forbidden",
     "InvalidArgument",
     "InviaError",
+    "LiveFrame",
     "NotFound",
     "RateLimited",
     "ServerError",
+    "Stream",
     "StreamClosed",
     "StreamError",
     "TransportError",

@@ -11,8 +11,8 @@ from invia_data import errors
 
 EXPECTED = {
     "APIError", "AuthError", "BadRequest", "Client", "Forbidden", "InvalidArgument",
-    "InviaError", "NotFound", "RateLimited", "ServerError", "StreamClosed", "StreamError",
-    "TransportError", "__version__", "connect",
+    "InviaError", "LiveFrame", "NotFound", "RateLimited", "ServerError", "Stream",
+    "StreamClosed", "StreamError", "TransportError", "__version__", "connect",
 }
 
 
@@ -24,10 +24,15 @@ def test_all_is_exactly_the_public_api():
 
 
 def test_exceptions_are_the_tree_of_errors_py():
-    for name in EXPECTED - {"Client", "connect", "__version__"}:
+    for name in EXPECTED - {"Client", "connect", "__version__", "LiveFrame", "Stream"}:
         cls = getattr(invia_data, name)
         assert cls is getattr(errors, name)
         assert issubclass(cls, errors.InviaError)
+
+
+def test_live_frame_and_stream_are_the_stream_layer():
+    assert invia_data.LiveFrame.__module__ == "invia_data.stream.live"
+    assert invia_data.Stream.__module__ == "invia_data.stream.stream"
 
 
 def test_connect_and_client_are_the_facade():
