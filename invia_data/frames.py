@@ -123,11 +123,7 @@ def to_frame(schema: Schema, objs: Iterable[Mapping[str, Any]], fmt: str, *,
             {f.name: _column(f, objs, fmt) for f in schema.fields if not f.legacy},
             copy=False,
         )
-    if tz is not None:
-        frame = convert_tz(frame, tz)
-    if index is not None:
-        frame = frame.set_index(index)
-    return frame
+    return _finish(frame, tz, index)
 
 
 def record_frame(schema: Schema, records: Iterable[Mapping[str, Any]], *,
@@ -143,6 +139,10 @@ def record_frame(schema: Schema, records: Iterable[Mapping[str, Any]], *,
              for f in schema.fields if not f.legacy},
             copy=False,
         )
+    return _finish(frame, tz, index)
+
+
+def _finish(frame: pd.DataFrame, tz: str | None, index: str | None) -> pd.DataFrame:
     if tz is not None:
         frame = convert_tz(frame, tz)
     if index is not None:
