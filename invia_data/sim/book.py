@@ -36,6 +36,7 @@ MAX_LEVELS = 160
 MAX_REAL_EVENTS = 200.0  # per instrument per real second; beyond it events get larger instead
 P_MARKET = 0.12
 P_CANCEL = 0.36
+P_INFORMED = 0.25  # share of limit orders priced off the fair value when it left the spread
 TARGET_ORDERS = 320
 BASIS_KEEP = 0.9995  # per event: a future's basis to its underlying decays in about a minute
 BASIS_NOISE = 0.000003  # stationary basis noise of about one basis point
@@ -200,7 +201,7 @@ class LiveFlow:
         self.rate = min(nominal, MAX_REAL_EVENTS / max(speed, 1e-9))
         scale = nominal / self.rate  # fewer but larger events when the clock runs fast
         self.market_qty = max(1.0, spec.minute_volume / (60.0 * P_MARKET * nominal) * scale)
-        self.limit_qty = self.market_qty
+        self.limit_qty = 2.0 * self.market_qty  # resting orders outsize takers, as on MOEX
         self.sigma = spec.daily_vol / math.sqrt(86_400.0)
         self.log_fair = math.log(start_ticks)
         self.anchor: tuple[LiveFlow, float] | None = None
@@ -318,47 +319,69 @@ class LiveFlow:
         self._record(fills, side, t)
 
     def _limit_order(self, t: float) -> None:
-        """A limit order a geometric number of ticks behind the opposite best price; when the
-        fair value has moved beyond that price the order is placed behind the fair value
-        instead, so it crosses the spread and trades (informed flow moves the price)."""
+        """A limit order a geometric number of ticks behind the opposite best price. Some
+        traders are informed: when the fair value has left the spread by more than their
+        distance, they price behind the fair value instead, so the order trades."""
         side = BUY if self._u() < 0.5 else SELL
         fair = math.exp(self.log_fair)
         opposite = self.book.best(-side)
         if opposite is None:
             opposite = int(fair) + (1 if side == BUY else -1)
         behind = 1 + int(7.0 * self._exponential())
-        if side == BUY:
-            price = max(opposite, int(fair)) - behind
-        else:
-            price = min(opposite, int(math.ceil(fair))) + behind
+        price = opposite - behind if side == BUY else opposite + behind
+        crosses = False
+        if self._u() < P_INFORMED:
+            target = int(fair) - behind if side == BUY else int(math.ceil(fair)) + behind
+            crosses = target >= opposite if side == BUY else target <= opposite
+            if crosses:
+                price = target
         if price <= 0:
             return
-        qty = self._limit_size(behind // 4)
-        crosses = price >= opposite if side == BUY else price <= opposite
         if crosses:
+            qty = 1 + int(self.market_qty * self._exponential())
             fills = self.book.match(side, qty, limit=price)
             self._record(fills, side, t)
             qty -= sum(f[1] for f in fills)
             if qty <= 0:
                 return
+        else:
+            qty = self._limit_size(behind // 4)
         self.book.add(side, price, qty, self._new_id())
 
     def _keep_depth(self) -> None:
+        """At least ``MIN_LEVELS`` levels a side, refilled at the first empty price behind the
+        best one (so the ladder near the top stays dense and a thin book cannot open gaps the
+        price would fall through); at most ``MAX_LEVELS``, trimmed at the far end."""
         book = self.book
         for side in (BUY, SELL):
             while book.depth(side) < MIN_LEVELS:
-                prices = book.prices[side]
-                if prices:
-                    deepest = prices[0] if side == BUY else prices[-1]
-                else:
-                    deepest = int(math.exp(self.log_fair))
-                gap = 1 + int(self._u() * 2)
-                price = deepest - gap if side == BUY else deepest + gap
+                price = self._first_hole(side)
                 if price <= 0:
                     break
-                book.add(side, price, self._limit_size(book.depth(side)), self._new_id())
+                index = abs(price - (book.best(side) or price))
+                book.add(side, price, self._limit_size(index), self._new_id())
             if book.depth(side) > MAX_LEVELS:
                 book.drop_deepest(side)
+
+    def _first_hole(self, side: int) -> int:
+        """The price nearest the best one (on its side) where no order rests."""
+        prices = self.book.prices[side]
+        if not prices:
+            fair = math.exp(self.log_fair)
+            return int(fair) if side == BUY else int(fair) + 1
+        if side == BUY:
+            expected = prices[-1]
+            for price in reversed(prices):
+                if price != expected:
+                    return expected
+                expected -= 1
+            return expected
+        expected = prices[0]
+        for price in prices:
+            if price != expected:
+                return expected
+            expected += 1
+        return expected
 
     # --- the demo trader's orders -------------------------------------------------------------
 
