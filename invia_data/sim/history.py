@@ -1,12 +1,14 @@
 """Deterministic synthetic history: one-minute candles and past trades generated on demand.
 
-Nothing large is stored. Per instrument a daily-close path is computed once (a mean-reverting
-random walk in log price, fat-tailed, from ``ANCHOR`` on); day ``d`` opens at the close of day
-``d - 1``. A day's 1440 one-minute candles are a Brownian bridge from that open to that close,
-drawn from a generator seeded with ``(seed, instrument, day)``, so any day can be produced alone
-and always comes out the same. Recent days stay in a bounded LRU cache; per-day summaries (the
-daily candle) are kept in small arrays so daily, weekly and monthly candles over years are cheap
-after the first request.
+Nothing large is stored. Per instrument a daily-close path is computed once (a mean-reverting,
+fat-tailed random walk in log price from ``ANCHOR_DAY`` on, bent to close at the instrument's
+reference price on ``PIN_DAY``); day ``d`` opens at the close of day ``d - 1``. A day's 1440
+one-minute candles are a Brownian bridge from that open to that close. Days are drawn in blocks
+of ``BLOCK_DAYS`` from a generator seeded with ``(seed, instrument, block)``, so any block can be
+produced alone and always comes out the same. A future follows its underlying (contract size x
+spot x carry x a small basis), daily and intraday. Recent blocks stay in a bounded LRU cache;
+per-day summaries (the daily candle) are kept in small arrays so daily, weekly and monthly
+candles over years are cheap after the first request.
 
 All prices are integer ticks (multiples of the instrument's ``min_step``); volumes are lots.
 """
