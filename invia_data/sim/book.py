@@ -230,6 +230,7 @@ class LiveFlow:
         self.m_close = array("q")
         self.m_volume = array("q")
         self.m_first = array("q")
+        self.day_stats: list[int] = [-1, 0, 0, 0, 0]  # UTC day, open, high, low, volume (live)
         self._seed_book(start_ticks)
 
     # --- random numbers in batches ------------------------------------------------------
@@ -423,6 +424,14 @@ class LiveFlow:
                 self.on_fill(owner, resting[1], price, qty, t, trade_id)
 
     def _candle(self, minute: int, price: int, qty: int, index: int) -> None:
+        day = minute // 86_400
+        stats = self.day_stats
+        if stats[0] != day:
+            self.day_stats = [day, price, price, price, qty]
+        else:
+            stats[2] = max(stats[2], price)
+            stats[3] = min(stats[3], price)
+            stats[4] += qty
         if self.m_time and self.m_time[-1] == minute:
             if price > self.m_high[-1]:
                 self.m_high[-1] = price

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 NORMAL_TRADING = 17
@@ -55,7 +56,7 @@ class Spec:
         """A stable 32-bit number of the instrument, part of every random seed."""
         return zlib.crc32(f"{self.exchange}:{self.symbol}".encode())
 
-    @property
+    @cached_property
     def steps_per_unit(self) -> int:
         """1 / min_step (every step here divides 1 or is a whole number >= 1)."""
         return max(1, round(1 / self.min_step))

@@ -94,7 +94,7 @@ class Market:
         self._flows: dict[Key, LiveFlow] = {}
         self._heap: list[tuple[float, int]] = []
         self._streams: list[Any] = []
-        self._book_cache: dict[Key, tuple[int, dict]] = {}
+        self._book_cache: dict[Key, tuple[int, dict[int, dict]]] = {}
         self._snapshots: dict[Key, deque] = {}
         self._snapshot_every = max(1.0, self.speed * 0.05)
         self._quote_cache: dict[tuple[Key, int], tuple[tuple, dict]] = {}
@@ -102,6 +102,7 @@ class Market:
         self._max_lag = max(MAX_LAG, 2.0 * self.speed)
         self._prev_close_cache: dict[tuple[Key, int], int] = {}
         self._volume_cache: dict[tuple[Key, int], int] = {}  # yesterday's volume, for ratings
+        self._generated_day: dict[tuple[Key, int], Bars] = {}  # today before the start
         for spec in INSTRUMENTS:
             opening = self.history.minutes(spec, self.live_minute, self.live_minute + 60)
             flow = LiveFlow(spec, self.seed, self.start, int(opening.open[0]), self.speed,
@@ -272,25 +273,26 @@ class Market:
         return self._flows[key].book.version
 
     def book(self, key: Key, depth: int = 20, delay: float = 0) -> dict:
-        """ORDERBOOK record, best levels first; ``delay`` seconds ago when delay > 0."""
+        """ORDERBOOK record, best levels first; ``delay`` seconds ago when delay > 0. Records
+        are cached per book version and depth."""
         depth = max(1, min(50, int(depth)))
         spec = self._specs[key]
         with self._lock:
             if delay > 0:
                 at, bids, asks = self._snapshot_at(key, self.now() - delay)
-                full = self._book_record(spec, at, bids, asks)
-            else:
-                flow = self._flows[key]
-                cached = self._book_cache.get(key)
-                if cached is None or cached[0] != flow.book.version:
-                    full = self._book_record(spec, flow.changed_at, flow.book.top(BUY, 50),
-                                             flow.book.top(SELL, 50))
-                    self._book_cache[key] = (flow.book.version, full)
-                else:
-                    full = cached[1]
-        if depth == 50:
-            return dict(full)
-        return {**full, "bids": full["bids"][:depth], "asks": full["asks"][:depth]}
+                return self._book_record(spec, at, bids[:depth], asks[:depth])
+            flow = self._flows[key]
+            version = flow.book.version
+            cached = self._book_cache.get(key)
+            if cached is None or cached[0] != version:
+                cached = (version, {})
+                self._book_cache[key] = cached
+            record = cached[1].get(depth)
+            if record is None:
+                record = self._book_record(spec, flow.changed_at, flow.book.top(BUY, depth),
+                                           flow.book.top(SELL, depth))
+                cached[1][depth] = record
+        return dict(record)
 
     @staticmethod
     def _book_record(spec: Spec, at: float, bids: list, asks: list) -> dict:
@@ -332,7 +334,10 @@ class Market:
     def _quote_record(self, spec: Spec, key: Key, at: float, book_time: float, bids: list,
                       asks: list) -> dict:
         day_start = int(at // DAY * DAY)
-        today = self._bars(key, DAY, day_start, day_start + DAY, until=at)
+        if at >= self.now() - 1e-6:
+            today = self._today(key, day_start)
+        else:
+            today = self._bars(key, DAY, day_start, day_start + DAY, until=at)
         prev_close = self._prev_close_ticks(key, at)
         last_ms, last_ticks = self._last_trade(key, at)
         price = spec.price
@@ -363,6 +368,26 @@ class Market:
             "type": spec.type,
             "currency": spec.currency,
         }
+
+    def _today(self, key: Key, day_start: int) -> Bars:
+        """Today's candle so far: the generated part before the simulator started (cached)
+        joined with the live running day statistics (no aggregation per call)."""
+        generated = self._generated_day.get((key, day_start))
+        if generated is None:
+            generated = self.history.minutes(self._specs[key], day_start,
+                                             min(self.live_minute, day_start + DAY))
+            generated = aggregate(generated, DAY) if len(generated) else EMPTY_BARS
+            self._generated_day[(key, day_start)] = generated
+        flow = self._flows[key]
+        day, open_, high, low, volume = flow.day_stats
+        if day != day_start // DAY:
+            return generated
+        if not len(generated):
+            return Bars(*(np.array([v], dtype=np.int64)
+                          for v in (day_start, open_, high, low, flow.m_close[-1], volume)))
+        return Bars(generated.time, generated.open,
+                    np.maximum(generated.high, high), np.minimum(generated.low, low),
+                    np.array([flow.m_close[-1]], dtype=np.int64), generated.volume + volume)
 
     def last_price(self, key: Key) -> float:
         spec = self._specs[key]
@@ -548,6 +573,8 @@ class Market:
             raise ValueError(f"timeframe must be positive, got {tf}")
         if end <= start:
             return EMPTY_BARS
+        if tf == 60 and start >= self.live_minute and until is None:  # the live tail, as is
+            return self._live_minutes(key, -(-start // 60) * 60, end, None)
         t0 = int(bucket_start(np.array([start], dtype=np.int64), tf)[0])
         last = int(bucket_start(np.array([end - 1], dtype=np.int64), tf)[0])
         t1 = next_bucket(last, tf)

@@ -371,7 +371,10 @@ def test_today_joins_history_and_live_candles(live) -> None:
     assert today["volume"][0] == day_minutes["volume"].sum()
     assert today["high"][0] == day_minutes["high"].max()
     assert today["open"][0] == day_minutes["open"][0]
-    assert today["close"][0] == market.quote(SBER)["last_price"]
+    quote = market.quote(SBER)
+    assert today["close"][0] == quote["last_price"]
+    assert (quote["open_price"], quote["high_price"], quote["low_price"], quote["volume"]) == \
+        (today["open"][0], today["high"][0], today["low"][0], today["volume"][0])
 
 
 def test_calendar_timeframes_start_on_their_period(live) -> None:
