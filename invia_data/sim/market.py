@@ -435,7 +435,14 @@ class Market:
             day_start = int(now // DAY * DAY)
             t0 = day_start if start is None else max(day_start, start)
             t1 = now if end is None else min(now, end)
-            columns = self._trade_columns(key, int(t0 * 1000), int(t1 * 1000) + 1)
+            t0_ms, t1_ms = int(t0 * 1000), int(t1 * 1000) + 1
+            flow = self._flows[key]
+            kept = max(self.live_minute * 1000, flow.kept_from_ms, t0_ms)
+            hi = flow.index_at_ms(t1_ms)
+            if last is not None and hi - flow.index_at_ms(kept) >= last:  # the live tail has them
+                columns = flow.trade_columns(hi - int(last), hi)
+            else:
+                columns = self._trade_columns(key, t0_ms, t1_ms)
         if last is not None:
             columns = {name: values[max(0, len(values) - int(last)):]
                        for name, values in columns.items()}
