@@ -460,13 +460,24 @@ class Market:
         flow = self._flows[key]
         return flow.first_trade_id + flow.trade_count - 1
 
-    def past_trades(self, key: Key, start: float, end: float) -> list[dict]:
-        """TRADE records of earlier sessions with start <= time < end (unix s)."""
+    def past_trades(self, key: Key, start: float, end: float, *, offset: int = 0,
+                    limit: int | None = None) -> list[dict]:
+        """TRADE records of earlier sessions with start <= time < end (unix s); ``offset`` and
+        ``limit`` page them (records are built only for the page)."""
         with self._lock:
-            day_start = int(self.now() // DAY * DAY)
-            t1 = min(end, day_start)
-            columns = self._trade_columns(key, int(start * 1000), int(t1 * 1000))
+            columns = self._past_columns(key, start, end)
+        stop = None if limit is None else offset + int(limit)
+        columns = {name: values[offset:stop] for name, values in columns.items()}
         return self._trade_records(key, columns, existing=True)
+
+    def past_trade_count(self, key: Key, start: float, end: float) -> int:
+        """How many trades :meth:`past_trades` has for the window (the history route's total)."""
+        with self._lock:
+            return len(self._past_columns(key, start, end)["time"])
+
+    def _past_columns(self, key: Key, start: float, end: float) -> dict[str, np.ndarray]:
+        day_start = int(self.now() // DAY * DAY)
+        return self._trade_columns(key, int(start * 1000), int(min(end, day_start) * 1000))
 
     def _trade_columns(self, key: Key, t0_ms: int, t1_ms: int) -> dict[str, np.ndarray]:
         """Trades with t0_ms <= time < t1_ms: generated before the simulator started, re-derived

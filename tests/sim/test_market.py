@@ -295,6 +295,8 @@ def test_trades_window_and_past_sessions(live) -> None:
     past = market.past_trades(SBER, day_start - DAY, day_start)
     assert past and all(day_start - DAY <= t["time"] / 1000 < day_start for t in past)
     assert market.past_trades(SBER, day_start, day_start + DAY) == []
+    assert market.past_trade_count(SBER, day_start - DAY, day_start) == len(past)
+    assert market.past_trades(SBER, day_start - DAY, day_start, offset=10, limit=5) == past[10:15]
 
 
 def test_past_trades_reproduce_their_minute_candles(live) -> None:
