@@ -42,6 +42,7 @@ from .history import (
     DAY,
     EMPTY_BARS,
     EMPTY_TRADES,
+    WALK_DAYS,
     Bars,
     History,
     PastTrades,
@@ -87,6 +88,9 @@ class Market:
         self._clock = clock or _time.time
         self._real_start = float(self._clock())
         self.start = float(start) if start is not None else self._real_start
+        if not (ANCHOR_DAY + 1) * DAY <= self.start < (ANCHOR_DAY + WALK_DAYS - 1) * DAY:
+            raise ValueError(f"start {self.start!r} is outside the generated history "
+                             f"(2017-12-29 .. 2057)")
         self.live_minute = int(self.start // 60 * 60)
         self.history = History(self.seed)
         self._lock = threading.RLock()

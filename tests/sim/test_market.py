@@ -543,6 +543,8 @@ def test_speed_runs_the_market_clock_faster() -> None:
     assert trades[-1]["time"] > (START + 50.0) * 1000
     with pytest.raises(ValueError):
         Market(speed=0)
+    with pytest.raises(ValueError):
+        Market(clock=FakeClock(), start=0)
 
 
 def test_a_stalled_host_jumps_instead_of_replaying_everything() -> None:
