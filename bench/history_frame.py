@@ -9,6 +9,8 @@
 
 Two servers, both reported:
 
+* simulator process: ``invia-data sim`` in a process of its own, as a server is: its candle
+  encoding runs beside the client on the other core.
 * live: ``invia_data.sim.run(port=0)`` in this process. Its candle encoding runs in the same
   interpreter and competes with the client for the GIL and the two cores, and it is the
   slowest part of every variant, so these figures mostly measure the simulator.
@@ -25,6 +27,8 @@ the Parquet cache: once filling an empty cache, then served by it.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import tempfile
 import threading
@@ -196,6 +200,21 @@ def measure(name: str, url: str, start: int, pieces: list[Piece], args: argparse
     print(f"  history() from the cache    {t_hit:6.2f} s")
 
 
+class simulator_process:
+    """``invia-data sim --port 0`` as a child process; the context value is its URL."""
+
+    def __enter__(self) -> str:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "invia_data.cli", "sim", "--port", "0", "--log-level", "ERROR"],
+            stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        return json.loads(self.proc.stdout.readline())["url"]
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candles", type=int, default=1_000_000)
@@ -207,6 +226,8 @@ def main() -> None:
     print(f"{args.candles:,} one-minute candles, {len(pieces)} requests of <= "
           f"{(pieces[0][1] - pieces[0][0]) // 60:,} candles, {args.workers} workers, "
           f"best of {args.repeat}")
+    with simulator_process() as url:
+        measure("simulator in its own process", url, start, pieces, args)
     with sim.run(port=0) as server:
         measure("live simulator (in process)", server.url, start, pieces, args)
         bodies = record(server.url, pieces)
