@@ -10,7 +10,7 @@ limit order placed a geometric number of ticks behind the opposite best price (o
 fair value when that has left the spread, so the order trades), a cancel of a random resting
 order, or a marketable order whose side leans toward a latent fair value (a random walk with the
 instrument's volatility; for a future, its underlying's fair value times the contract size and
-carry, plus a basis that decays). Marketable orders trade at book prices, one trade per resting
+carry, plus a basis that drifts back over hours). Marketable orders trade at book prices, one trade per resting
 order they meet, so trades, last price, quotes and candles all follow the book.
 Random numbers come in batches from one generator per (seed, instrument): the flow is a pure
 function of the seed, the start state and the event times.
@@ -36,10 +36,11 @@ MAX_LEVELS = 160
 MAX_REAL_EVENTS = 200.0  # per instrument per real second; beyond it events get larger instead
 P_MARKET = 0.12
 P_CANCEL = 0.36
+STALE_TICKS = 2.0  # fair value this far past the mid makes quotes on that side stale
 P_INFORMED = 0.25  # share of limit orders priced off the fair value when it left the spread
 TARGET_ORDERS = 320
-BASIS_KEEP = 0.9995  # per event: a future's basis to its underlying decays in about a minute
-BASIS_NOISE = 0.000003  # stationary basis noise of about one basis point
+BASIS_KEEP = 0.99999  # per event: a future's basis to its underlying decays over hours
+BASIS_NOISE = 0.000003
 _BATCH = 4096
 
 Fill = tuple[int, int, list]  # price ticks, qty, the resting order [qty, id, owner]
@@ -205,6 +206,8 @@ class LiveFlow:
         self.sigma = spec.daily_vol / math.sqrt(86_400.0)
         self.log_fair = math.log(start_ticks)
         self.anchor: tuple[LiveFlow, float] | None = None
+        self.activity = 1.0
+        self._activity_minute = -1
         self.basis = 0.0
         self.last_time = start
         self.next_time = start + self._exponential() / self.rate
@@ -270,6 +273,9 @@ class LiveFlow:
         dt = t - self.last_time
         self.last_time = t
         minute = int(t % 86_400) // 60
+        if int(t // 60) != self._activity_minute:  # bursts: taker size varies minute to minute
+            self._activity_minute = int(t // 60)
+            self.activity = math.exp(0.7 * self._n() - 0.245)
         if self.anchor is not None:
             other, log_factor = self.anchor
             self.basis = self.basis * BASIS_KEEP + BASIS_NOISE * self._n()
@@ -282,17 +288,27 @@ class LiveFlow:
         if u < P_MARKET:
             self._market_order(t, minute)
         elif u < P_MARKET + p_cancel:
-            side = BUY if self._u() < 0.5 else SELL
-            if book.depth(side) > MIN_LEVELS:
-                book.cancel_random(side, int(self._u() * book.depth(side)))
-            else:
-                book.cancel_random(side, int(self._u() * 5))
+            self._cancel()
         else:
             self._limit_order(t)
         self._keep_depth()
         self.changed_at = t
         self.next_time = t + self._exponential() / self.rate
         return self.next_time
+
+    def _cancel(self) -> None:
+        """Cancel a resting order: when the fair value has moved past the best price on one
+        side, the makers there pull their stale quotes first; otherwise any level."""
+        book = self.book
+        stale = math.exp(self.log_fair) - self.mid()
+        if abs(stale) > STALE_TICKS and self._u() < 0.8:
+            book.cancel_random(SELL if stale > 0 else BUY, int(self._u() * 3))
+            return
+        side = BUY if self._u() < 0.5 else SELL
+        if book.depth(side) > MIN_LEVELS:
+            book.cancel_random(side, int(self._u() * book.depth(side)))
+        else:
+            book.cancel_random(side, int(self._u() * 5))
 
     def skip_to(self, t: float) -> None:
         """Jump over a stall (the caller could not keep up): no events before ``t``."""
@@ -315,7 +331,8 @@ class LiveFlow:
     def _market_order(self, t: float, minute: int) -> None:
         lean = (math.exp(self.log_fair) - self.mid()) / 3.0
         side = BUY if self._u() < 0.5 + 0.42 * math.tanh(lean) else SELL
-        qty = 1 + int(self.market_qty * VOLUME_PROFILE[minute] * self._exponential())
+        size = self.market_qty * VOLUME_PROFILE[minute] * self.activity
+        qty = 1 + int(size * self._exponential())
         fills = self.book.match(side, qty)
         self._record(fills, side, t)
 

@@ -293,7 +293,10 @@ class History:
         low = bottom - np.rint(bottom * (noise[1] * wick)).astype(np.int64)
         np.maximum(low, 1, out=low)
         moved = np.abs(close - open_) / (open_ * sigma)
-        size = (0.3 + 2.1 * noise[2] ** 2) * VOLUME_PROFILE * (0.75 + 0.25 * moved)
+        day_moved = np.abs(np.log(close_ticks / open_ticks)) / spec.daily_vol
+        busy = np.exp(0.4 * rng.standard_normal(BLOCK_DAYS) - 0.08) * (0.8 + 0.2 * day_moved)
+        size = ((0.3 + 2.1 * noise[2] ** 2) * VOLUME_PROFILE * (0.75 + 0.25 * moved)
+                * busy[:, None])
         volume = np.maximum(np.rint(spec.minute_volume * size), TRADES_PER_MINUTE)
         time = days[:, None] * DAY + _MINUTE_OFFSETS
         bars = Bars(time.ravel(), open_.ravel(), high.ravel(), low.ravel(), close.ravel(),
