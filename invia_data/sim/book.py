@@ -332,7 +332,7 @@ class LiveFlow:
         lean = (math.exp(self.log_fair) - self.mid()) / 3.0
         side = BUY if self._u() < 0.5 + 0.42 * math.tanh(lean) else SELL
         size = self.market_qty * VOLUME_PROFILE[minute] * self.activity
-        qty = 1 + int(size * self._exponential())
+        qty = max(1, round(size * self._exponential()))
         fills = self.book.match(side, qty)
         self._record(fills, side, t)
 
@@ -356,7 +356,7 @@ class LiveFlow:
         if price <= 0:
             return
         if crosses:
-            qty = 1 + int(self.market_qty * self._exponential())
+            qty = max(1, round(self.market_qty * self._exponential()))
             fills = self.book.match(side, qty, limit=price)
             self._record(fills, side, t)
             qty -= sum(f[1] for f in fills)
