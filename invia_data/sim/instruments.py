@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
@@ -85,6 +86,39 @@ def _share(symbol: str, short: str, desc: str, lot: int, step: float, decimals: 
                 boards=(board, "SMAL", "SPEQ") if board == "TQBR" else (board,))
 
 
+_MONTH_CODES = {3: "H", 6: "M", 9: "U", 12: "Z"}
+
+
+def front_expiry(today: date) -> date:
+    """The expiry of the nearest quarterly futures contract still trading on ``today``: the
+    third Thursday of March, June, September or December (MOEX's quarterly cycle)."""
+    year, month = today.year, today.month
+    while True:
+        if month in _MONTH_CODES:
+            first = date(year, month, 1)
+            expiry = first + timedelta(days=(3 - first.weekday()) % 7 + 14)
+            if expiry > today:
+                return expiry
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+# The simulator lists the front contract of today, so its futures never expire under it.
+FRONT_EXPIRY = front_expiry(datetime.now(timezone.utc).date())
+
+
+def _future(base: str, code: str, underlying: str, price: float, *, face: float, vol: float,
+            minute_volume: float, expiry: date = FRONT_EXPIRY) -> Spec:
+    symbol = f"{base}-{expiry.month}.{expiry.year % 100:02d}"
+    return Spec(symbol=symbol, exchange="MOEX", board="RFUD", market="FORTS",
+                short_name=f"{code}{_MONTH_CODES[expiry.month]}{expiry.year % 10}",
+                description=f"Фьючерсный контракт {symbol}", type="futures", lot_size=1,
+                min_step=1.0, decimals=0, ref_price=price, currency="RUB", isin=None,
+                cfi_code="FFXCSX", face_value=face, daily_vol=vol, minute_volume=minute_volume,
+                risk_category=3, price_step=1.0,
+                cancellation=f"{expiry.isoformat()}T00:00:00.0000000", underlying=underlying,
+                boards=("RFUD",))
+
+
 INSTRUMENTS: tuple[Spec, ...] = (
     _share("SBER", "Сбербанк", "Сбербанк России ПАО ао", 10, 0.01, 2, 305.0, "RU0009029540",
            3.0, 0.016, 2800, 1),
@@ -102,17 +136,8 @@ INSTRUMENTS: tuple[Spec, ...] = (
            0.01, 0.017, 800, 2),
     _share("SOGN", "СОГН", "Invia ITS example share ао", 10, 0.01, 2, 281.0, "RU000A0JSOG7",
            1.0, 0.02, 300, 3, exchange="ITS"),
-    Spec(symbol="SBRF-12.26", exchange="MOEX", board="RFUD", market="FORTS", short_name="SRZ6",
-         description="Фьючерсный контракт SBRF-12.26", type="futures", lot_size=1, min_step=1.0,
-         decimals=0, ref_price=30800.0, currency="RUB", isin=None, cfi_code="FFXCSX",
-         face_value=100.0, daily_vol=0.016, minute_volume=700, risk_category=3, price_step=1.0,
-         cancellation="2026-12-17T00:00:00.0000000", underlying="SBER", boards=("RFUD",)),
-    Spec(symbol="Si-12.26", exchange="MOEX", board="RFUD", market="FORTS", short_name="SiZ6",
-         description="Фьючерсный контракт Si-12.26", type="futures", lot_size=1, min_step=1.0,
-         decimals=0, ref_price=81500.0, currency="RUB", isin=None, cfi_code="FFXCSX",
-         face_value=1000.0, daily_vol=0.009, minute_volume=2200, risk_category=3,
-         price_step=1.0, cancellation="2026-12-17T00:00:00.0000000", underlying="USD",
-         boards=("RFUD",)),
+    _future("SBRF", "SR", "SBER", 30800.0, face=100.0, vol=0.016, minute_volume=700),
+    _future("Si", "Si", "USD", 81500.0, face=1000.0, vol=0.009, minute_volume=2200),
     Spec(symbol="USD000UTSTOM", exchange="MOEX", board="CETS", market="CURR",
          short_name="USDRUB_TOM", description="USD/RUB_TOM - USD/РУБ", type="FOR", lot_size=1000,
          min_step=0.0025, decimals=4, ref_price=80.9, currency="RUB", isin=None,

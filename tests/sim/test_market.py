@@ -13,8 +13,13 @@ import pytest
 from invia_data.schema import SCHEMAS
 from invia_data.sim.book import BUY, SELL, LiveFlow
 from invia_data.sim.history import ANCHOR_DAY, DAY, History, aggregate, iso
-from invia_data.sim.instruments import INSTRUMENTS
+from invia_data.sim.instruments import FRONT_EXPIRY, INSTRUMENTS, front_expiry
 from invia_data.sim.market import Market
+
+# The futures listed are the front quarterly contracts of today (e.g. SBRF-12.26, short SRZ6).
+SBRF = f"SBRF-{FRONT_EXPIRY.month}.{FRONT_EXPIRY.year % 100:02d}"
+SI = f"Si-{FRONT_EXPIRY.month}.{FRONT_EXPIRY.year % 100:02d}"
+SBRF_SHORT = "SR" + "HMUZ"[FRONT_EXPIRY.month // 3 - 1] + str(FRONT_EXPIRY.year % 10)
 
 START = 1_795_000_000.0  # 2026-11-18 11:06:40 UTC, inside the MOEX main session
 SBER = ("MOEX", "SBER")
@@ -106,7 +111,7 @@ def test_resolve_is_case_insensitive_and_its_finds_any_exchange(live) -> None:
     assert market.resolve("ITS", "SOGN") == ("ITS", "SOGN")
     assert market.resolve("ITS", "SOGN", "TQBR") == ("ITS", "SOGN")
     assert market.resolve("ITS", "sber") == SBER
-    assert market.resolve("MOEX", "SRZ6") == ("MOEX", "SBRF-12.26")
+    assert market.resolve("MOEX", SBRF_SHORT) == ("MOEX", SBRF)
     assert market.resolve("SPBX", "AAPL") == ("SPBX", "AAPL")
     assert market.resolve("MOEX", "AAPL") is None
     assert market.resolve("MOEX", "NOPE") is None
@@ -125,8 +130,8 @@ def test_securities_cover_the_required_universe(live) -> None:
         ("TQBR", 10.0, "RUB", "CS")
     assert sber["isin"] == "RU0009029540"
     assert {"GAZP", "LKOH", "GMKN", "VTBR", "YDEX"} <= set(by_symbol)
-    future = by_symbol["SBRF-12.26"]
-    assert (future["market"], future["board"], future["short_name"]) == ("FORTS", "RFUD", "SRZ6")
+    future = by_symbol[SBRF]
+    assert (future["market"], future["board"], future["short_name"]) == ("FORTS", "RFUD", SBRF_SHORT)
     assert future["margin_buy"] > 0 and future["initial_margin_standard_risk_long"] > 0
     assert by_symbol["USD000UTSTOM"]["market"] == "CURR"
     assert by_symbol["AAPL"]["currency"] == "USD"
@@ -252,7 +257,7 @@ def test_every_trade_takes_resting_volume_at_book_prices() -> None:
 
 def test_trades_and_quote_follow_the_book(live) -> None:
     market, _ = live
-    for key in (SBER, ("MOEX", "SBRF-12.26"), ("MOEX", "USD000UTSTOM")):
+    for key in (SBER, ("MOEX", SBRF), ("MOEX", "USD000UTSTOM")):
         spec = market.spec(key)
         trades = market.trades(key)
         ids = [t["id"] for t in trades]
@@ -608,7 +613,7 @@ def test_old_tape_is_let_go_and_its_trades_rederived_from_the_candles() -> None:
 def test_futures_history_follows_the_underlying() -> None:
     history = History(3)
     specs = {s.symbol: s for s in INSTRUMENTS}
-    for future, spot, size in (("SBRF-12.26", "SBER", 100), ("Si-12.26", "USD000UTSTOM", 1000)):
+    for future, spot, size in ((SBRF, "SBER", 100), (SI, "USD000UTSTOM", 1000)):
         f, u = specs[future], specs[spot]
         futures = f.prices(history.closes(f)[:3000])
         underlying = u.prices(history.closes(u)[:3000])
@@ -618,7 +623,7 @@ def test_futures_history_follows_the_underlying() -> None:
 
 def test_a_live_future_tracks_its_underlying() -> None:
     specs = {s.symbol: s for s in INSTRUMENTS}
-    share, future = specs["SBER"], specs["SBRF-12.26"]
+    share, future = specs["SBER"], specs[SBRF]
     spot = LiveFlow(share, seed=2, start=START, start_ticks=30_000, speed=1.0, first_trade_id=1)
     futures = LiveFlow(future, seed=2, start=START, start_ticks=30_400, speed=1.0,
                        first_trade_id=1)
@@ -637,3 +642,22 @@ def test_a_live_future_tracks_its_underlying() -> None:
         flow.step(flow.next_time)
     assert spot.mid() / first_spot - 1 > 0.005  # the share repriced ...
     assert abs(gap() - first_gap) < 0.002  # ... and the future moved with it
+
+
+@pytest.mark.parametrize(("today", "expiry"), [
+    ("2026-11-26", "2026-12-17"), ("2026-12-17", "2027-03-18"), ("2027-01-05", "2027-03-18"),
+    ("2027-03-18", "2027-06-17"), ("2027-09-30", "2027-12-16"),
+])
+def test_futures_are_the_front_quarterly_contract(today, expiry) -> None:
+    from datetime import date
+
+    assert front_expiry(date.fromisoformat(today)) == date.fromisoformat(expiry)
+
+
+def test_the_listed_futures_have_not_expired() -> None:
+    from datetime import datetime, timezone
+
+    today = datetime.now(timezone.utc).date()
+    futures = [s for s in INSTRUMENTS if s.is_future]
+    assert len(futures) == 2 and FRONT_EXPIRY > today
+    assert all(s.cancellation.startswith(FRONT_EXPIRY.isoformat()) for s in futures)

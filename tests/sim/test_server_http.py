@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from invia_data.schema import HISTORY, SCHEMAS
+from invia_data.sim.instruments import INSTRUMENTS
 
 FORMATS = ("Simple", "Slim", "Heavy")
 
@@ -37,7 +38,8 @@ def test_securities_search_and_lookup(sim, token, fmt):
     assert 0 < len(everything) <= 25
     assert len(ok(sim, "/md/v2/Securities", limit=2, format=fmt)) == 2
     futures = decode("security", ok(sim, "/md/v2/Securities", sector="FORTS", format=fmt), fmt)
-    assert futures and {"SBRF-12.26", "Si-12.26"} <= {s["symbol"] for s in futures}
+    listed = {s.symbol for s in INSTRUMENTS if s.is_future}
+    assert futures and len(listed) == 2 and listed <= {s["symbol"] for s in futures}
     of_exchange = decode("security", ok(sim, "/md/v2/Securities/MOEX", token, format=fmt), fmt)
     assert {s["exchange"] for s in of_exchange} == {"MOEX"} and len(of_exchange) > 5
     one = decode("security", ok(sim, "/md/v2/Securities/MOEX/GAZP", token, format=fmt), fmt)
@@ -53,7 +55,7 @@ def test_quotes_and_futures_quote(sim, token, fmt):
         assert q["bid"] < q["ask"] and q["last_price"] > 0
     futures = decode("quote", ok(sim, "/md/v2/Securities/MOEX/SBRF/actualFuturesQuote", token,
                                  format=fmt), fmt)
-    assert futures["symbol"] == "SBRF-12.26"
+    assert futures["symbol"] == next(s.symbol for s in INSTRUMENTS if s.underlying == "SBER")
 
 
 def test_boards_pairs_time_status_and_rates(sim, token):
