@@ -198,9 +198,8 @@ def all_trades_history(req: Request) -> Any:
     now = int(req.market.now())
     end = now if end is None else end
     start = end - 86_400 if start is None else start
-    trades = req.market.past_trades(key, start, end + 1)
-    page = trades[offset:offset + limit]
-    return {"total": len(trades),
+    page = req.market.past_trades(key, start, end + 1, offset=offset, limit=limit)
+    return {"total": req.market.past_trade_count(key, start, end + 1),
             "list": [encode.encode("trade", encode.trade_record(t, True), req.fmt) for t in page]}
 
 

@@ -418,7 +418,8 @@ class TradeSubscription(Subscription):
         self.boolean("includeVirtualTrades")
 
     async def produce(self) -> None:
-        trades = self.market.trades(self.key)
+        # only the replayed tail is built: a whole session can hold a million trades
+        trades = self.market.trades(self.key, last=max(self.depth, 1))
         last_id = trades[-1]["id"] if trades else -1
         if self.depth:
             for trade in trades[-self.depth:]:
