@@ -17,6 +17,7 @@ import pytest
 import requests
 import websocket
 
+import invia_data
 import invia_data.sim
 
 # --- loopback only ---------------------------------------------------------------------------------
@@ -181,3 +182,22 @@ def ws_client(sim: invia_data.sim.Simulator, token: str) -> Iterator[Callable[..
 def token_for() -> Callable[..., str]:
     """``token_for(sim, allowedPortfolios=[...])``: a fresh access token from that simulator."""
     return fetch_token
+
+
+@pytest.fixture(scope="module")
+def client(sim: invia_data.sim.Simulator) -> Iterator[invia_data.Client]:
+    """A client of the session's simulator, shared by a test module."""
+    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
+                            ws_url=sim.ws_url) as inv:
+        yield inv
+
+
+@pytest.fixture
+def counted(sim: invia_data.sim.Simulator) -> Iterator[tuple[invia_data.Client, Any]]:
+    """A client whose every request is counted (the token is fetched in connect)."""
+    from fakes import counting_session
+
+    session, adapter = counting_session()
+    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
+                            ws_url=sim.ws_url, session=session) as inv:
+        yield inv, adapter

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pandas as pd
 import pytest
-from fakes import counting_session, demo_claims, make_jwt, scripted_session, sequence
+from fakes import demo_claims, make_jwt, scripted_session, sequence
 
 import invia_data
 from invia_data import market as market_module
@@ -26,22 +26,6 @@ from invia_data.schema import (
 
 BOOK_DTYPES = {"side": "str", "level": "int64", "price": "float64", "volume": "Int64",
                "yield": "float64"}
-
-
-@pytest.fixture(scope="module")
-def client(sim):
-    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
-                            ws_url=sim.ws_url) as inv:
-        yield inv
-
-
-@pytest.fixture()
-def counted(sim):
-    """A client whose every request is counted (the token is fetched in connect)."""
-    session, adapter = counting_session()
-    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
-                            ws_url=sim.ws_url, session=session) as inv:
-        yield inv, adapter
 
 
 def assert_schema(frame: pd.DataFrame, schema, *, index: str | None = None) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from fakes import counting_session
 
-import invia_data
 from invia_data import portfolio as portfolio_module
 from invia_data.errors import Forbidden, InvalidArgument, NotFound
 from invia_data.frames import dtypes
@@ -22,21 +20,6 @@ from invia_data.schema import (
     STOP_ORDER,
     SUMMARY,
 )
-
-
-@pytest.fixture(scope="module")
-def client(sim):
-    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
-                            ws_url=sim.ws_url) as inv:
-        yield inv
-
-
-@pytest.fixture()
-def counted(sim):
-    session, adapter = counting_session()
-    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
-                            ws_url=sim.ws_url, session=session) as inv:
-        yield inv, adapter
 
 
 def assert_schema(frame: pd.DataFrame, schema) -> None:
