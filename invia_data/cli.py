@@ -87,6 +87,8 @@ def run_sim(args: argparse.Namespace) -> int:
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo-output",
                         help="folder for the report, executed notebooks and PNGs (default demo-output)")
+    parser.add_argument("--pictures", default=None,
+                        help="also copy the charts into this folder (docs/pictures for the README)")
     parser.add_argument("--log-level", default="WARNING", help="logging level on stderr")
 
 
@@ -98,7 +100,7 @@ def run_demo(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     print("invia-data demo: starting the embedded simulator and running the notebooks...",
           flush=True)
-    result = demo(args.out)
+    result = demo(args.out, pictures=args.pictures)
     print(result.summary(), flush=True)
     return 0
 

@@ -53,8 +53,10 @@ class DemoResult:
 
 
 def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *,
-             notebooks: Sequence[str] = DEMO_NOTEBOOKS, timeout: int = 300) -> DemoResult:
-    """Run the demo into ``out_dir``; the result says what it saw and where it put it."""
+             notebooks: Sequence[str] = DEMO_NOTEBOOKS, timeout: int = 300,
+             pictures: str | os.PathLike[str] | None = None) -> DemoResult:
+    """Run the demo into ``out_dir``; the result says what it saw and where it put it.
+    ``pictures``: also copy the charts there (``docs/pictures`` refreshes the README's)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +68,7 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *,
     with sim.run(port=0, seed=1) as server:
         env = {"INVIA_ENV": server.url, "INVIA_REFRESH_TOKEN": server.refresh_token,
                "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-        draw_gallery(server, result)
+        draw_gallery(server, result, Path(pictures) if pictures is not None else None)
         sections = [execute_notebook(notebooks_dir() / name, result, env, timeout)
                     for name in notebooks]
     result.seconds = time.monotonic() - started
@@ -74,26 +76,27 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *,
     return result
 
 
-def draw_gallery(server, result: DemoResult) -> None:
-    """Read the simulator's market and portfolio; save every plot of `invia_data.plots`."""
-    import matplotlib.pyplot as plt
+def draw_gallery(server, result: DemoResult, pictures: Path | None = None) -> None:
+    """Read the simulator's market and portfolio into tables; draw every chart of
+    `invia_data.plots` into the output folder (and into ``pictures`` when given)."""
+    import shutil
+
     import pandas as pd
 
-    from . import plots
     from .client import connect
+    from .gallery import make_pictures
 
     inv = connect(server.refresh_token, env=server.url)
     try:
         quotes = inv.quotes(["SBER", "GAZP", "LKOH", "ITS:SOGN"])
         candles = inv.history("SBER", tf="1h", start=_days_ago(10))
         book = inv.orderbook("ITS:SOGN", depth=5)
-        trades = inv.all_trades("SBER")
         positions = inv.positions()
         with inv.stream.orderbook("SBER", depth=20) as live_book:
             live_book.wait(updates=3, timeout=10)
             ladder = _ladder_html(live_book)
-            spreads = _record_spreads(live_book, seconds=3.0)
             health = inv.stream.health()
+        result.pictures = make_pictures(inv, result.out)
     finally:
         inv.close()
     with pd.option_context("display.width", 120, "display.max_columns", 10):
@@ -106,43 +109,11 @@ def draw_gallery(server, result: DemoResult) -> None:
                                     "unrealised_pl"]].to_string(),
             "live stream health": health.to_string(),
         }
-
-    drawings = {
-        "candles.png": lambda ax: plots.candles(candles, ax=ax, title="SBER, 1 hour"),
-        "depth.png": lambda ax: plots.depth(book, ax=ax),
-        "spread.png": lambda ax: plots.spread(spreads, ax=ax),
-        "trade_tape.png": lambda ax: plots.trade_tape(trades, ax=ax),
-        "volume_profile.png": lambda ax: plots.volume_profile(trades, ax=ax),
-        "pnl.png": lambda ax: plots.pnl(positions, ax=ax),
-    }
-    out = result.out
-    for name, draw in drawings.items():
-        fig, ax = plt.subplots(figsize=(9, 4.5))
-        try:
-            draw(ax)
-            fig.tight_layout()
-            fig.savefig(out / name, dpi=110)
-            result.pictures.append(out / name)
-        finally:
-            plt.close(fig)
-    (out / "orderbook-ladder.html").write_text(ladder, encoding="utf-8")
-
-
-def _record_spreads(live_book, seconds: float):
-    """Best bid and ask after each update of a live book, for a few seconds."""
-    import pandas as pd
-
-    rows = []
-
-    def record(frame) -> None:
-        df = frame.df
-        best = df[df["level"] == 0].set_index("side")["price"]
-        rows.append({"time": df.attrs["time"], "bid": best.get("bid"), "ask": best.get("ask")})
-
-    handle = live_book.on_update(record)
-    time.sleep(seconds)
-    live_book.remove_callback(handle)
-    return pd.DataFrame(rows)
+    (result.out / "orderbook-ladder.html").write_text(ladder, encoding="utf-8")
+    if pictures is not None:
+        pictures.mkdir(parents=True, exist_ok=True)
+        for path in result.pictures:
+            shutil.copy2(path, pictures / path.name)
 
 
 def _ladder_html(live_book) -> str:

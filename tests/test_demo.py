@@ -9,7 +9,8 @@ from pathlib import Path
 def test_demo_writes_report_with_plots_and_prints_real_tables(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "invia_data.cli", "demo", "--out", str(out)],
+        [sys.executable, "-m", "invia_data.cli", "demo", "--out", str(out),
+         "--pictures", str(tmp_path / "pictures")],
         capture_output=True, text=True, timeout=400, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -22,6 +23,8 @@ def test_demo_writes_report_with_plots_and_prints_real_tables(tmp_path: Path) ->
                     "volume_profile.png", "pnl.png"):
         assert (out / picture).stat().st_size > 5_000
         assert f'src="{picture}"' in report
+    copied = {p.name for p in (tmp_path / "pictures").glob("*.png")}
+    assert {"candles.png", "candles_with_volume.png", "depth.png", "pnl.png"} <= copied
     assert (out / "01-quickstart.ipynb").exists() and (out / "02-order-book-live.ipynb").exists()
     assert list(out.glob("01-quickstart-*.png")), "the executed quickstart shows its plots"
     assert "Traceback" not in report

@@ -1,40 +1,25 @@
-"""Save a PNG of each chart of ``invia_data.plots`` into ``docs/pictures/``, drawn from live data
-of the embedded simulator (no account, no network)::
+"""A PNG of each chart of :mod:`invia_data.plots`, drawn from any client's live data.
 
-    python docs/make_pictures.py                 # docs/pictures/*.png for SBER
-    python docs/make_pictures.py --out /tmp/pics --symbol GAZP
-
-``make_pictures(client, out, symbol)`` does the same with any client (``invia-data demo`` calls
-it); it returns the paths written.
+``invia-data demo`` draws them from the embedded simulator into its output folder; with
+``--pictures docs/pictures`` it refreshes the pictures of the README.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-
-HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(HERE.parent))
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-import invia_data  # noqa: E402
-import invia_data.sim  # noqa: E402
-from invia_data import plots  # noqa: E402
+from . import plots
 
 
 def _save(out: Path, name: str, draw: Callable[[Any], Any],
           figsize: tuple[float, float] = (10, 5)) -> Path:
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     try:
         draw(ax)
@@ -45,8 +30,9 @@ def _save(out: Path, name: str, draw: Callable[[Any], Any],
         plt.close(fig)
 
 
-def _book_series(client: Any, symbol: str, samples: int, pause: float) -> pd.DataFrame:
-    """Best bid and ask sampled from successive order books, for the spread chart."""
+def book_series(client: Any, symbol: str, samples: int = 60, pause: float = 0.05) -> pd.DataFrame:
+    """Best bid and ask sampled from successive order books (time, bid, ask), for the spread
+    chart."""
     rows = []
     for _ in range(samples):
         book = client.orderbook(symbol, depth=1)
@@ -61,8 +47,10 @@ def _book_series(client: Any, symbol: str, samples: int, pause: float) -> pd.Dat
     return frame.drop_duplicates("time")
 
 
-def make_pictures(client: Any, out: str | Path = HERE / "pictures",
-                  symbol: str = "SBER") -> list[Path]:
+def make_pictures(client: Any, out: str | Path, symbol: str = "SBER") -> list[Path]:
+    """Draw every chart for ``symbol`` (and the portfolio's P&L) into ``out``; the paths."""
+    import matplotlib.pyplot as plt
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     now = pd.Timestamp.now(tz="UTC")
@@ -72,7 +60,7 @@ def make_pictures(client: Any, out: str | Path = HERE / "pictures",
     book = client.orderbook(symbol, depth=20)
     trades = client.all_trades(symbol)
     positions = client.positions()
-    quotes = _book_series(client, symbol, samples=60, pause=0.05)
+    quotes = book_series(client, symbol)
     written = [
         _save(out, "candles", lambda ax: plots.candles(candles, ax=ax), (11, 5)),
         _save(out, "depth", lambda ax: plots.depth(book, ax=ax)),
@@ -90,21 +78,3 @@ def make_pictures(client: Any, out: str | Path = HERE / "pictures",
     finally:
         plt.close(ax.figure)
     return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(HERE / "pictures"))
-    parser.add_argument("--symbol", default="SBER")
-    args = parser.parse_args(argv)
-    # a market clock 30x faster than real time gives the spread chart minutes of quotes
-    with invia_data.sim.run(port=0, seed=1, speed=30.0) as server, \
-            invia_data.connect(server.refresh_token, base_url=server.url,
-                               auth_url=server.auth_url, ws_url=server.ws_url) as client:
-        for path in make_pictures(client, args.out, args.symbol):
-            sys.stdout.write(f"{path}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
