@@ -287,7 +287,7 @@ class PortfolioData(DataCalls):
         """Own trades of the current session (of one instrument when ``symbol``), one row each:
         ``id``, ``order_no``, ``symbol``, ``short_name``, ``exchange``, ``board``,
         ``broker_symbol``, ``side``, ``price``, ``qty_units``, ``qty_batch``, ``qty``,
-        ``volume``, ``accrued_int``, ``commission``, ``currency``, ``date`` (UTC),
+        ``volume``, ``accrued_interest``, ``commission``, ``currency``, ``date`` (UTC),
         ``settle_date`` (UTC), ``comment``, ``repo_specific_fields``, ``existing``."""
         fmt = self._wire_format(format)
         check_tz(tz)

@@ -11,8 +11,13 @@ A table row reads ``canonical  simple  slim  heavy  kind  [flags]``:
   (nullable Int64), ``i8`` (int64, never null), ``bool``, ``ts_s`` / ``ts_ms`` (unix seconds /
   milliseconds -> UTC datetime), ``iso`` (ISO-8601 string -> UTC datetime), ``obj:KIND``
   (a nested object, or a list of them, of another table).
-* flag ``legacy``: a deprecated field that the server still sends (Simple's backward
-  compatibility); it is encoded and decoded, but is not a DataFrame column.
+* flag ``legacy``: a field that is encoded and decoded but is not a DataFrame column: a
+  deprecated field that only Simple still sends (its backward compatibility), or the trade's ISO
+  ``time`` (Simple and Heavy), which repeats ``timestamp`` and which Slim lacks.
+
+Canonical names spell words out even where the wire does not (``comission`` -> ``commission``,
+``marginSyntetic`` -> ``margin_synthetic``), and one wire field has one name in every table
+(``accruedInt`` -> ``accrued_interest``).
 """
 
 from __future__ import annotations
@@ -475,7 +480,7 @@ qty_units               qtyUnits            q       qtyUnits            int
 qty_batch               qtyBatch            qb      qtyBatch            int
 qty                     qty                 -       qty                 int
 volume                  volume              v       volume              float
-accrued_int             accruedInt          ai      accruedInt          float
+accrued_interest        accruedInt          ai      accruedInt          float
 commission              commission          cms     commission          float
 currency                -                   -       currency            str
 date                    date                d       date                iso
@@ -495,7 +500,7 @@ price_min           priceMin            pxmn    priceMin            float
 price_max           priceMax            pxmx    priceMax            float
 margin_buy          marginBuy           mgb     marginBuy           float
 margin_sell         marginSell          mgs     marginSell          float
-margin_syntetic     marginSyntetic      mgsnt   marginSyntetic      float
+margin_synthetic    marginSyntetic      mgsnt   marginSyntetic      float
 theor_price         theorPrice          pxt     theorPrice          float
 theor_price_limit   theorPriceLimit     pxtl    theorPriceLimit     float
 volatility          volatility          vl      volatility          float

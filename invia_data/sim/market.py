@@ -267,7 +267,7 @@ class Market:
             "price_min": round_to_step(spec, prev * (1 - limit)),
             "price_max": round_to_step(spec, prev * (1 + limit)),
             "margin_buy": margin, "margin_sell": round(margin * 1.02, 2),
-            "margin_syntetic": 0.0, "theor_price": 0.0, "theor_price_limit": 0.0,
+            "margin_synthetic": 0.0, "theor_price": 0.0, "theor_price_limit": 0.0,
             "volatility": 0.0,
         }
 

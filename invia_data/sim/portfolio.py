@@ -367,7 +367,7 @@ class Portfolios:
             "short_name": spec.short_name, "exchange": spec.exchange, "board": spec.board,
             "broker_symbol": f"{spec.exchange}:{spec.symbol}",
             "side": "buy" if side == BUY else "sell", "price": price, "qty_units": units,
-            "qty_batch": lots, "qty": lots, "volume": round(volume, 4), "accrued_int": 0.0,
+            "qty_batch": lots, "qty": lots, "volume": round(volume, 4), "accrued_interest": 0.0,
             "commission": commission, "currency": spec.currency, "date": _iso(t),
             "settle_date": _iso(math.floor(t / DAY) * DAY + DAY), "comment": "demo",
             "repo_specific_fields": None, "existing": False,
