@@ -64,6 +64,7 @@ from .cache import (
 )
 from .errors import APIError, InvalidArgument, InviaError, NotFound
 from .frames import convert, convert_tz, epoch_to_utc
+from .market import parse_symbol
 from .schema import CANDLE, HISTORY, normalize_format
 from .timeframes import CODES, label, to_seconds, to_wire
 from .times import TimeLike, check_tz, to_epoch_seconds
@@ -264,6 +265,7 @@ class Plan:
     """Everything ``history()`` was asked, validated before any request."""
 
     symbols: list[str]
+    exchanges: list[str]
     single: bool
     query: Query
     start: int | None
@@ -282,6 +284,7 @@ def _plan(symbols: str | Sequence[str], tf: str | int, start: TimeLike | None,
     tf_seconds = to_seconds(tf)
     fmt = normalize_format(DEFAULT_FORMAT if format is None else format)
     exchange = _text(exchange, "exchange").upper()
+    exchanges, names = _instruments(names, exchange)
     board = None if board is None else _text(board, "board")
     lo = None if start is None else to_epoch_seconds(start, name="start")
     hi = None if end is None else to_epoch_seconds(end, name="end")
@@ -295,8 +298,20 @@ def _plan(symbols: str | Sequence[str], tf: str | int, start: TimeLike | None,
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise InvalidArgument(f"max_workers: expected a positive int, got {max_workers!r}")
     store = CandleCache(resolve_cache_dir(cache_dir)) if cache else None
-    query = Query(names[0], exchange, board, tf_seconds, fmt)
-    return Plan(names, single, query, lo, hi, tz, store, progress, max_workers)
+    query = Query(names[0], exchanges[0], board, tf_seconds, fmt)
+    return Plan(names, exchanges, single, query, lo, hi, tz, store, progress, max_workers)
+
+
+def _instruments(names: list[str], exchange: str) -> tuple[list[str], list[str]]:
+    """(exchanges, symbols) of ``"SBER"`` (on ``exchange``) or ``"ITS:SOGN"`` spellings; the
+    frame is keyed by symbol, so one symbol on two exchanges is refused."""
+    pairs = list(dict.fromkeys(parse_symbol(name, exchange) for name in names))
+    symbols = [symbol for _, symbol in pairs]
+    twice = sorted({s for s in symbols if symbols.count(s) > 1})
+    if twice:
+        raise InvalidArgument(f"symbols: {', '.join(twice)} asked on two exchanges; "
+                              "call history() once per exchange")
+    return [ex for ex, _ in pairs], symbols
 
 
 # --- I/O ----------------------------------------------------------------------------------------
@@ -380,6 +395,9 @@ def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
             max_workers: int = 4) -> pd.DataFrame:
     """Candles of one symbol (``"SBER"``) or several (``["SBER", "GAZP"]``) as a DataFrame.
 
+    A symbol is on ``exchange`` unless it names its own (``"ITS:SOGN"``); the frame's
+    ``symbol`` level and the keys of ``attrs["open_candle"]`` are the bare symbols.
+
     ``tf``: seconds or a spelling of ``timeframes.py`` (``"1min"``, ``"5min"``, ``"1h"``,
     ``"D"``, ``"W"``). ``start``/``end``: any time ``times.py`` reads (naive = UTC);
     ``start`` inclusive, ``end`` exclusive, defaults in the module docstring. ``format``: the
@@ -397,7 +415,8 @@ def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
                  progress, max_workers)
     start_s, end_s, now = _resolve_range(http, plan)
     environment = environment_name(getattr(http, "base_url", "") or "default")
-    queries = [replace(plan.query, symbol=s) for s in plan.symbols]
+    queries = [replace(plan.query, exchange=ex, symbol=s)
+               for ex, s in zip(plan.exchanges, plan.symbols, strict=True)]
     keys = [CacheKey(environment, q.exchange, q.symbol, q.board, label(q.tf_seconds))
             for q in queries]
     known = [_from_cache(plan.cache, key, start_s, end_s) for key in keys]
@@ -552,7 +571,8 @@ def history_to_dataset(http: Http, symbols: str | Sequence[str], path: str | os.
         raise InvalidArgument(f"path: expected a directory path, got {path!r}")
     root = Path(path).expanduser()
     start_s, end_s, _ = _resolve_range(http, plan)
-    batches = _symbol_batches(plan.symbols, plan.query.tf_seconds)
+    names = [f"{ex}:{s}" for ex, s in zip(plan.exchanges, plan.symbols, strict=True)]
+    batches = _symbol_batches(names, plan.query.tf_seconds)
     units = [(batch, a, b) for a, b in _year_pieces(start_s, end_s) for batch in batches]
     total = sum(len(batch) for batch, _, _ in units)
     show = total > 1 if plan.progress is None else plan.progress
@@ -560,11 +580,13 @@ def history_to_dataset(http: Http, symbols: str | Sequence[str], path: str | os.
     rows = []
     try:
         for batch, a, b in units:
-            frame = history(http, batch, plan.query.tf_seconds, a, b, exchange=plan.query.exchange,
-                            board=plan.query.board, format=plan.query.fmt, cache=cache,
-                            cache_dir=cache_dir, progress=False, max_workers=plan.max_workers)
-            for symbol in batch:
-                written = _write_year(root, plan.query, symbol, a, _closed_rows(frame, symbol))
+            frame = history(http, batch, plan.query.tf_seconds, a, b, board=plan.query.board,
+                            format=plan.query.fmt, cache=cache, cache_dir=cache_dir,
+                            progress=False, max_workers=plan.max_workers)
+            for name in batch:
+                ex, _, symbol = name.partition(":")
+                query = replace(plan.query, exchange=ex, symbol=symbol)
+                written = _write_year(root, query, symbol, a, _closed_rows(frame, symbol))
                 if written is not None:
                     rows.append(written)
             if bar is not None:

@@ -166,6 +166,7 @@ def test_empty_candle_frame_has_the_schema() -> None:
     (("SBER",), {"max_workers": 0}, "max_workers"),
     (("SBER",), {"progress": "yes"}, "progress"),
     (("SBER",), {"cache": "no"}, "cache"),
+    ((["MOEX:SBER", "SPBX:SBER"],), {}, "two exchanges"),
 ])
 def test_bad_input_raises_before_any_request(args, kwargs, match) -> None:
     http = NoRequests()
@@ -252,6 +253,28 @@ def test_several_symbols_give_a_symbol_time_multiindex(http) -> None:
         assert len(alone) == 72
         pd.testing.assert_frame_equal(both.xs(symbol, level="symbol"), alone, check_names=False)
     assert both.attrs["open_candle"] == {"SBER": None, "GAZP": None}
+
+
+def test_a_symbol_may_name_its_exchange_as_in_the_other_calls(http) -> None:
+    start, end = PAST, PAST + pd.Timedelta(days=2)
+    named = history(http, "ITS:SOGN", "1h", start, end, cache=False)
+    plain = history(http, "SOGN", "1h", start, end, exchange="ITS", cache=False)
+    assert len(named) == 48
+    pd.testing.assert_frame_equal(named, plain)
+    mixed = history(http, ["SBER", "ITS:SOGN"], "1h", start, end, cache=False)
+    assert list(mixed.index.get_level_values("symbol").unique()) == ["SBER", "SOGN"]
+    pd.testing.assert_frame_equal(mixed.xs("SOGN", level="symbol"), plain, check_names=False)
+
+
+def test_export_of_a_symbol_on_another_exchange(http, tmp_path) -> None:
+    written = history_to_dataset(http, ["SBER", "ITS:SOGN"], tmp_path, "D", "2024-01-01",
+                                 "2024-01-11")
+    assert sorted(written["symbol"]) == ["SBER", "SOGN"]
+    assert {p.split("/exchange=")[1].split("/")[0] for p in written["path"]} == {"ITS", "MOEX"}
+    data = pd.read_parquet(tmp_path)
+    sogn = data[data["symbol"] == "SOGN"].set_index("time").sort_index()
+    expected = history(http, "SOGN", "D", "2024-01-01", "2024-01-11", exchange="ITS", cache=False)
+    np.testing.assert_array_equal(sogn["close"].to_numpy(), expected["close"].to_numpy())
 
 
 def test_many_pages_equal_one_request(http, monkeypatch) -> None:
@@ -498,7 +521,8 @@ def test_export_batches_symbols_and_merges_existing_files(http, tmp_path, monkey
     empty = history_to_dataset(http, symbols, out, "D", "2016-01-01", "2016-06-01")
     assert empty.empty and not out.exists()  # before the history starts: no files
     history_to_dataset(http, symbols, out, "D", "2024-01-01", "2024-02-01")
-    assert calls == [symbols, symbols]  # daily candles: all symbols in one call per year
+    qualified = [f"MOEX:{s}" for s in symbols]
+    assert calls == [qualified, qualified]  # daily candles: all symbols in one call per year
     more = history_to_dataset(http, symbols, out, "D", "2024-01-15", "2024-03-01")
     assert sorted(more["candles"]) == [60, 60, 60]  # Jan 1 - Feb 29, merged with the first run
     data = pd.read_parquet(out)
@@ -509,7 +533,7 @@ def test_export_of_minute_candles_takes_one_symbol_at_a_time(http, tmp_path, mon
     calls = spy_on_history(monkeypatch)
     written = history_to_dataset(http, ["SBER", "GAZP"], tmp_path, "1min", "2024-03-01",
                                  "2024-03-01T06:00")
-    assert calls == [["SBER"], ["GAZP"]] and list(written["candles"]) == [360, 360]
+    assert calls == [["MOEX:SBER"], ["MOEX:GAZP"]] and list(written["candles"]) == [360, 360]
 
 
 def test_random_overlapping_calls_match_direct_downloads(http, tmp_path) -> None:
