@@ -257,8 +257,8 @@ class Http:
                 message = "the token was missing, expired or rejected"
             message = f"{message} ({server_text})" if server_text else message
         elif status == 404:
-            subject = what or path
-            message = f"{subject} not found" + (f": {server_text}" if server_text else "")
+            subject = f"{what or path} not found"
+            message = subject if server_text in ("", subject) else f"{subject}: {server_text}"
         else:
             message = server_text or response.reason or f"HTTP {status}"
         return error_for_status(status, message, label, retry_after)

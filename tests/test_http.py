@@ -187,6 +187,17 @@ def test_not_found_names_the_subject():
     assert isinstance(info.value, LookupError)
 
 
+def test_not_found_says_it_once_when_the_server_says_the_same():
+    same = {"message": "instrument MOEX:NOPE not found"}
+    http, _, _ = make_http(sequence((404, same, {}), (404, {"message": "no such board"}, {})))
+    with pytest.raises(NotFound) as info:
+        http.get("/md/v2/history", auth=False, what="instrument MOEX:NOPE")
+    assert info.value.message == "instrument MOEX:NOPE not found"
+    with pytest.raises(NotFound) as info:
+        http.get("/md/v2/history", auth=False, what="instrument MOEX:NOPE")
+    assert info.value.message == "instrument MOEX:NOPE not found: no such board"
+
+
 def test_plain_text_error_body_is_kept():
     http, _, _ = make_http(sequence((400, b"Invalid tf", {})))
     with pytest.raises(BadRequest, match="Invalid tf"):
