@@ -559,8 +559,10 @@ class PortfolioSubscription(Subscription):
         return records
 
     def _record(self, record: Mapping[str, Any], existing: bool) -> bytes:
+        omitted = STREAM_OMITS.get(self.kind, ())
+        record = {k: v for k, v in record.items() if k not in omitted}
         if self.has_existing:
-            record = {**record, "existing": existing}
+            record["existing"] = existing
         return self.encoded(self.kind, record)
 
     async def produce(self) -> None:
@@ -577,6 +579,9 @@ class PortfolioSubscription(Subscription):
                     self.emit(self._record(record, False))
                 seq = max(seq, change_seq)
 
+
+# REFERENCE §4.5: own trades on the stream lack Heavy's shortName and currency
+STREAM_OMITS = {"own_trade": ("short_name", "currency")}
 
 OPCODES: dict[str, tuple] = {
     "orderbookgetandsubscribe": (BookSubscription,),

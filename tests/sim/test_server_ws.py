@@ -132,6 +132,17 @@ def test_portfolio_streams_send_current_state(sim, ws_client, opcode, kind, port
         assert first["existing"] is True
 
 
+def test_own_trades_on_the_stream_lack_heavy_short_name_and_currency(sim, ws_client):
+    assert sim.market.own_trades("D39004"), "the demo portfolio has trades this session"
+    client = ws_client()
+    guid = client.subscribe("TradesGetAndSubscribeV2", portfolio="D39004", exchange="MOEX",
+                            format="Heavy")
+    assert client.result(guid)["httpCode"] == 200
+    data = client.data(guid)[0]
+    assert "orderNo" in data and "settleDate" in data
+    assert "shortName" not in data and "currency" not in data
+
+
 def test_orders_filter_by_status_and_skip_history(sim, ws_client):
     client = ws_client()
     statuses = {o["status"] for o in sim.market.orders("D39004")}
