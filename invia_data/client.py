@@ -143,7 +143,7 @@ class Client(MarketData, PortfolioData):
 
                 self._stream = Stream(self.ws_url, self.tokens.token, http=self.http,
                                       exchange=self.exchange, portfolio=self.portfolio,
-                                      format=self.format or "Slim")
+                                      format=self.format)
             return self._stream
 
     def history(self, symbols: str | list[str], tf: str | int = "1min",

@@ -57,6 +57,17 @@ def _with_path(url: str, path: str | None) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + path.lstrip("/"), "", ""))
 
 
+# Without a pinned format, each kind takes the fastest format (lowest minimum frequency) that
+# carries all its columns, so a live frame holds what the HTTP call of the same kind holds:
+# Slim lacks the quote's change and previous close, the position's lots, the own trade's
+# settlement date; Simple lacks the quote's currency and the own trade's settlement date.
+DEFAULT_FORMATS = {
+    "orderbook": "Slim", "trades": "Slim", "bars": "Slim", "instrument_state": "Slim",
+    "summary": "Slim", "risk": "Slim", "orders": "Slim", "stop_orders": "Slim",
+    "positions": "Simple", "forts_risk": "Simple", "quotes": "Heavy", "own_trades": "Heavy",
+}
+
+
 class Stream:
     """Live data of one client: one WebSocket connection (``/cws`` by default, ``path="/ws"``
     selectable), opened on first use. Use as a context manager or call :meth:`close`.
@@ -64,9 +75,9 @@ class Stream:
     ``token_provider()`` returns a valid JWT; it is called for every outgoing message (when
     it is a bound method of an object with ``invalidate(token)``, e.g. a TokenManager, a 401
     frame invalidates the token before the subscription is re-sent). ``http`` (``.get(path,
-    params)``) fetches trades and candles missed during an outage. ``format`` and
-    ``frequency`` (ms; default: the format's minimum) apply to calls that do not pin their
-    own. ``stale_after``: seconds without a message on a market-data subscription before the
+    params)``) fetches trades and candles missed during an outage. ``format`` (default: per
+    kind, ``DEFAULT_FORMATS``) and ``frequency`` (ms; default: the format's minimum) apply to
+    calls that do not pin their own. ``stale_after``: seconds without a message on a market-data subscription before the
     watchdog reconnects (None: off). ``subscribe_timeout``: how long a call waits for the
     server's answer. ``reconnect_delay``/``max_reconnect_delay``: the exponential backoff
     (with jitter). ``ping_interval``: quiet seconds before a WebSocket ping; twice that with
@@ -74,7 +85,8 @@ class Stream:
     """
 
     def __init__(self, ws_url: str, token_provider: Callable[[], str], *, http: Any = None,
-                 exchange: str = "MOEX", portfolio: str | None = None, format: str = "Slim",
+                 exchange: str = "MOEX", portfolio: str | None = None,
+                 format: str | None = None,
                  path: str | None = None, frequency: int | None = None,
                  stale_after: float | None = 60.0, subscribe_timeout: float = 5.0,
                  reconnect_delay: float = 0.5, max_reconnect_delay: float = 15.0,
@@ -87,7 +99,7 @@ class Stream:
             raise InvalidArgument(f"stale_after must be positive or None, got {stale_after!r}")
         self.exchange = check_exchange(exchange)
         self.portfolio = portfolio
-        self.format = normalize_format(format)
+        self.format = None if format is None else normalize_format(format)
         self.frequency = None if frequency is None else check_count(frequency, "frequency", low=0)
         self.subscribe_timeout = subscribe_timeout
         self.http = http
@@ -112,7 +124,7 @@ class Stream:
         replaced by each message; ``df.attrs["time"]`` is the exchange timestamp."""
         depth = check_count(depth, "depth", high=MAX_BOOK_DEPTH)
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
-        fmt = self._format(format)
+        fmt = self._format(format, "orderbook")
         request = instrument_request("orderbook", sym, ex, board=check_board(board),
                                      format=fmt, depth=depth,
                                      frequency=self._frequency(frequency, fmt))
@@ -134,7 +146,7 @@ class Stream:
         if not items:
             raise InvalidArgument("symbols is empty")
         pairs = list(dict.fromkeys(parse_symbol(s, exchange or self.exchange) for s in items))
-        fmt = self._format(format)
+        fmt = self._format(format, "quotes")
         freq = self._frequency(frequency, fmt)
         board = check_board(board)
         requests = [(instrument_request("quotes", sym, ex, board=board, format=fmt,
@@ -152,7 +164,7 @@ class Stream:
         depth = check_count(depth, "depth", low=0, high=MAX_TRADES_DEPTH)
         maxlen = check_count(maxlen, "maxlen")
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
-        fmt = self._format(format)
+        fmt = self._format(format, "trades")
         board = check_board(board)
         request = instrument_request("trades", sym, ex, board=board, format=fmt, depth=depth,
                                      includeVirtualTrades=False)
@@ -170,7 +182,7 @@ class Stream:
         later one starts. Same columns as ``Client.history`` plus ``is_closed``."""
         tf_seconds = to_seconds(tf)
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
-        fmt = self._format(format)
+        fmt = self._format(format, "bars")
         board = check_board(board)
         if start is None:
             begin = int(time.time()) - DEFAULT_BAR_COUNT * tf_seconds
@@ -190,7 +202,7 @@ class Stream:
         """Trading status and limits of an instrument: one row, later messages update the
         fields that changed."""
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
-        fmt = self._format(format)
+        fmt = self._format(format, "instrument_state")
         board = check_board(board)
         request = instrument_request("instrument_state", sym, ex, board=board, format=fmt)
         return self._open("instrument_state", f"{ex}:{sym}", [(request, sym, ex)],
@@ -242,7 +254,7 @@ class Stream:
                 f"{kind} needs a portfolio: pass portfolio= (no default portfolio is set)")
         portfolio = portfolio.strip()
         ex = check_exchange(exchange or self.exchange)
-        fmt = self._format(format)
+        fmt = self._format(format, kind)
         request = portfolio_request(kind, portfolio, ex, format=fmt)
         return self._open(kind, portfolio, [(request, portfolio, ex)], make_state(kind, fmt),
                           {"portfolio": portfolio, "exchange": ex, "format": fmt}, timeout)
@@ -330,8 +342,10 @@ class Stream:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _format(self, fmt: str | None) -> str:
-        return self.format if fmt is None else normalize_format(fmt)
+    def _format(self, fmt: str | None, kind: str) -> str:
+        if fmt is not None:
+            return normalize_format(fmt)
+        return self.format or DEFAULT_FORMATS[kind]
 
     def _frequency(self, frequency: int | None, fmt: str) -> int:
         if frequency is not None:

@@ -20,8 +20,11 @@ from invia_data.errors import (
     StreamClosed,
 )
 from invia_data.frames import dtypes
-from invia_data.schema import INSTRUMENT_STATE
+from invia_data.schema import BOOK_LEVEL, CANDLE, INSTRUMENT_STATE, TRADE
 from invia_data.stream import LiveFrame, Stream
+from invia_data.stream.protocol import MIN_FREQUENCY
+from invia_data.stream.state import _KEYED, _ROWS
+from invia_data.stream.stream import DEFAULT_FORMATS
 
 FORMATS = ("Simple", "Slim", "Heavy")
 WAIT = 10.0
@@ -97,6 +100,34 @@ def test_every_kind_matches_the_http_frame(sim, fmt):
         positions = live["positions"].df
         assert not positions.duplicated(["symbol", "exchange"]).any()
         assert len(live["summary"].df) == len(live["risk"].df) == 1
+
+
+def test_each_default_format_is_the_fastest_that_carries_every_column():
+    by_speed = sorted(FORMATS, key=MIN_FREQUENCY.get)
+    schemas = {**{kind: schema for kind, (schema, _) in _KEYED.items()}, **_ROWS,
+               "orderbook": BOOK_LEVEL, "trades": TRADE, "bars": CANDLE}
+    assert set(DEFAULT_FORMATS) == set(schemas)
+    for kind, schema in schemas.items():
+        complete = [fmt for fmt in by_speed
+                    if all(f.legacy or f.key(fmt) is not None for f in schema.fields)]
+        assert DEFAULT_FORMATS[kind] == complete[0], kind
+
+
+def test_live_frames_hold_the_values_of_the_http_frames(sim):
+    with _client(sim) as inv:
+        stream = inv.stream
+        quotes = stream.quotes(["SBER", "GAZP"])
+        positions = stream.positions()
+        own_trades = stream.own_trades()
+        for frame in (quotes, positions, own_trades):
+            frame.wait(0, timeout=WAIT)
+        quote = quotes.df
+        assert quote[["prev_close_price", "change", "change_percent", "currency"]].notna().all().all()
+        shares = positions.df[~positions.df["is_currency"]]
+        assert len(shares) and shares["open_qty_batch"].notna().all()
+        trades = own_trades.df
+        # the stream's own trades lack short_name and currency in every format (the API's)
+        assert len(trades) and trades[["settle_date", "qty"]].notna().all().all()
 
 
 def test_bars_replay_history_then_keep_one_open_candle(sim, token):
