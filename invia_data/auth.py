@@ -40,7 +40,8 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     JWT replaced by ``***``."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, _REDACTED)
+            # whole words only: a short wrong token ("x") must not mangle "expired"
+            text = re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", _REDACTED, text)
     text = _TOKEN_IN_QUERY.sub(lambda m: m.group(1) + _REDACTED, text)
     return _JWT_LIKE.sub(_REDACTED, text)
 

@@ -206,6 +206,13 @@ def test_unusable_token_server_answer_is_auth_error(body):
         tokens.token()
 
 
+def test_redact_leaves_words_that_contain_a_short_secret():
+    assert redact("Refresh token is invalid, expired", ["x"]) == (
+        "Refresh token is invalid, expired")
+    assert redact("refused x, x-ray, (x)", ["x"]) == "refused ***, x-ray, (***)"
+    assert redact("token a.b+c/d= rejected", ["a.b+c/d="]) == "token *** rejected"
+
+
 def test_redact_hides_secrets_queries_and_jwts():
     jwt = make_jwt(sub="x")
     text = f"POST /refresh?token={REFRESH}&a=1 Bearer {jwt} secret"
