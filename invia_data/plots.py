@@ -5,7 +5,8 @@ Every function takes ``ax=`` (draws into it, or into a new figure when None) and
 axes it drew the main series in; none calls ``plt.show()``. Times are shown as wall-clock
 times of ``tz`` (the exchange zone, ``Europe/Moscow``, by default) and the axis label says so.
 Prices are labelled "price, RUB" when the frame's ``attrs["currency"]`` is known. An empty
-frame gives an empty, labelled axes with a "no data" note. Wrong input raises
+frame gives an empty, labelled axes with a "no data" note. A ``LiveFrame`` is drawn as its
+snapshot ``.df`` of the moment. Wrong input raises
 :class:`~invia_data.errors.InvalidArgument` before anything is drawn.
 """
 
@@ -25,6 +26,7 @@ from matplotlib.collections import PolyCollection
 from . import timeframes
 from .books import book_sides, book_stats, check_levels
 from .errors import InvalidArgument
+from .stream.live import LiveFrame
 from .times import check_tz
 
 __all__ = [
@@ -49,6 +51,8 @@ TIME_COLUMNS = ("time", "ob_time", "last_price_time")
 
 
 def _check_frame(df: Any, what: str, required: Sequence[str] = ()) -> pd.DataFrame:
+    if isinstance(df, LiveFrame):
+        df = df.df  # the snapshot of now
     if not isinstance(df, pd.DataFrame):
         raise InvalidArgument(f"{what} must be a DataFrame, got {type(df).__name__}")
     missing = [c for c in required if c not in df.columns]

@@ -503,3 +503,19 @@ def test_charts_of_simulator_frames(client, new_ax):
         assert draw(frame, ax=new_ax) is new_ax
         assert "no data" not in texts(new_ax), draw.__name__
         assert new_ax.lines or new_ax.collections or new_ax.patches
+
+
+def test_charts_take_a_live_frame_as_its_snapshot(client, new_ax):
+    book = client.stream.orderbook("SBER", depth=5)
+    trades = client.stream.trades("SBER", depth=20)
+    try:
+        trades.wait(0, timeout=10)
+        assert plots.depth(book, ax=new_ax) is new_ax
+        lines = {line.get_label(): line for line in new_ax.get_lines()}
+        assert len(lines["bids"].get_ydata()) >= 5 and len(lines["asks"].get_ydata()) >= 5
+        new_ax.cla()
+        plots.trade_tape(trades, ax=new_ax)
+        assert sum(len(c.get_offsets()) for c in new_ax.collections) > 0
+    finally:
+        book.close()
+        trades.close()
