@@ -50,6 +50,7 @@ class LiveFrame:
         self._cache: tuple[int, pd.DataFrame] | None = None
         self._closer = closer
         self.callback_errors = 0
+        self._failed_callbacks: set[int] = set()
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -97,7 +98,8 @@ class LiveFrame:
     def on_update(self, fn: Callable[[LiveFrame], Any]) -> int:
         """Call ``fn(live_frame)`` on the stream thread after each batch of updates and on
         status changes. Returns a handle for :meth:`remove_callback`. Exceptions raised by
-        ``fn`` are logged and counted (``callback_errors``), never propagated."""
+        ``fn`` are counted (``callback_errors``), never propagated, and logged: the first
+        with its traceback at ERROR, the later ones of the same ``fn`` at DEBUG."""
         if not callable(fn):
             raise InvalidArgument(f"on_update needs a callable, got {fn!r}")
         handle = next(self._handles)
@@ -219,13 +221,18 @@ class LiveFrame:
     def _notify(self) -> None:
         with self._cond:
             self._cond.notify_all()
-            callbacks = list(self._callbacks.values()) if self._callbacks else ()
-        for fn in callbacks:
+            callbacks = list(self._callbacks.items()) if self._callbacks else ()
+        for handle, fn in callbacks:
             try:
                 fn(self)
             except Exception:
                 self.callback_errors += 1
-                log.exception("callback %r of %s raised", fn, self._label())
+                if handle in self._failed_callbacks:  # a traceback per update would flood
+                    log.debug("callback %r of %s raised again", fn, self._label(), exc_info=True)
+                    continue
+                self._failed_callbacks.add(handle)
+                log.exception("callback %r of %s raised (its later errors are logged at DEBUG "
+                              "and counted in callback_errors)", fn, self._label())
 
     # --- display --------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 
@@ -242,6 +243,24 @@ def test_callbacks_run_after_unlocking_and_errors_are_counted():
     assert seen == [3, "nested"] and live.callback_errors == 2
     with pytest.raises(InvalidArgument):
         live.on_update(42)
+
+
+def test_a_failing_callback_logs_its_traceback_once(caplog):
+    live = _book_frame()
+    live._apply(orjson.loads(SLIM_BOOK))
+
+    def broken(frame):
+        raise RuntimeError("boom")
+
+    live.on_update(broken)
+    with caplog.at_level(logging.DEBUG, logger="invia_data.stream"):
+        for _ in range(5):
+            live._notify()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert "callback_errors" in errors[0].getMessage()
+    assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 4
+    assert live.callback_errors == 5
 
 
 def test_wait_counts_updates_and_reports_errors_and_closing():
