@@ -155,6 +155,12 @@ def test_trades_history_pages_by_trade_id(counted, monkeypatch):
     assert list(capped["id"]) == list(whole["id"].iloc[:12])
 
 
+def test_trades_history_ids_follow_time(client):
+    whole = client.trades_history(limit=None)
+    ids = whole["id"].astype("int64")
+    assert ids.is_monotonic_increasing and whole["date"].is_monotonic_increasing
+
+
 def test_trades_history_date_from_filters(client):
     whole = client.trades_history(limit=None)
     middle = whole["date"].sort_values().iloc[len(whole) // 2]

@@ -146,6 +146,7 @@ class Portfolios:
             account.target[key] = float(lots * spec.lot_size)
         number = 0
         for day in range(first_day, self._start_day):
+            drawn = []
             for key in account.keys:
                 if rng.random() > 0.35:
                     continue
@@ -155,8 +156,12 @@ class Portfolios:
                 price = spec.price(int(bars.close[minute]))
                 lots = int(rng.integers(1, 6))
                 side = self._side(account, key, lots, float(rng.random()))
-                number += 1
                 t = bars.time[minute] + float(rng.integers(0, 60))
+                drawn.append((t, spec, side, price, lots))
+            # a side depends only on its own instrument, so the day's trades can be numbered
+            # in time order, as an exchange numbers them
+            for t, spec, side, price, lots in sorted(drawn, key=lambda trade: trade[0]):
+                number += 1
                 trade_id = str((day * 10_000 + number) * 10 + 7)
                 record = self._apply_trade(account, spec, side, price, lots, float(t), trade_id,
                                            order_no=str(int(t) * 10 + 3))
