@@ -152,7 +152,17 @@ class Client(MarketData, PortfolioData):
                 format: str | None = None, tz: str | None = None, cache: bool = True,
                 cache_dir: str | os.PathLike[str] | None = None,
                 progress: bool | None = None) -> pd.DataFrame:
-        """Candles as a DataFrame; see :func:`invia_data.history.history`."""
+        """Candles of one symbol (``"SBER"``, ``"ITS:SOGN"``) or a list of them, paged and
+        cached on disk; details in :func:`invia_data.history.history`.
+
+        Returns a DataFrame indexed by ``time`` (the candle start, tz-aware UTC unless ``tz``),
+        or by (``symbol``, ``time``) for a list, with ``open``, ``high``, ``low``, ``close``
+        (float64) and ``volume`` (int64, lots). ``attrs["open_candle"]`` is the start of the
+        last candle when it had not closed yet (per symbol for a list), ``attrs["tf"]`` the
+        timeframe. ``tf``: seconds, ``"1min"``, ``"5min"``, ``"1h"``, ``"D"``, ``"W"``,
+        ``"M"``; ``start`` inclusive, ``end`` exclusive (default: now), naive times are UTC;
+        without ``start``, a window before ``end`` that grows with ``tf``.
+        """
         from .history import history
 
         return history(self.http, symbols, tf, start, end, exchange=exchange or self.exchange,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import socket
 import threading
@@ -288,6 +289,12 @@ def test_history_delegates_with_the_client_http(sim, tmp_path):
                          cache_dir=tmp_path)
         assert len(df) > 0 and list(df.columns) == ["open", "high", "low", "close", "volume"]
         assert str(df.index.tz) == "UTC" and (df["high"] >= df["low"]).all()
+
+
+def test_history_help_describes_the_frame_without_a_detour():
+    text = inspect.getdoc(invia_data.Client.history)
+    for term in ("time", "symbol", "open", "volume", "open_candle", "tz", "ITS:SOGN"):
+        assert term in text, term
 
 
 def test_stream_is_lazy_and_closed_with_the_client(sim):
