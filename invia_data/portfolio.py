@@ -109,6 +109,9 @@ class PortfolioData(DataCalls):
         return portfolio_table(self._token_portfolios(), agreements, self.exchange)
 
     def _portfolio(self, portfolio: str | None, *, prefix: str = "D") -> str:
+        if self.tokens is None:
+            raise InvalidArgument("portfolio data needs credentials: pass refresh_token= "
+                                  "to connect() or set INVIA_REFRESH_TOKEN")
         known = self._token_portfolios()
         if portfolio is None:
             found = self.portfolio if prefix == "D" else next(
@@ -119,9 +122,6 @@ class PortfolioData(DataCalls):
         if not isinstance(portfolio, str) or not portfolio.strip():
             raise InvalidArgument(f"portfolio must be a non-empty string, got {portfolio!r}")
         portfolio = portfolio.strip()
-        if self.tokens is None:
-            raise InvalidArgument("portfolio data needs credentials: pass refresh_token= "
-                                  "to connect() or set INVIA_REFRESH_TOKEN")
         if portfolio not in known:
             listed = ", ".join(known) or "none"
             raise InvalidArgument(f"portfolio {portfolio!r} is not in the token "

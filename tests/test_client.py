@@ -121,6 +121,9 @@ def test_anonymous_calls_that_need_a_token_say_so(no_env, sim):
         inv.orderbook("SBER")
     with pytest.raises(InvalidArgument, match="credentials"):
         inv.positions(portfolio="D39004")
+    for call in (inv.positions, inv.summary, inv.forts_risk, inv.orders):
+        with pytest.raises(InvalidArgument, match="needs credentials"):
+            call()  # no token, so no portfolio of its own: say what is missing
 
 
 def test_bad_connect_arguments(no_env):
