@@ -52,3 +52,11 @@ def test_import_adds_no_handlers_and_prints_nothing():
     out = subprocess.run([sys.executable, "-c", "import invia_data"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and out.stdout == "" and out.stderr == ""
+
+
+def test_the_license_is_an_spdx_string_so_installs_build_without_deprecation_warnings():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert '\nlicense = "MIT"\n' in text  # a TOML table here is deprecated by setuptools 77+
+    assert 'requires = ["setuptools>=77"]' in text  # the first release reading that string
