@@ -10,6 +10,7 @@ import base64
 import html
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -133,13 +134,18 @@ def execute_notebook(path: Path, result: DemoResult, env: dict[str, str], timeou
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
+    from traitlets.config import Config
 
     nb = nbformat.read(path, as_version=4)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the environment: it connects to this simulator
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        # local sockets rather than TCP ports: the kernel then has no plain-text warning to print
+        with tempfile.TemporaryDirectory(prefix="invia-kernel-") as sockets:
+            ipc = Config({"KernelManager": {"transport": "ipc",
+                                            "ip": os.path.join(sockets, "kernel")}})
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", config=ipc,
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
     finally:
         for key, value in saved.items():
             if value is None:

@@ -14,6 +14,7 @@ def test_demo_writes_report_with_plots_and_prints_real_tables(tmp_path: Path) ->
         capture_output=True, text=True, timeout=400, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "WARNING" not in done.stderr, done.stderr[-3000:]  # the kernels start quietly
     printed = done.stdout
     for title in ("== quotes ==", "== order book ITS:SOGN", "== positions ==", "Report:"):
         assert title in printed
