@@ -84,5 +84,6 @@ def check_tz(tz: str | dt.tzinfo | None) -> str | dt.tzinfo | None:
     try:
         pd.Timestamp(0, tz=tz)
     except Exception as exc:  # zoneinfo, pytz and dateutil raise different types
-        raise InvalidArgument(f"unknown time zone {tz!r}") from exc
+        raise InvalidArgument(f"unknown time zone {tz!r}: use an IANA name such as "
+                              "'Europe/Moscow' or 'UTC', or an offset such as '+03:00'") from exc
     return tz

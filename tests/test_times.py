@@ -55,3 +55,10 @@ def test_time_zone_check():
     for bad in ("Mars/Base", 3, ""):
         with pytest.raises(InvalidArgument):
             check_tz(bad)
+
+
+def test_an_unknown_zone_is_answered_with_names_that_work():
+    with pytest.raises(InvalidArgument, match="'MSK'.*'Europe/Moscow'") as info:
+        check_tz("MSK")
+    assert check_tz("+03:00") == "+03:00"  # the offset the message offers is accepted
+    assert "'UTC'" in str(info.value)
