@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -73,6 +74,9 @@ def run_sim(args: argparse.Namespace) -> int:
     if server.cert_path:
         info["cert_path"] = server.cert_path
     print(orjson.dumps(info).decode(), flush=True)
+    # a shell starts background jobs with SIGINT ignored, and Python keeps it so: restore it,
+    # so that Ctrl-C or kill -INT stops the simulator however it was started
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -7,15 +7,22 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 import requests
 
 from invia_data.cli import build_parser
 
 
-def test_sim_command_prints_its_urls_then_serves_until_interrupted():
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell does for a background job
+
+
+@pytest.mark.parametrize("as_background_job", [False, True])
+def test_sim_command_prints_its_urls_then_serves_until_interrupted(as_background_job):
     process = subprocess.Popen(
         [sys.executable, "-m", "invia_data.cli", "sim", "--port", "0", "--seed", "3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ignore_sigint if as_background_job else None)
     try:
         info = orjson.loads(process.stdout.readline())
         assert set(info) == {"url", "ws_url", "auth_url", "refresh_token"}
