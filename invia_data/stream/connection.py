@@ -61,6 +61,7 @@ class Sub:
         self.route = Route(request, target=self, conflate=request.kind in CONFLATED_KINDS)
         self.refresh = refresh
         self.settled = threading.Event()
+        self.awaited = False  # a subscribing call is waiting and will raise a rejection itself
         self.rejection: BaseException | None = None
         self.messages = 0
         self.errors = 0
@@ -433,7 +434,9 @@ class Connection:
             return
         error = error_for_status(status, message or "subscription rejected",
                                  request=sub.request.opcode)
-        log.warning("%s %s rejected: %s", sub.kind, sub.symbol, error)
+        # the caller still waiting gets the exception; a later rejection has only this log
+        log.log(logging.INFO if sub.awaited else logging.WARNING, "%s %s rejected: %s",
+                sub.kind, sub.symbol, error)
         with self._lock:
             self._session.forget(sub.route)
             if sub in self._subs:

@@ -359,6 +359,8 @@ class Stream:
             raise StreamClosed("the stream is closed")
         frame = LiveFrame(kind, label, params, state, closer=self._close_frame)
         subs = [Sub(frame, request, sym, ex, refresh) for request, sym, ex in requests]
+        for sub in subs:
+            sub.awaited = not self._conn.on_thread()  # see _await
         with self._lock:
             self._frames[frame] = subs
         try:
@@ -376,11 +378,15 @@ class Stream:
         if self._conn.on_thread():
             return
         deadline = time.monotonic() + timeout
-        for sub in subs:
-            sub.settled.wait(max(0.0, deadline - time.monotonic()))
-            if sub.rejection is not None:
-                self._close_frame(frame)
-                raise sub.rejection
+        try:
+            for sub in subs:
+                sub.settled.wait(max(0.0, deadline - time.monotonic()))
+                if sub.rejection is not None:
+                    self._close_frame(frame)
+                    raise sub.rejection
+        finally:
+            for sub in subs:
+                sub.awaited = False
 
     def _close_frame(self, frame: LiveFrame) -> None:
         with self._lock:

@@ -3,6 +3,7 @@ as the HTTP calls, rejections, health, callbacks and closing."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -168,6 +169,15 @@ def test_rejections_raise_the_matching_error(sim, token, token_for):
     with Stream(sim.ws_url, lambda: narrow) as stream:
         with pytest.raises(Forbidden):
             stream.positions("G39004")
+
+
+def test_a_rejection_raised_to_the_caller_is_not_also_a_warning(sim, token, caplog):
+    with Stream(sim.ws_url, lambda: token) as stream:
+        with caplog.at_level(logging.INFO, logger="invia_data.stream"):
+            with pytest.raises(NotFound):
+                stream.orderbook("NOSUCH")
+    rejected = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(rejected) == 1 and rejected[0].levelno == logging.INFO
 
 
 def test_bad_arguments_raise_before_anything_is_sent(sim, token):
