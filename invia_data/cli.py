@@ -54,6 +54,9 @@ def _sim_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve https/wss with a self-signed certificate made at start")
     parser.add_argument("--firehose", action="store_true",
                         help="order-book subscriptions send as fast as the socket takes them")
+    parser.add_argument("--guid-reuse", choices=("replace", "reject"), default="replace",
+                        help="a subscribe whose guid is already active on the connection: replace "
+                             "the old subscription (default) or reject it with 400")
     parser.add_argument("--log-level", default="INFO", help="logging level on stderr (default INFO)")
 
 
@@ -65,7 +68,7 @@ def run_sim(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     try:
         server = sim.start(host=args.host, port=args.port, seed=args.seed, speed=args.speed,
-                          tls=args.tls, firehose=args.firehose)
+                          tls=args.tls, firehose=args.firehose, guid_reuse=args.guid_reuse)
     except InviaError as exc:
         print(f"invia-data sim: {exc}", file=sys.stderr)
         return 1

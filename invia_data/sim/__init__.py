@@ -26,6 +26,7 @@ __all__ = ["Simulator", "run", "start", "Faults"]
 log = logging.getLogger("invia_data.sim")
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 10.0
+GUID_REUSE_MODES = ("replace", "reject")
 
 
 class Simulator:
@@ -34,17 +35,20 @@ class Simulator:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, seed: int = 1,
                  speed: float = 1.0, tls: bool = False, firehose: bool = False,
                  faults: Faults | Mapping[str, Any] | None = None,
-                 refresh_token: str | None = None) -> None:
+                 refresh_token: str | None = None, guid_reuse: str = "replace") -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidArgument(f"port must be an integer in 0..65535, got {port!r}")
         if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed <= 0:
             raise InvalidArgument(f"speed must be a positive number, got {speed!r}")
+        if guid_reuse not in GUID_REUSE_MODES:
+            raise InvalidArgument(f"guid_reuse must be one of {GUID_REUSE_MODES}, got {guid_reuse!r}")
         self.host = host
         self.port = port
         self.seed = seed
         self.speed = float(speed)
         self.tls = tls
         self.firehose = firehose
+        self.guid_reuse = guid_reuse
         self.faults = Faults.coerce(faults, seed)
         from .auth import TokenIssuer
         from .market import Market
@@ -157,7 +161,8 @@ class Simulator:
         from .server import SimServer
 
         self._stop_event = asyncio.Event()
-        server = SimServer(self.market, self._issuer, self.faults, firehose=self.firehose)
+        server = SimServer(self.market, self._issuer, self.faults, firehose=self.firehose,
+                           guid_reuse=self.guid_reuse)
         runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,
                                shutdown_timeout=1.0)
         await runner.setup()
@@ -190,7 +195,8 @@ def start(**kwargs: Any) -> Simulator:
     (market clock rate), ``tls=False`` (https/wss with a self-signed certificate whose path is
     ``.cert_path``), ``firehose=False`` (order-book subscriptions send as fast as the socket
     takes them), ``faults=None`` (a Faults object or a mapping of its settings),
-    ``refresh_token=None`` (a random one is made).
+    ``refresh_token=None`` (a random one is made), ``guid_reuse="replace"`` (a subscribe whose
+    guid is active on the same connection replaces it; ``"reject"`` answers 400 and keeps the old).
     """
     return Simulator(**kwargs).start()
 

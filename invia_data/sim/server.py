@@ -32,11 +32,12 @@ class SimServer:
     """The application state: market, token issuer, faults, open WebSocket connections."""
 
     def __init__(self, market: Any, issuer: TokenIssuer, faults: Faults, *,
-                 firehose: bool = False) -> None:
+                 firehose: bool = False, guid_reuse: str = "replace") -> None:
         self.market = market
         self.issuer = issuer
         self.faults = faults
         self.firehose = firehose
+        self.guid_reuse = guid_reuse
         self.connections: set[Any] = set()
         self.book_cache: dict[tuple, tuple[int, bytes]] = {}
         self.firehose_cache: dict[tuple, tuple[float, list[bytes]]] = {}

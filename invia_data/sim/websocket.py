@@ -2,7 +2,8 @@
 
 Every message carries its token and is checked on its own. A subscription answers with the
 200 result first, then data frames ``{"data": {...}, "guid": g}``; a guid reused on the same
-connection replaces the old subscription. Order books are encoded once per (instrument, depth,
+connection replaces the old subscription (or, with ``guid_reuse="reject"``, is answered 400
+while the old one keeps streaming). Order books are encoded once per (instrument, depth,
 format, book version) and the bytes are shared by every subscriber.
 
 Outgoing frames of a connection go through one ordered path: written straight to the socket
@@ -204,6 +205,8 @@ class Connection:
     def subscribe(self, kind: tuple, message: dict[str, Any], guid: str,
                   claims: Mapping[str, Any]) -> None:
         cls, *extra = kind
+        if self.server.guid_reuse == "reject" and guid in self.subscriptions:
+            raise Problem(400, f"A subscription with guid {guid!r} is already active")
         sub = cls(self, guid, message, claims, *extra)   # validates: raises Problem before 200
         old = self.subscriptions.pop(guid, None)
         if old is not None:

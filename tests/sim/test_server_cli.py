@@ -49,3 +49,5 @@ def test_parser_has_the_sim_options():
     assert (args.command, args.tls, args.firehose, args.speed, args.port) == ("sim", True, True, 2.0, 9)
     defaults = build_parser().parse_args(["sim"])
     assert (defaults.host, defaults.port, defaults.seed) == ("127.0.0.1", 8088, 1)
+    assert defaults.guid_reuse == "replace"
+    assert build_parser().parse_args(["sim", "--guid-reuse", "reject"]).guid_reuse == "reject"

@@ -37,7 +37,7 @@ def test_a_busy_port_is_a_transport_error(sim):
 
 
 @pytest.mark.parametrize("kwargs", [{"port": -1}, {"port": "80"}, {"speed": 0}, {"faults": 3},
-                                    {"faults": {"latency": -1}}])
+                                    {"faults": {"latency": -1}}, {"guid_reuse": "drop"}])
 def test_bad_arguments_are_rejected_before_starting(kwargs):
     with pytest.raises(InvalidArgument):
         invia_data.sim.start(**kwargs)

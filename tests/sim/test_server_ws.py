@@ -188,6 +188,22 @@ def test_reused_guid_replaces_the_subscription(ws_client):
     assert all("msTimestamp" in d for d in later[first_heavy:])
 
 
+def test_reused_guid_is_rejected_when_so_configured(fresh_sim, token_for, ws_client):
+    server = fresh_sim(guid_reuse="reject")
+    client = ws_client(server.ws_url, token_for(server))
+    guid = client.subscribe("OrderBookGetAndSubscribe", code="SBER", exchange="MOEX",
+                            format="Slim", depth=3, frequency=10)
+    assert client.result(guid)["httpCode"] == 200
+    client.data(guid)
+    client.subscribe("OrderBookGetAndSubscribe", guid=guid, code="GAZP", exchange="MOEX",
+                     format="Heavy", depth=7, frequency=500)
+    refusal = client.result(guid)
+    assert refusal["httpCode"] == 400 and guid in refusal["message"]
+    # the old subscription keeps streaming: Slim books of depth 3, never the Heavy ones
+    later = client.data(guid, 3, timeout=5)
+    assert all("t" in d and "msTimestamp" not in d and len(d["b"]) == 3 for d in later)
+
+
 def test_frequency_below_minimum_is_clamped(ws_client):
     client = ws_client()
     guid = client.subscribe("OrderBookGetAndSubscribe", code="SBER", exchange="MOEX",
