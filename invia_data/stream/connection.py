@@ -19,6 +19,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,39 @@ AUTH_RETRIES = 3
 TRANSIENT_RETRIES = 5
 TICK = 0.25
 READ_SIZE = 1 << 18
+RATE_WINDOW = 5.0    # seconds of recent messages behind health()'s messages_per_s
+RATE_BUCKET = 0.1    # arrivals are counted in buckets this wide, so memory stays bounded
+
+
+class RateMeter:
+    """Messages per second over a sliding window of recent arrivals. The window spans the
+    meter's age until it is full, so a young subscription is not under-reported, and a
+    reconnect does not reset it: the rate dips only as much as messages actually stopped.
+    Written by the stream thread, read by any thread."""
+
+    def __init__(self, now: float) -> None:
+        self._born = now
+        self._buckets: deque[list[int]] = deque()   # [bucket number, count], oldest first
+        self._lock = threading.Lock()
+
+    def add(self, now: float, count: int) -> None:
+        bucket = int(now // RATE_BUCKET)
+        with self._lock:
+            if self._buckets and self._buckets[-1][0] == bucket:
+                self._buckets[-1][1] += count
+            else:
+                self._buckets.append([bucket, count])
+            self._forget(now)
+
+    def rate(self, now: float) -> float:
+        with self._lock:
+            self._forget(now)
+            recent = sum(count for _, count in self._buckets)
+        return recent / min(RATE_WINDOW, max(now - self._born, RATE_BUCKET))
+
+    def _forget(self, now: float) -> None:
+        while self._buckets and (self._buckets[0][0] + 1) * RATE_BUCKET <= now - RATE_WINDOW:
+            self._buckets.popleft()
 
 
 class Sub:
@@ -72,8 +106,7 @@ class Sub:
         self.retry_at: float | None = None  # monotonic time of a re-send after a 429/5xx
         self.sent_at = 0.0
         self.last_message: float | None = None
-        self.rate = 0.0
-        self._rate_mark = (time.monotonic(), 0)
+        self.meter = RateMeter(time.monotonic())
 
     @property
     def request(self) -> Request:
@@ -283,10 +316,6 @@ class Connection:
             self._session.reset()
             subs = list(self._subs)
         _shutdown(ws)
-        now = time.monotonic()
-        for sub in subs:
-            sub.rate = 0.0
-            sub._rate_mark = (now, sub.messages)
         if self._closing.is_set():
             return
         for sub in subs:
@@ -368,6 +397,7 @@ class Connection:
             for route, (count, items) in groups.items():
                 sub = route.target
                 sub.messages += count
+                sub.meter.add(now, count)
                 sub.last_message = now
                 if not sub.settled.is_set():
                     sub.settled.set()
@@ -471,7 +501,7 @@ class Connection:
                 log.warning("token invalidation failed: %s", type(exc).__name__)
 
     def _tick(self, now: float) -> bool:
-        """Rates and the staleness watchdog; False asks for a reconnect."""
+        """Due re-sends and the staleness watchdog; False asks for a reconnect."""
         with self._lock:
             subs = list(self._subs)
             for sub in subs:
@@ -480,10 +510,6 @@ class Connection:
                     self._send_subscribe(sub)
         stale = []
         for sub in subs:
-            mark_time, mark_count = sub._rate_mark
-            if now - mark_time >= 1.0:
-                sub.rate = (sub.messages - mark_count) / (now - mark_time)
-                sub._rate_mark = (now, sub.messages)
             if self.stale_after is None or sub.kind not in WATCHED_KINDS:
                 continue
             if sub.frame.status in ("closed", "error"):

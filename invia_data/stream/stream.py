@@ -263,8 +263,8 @@ class Stream:
 
     def health(self) -> pd.DataFrame:
         """One row per subscription: ``kind``, ``symbol``, ``status``, ``messages``,
-        ``messages_per_s``, ``last_message_age`` (s), ``reconnects``, ``errors``, ``gaps``.
-        ``attrs["connection"]`` holds the connection counters (malformed frames, unknown
+        ``messages_per_s`` (over the last 5 s, kept across reconnects), ``last_message_age``
+        (s), ``reconnects``, ``errors``, ``gaps``. ``attrs["connection"]`` holds the connection counters (malformed frames, unknown
         guids, error frames, reconnects, stale events)."""
         now = time.monotonic()
         with self._lock:
@@ -278,7 +278,7 @@ class Stream:
                                else frame.symbol),
                     "status": frame.status,
                     "messages": sub.messages,
-                    "messages_per_s": float(sub.rate),
+                    "messages_per_s": sub.meter.rate(now),
                     "last_message_age": (now - sub.last_message
                                          if sub.last_message is not None else float("nan")),
                     "reconnects": sub.reconnects,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import orjson
 import pandas as pd
@@ -393,3 +394,47 @@ def test_request_reconnect_resubscribes_everything(sim, token):
         assert book.version > version
         assert stream.gaps()["kind"].tolist() == ["orderbook", "summary"]
         assert (stream.gaps()["backfilled"] == 0).all()
+
+
+class FakeClock:
+    """``time`` for one module: ``monotonic()`` is set by the test, the rest is real."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def test_message_rate_survives_a_reconnect(monkeypatch):
+    from invia_data.stream import connection as connection_module
+    from invia_data.stream import stream as stream_module
+
+    clock = FakeClock(1000.0)
+    monkeypatch.setattr(connection_module, "time", clock)
+    monkeypatch.setattr(stream_module, "time", clock)
+    stream = Stream("ws://127.0.0.1:9/cws", lambda: "t", stale_after=None)
+    connection, sub, frame = _offline_connection()
+    stream._conn, stream._frames[frame] = connection, [sub]
+
+    def deliver(times):
+        for now in times:
+            clock.now = now
+            book = b'{"data":{"b":[{"p":1.0,"v":1}],"a":[{"p":2.0,"v":1}],"t":5},"guid":"'
+            connection._process([book + sub.route.guid.encode() + b'"}'], now)
+            connection._tick(now)
+
+    deliver([1000.0 + i / 10 for i in range(10)])          # 10 messages in the first second
+    connection._disconnected(SimpleNamespace(sock=None))   # the server dropped the connection
+    connection._session.subscribe(sub.route, "t")          # re-sent on the new connection
+    deliver([1001.2, 1001.3, 1001.4, 1001.5, 1001.6])
+    assert stream.health()["messages"].tolist() == [15]
+    # 15 messages since the subscription began 1.6 s ago, the outage included
+    assert stream.health()["messages_per_s"].tolist() == [pytest.approx(15 / 1.6)]
+    clock.now = 1004.0
+    assert stream.health()["messages_per_s"].tolist() == [pytest.approx(15 / 4.0)]
+    clock.now = 1010.0  # nothing for longer than the window: the rate falls to zero
+    assert stream.health()["messages_per_s"].tolist() == [0.0]
