@@ -32,7 +32,17 @@ from .market import (
     path_part,
     without_none,
 )
-from .schema import FORTS_RISK, MONEY, ORDER, OWN_TRADE, POSITION, RISK, STOP_ORDER, SUMMARY
+from .schema import (
+    FORTS_RISK,
+    MONEY,
+    ORDER,
+    OWN_TRADE,
+    POSITION,
+    RISK,
+    STOP_ORDER,
+    SUMMARY,
+    Schema,
+)
 from .times import TimeLike, check_tz, to_utc
 
 if TYPE_CHECKING:
@@ -240,45 +250,46 @@ class PortfolioData(DataCalls):
         ``qty_batch``, ``filled_qty_units``, ``filled_qty_batch``, ``volume``,
         ``time_in_force``, ``trans_time``/``update_time``/``end_time`` (UTC), ``comment``,
         ``iceberg`` (dict or None), ``existing``."""
-        fmt = self._wire_format(format)
-        check_tz(tz)
-        ex, p = self._base(portfolio, exchange)
-        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/orders", {"format": fmt})
-        return to_frame(ORDER, payload or [], fmt, tz=tz)
+        return self._orders("orders", ORDER, portfolio, exchange, format, tz)
 
     def order(self, order_id: int | str, portfolio: str | None = None, *,
               exchange: str | None = None, format: str | None = None,
               tz: str | None = None) -> pd.DataFrame:
         """One order as a one-row frame (columns of :meth:`orders`); NotFound if unknown."""
-        fmt = self._wire_format(format)
-        check_tz(tz)
-        oid = _order_id(order_id)
-        ex, p = self._base(portfolio, exchange)
-        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/orders/{oid}",
-                            {"format": fmt}, what=f"order {oid} of {p}")
-        return one_row(ORDER, payload, fmt, tz)
+        return self._one_order("orders", ORDER, "order", order_id, portfolio, exchange,
+                               format, tz)
 
     def stop_orders(self, portfolio: str | None = None, *, exchange: str | None = None,
                     format: str | None = None, tz: str | None = None) -> pd.DataFrame:
         """Stop orders, one row each: the order columns plus ``exchange_order_id``,
         ``condition``, ``stop_price``, ``avg_price``, ``error``, ``protecting_seconds``."""
-        fmt = self._wire_format(format)
-        check_tz(tz)
-        ex, p = self._base(portfolio, exchange)
-        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/stoporders", {"format": fmt})
-        return to_frame(STOP_ORDER, payload or [], fmt, tz=tz)
+        return self._orders("stoporders", STOP_ORDER, portfolio, exchange, format, tz)
 
     def stop_order(self, order_id: int | str, portfolio: str | None = None, *,
                    exchange: str | None = None, format: str | None = None,
                    tz: str | None = None) -> pd.DataFrame:
         """One stop order as a one-row frame (columns of :meth:`stop_orders`)."""
+        return self._one_order("stoporders", STOP_ORDER, "stop order", order_id, portfolio,
+                               exchange, format, tz)
+
+    def _orders(self, route: str, schema: Schema, portfolio: str | None, exchange: str | None,
+                format: str | None, tz: str | None) -> pd.DataFrame:
+        fmt = self._wire_format(format)
+        check_tz(tz)
+        ex, p = self._base(portfolio, exchange)
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/{route}", {"format": fmt})
+        return to_frame(schema, payload or [], fmt, tz=tz)
+
+    def _one_order(self, route: str, schema: Schema, what: str, order_id: int | str,
+                   portfolio: str | None, exchange: str | None, format: str | None,
+                   tz: str | None) -> pd.DataFrame:
         fmt = self._wire_format(format)
         check_tz(tz)
         oid = _order_id(order_id)
         ex, p = self._base(portfolio, exchange)
-        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/stoporders/{oid}",
-                            {"format": fmt}, what=f"stop order {oid} of {p}")
-        return one_row(STOP_ORDER, payload, fmt, tz)
+        payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/{route}/{oid}",
+                            {"format": fmt}, what=f"{what} {oid} of {p}")
+        return one_row(schema, payload, fmt, tz)
 
     def trades(self, symbol: str | None = None, portfolio: str | None = None, *,
                exchange: str | None = None, board: str | None = None,
