@@ -1,16 +1,24 @@
 """User-given points in time -> UTC.
 
 One rule for every call that takes a time: naive datetimes and strings without an offset are
-read as UTC; aware ones are converted. Accepted: ``pd.Timestamp``, ``datetime``, ``date``
-(midnight UTC), ``numpy.datetime64``, ISO-like strings (``"2024-01-01"``,
-``"2024-01-01 10:00"``, ``"2024-01-01T10:00:00+03:00"``) and epoch numbers (seconds; values
-above 1e11 are taken as milliseconds, the API's other unit).
+read as UTC; aware ones are converted. Accepted:
+
+* ``pd.Timestamp``, ``datetime``, ``date`` (midnight UTC), ``numpy.datetime64``;
+* ISO-like strings: ``"2024-02-01"``, ``"2024-02-01 10:00"``, ``"2024-02-01T10:00:00+03:00"``;
+* dotted dates, always day first as written in Russia: ``"01.02.2024"`` is 1 February
+  (``"01.02.2024 10:00"`` with a time);
+* an integer that reads as a calendar date ``YYYYMMDD`` (``20240201``) is that date;
+* other numbers are epoch seconds (values above 1e11 are taken as milliseconds, the API's
+  other unit).
+
+Times must fall between the years 1678 and 2261 (what a nanosecond timestamp holds).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import numbers
+import re
 
 import numpy as np
 import pandas as pd
@@ -22,30 +30,67 @@ __all__ = ["TimeLike", "to_utc", "to_epoch_seconds", "to_epoch_ms", "check_range
 TimeLike = pd.Timestamp | dt.datetime | dt.date | np.datetime64 | str | int | float
 
 _MS_THRESHOLD = 1e11  # 1e11 s is the year 5138; 1e11 ms is 1973
+_DOTTED = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](.+))?$")
+# 19000101..22611231 as epoch seconds would be 1970-08 .. 1971-09: no one means those
+_YYYYMMDD = (19000101, 22611231)
 
 
 def to_utc(value: TimeLike, *, name: str = "time") -> pd.Timestamp:
     """A tz-aware UTC Timestamp for ``value`` (see the module docstring for the accepted forms).
 
-    Raises InvalidArgument for None, booleans, NaN/NaT and text pandas cannot read.
+    Raises InvalidArgument for None, booleans, NaN/NaT, times outside the years 1678-2261 and
+    text pandas cannot read.
     """
     if value is None or isinstance(value, bool):
         raise InvalidArgument(f"{name}: expected a time, got {value!r}")
-    if isinstance(value, numbers.Real) and not isinstance(value, np.datetime64):
-        number = float(value)
-        if not np.isfinite(number):
-            raise InvalidArgument(f"{name}: expected a time, got {value!r}")
-        unit = "ms" if abs(number) >= _MS_THRESHOLD else "s"
-        return pd.Timestamp(number, unit=unit, tz="UTC")
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
     try:
-        stamp = pd.Timestamp(value.strip() if isinstance(value, str) else value)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidArgument(f"{name}: cannot read {value!r} as a time") from exc
+        stamp = _read(value, name)
+        if stamp is not pd.NaT:
+            stamp = stamp.as_unit("ns")  # pandas 3 reads year 1 at another unit; the API can't
+    except InvalidArgument:
+        raise
+    except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise InvalidArgument(f"{name}: cannot read {_short(value)} as a time between the years "
+                              "1678 and 2261; write it as '2024-02-01' or '2024-02-01 10:00'"
+                              ) from None
     if stamp is pd.NaT or pd.isna(stamp):
         raise InvalidArgument(f"{name}: expected a time, got {value!r}")
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _read(value: TimeLike, name: str) -> pd.Timestamp:
+    if isinstance(value, numbers.Real) and not isinstance(value, np.datetime64):
+        return _read_number(value, name)
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, str):
+        value = _undot(value.strip())
+    return pd.Timestamp(value)
+
+
+def _read_number(value: numbers.Real, name: str) -> pd.Timestamp:
+    number = float(value)
+    if not np.isfinite(number):
+        raise InvalidArgument(f"{name}: expected a time, got {value!r}")
+    if number.is_integer() and _YYYYMMDD[0] <= number <= _YYYYMMDD[1]:
+        text = str(int(number))
+        return pd.Timestamp(f"{text[:4]}-{text[4:6]}-{text[6:]}")
+    unit = "ms" if abs(number) >= _MS_THRESHOLD else "s"
+    return pd.Timestamp(number, unit=unit, tz="UTC")
+
+
+def _undot(text: str) -> str:
+    """``"01.02.2024 10:00"`` -> ``"2024-02-01 10:00"`` (day first, never month first)."""
+    match = _DOTTED.match(text)
+    if not match:
+        return text
+    day, month, year, rest = match.groups()
+    return f"{year}-{int(month):02d}-{int(day):02d}" + (f" {rest}" if rest else "")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def to_epoch_seconds(value: TimeLike, *, name: str = "time") -> int:

@@ -62,3 +62,32 @@ def test_an_unknown_zone_is_answered_with_names_that_work():
         check_tz("MSK")
     assert check_tz("+03:00") == "+03:00"  # the offset the message offers is accepted
     assert "'UTC'" in str(info.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("01.02.2024", "2024-02-01"),            # day first, as written in Russia: 1 February
+    ("1.2.2024", "2024-02-01"),
+    ("13.02.2024", "2024-02-13"),
+    ("01.02.2024 10:30", "2024-02-01 10:30"),
+])
+def test_dotted_dates_are_read_day_first(text, expected):
+    assert to_utc(text) == pd.Timestamp(expected, tz="UTC")
+
+
+def test_an_integer_that_reads_as_yyyymmdd_is_that_date():
+    assert to_utc(20240201) == pd.Timestamp("2024-02-01", tz="UTC")
+    assert to_epoch_seconds(1_706_745_600) == 1_706_745_600  # real epoch seconds still work
+
+
+@pytest.mark.parametrize("bad", ["0001-01-01", "9999-12-31", dt.datetime(1, 1, 1), 10**30,
+                                 np.datetime64("0001-01-01"), "31.02.2024"])
+def test_times_outside_what_the_api_holds_are_invalid_arguments(bad):
+    with pytest.raises(InvalidArgument, match="2024-02-01"):
+        to_utc(bad, name="start")
+
+
+def test_range_errors_show_the_times_as_understood():
+    with pytest.raises(InvalidArgument) as info:
+        check_range("01.03.2024", "01.02.2024")
+    assert "2024-03-01T00:00:00+00:00" in str(info.value)
+    assert "2024-02-01T00:00:00+00:00" in str(info.value)
