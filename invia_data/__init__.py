@@ -15,6 +15,7 @@ from .errors import (
     ServerError,
     StreamClosed,
     StreamError,
+    StreamTimeout,
     TransportError,
 )
 from .stream import LiveFrame, Stream
@@ -36,6 +37,7 @@ __all__ = [
     "Stream",
     "StreamClosed",
     "StreamError",
+    "StreamTimeout",
     "TransportError",
     "__version__",
     "connect",

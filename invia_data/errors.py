@@ -14,7 +14,8 @@ Every error the library raises on purpose derives from :class:`InviaError`::
     │   └── ServerError        5xx        still failing after the bounded retries
     ├── TransportError (ConnectionError)  no answer: connection refused, reset, timed out
     └── StreamError                       the live stream failed outside an HTTP-like status
-        └── StreamClosed                  the stream was closed by the user
+        ├── StreamClosed                  the stream was closed by the user
+        └── StreamTimeout (TimeoutError)  awaited stream data did not arrive in time
 
 ``APIError`` carries ``status``, ``message`` (the server's text) and ``request`` (a short
 "METHOD path" or the WebSocket opcode). Error texts never contain a token.
@@ -35,6 +36,7 @@ __all__ = [
     "TransportError",
     "StreamError",
     "StreamClosed",
+    "StreamTimeout",
     "error_for_status",
 ]
 
@@ -97,6 +99,10 @@ class StreamError(InviaError):
 
 class StreamClosed(StreamError):
     """The stream (or the subscription) was closed by the user."""
+
+
+class StreamTimeout(StreamError, TimeoutError):
+    """Awaited stream data did not arrive in time (``LiveFrame.wait``); also a TimeoutError."""
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -25,7 +25,7 @@ from typing import Any
 
 import websocket
 
-from ..errors import InviaError, StreamError, error_for_status
+from ..errors import InvalidArgument, InviaError, StreamError, error_for_status
 from .live import LiveFrame
 from .protocol import (
     CONFIRMED,
@@ -159,10 +159,11 @@ class Connection:
     def add(self, sub: Sub) -> None:
         if self._closing.is_set():
             raise StreamError("the stream is closed")
+        sub.request.check()  # a field that cannot be encoded fails this call only
         with self._lock:
-            self._subs.append(sub)
             if self._ws is not None:
                 self._send_subscribe(sub)
+            self._subs.append(sub)
             self._start()
 
     def remove(self, sub: Sub) -> None:
@@ -224,6 +225,20 @@ class Connection:
         frame = self._session.subscribe(sub.route, self._token())
         sub.sent_at = time.monotonic()
         self._send(frame)
+
+    def _resubscribe(self, sub: Sub) -> None:
+        """Send ``sub`` again on the thread's behalf; a request that can no longer be encoded
+        fails that subscription alone."""
+        try:
+            self._send_subscribe(sub)
+        except InvalidArgument as exc:
+            log.warning("%s %s cannot be resubscribed: %s", sub.kind, sub.symbol, exc)
+            if sub in self._subs:
+                self._subs.remove(sub)
+            sub.errors += 1
+            sub.rejection = exc
+            sub.settled.set()
+            sub.frame._set_status("error", exc)
 
     def _send(self, frame: str) -> None:
         ws = self._ws
@@ -302,7 +317,7 @@ class Connection:
                 if lost_at is not None:
                     sub.reconnects += 1
                 sub.retry_at = None
-                self._send_subscribe(sub)
+                self._resubscribe(sub)
         self.stats["connects"] += 1
         self.connected.set()
         if lost_at is not None and self._on_reconnect is not None:
@@ -450,7 +465,7 @@ class Connection:
             with self._lock:
                 if sub in self._subs and self._ws is not None:
                     self._session.forget(sub.route)
-                    self._send_subscribe(sub)
+                    self._resubscribe(sub)
             return
         if (status == 429 or status >= 500) and sub.transient_retries < TRANSIENT_RETRIES:
             # the server is busy or failing, not refusing this request: try it again later
@@ -487,11 +502,11 @@ class Connection:
         with self._lock:
             if self._ws is None:
                 return
-            for sub in self._subs:
+            for sub in list(self._subs):
                 if not sub.route.confirmed and sub.auth_retries < AUTH_RETRIES:
                     sub.auth_retries += 1
                     self._session.forget(sub.route)
-                    self._send_subscribe(sub)
+                    self._resubscribe(sub)
 
     def _refresh_token(self) -> None:
         if self._invalidate is not None and self._last_token is not None:
@@ -507,7 +522,7 @@ class Connection:
             for sub in subs:
                 if sub.retry_at is not None and now >= sub.retry_at and self._ws is not None:
                     sub.retry_at = None
-                    self._send_subscribe(sub)
+                    self._resubscribe(sub)
         stale = []
         for sub in subs:
             if self.stale_after is None or sub.kind not in WATCHED_KINDS:

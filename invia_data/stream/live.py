@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import InvalidArgument, InviaError, StreamClosed, StreamError
+from ..errors import InvalidArgument, InviaError, StreamClosed, StreamTimeout
 
 log = logging.getLogger("invia_data.stream")
 
@@ -116,7 +116,7 @@ class LiveFrame:
         (``updates=0``: until the frame holds any data). Returns self.
 
         Raises the subscription's error if it is rejected, :class:`StreamClosed` if the frame
-        is closed, :class:`StreamError` on timeout."""
+        is closed, :class:`StreamTimeout` (a ``TimeoutError``) on timeout."""
         if not isinstance(updates, int) or isinstance(updates, bool) or updates < 0:
             raise InvalidArgument(f"updates must be a non-negative integer, got {updates!r}")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -126,7 +126,7 @@ class LiveFrame:
                 self._raise_if_dead()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise StreamError(
+                    raise StreamTimeout(
                         f"{self._label()}: {updates} update(s) did not arrive within "
                         f"{timeout} s (status {self._status})")
                 self._cond.wait(remaining)

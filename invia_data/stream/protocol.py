@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import InvalidArgument
 from ..schema import normalize_format
 
 DATA = 0
@@ -78,6 +79,18 @@ class Request:
     def with_fields(self, **changes: Any) -> Request:
         return Request(self.kind, {**self.fields, **changes})
 
+    def check(self) -> None:
+        """Raise :class:`InvalidArgument` unless every field can be encoded as JSON (an
+        integer beyond 64 bits cannot), so a bad parameter fails its own call, never the
+        connection that would carry it."""
+        for name, value in self.fields.items():
+            try:
+                orjson.dumps(value)
+            except (orjson.JSONEncodeError, TypeError) as exc:
+                raise InvalidArgument(
+                    f"{self.opcode}: parameter {name}={value!r} cannot be sent ({exc}); "
+                    "pass a value that fits the API's type (integers within 64 bits)") from None
+
 
 def instrument_request(kind: str, symbol: str, exchange: str, *, board: str | None = None,
                        format: str | None = "Slim", **extra: Any) -> Request:
@@ -110,6 +123,16 @@ class Route:
     conflate: bool = False  # each data message supersedes the previous one (order books)
 
 
+def _subscribe_frame(request: Request, guid: str, token: str) -> str:
+    """The subscribe frame; :class:`InvalidArgument` when a field cannot be encoded."""
+    body = {"opcode": request.opcode, **request.fields, "guid": guid, "token": token}
+    try:
+        return orjson.dumps(body).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        request.check()  # names the field
+        raise
+
+
 def _new_guid() -> str:
     return str(uuid.uuid4())
 
@@ -127,16 +150,15 @@ class Session:
         guid = self._new_guid()
         while guid in self.routes or guid in self._cancelling:
             guid = self._new_guid()
+        frame = _subscribe_frame(route.request, guid, token)  # may raise: nothing registered
         route.guid = guid
         route.confirmed = False
         self.routes[guid] = route
-        return self.encode(route, token)
+        return frame
 
     def encode(self, route: Route, token: str) -> str:
         """The subscribe frame of an already registered route (re-sent after a 401)."""
-        body = {"opcode": route.request.opcode, **route.request.fields,
-                "guid": route.guid, "token": token}
-        return orjson.dumps(body).decode()
+        return _subscribe_frame(route.request, route.guid, token)
 
     def unsubscribe(self, route: Route, token: str) -> str | None:
         """Stop routing ``route``; the frame to send, or None if it was not subscribed."""

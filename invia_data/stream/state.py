@@ -15,7 +15,6 @@ holds references stays consistent. No I/O, no locks, no threads here.
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -23,8 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..cache import COLUMNS as CANDLE_COLUMNS
+from ..cache import Columns, concat_columns, empty_columns, sort_unique
 from ..errors import InvalidArgument
 from ..frames import STR_DTYPE, to_frame
+from ..history import candle_frame
 from ..schema import (
     BOOK_LEVEL,
     CANDLE,
@@ -43,6 +45,7 @@ from ..schema import (
 )
 
 Wire = dict[str, Any]
+DEFAULT_BARS_MAXLEN = 100_000
 
 
 def _first_key(schema: Schema, name: str, fmt: str) -> tuple[str, ...]:
@@ -285,81 +288,160 @@ class TradesState:
 
 
 class BarsState:
-    """Candles by start time. The server first replays candles from ``from``, then resends the
-    open candle whenever it changes; a candle is final once a later one has started."""
+    """Candles by start time, held as columns (time int64, open/high/low/close float64,
+    volume int64: 48 bytes a candle) of at most ``maxlen`` candles, the oldest dropped first.
+    The server first replays candles from ``from``, then resends the open candle whenever it
+    changes; a candle is final once a later one has started.
+
+    Writes in place touch only the row after the last (an append) and the last row (the open
+    candle); any other change builds new arrays. A snapshot therefore shares every row but
+    the last with the state, and copies that one."""
 
     kind = "bars"
 
-    def __init__(self, fmt: str) -> None:
+    def __init__(self, fmt: str, maxlen: int = DEFAULT_BARS_MAXLEN) -> None:
+        if not isinstance(maxlen, int) or isinstance(maxlen, bool) or maxlen < 1:
+            raise InvalidArgument(f"maxlen must be a positive integer, got {maxlen!r}")
         self.fmt = fmt
-        self.candles: dict[int, Wire] = {}
-        self.times: list[int] = []
-        self._time = _first_key(CANDLE, "time", fmt)
-        self._epoch = 0
-        self._frames = IncrementalFrame(self._build)
+        self.maxlen = maxlen
+        self._keys = [_first_key(CANDLE, name, fmt) for name in CANDLE_COLUMNS]
+        self._time = self._keys[0]
+        self._alloc(empty_columns(), 16)
 
-    def apply(self, data: Wire) -> int:
-        """2 when a new candle started, 1 when a known candle changed."""
+    # storage: rows [_lo, _hi) of the arrays are the candles, ascending by time
+    def _alloc(self, columns: Columns, capacity: int) -> None:
+        n = len(columns["time"])
+        capacity = max(capacity, n + 1, 16)
+        self._t = np.zeros(capacity, dtype="int64")
+        self._px = np.zeros((capacity, 4), dtype="float64")
+        self._vol = np.zeros(capacity, dtype="int64")
+        self._t[:n] = columns["time"]
+        for i, name in enumerate(CANDLE_COLUMNS[1:5]):
+            self._px[:n, i] = columns[name]
+        self._vol[:n] = columns["volume"]
+        self._lo, self._hi = 0, n
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    def _row(self, data: Wire) -> tuple[int, tuple[float, float, float, float], int]:
         if type(data) is not dict:
             raise TypeError("candle data is not an object")
         start = _get(data, self._time)
-        if not isinstance(start, (int, float)):
+        if not isinstance(start, (int, float)) or isinstance(start, bool):
             raise TypeError("candle without a time")
-        start = int(start)
-        known = start in self.candles
-        self.candles[start] = data
-        times = self.times
-        if known:
-            if start != times[-1]:
-                self._epoch += 1  # an older candle changed: sealed rows are no longer valid
+        values = [_get(data, keys) for keys in self._keys[1:]]
+        try:
+            prices = tuple(np.nan if v is None else float(v) for v in values[:4])
+            volume = 0 if values[4] is None else int(round(float(values[4])))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"candle with a non-numeric field: {exc}") from None
+        return int(start), prices, volume  # type: ignore[return-value]
+
+    def apply(self, data: Wire) -> int:
+        """2 when a new candle started, 1 when a known candle changed."""
+        start, prices, volume = self._row(data)
+        lo, hi = self._lo, self._hi
+        last = self._t[hi - 1] if hi > lo else None
+        if last is not None and start == last:
+            self._px[hi - 1] = prices
+            self._vol[hi - 1] = volume
             return 1
-        if not times or start > times[-1]:
-            times.append(start)
-        else:
-            bisect.insort(times, start)
-            self._epoch += 1
-        return 2
+        if last is None or start > last:
+            if hi == len(self._t):
+                self._alloc(self.columns(), 2 * (hi - lo))
+                hi = self._hi
+            self._t[hi] = start
+            self._px[hi] = prices
+            self._vol[hi] = volume
+            self._hi = hi + 1
+            if self._hi - self._lo > self.maxlen:
+                self._lo += 1
+            return 2
+        known = self._index(start) is not None
+        self._replace([(start, prices, volume)], keep_last=False)
+        return 1 if known else 2
 
     def merge(self, objs: Iterable[Wire]) -> int:
         """Candles fetched over HTTP: add missing ones and refresh closed ones; the open candle
         (the latest one held) keeps its streamed version, which is never older."""
-        count = 0
-        latest = self.times[-1] if self.times else None
+        rows = []
         for obj in objs:
-            start = _get(obj, self._time)
-            if not isinstance(start, (int, float)):
+            try:
+                rows.append(self._row(obj))
+            except TypeError:
                 continue
-            start = int(start)
-            if start == latest:
-                continue
-            if start not in self.candles:
-                bisect.insort(self.times, start)
-            self.candles[start] = obj
-            count += 1
-        if count:
-            self._epoch += 1
-        return count
+        return self._replace(rows, keep_last=True)
+
+    def merge_columns(self, columns: Columns) -> int:
+        """As :meth:`merge`, for candle columns (an HTTP history fetch)."""
+        times = columns["time"]
+        rows = [(int(times[i]), (float(columns["open"][i]), float(columns["high"][i]),
+                                 float(columns["low"][i]), float(columns["close"][i])),
+                 int(columns["volume"][i])) for i in range(len(times))]
+        return self._replace(rows, keep_last=True)
+
+    def _index(self, start: int) -> int | None:
+        t = self._t[self._lo:self._hi]
+        i = int(np.searchsorted(t, start))
+        return i if i < len(t) and t[i] == start else None
+
+    def _replace(self, rows: list[Any], keep_last: bool) -> int:
+        """Put ``rows`` (time, prices, volume) into new arrays; with ``keep_last`` the latest
+        candle held is not replaced."""
+        latest = int(self._t[self._hi - 1]) if self._hi > self._lo else None
+        if keep_last and latest is not None:
+            rows = [r for r in rows if r[0] != latest]
+        if not rows:
+            return 0
+        new = {"time": np.array([r[0] for r in rows], dtype="int64"),
+               "volume": np.array([r[2] for r in rows], dtype="int64")}
+        prices = np.array([r[1] for r in rows], dtype="float64").reshape(len(rows), 4)
+        for i, name in enumerate(CANDLE_COLUMNS[1:5]):
+            new[name] = prices[:, i]
+        merged = sort_unique(concat_columns([self.columns(), new]))
+        n = len(merged["time"])
+        if n > self.maxlen:
+            merged = {name: values[n - self.maxlen:] for name, values in merged.items()}
+        self._alloc(merged, 2 * min(n, self.maxlen))
+        return len(rows)
+
+    def columns(self) -> Columns:
+        """A copy of the candles as columns."""
+        lo, hi = self._lo, self._hi
+        out: Columns = {"time": self._t[lo:hi].copy(), "volume": self._vol[lo:hi].copy()}
+        for i, name in enumerate(CANDLE_COLUMNS[1:5]):
+            out[name] = self._px[lo:hi, i].copy()
+        return out
 
     def last_time(self) -> int | None:
-        return self.times[-1] if self.times else None
+        return int(self._t[self._hi - 1]) if self._hi > self._lo else None
 
     def cursor(self) -> int | None:
         """Where an HTTP backfill starts: the newest candle held (it may have closed since)."""
         return self.last_time()
 
-    def snapshot(self) -> tuple[int, int, list[Wire]]:
-        candles = self.candles
-        return self._epoch, 0, [candles[t] for t in self.times]
+    def snapshot(self) -> tuple[Any, ...]:
+        lo, hi = self._lo, self._hi
+        if hi == lo:
+            return (self._t[:0], self._px[:0], self._vol[:0])
+        return (self._t[lo:hi - 1], self._px[lo:hi - 1], self._vol[lo:hi - 1],
+                int(self._t[hi - 1]), self._px[hi - 1].copy(), int(self._vol[hi - 1]))
 
-    def frame(self, snapshot: tuple[int, int, list[Wire]]) -> pd.DataFrame:
-        frame = self._frames.frame(*snapshot)
+    def frame(self, snapshot: tuple[Any, ...]) -> pd.DataFrame:
+        times, prices, volumes = snapshot[:3]
+        if len(snapshot) > 3:
+            times = np.append(times, snapshot[3])
+            prices = np.vstack([prices, snapshot[4][None, :]])
+            volumes = np.append(volumes, snapshot[5])
+        columns: Columns = {"time": times, "volume": volumes}
+        for i, name in enumerate(CANDLE_COLUMNS[1:5]):
+            columns[name] = np.ascontiguousarray(prices[:, i])
+        frame = candle_frame(columns)
         closed = np.ones(len(frame), dtype=bool)
         if len(closed):
             closed[-1] = False
         return frame.assign(is_closed=closed)
-
-    def _build(self, candles: list[Wire]) -> pd.DataFrame:
-        return to_frame(CANDLE, candles, self.fmt, index="time")
 
 
 def make_state(kind: str, fmt: str, **options: Any) -> Any:
@@ -369,7 +451,7 @@ def make_state(kind: str, fmt: str, **options: Any) -> Any:
     if kind == "trades":
         return TradesState(fmt, options.get("maxlen", 100_000))
     if kind == "bars":
-        return BarsState(fmt)
+        return BarsState(fmt, options.get("maxlen", DEFAULT_BARS_MAXLEN))
     if kind in _ROWS:
         return RowState(kind, _ROWS[kind], fmt)
     if kind in _KEYED:

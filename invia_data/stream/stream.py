@@ -37,7 +37,7 @@ from .protocol import (
     instrument_request,
     portfolio_request,
 )
-from .state import make_state
+from .state import DEFAULT_BARS_MAXLEN, make_state
 
 log = logging.getLogger("invia_data.stream")
 
@@ -174,12 +174,14 @@ class Stream:
                           timeout)
 
     def bars(self, symbol: str, tf: str | int = "1min", start: Any = None, *,
-             exchange: str | None = None, board: str | None = None,
-             format: str | None = None, frequency: int | None = None,
-             timeout: float | None = None) -> LiveFrame:
+             maxlen: int = DEFAULT_BARS_MAXLEN, exchange: str | None = None,
+             board: str | None = None, format: str | None = None,
+             frequency: int | None = None, timeout: float | None = None) -> LiveFrame:
         """Candles from ``start`` (default: the last 500 candles) and then live: the open
         candle is updated in place and flagged ``is_closed=False``; a candle is final once a
-        later one starts. Same columns as ``Client.history`` plus ``is_closed``."""
+        later one starts. Same columns as ``Client.history`` plus ``is_closed``. At most
+        ``maxlen`` candles are held (48 bytes each), the oldest dropped first."""
+        maxlen = check_count(maxlen, "maxlen")
         tf_seconds = to_seconds(tf)
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
         fmt = self._format(format, "bars")
@@ -192,8 +194,10 @@ class Stream:
                                      tf=to_wire(tf), skipHistory=False, splitAdjust=True,
                                      frequency=self._frequency(frequency, fmt))
         request = request.with_fields(**{"from": begin})
-        return self._open("bars", f"{ex}:{sym}", [(request, sym, ex)], make_state("bars", fmt),
-                          {"tf": tf_seconds, "start": begin, "board": board, "format": fmt},
+        return self._open("bars", f"{ex}:{sym}", [(request, sym, ex)],
+                          make_state("bars", fmt, maxlen=maxlen),
+                          {"tf": tf_seconds, "start": begin, "maxlen": maxlen, "board": board,
+                           "format": fmt},
                           timeout, refresh=_bars_from_last_candle)
 
     def instrument_state(self, symbol: str, *, exchange: str | None = None,

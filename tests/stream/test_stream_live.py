@@ -353,3 +353,17 @@ def test_exchange_prefixed_symbols_and_boards(sim, token):
         requests_sent = [sub.request.fields for sub in stream.connection.subs()]
         assert requests_sent[0]["exchange"] == "ITS" and requests_sent[0]["code"] == "SOGN"
         assert requests_sent[1]["instrumentGroup"] == "TQBR"
+
+
+def test_a_parameter_that_cannot_be_encoded_fails_only_its_own_call(sim, token):
+    with Stream(sim.ws_url, lambda: token) as stream:
+        quotes = stream.quotes("SBER").wait(0, timeout=WAIT)
+        with pytest.raises(InvalidArgument, match="frequency"):
+            stream.orderbook("GAZP", frequency=2**70)  # beyond 64 bits: orjson cannot send it
+        with pytest.raises(InvalidArgument, match="frequency"):
+            stream.quotes("GAZP", frequency=2**64)
+        quotes.wait(2, timeout=WAIT)
+        health = stream.health()
+        assert len(health) == 1 and health["status"].tolist() == ["live"]
+        assert health.attrs["connection"]["connects"] == 1  # no reconnect loop
+        assert health.attrs["connection"]["reconnects"] == 0

@@ -212,3 +212,13 @@ def test_message_size_limit():
     reader.feed(ws_frame(b"z" * 150, fin=False))
     with pytest.raises(ProtocolViolation):
         reader.feed(ws_frame(b"z" * 100, opcode=0))
+
+
+def test_a_field_that_cannot_be_encoded_registers_nothing():
+    session = _session()
+    route = p.Route(p.instrument_request("orderbook", "SBER", "MOEX", frequency=2**70), target=None)
+    with pytest.raises(InvalidArgument, match="frequency"):
+        session.subscribe(route, "tok")
+    assert session.routes == {} and route.guid == ""
+    with pytest.raises(InvalidArgument, match="frequency"):
+        route.request.check()

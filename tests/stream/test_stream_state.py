@@ -11,7 +11,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from invia_data.errors import InvalidArgument, NotFound, StreamClosed, StreamError
+from invia_data.errors import InvalidArgument, NotFound, StreamClosed, StreamError, StreamTimeout
 from invia_data.frames import dtypes, to_frame
 from invia_data.schema import CANDLE, ORDERBOOK, POSITION, TRADE
 from invia_data.stream.live import LiveFrame
@@ -170,8 +170,8 @@ def test_incremental_frames_equal_frames_built_from_scratch():
     rng = random.Random(7)
     trades = TradesState("Slim", maxlen=300)
     trades._frames._chunk = 64
-    bars = BarsState("Slim")
-    bars._frames._chunk = 16
+    bars = BarsState("Slim", maxlen=40)
+    model: dict[int, dict] = {}  # what the bars must hold: the latest version of each candle
     next_id, minute = 1, 60
     for _ in range(1500):
         roll = rng.random()
@@ -185,19 +185,33 @@ def test_incremental_frames_equal_frames_built_from_scratch():
             next_id += 2
         if rng.random() < 0.3:
             minute += 60
-        bars.apply(_candle(minute, rng.random()))
+        bars.apply(candle := _candle(minute, rng.random()))
+        model[minute] = candle
         if rng.random() < 0.02:
-            bars.apply(_candle(max(60, minute - 60 * rng.randint(1, 5)), 7.0))
+            late = max(60, minute - 60 * rng.randint(1, 5))
+            bars.apply(candle := _candle(late, 7.0))
+            model[late] = candle
         if rng.random() < 0.01:
-            bars.merge([_candle(minute - 120, 8.0), _candle(minute + 60 * 50, 9.0)])
+            fetched = [_candle(minute - 120, 8.0), _candle(minute + 60 * 50, 9.0)]
+            bars.merge(fetched)
+            latest = max(model)
+            model.update({c["t"]: c for c in fetched if c["t"] != latest})
+            minute = max(model)
+        for t in sorted(model)[:-40]:
+            del model[t]
         if rng.random() < 0.06:
             epoch, first, rows = trades.snapshot()
             pd.testing.assert_frame_equal(trades.frame((epoch, first, rows)),
                                           to_frame(TRADE, rows, "Slim", index="time"))
             snap = bars.snapshot()
-            want = to_frame(CANDLE, snap[2], "Slim", index="time")
+            bars.apply(_candle(minute, -1.0))  # a later update does not reach the snapshot
+            model[minute] = _candle(minute, -1.0)
+            want = to_frame(CANDLE, [model[t] for t in sorted(model)], "Slim", index="time")
             want["is_closed"] = [True] * (len(want) - 1) + [False]
-            pd.testing.assert_frame_equal(bars.frame(snap), want)
+            got = bars.frame(snap)
+            assert got["close"].iloc[-1] != -1.0
+            pd.testing.assert_frame_equal(got.iloc[:-1], want.iloc[:-1])
+            pd.testing.assert_frame_equal(bars.frame(bars.snapshot()), want)
     assert len(trades.snapshot()[2]) == 300
 
 
@@ -265,8 +279,10 @@ def test_a_failing_callback_logs_its_traceback_once(caplog):
 
 def test_wait_counts_updates_and_reports_errors_and_closing():
     live = _book_frame()
-    with pytest.raises(StreamError):
+    with pytest.raises(TimeoutError) as timed_out:  # a plain `except TimeoutError` catches it
         live.wait(0, timeout=0.05)
+    assert isinstance(timed_out.value, StreamTimeout)
+    assert isinstance(timed_out.value, StreamError)
     timer = threading.Timer(0.05, lambda: (live._apply(orjson.loads(SLIM_BOOK)), live._notify()))
     timer.start()
     assert live.wait(0, timeout=5) is live
@@ -327,3 +343,17 @@ def test_concurrent_readers_never_see_a_half_applied_book():
         thread.join(10)
     assert not problems
     assert live.version == 3000
+
+
+def test_bars_are_columns_bounded_by_maxlen():
+    state = BarsState("Slim", maxlen=1000)
+    for minute in range(5000):
+        state.apply(_candle(60 * minute, float(minute)))
+        state.apply(_candle(60 * minute, float(minute) + 0.5))  # the open candle changes
+    assert len(state) == 1000 and state.last_time() == 60 * 4999
+    held = state._t.nbytes + state._px.nbytes + state._vol.nbytes
+    assert held / len(state) <= 2 * 48  # 48 bytes a candle, at most twice that reserved
+    frame = state.frame(state.snapshot())
+    assert frame["close"].iloc[0] == 4000.5 and frame["close"].iloc[-1] == 4999.5
+    with pytest.raises(InvalidArgument):
+        BarsState("Slim", maxlen=0)
