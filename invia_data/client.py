@@ -157,7 +157,7 @@ class Client(MarketData, PortfolioData):
 
         Returns a DataFrame indexed by ``time`` (the candle start, tz-aware UTC unless ``tz``),
         or by (``symbol``, ``time``) for a list, with ``open``, ``high``, ``low``, ``close``
-        (float64) and ``volume`` (int64, lots). ``attrs["open_candle"]`` is the start of the
+        (float64) and ``volume`` (int64, lots). ``attrs["open_candle"]`` is the start (ISO string) of the
         last candle when it had not closed yet (per symbol for a list), ``attrs["tf"]`` the
         timeframe. ``tf``: seconds, ``"1min"``, ``"5min"``, ``"1h"``, ``"D"``, ``"W"``,
         ``"M"``; ``start`` inclusive, ``end`` exclusive (default: now), naive times are UTC;

@@ -4,7 +4,7 @@ The frame: a tz-aware UTC ``DatetimeIndex`` named ``time`` (the candle start), c
 ``high``, ``low``, ``close`` (float64) and ``volume`` (int64), ascending, one row per time. For a
 list of symbols the index is a (``symbol``, ``time``) MultiIndex. ``df.attrs``:
 
-* ``"open_candle"``: the start time of the candle that had not closed yet when the data was
+* ``"open_candle"``: the start time (ISO string) of the candle that had not closed yet when the data was
   fetched (it is in the frame and may still change), or ``None``; for a list of symbols a dict
   symbol -> time or ``None``. The open candle is never cached.
 * ``"tf"``: the timeframe label (``"1min"``, ``"D"``).
@@ -67,7 +67,7 @@ from .frames import convert, convert_tz, epoch_to_utc
 from .market import parse_symbol
 from .schema import CANDLE, HISTORY, normalize_format
 from .timeframes import CODES, label, to_seconds, to_wire
-from .times import TimeLike, check_tz, to_epoch_seconds
+from .times import TimeLike, check_tz, iso_time, to_epoch_seconds
 
 if TYPE_CHECKING:
     from .http import Http
@@ -527,8 +527,7 @@ def _finish(frames: list[pd.DataFrame], open_candles: list[pd.Timestamp | None],
         opened = dict(zip(plan.symbols, open_candles, strict=True))
     if plan.tz is not None:
         frame = _to_zone(frame, plan.tz)
-        opened = _zone_of(opened, plan.tz)
-    frame.attrs = {"open_candle": opened, "tf": tf_label}
+    frame.attrs = {"open_candle": _iso_open(opened, plan.tz), "tf": tf_label}
     return frame
 
 
@@ -540,10 +539,10 @@ def _to_zone(frame: pd.DataFrame, tz: str) -> pd.DataFrame:
     return convert_tz(frame, tz)
 
 
-def _zone_of(opened: Any, tz: str) -> Any:
+def _iso_open(opened: Any, tz: str | None) -> Any:
     if isinstance(opened, dict):
-        return {k: None if v is None else v.tz_convert(tz) for k, v in opened.items()}
-    return None if opened is None else opened.tz_convert(tz)
+        return {k: iso_time(v, tz) for k, v in opened.items()}
+    return iso_time(opened, tz)
 
 
 # --- export -------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from .schema import (
     TRADE,
     normalize_format,
 )
-from .times import TimeLike, check_range, check_tz
+from .times import TimeLike, check_range, check_tz, iso_time
 
 if TYPE_CHECKING:
     from .http import Http
@@ -136,7 +136,8 @@ def book_frame(book: Mapping[str, Any], *, symbol: str | None = None,
     Columns: ``side`` ("bid"/"ask", string), ``level`` (int64, 0 = best), ``price`` (float64),
     ``volume`` (Int64), ``yield`` (float64, bonds in Slim only, else NA). Bids first (best, i.e.
     highest, first), then asks (best, i.e. lowest, first). ``attrs``: ``time`` (exchange
-    timestamp, UTC Timestamp or NaT), ``existing``, ``symbol``, ``exchange``, ``depth``.
+    timestamp as an ISO string in ``tz``, or None), ``existing``, ``symbol``, ``exchange``,
+    ``depth``.
     """
     bids = list(book.get("bids") or [])
     asks = list(book.get("asks") or [])
@@ -145,9 +146,7 @@ def book_frame(book: Mapping[str, Any], *, symbol: str | None = None,
     frame.insert(0, "side", pd.array(["bid"] * len(bids) + ["ask"] * len(asks), dtype=STR_DTYPE))
     stamp = book.get("time")
     time = epoch_to_utc(np.array([stamp if stamp is not None else np.nan], dtype="float64"), "ms")[0]
-    if tz is not None:
-        time = time.tz_convert(tz) if time is not pd.NaT else time
-    frame.attrs.update(time=time, existing=book.get("existing"), symbol=symbol,
+    frame.attrs.update(time=iso_time(time, tz), existing=book.get("existing"), symbol=symbol,
                        exchange=exchange, depth=depth)
     return frame
 

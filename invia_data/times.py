@@ -25,7 +25,7 @@ import pandas as pd
 
 from .errors import InvalidArgument
 
-__all__ = ["TimeLike", "to_utc", "to_epoch_seconds", "to_epoch_ms", "check_range", "check_tz", "utc_now"]
+__all__ = ["TimeLike", "iso_time", "to_utc", "to_epoch_seconds", "to_epoch_ms", "check_range", "check_tz", "utc_now"]
 
 TimeLike = pd.Timestamp | dt.datetime | dt.date | np.datetime64 | str | int | float
 
@@ -132,3 +132,16 @@ def check_tz(tz: str | dt.tzinfo | None) -> str | dt.tzinfo | None:
         raise InvalidArgument(f"unknown time zone {tz!r}: use an IANA name such as "
                               "'Europe/Moscow' or 'UTC', or an offset such as '+03:00'") from exc
     return tz
+
+
+def iso_time(stamp: pd.Timestamp | None, tz: str | dt.tzinfo | None = None) -> str | None:
+    """``stamp`` as an ISO 8601 string (in ``tz`` when given), None for None/NaT.
+
+    Frames carry times in ``attrs`` this way: pandas writes ``attrs`` to Parquet and Feather as
+    JSON, which has no timestamp type; ``pd.Timestamp(text)`` reads it back exactly."""
+    if stamp is None or stamp is pd.NaT or pd.isna(stamp):
+        return None
+    stamp = pd.Timestamp(stamp)
+    if tz is not None:
+        stamp = stamp.tz_convert(tz)
+    return stamp.isoformat()

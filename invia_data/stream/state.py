@@ -43,6 +43,7 @@ from ..schema import (
     TRADE,
     Schema,
 )
+from ..times import iso_time
 
 Wire = dict[str, Any]
 DEFAULT_BARS_MAXLEN = 100_000
@@ -96,7 +97,7 @@ class BookState:
 
 def book_frame(book: Wire, fmt: str) -> pd.DataFrame:
     """A wire order book -> long form: ``side``, ``level`` (0 = best), ``price``, ``volume``,
-    ``yield``; ``attrs["time"]`` is the exchange timestamp (UTC) and ``attrs["existing"]``."""
+    ``yield``; ``attrs["time"]`` is the exchange timestamp (ISO string, UTC) and ``attrs["existing"]``."""
     bids = _get(book, ORDERBOOK.field("bids").keys(fmt)) or []
     asks = _get(book, ORDERBOOK.field("asks").keys(fmt)) or []
     levels = bids + asks
@@ -118,8 +119,8 @@ def book_frame(book: Wire, fmt: str) -> pd.DataFrame:
                           else np.full(len(levels), np.nan), dtype="float64"),
     }, copy=False)
     stamp = _get(book, ORDERBOOK.field("time").keys(fmt))
-    frame.attrs["time"] = (pd.Timestamp(int(stamp), unit="ms", tz="UTC")
-                           if isinstance(stamp, (int, float)) and stamp else pd.NaT)
+    frame.attrs["time"] = (iso_time(pd.Timestamp(int(stamp), unit="ms", tz="UTC"))
+                           if isinstance(stamp, (int, float)) and stamp else None)
     frame.attrs["existing"] = _get(book, ORDERBOOK.field("existing").keys(fmt))
     return frame
 

@@ -54,7 +54,7 @@ def test_book_replaced_by_each_message():
     assert frame["side"].tolist() == ["bid", "bid", "ask"]
     assert frame["level"].tolist() == [0, 1, 0]
     assert frame["price"].tolist() == [257.7, 257.6, 257.71]
-    assert frame.attrs["time"] == pd.Timestamp(1702631123780, unit="ms", tz="UTC")
+    assert pd.Timestamp(frame.attrs["time"]) == pd.Timestamp(1702631123780, unit="ms", tz="UTC")
     state.apply({"b": [{"p": 1.0, "v": 1, "y": 7.5}], "a": [], "t": 1})
     frame = state.frame(state.snapshot())
     assert len(frame) == 1 and frame["yield"].tolist() == [7.5]
