@@ -67,7 +67,7 @@ from .frames import convert, convert_tz, epoch_to_utc
 from .market import parse_symbol
 from .schema import CANDLE, HISTORY, normalize_format
 from .timeframes import CODES, label, to_seconds, to_wire
-from .times import TimeLike, check_tz, iso_time, to_epoch_seconds
+from .times import TimeLike, check_range, check_tz, iso_time, to_epoch_seconds
 
 if TYPE_CHECKING:
     from .http import Http
@@ -286,10 +286,9 @@ def _plan(symbols: str | Sequence[str], tf: str | int, start: TimeLike | None,
     exchange = _text(exchange, "exchange").upper()
     exchanges, names = _instruments(names, exchange)
     board = None if board is None else _text(board, "board")
-    lo = None if start is None else to_epoch_seconds(start, name="start")
-    hi = None if end is None else to_epoch_seconds(end, name="end")
-    if lo is not None and hi is not None and lo > hi:
-        raise InvalidArgument(f"start ({start!r}) is after end ({end!r})")
+    first, last = check_range(start, end)
+    lo = None if first is None else to_epoch_seconds(first)
+    hi = None if last is None else to_epoch_seconds(last)
     check_tz(tz)
     if not isinstance(cache, bool):
         raise InvalidArgument(f"cache: expected True or False, got {cache!r}")

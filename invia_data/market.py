@@ -55,13 +55,16 @@ _EXCHANGE = re.compile(r"^[A-Za-z]+$")
 # --- argument checks (all raise InvalidArgument before any request) -----------------------------
 
 def parse_symbol(value: str, exchange: str) -> tuple[str, str]:
-    """``"SBER"`` -> ``(exchange, "SBER")``; ``"MOEX:SBER"`` -> ``("MOEX", "SBER")``."""
+    """``"SBER"`` -> ``(exchange, "SBER")``; ``"MOEX:SBER"`` -> ``("MOEX", "SBER")``.
+
+    Symbols are spelt in capitals whatever the user typed (``"sber"`` -> ``"SBER"``): the API
+    reads them case-insensitively, and frames, attrs and index levels then agree."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidArgument(f"symbol must be a non-empty string, got {value!r}")
     text = value.strip()
     if ":" in text:
         exchange, _, text = text.partition(":")
-    return check_exchange(exchange), _check_symbol_text(text, value)
+    return check_exchange(exchange), _check_symbol_text(text, value).upper()
 
 
 def _check_symbol_text(text: Any, original: Any) -> str:

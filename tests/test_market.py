@@ -383,3 +383,16 @@ def test_ms_precision_of_trade_times(client):
     df = client.all_trades("SBER", limit=20)
     assert (df.index.asi8 % 1_000_000 == 0).all()        # whole milliseconds
     assert np.all(np.diff(df.index.asi8) >= 0)
+
+
+def test_symbols_are_spelt_in_capitals_whatever_the_user_typed(client):
+    assert client.orderbook("sber", 1).attrs["symbol"] == "SBER"
+    assert client.quotes("sber")["symbol"].tolist() == ["SBER"]
+    many = client.history(["sber", "GAZP"], tf="D", start="2024-01-01", end="2024-02-01")
+    assert list(many.index.get_level_values("symbol").unique()) == ["SBER", "GAZP"]
+    assert set(many.attrs["open_candle"]) == {"SBER", "GAZP"}
+
+
+def test_a_range_error_shows_the_times_as_understood(client):
+    with pytest.raises(InvalidArgument, match="2024-03-01T00:00:00.*2024-02-01T00:00:00"):
+        client.history("SBER", start="01.03.2024", end="01.02.2024")
