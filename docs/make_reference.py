@@ -56,6 +56,10 @@ START = "<!-- reference:start -->"
 END = "<!-- reference:end -->"
 PLACEHOLDER = "CALLS_TABLE_PLACEHOLDER"
 STREAM_EXTRAS = ("health", "gaps")      # Stream methods that return a DataFrame, not a LiveFrame
+STREAM_OTHER = {                         # Stream methods that return something else
+    "record": "*a `Recorder` writing every message of the frames to a Parquet dataset "
+              "(kind / symbol / date); see Record and replay*",
+}
 
 Frame = Callable[[], pd.DataFrame]
 
@@ -170,6 +174,10 @@ class Cells:
         cell = self.frame(stream_frame(kind), f"inv.stream.{kind}")
         return f"| {spelled} | `{OPCODES[kind]}` | {cell} |"
 
+    def stream_other(self, name: str) -> str:
+        spelled = spelling(Stream, name, "inv.stream.")
+        return f"| {spelled} | (no request) | {STREAM_OTHER[name]} |"
+
     def stream_extra(self, name: str) -> str:
         spelled = spelling(Stream, name, "inv.stream.")
         cell = self.frame(stream_extra_frame(name), f"inv.stream.{name}")
@@ -213,6 +221,7 @@ def section() -> str:
         "|---|---|---|",
         *(cells.stream(kind) for kind in OPCODES),
         *(cells.stream_extra(name) for name in STREAM_EXTRAS),
+        *(cells.stream_other(name) for name in STREAM_OTHER),
         END,
     ]
     return "\n".join(lines)

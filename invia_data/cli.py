@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -109,6 +110,128 @@ def run_demo(args: argparse.Namespace) -> int:
           flush=True)
     result = demo(args.out, pictures=args.pictures)
     print(result.summary(), flush=True)
+    return 0
+
+
+# --- invia-data record -------------------------------------------------------------------------
+
+PORTFOLIO_OPTIONS = ("positions", "summary", "risk", "forts_risk", "orders", "stop_orders",
+                     "own_trades")
+
+
+def _record_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="folder of the Parquet dataset (appended to)")
+    parser.add_argument("--orderbook", default="", metavar="SYMBOLS",
+                        help="order books to record, e.g. SBER,GAZP")
+    parser.add_argument("--depth", type=int, default=20, help="order-book levels (default 20)")
+    parser.add_argument("--all-trades", default="", metavar="SYMBOLS",
+                        help="instruments whose every trade is recorded")
+    parser.add_argument("--recent", type=int, default=1000,
+                        help="trades resent on (re)subscription, deduplicated by id, so a restart "
+                             "or a reconnect misses none of them (default 1000)")
+    parser.add_argument("--quotes", default="", metavar="SYMBOLS", help="quotes, e.g. SBER,ITS:SOGN")
+    parser.add_argument("--bars", default="", metavar="SYMBOL:TF",
+                        help="candles, e.g. SBER:1min,GAZP:5min")
+    parser.add_argument("--instrument-state", default="", metavar="SYMBOLS",
+                        help="trading status and limits")
+    for kind in PORTFOLIO_OPTIONS:
+        parser.add_argument(f"--{kind.replace('_', '-')}", nargs="?", const="*", default=None,
+                            metavar="PORTFOLIOS",
+                            help=f"{kind.replace('_', ' ')} of these portfolios (none given: "
+                                 "the default portfolio)")
+    parser.add_argument("--env", default=None,
+                        help="prod, dev, sim or a URL (default $INVIA_ENV, else the embedded "
+                             "simulator when no credentials are set)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="stop after this many seconds (default: until Ctrl-C or SIGTERM)")
+    parser.add_argument("--batch-rows", type=int, default=20_000,
+                        help="messages per written batch (default 20000)")
+    parser.add_argument("--batch-seconds", type=float, default=5.0,
+                        help="the longest a message waits before it is written (default 5)")
+    parser.add_argument("--status-every", type=float, default=1.0,
+                        help="seconds between status lines on stderr (default 1; 0: none)")
+    parser.add_argument("--log-level", default="WARNING", help="logging level on stderr")
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def open_recorded_frames(stream: Any, args: argparse.Namespace) -> list[Any]:
+    """Subscribe to everything the ``record`` options name."""
+    from .errors import InvalidArgument
+
+    frames = [stream.orderbook(symbol, depth=args.depth) for symbol in _split(args.orderbook)]
+    all_trades = getattr(stream, "all_trades", None)
+    for symbol in _split(args.all_trades):
+        if all_trades is not None:
+            frames.append(all_trades(symbol, recent=args.recent, maxlen=10_000))
+        else:
+            frames.append(stream.trades(symbol, depth=args.recent, maxlen=10_000))
+    if _split(args.quotes):
+        frames.append(stream.quotes(_split(args.quotes)))
+    for item in _split(args.bars):
+        symbol, _, tf = item.rpartition(":") if item.count(":") else (item, "", "1min")
+        if not symbol:
+            raise InvalidArgument(f"--bars takes SYMBOL:TF, e.g. SBER:1min; got {item!r}")
+        frames.append(stream.bars(symbol, tf))
+    frames += [stream.instrument_state(symbol) for symbol in _split(args.instrument_state)]
+    for kind in PORTFOLIO_OPTIONS:
+        given = getattr(args, kind)
+        if given is None:
+            continue
+        portfolios = [None] if given == "*" else _split(given)
+        frames += [getattr(stream, kind)(portfolio) for portfolio in portfolios]
+    if not frames:
+        raise InvalidArgument("nothing to record: name at least one of --orderbook, "
+                              "--all-trades, --quotes, --bars, --instrument-state, --positions ...")
+    return frames
+
+
+@command("record", "record live subscriptions into a Parquet dataset until Ctrl-C",
+         _record_arguments)
+def run_record(args: argparse.Namespace) -> int:
+    import time
+
+    from . import connect
+    from .errors import InviaError
+
+    _configure_logging(args.log_level)
+    stop = threading.Event()
+
+    def finish(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, finish)
+    signal.signal(signal.SIGTERM, finish)
+    try:
+        inv = connect(env=args.env)
+    except InviaError as exc:
+        print(f"invia-data record: {exc}", file=sys.stderr)
+        return 1
+    try:
+        frames = open_recorded_frames(inv.stream, args)
+        recorder = inv.stream.record(args.out, frames, batch_rows=args.batch_rows,
+                                     batch_seconds=args.batch_seconds)
+    except InviaError as exc:
+        print(f"invia-data record: {exc}", file=sys.stderr)
+        inv.close()
+        return 1
+    ends = None if args.duration is None else time.monotonic() + args.duration
+    every = args.status_every if args.status_every > 0 else 3600.0
+    tty = sys.stderr.isatty()
+    try:
+        while not stop.is_set():
+            left = every if ends is None else min(every, ends - time.monotonic())
+            if left <= 0 or stop.wait(left):
+                break
+            if args.status_every > 0:
+                print(recorder.status_line(), end="\r" if tty else "\n", file=sys.stderr,
+                      flush=True)
+    finally:
+        recorder.close()
+        inv.close()
+    print(recorder.status_line(), file=sys.stderr, flush=True)
     return 0
 
 

@@ -51,6 +51,7 @@ class LiveFrame:
         self._closer = closer
         self.callback_errors = 0
         self._failed_callbacks: set[int] = set()
+        self._sinks: tuple[Callable[[Any, float], Any], ...] = ()
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -189,7 +190,24 @@ class LiveFrame:
                 self._updated = now
                 if self._status != "live" and self._status != "error":
                     self._status = "live"
+        for sink in self._sinks:
+            sink(items, now)
         return count, failure
+
+    def _add_sink(self, sink: Callable[[Any, float], Any]) -> tuple[pd.DataFrame, float | None]:
+        """From now on ``sink(items, now)`` receives every batch of wire objects the stream
+        applies (a recorder); it runs on the stream thread, so it must only hand the batch over.
+        Returns what the frame held when the sink was attached (its ``.df`` and the time of its
+        last update), so that nothing is missed or counted twice."""
+        with self._lock:
+            self._sinks = (*self._sinks, sink)
+            snapshot = self._state.snapshot()
+            updated = self._updated
+        return self._state.frame(snapshot), updated
+
+    def _remove_sink(self, sink: Callable[[Any, float], Any]) -> None:
+        with self._lock:
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
 
     def _modify(self, change: Callable[[Any], Any]) -> Any:
         """Apply ``change(state)`` under the lock (an HTTP backfill merge); bumps the version

@@ -306,6 +306,25 @@ class Stream:
             table[column] = pd.to_datetime(table[column].astype("float64"), unit="s", utc=True)
         return table.astype({"backfilled": "int64"})
 
+    def record(self, path: Any, frames: Iterable[LiveFrame] | None = None,
+               **options: Any) -> Any:
+        """Write every message of ``frames`` (default: every frame of this stream) to a
+        Hive-partitioned Parquet dataset at ``path`` (``kind=/symbol=/date=``), with this
+        stream's reconnect gaps; returns the running :class:`invia_data.record.Recorder`
+        (``health()``, ``status_line()``, ``flush()``, ``close()``). ``options``: the
+        Recorder's (``batch_rows``, ``batch_seconds``, ``max_pending_rows``)."""
+        from ..record import Recorder
+
+        frames = self.frames if frames is None else list(frames)
+        for frame in frames:
+            if not isinstance(frame, LiveFrame):
+                raise InvalidArgument(f"record() takes LiveFrames, got {frame!r}")
+            with self._lock:
+                subs = list(self._frames.get(frame, ()))
+            for sub in subs:  # a recording keeps every book, not only the latest of a read
+                sub.route.conflate = False
+        return Recorder(path, frames, stream=self, **options)
+
     @property
     def connection(self) -> Connection:
         return self._conn

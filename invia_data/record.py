@@ -1,0 +1,592 @@
+"""Record live subscriptions into a Hive-partitioned Parquet dataset.
+
+Layout: ``<path>/kind=<kind>/symbol=<symbol>/date=<YYYY-MM-DD>/part-*.parquet`` (portfolio kinds
+use ``portfolio=<id>`` instead of ``symbol=``), one schema per kind: the columns of the HTTP
+call of that kind, plus ``exchange_time`` (the message's own timestamp where the kind carries
+one) and ``receive_time`` (when the stream thread read the message). The partition column is
+not repeated inside the files; every Hive reader (pandas, pyarrow, DuckDB, polars, Dask) adds
+it back. Order books are long form, one row per level, the rows of one message sharing a
+``snapshot_id``. Reconnect gaps go to ``kind=gaps``.
+
+Messages reach the recorder through a sink on each LiveFrame (called by the stream thread with
+the raw wire objects of each read): the sink only appends to a buffer. A writer thread turns
+the buffers into Arrow tables and writes them when a batch is full (``batch_rows``) or old
+(``batch_seconds``), each file first under a hidden temporary name and then renamed, so a
+reader never sees half a file and a ``kill -9`` loses at most the batches not yet written.
+Buffers are bounded (``max_pending_rows``): past it the stream thread writes itself.
+
+A restart on the same path appends: trades resume above the highest id already written,
+candles skip versions identical to the last one written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InvalidArgument
+from .frames import STR_DTYPE, to_frame
+from .schema import (
+    BOOK_LEVEL,
+    CANDLE,
+    FORTS_RISK,
+    INSTRUMENT_STATE,
+    ORDER,
+    ORDERBOOK,
+    OWN_TRADE,
+    POSITION,
+    QUOTE,
+    RISK,
+    STOP_ORDER,
+    SUMMARY,
+    TRADE,
+    Schema,
+)
+
+log = logging.getLogger("invia_data.record")
+
+# the stream's kind names -> the dataset's kind names (one vocabulary: "all_trades")
+KIND_ALIASES = {"trades": "all_trades"}
+SCHEMAS: dict[str, Schema] = {
+    "all_trades": TRADE, "bars": CANDLE, "quotes": QUOTE, "instrument_state": INSTRUMENT_STATE,
+    "positions": POSITION, "summary": SUMMARY, "risk": RISK, "forts_risk": FORTS_RISK,
+    "orders": ORDER, "stop_orders": STOP_ORDER, "own_trades": OWN_TRADE,
+}
+KINDS = ("orderbook", *SCHEMAS)
+PORTFOLIO_KINDS = frozenset({"positions", "summary", "risk", "forts_risk", "orders",
+                             "stop_orders", "own_trades"})
+# the column that holds the message's own exchange timestamp, where the kind has one
+EXCHANGE_TIME = {"all_trades": "time", "quotes": "last_price_time", "risk": "calculation_time",
+                 "orders": "update_time", "stop_orders": "update_time", "own_trades": "date"}
+INDEXED = {"all_trades": "time", "bars": "time"}   # the HTTP frame's index, kept as a column
+BOOK_COLUMNS = ("snapshot_id", "side", "level", "price", "volume", "yield")
+GAP_COLUMNS = ("data_kind", "start", "end", "backfilled", "error")
+TIME_TYPE = pa.timestamp("us", tz="UTC")
+DEDUP_MEMORY = 4096
+CANDLE_VALUES = ("open", "high", "low", "close", "volume")    # candle versions remembered per instrument
+
+
+def dataset_kind(kind: str) -> str:
+    """A LiveFrame kind -> the name of its partition (``trades`` is ``all_trades``)."""
+    name = KIND_ALIASES.get(kind, kind)
+    if name not in KINDS:
+        raise InvalidArgument(f"cannot record {kind!r}: recordable kinds are {', '.join(KINDS)}")
+    return name
+
+
+def partition_key(kind: str) -> str:
+    """The partition column under ``kind=``: ``portfolio`` for portfolio kinds, else ``symbol``."""
+    return "portfolio" if kind in PORTFOLIO_KINDS else "symbol"
+
+
+def receive_us(now: float) -> int:
+    """Receive time (unix seconds, float) -> the microseconds stored in ``receive_time``."""
+    return int(round(now * 1_000_000))
+
+
+# --- converting buffered messages into tables --------------------------------------------------
+
+def _receive_column(times: Sequence[float], counts: Sequence[int] | None = None) -> np.ndarray:
+    us = np.fromiter((receive_us(t) for t in times), dtype="int64", count=len(times))
+    return us if counts is None else np.repeat(us, counts)
+
+
+def _utc(us: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(us.astype("datetime64[us]")).tz_localize("UTC")
+
+
+def book_table(books: Sequence[dict[str, Any]], times: Sequence[float], fmt: str
+               ) -> pd.DataFrame:
+    """Order-book messages -> long form: one row per level, ``snapshot_id`` = receive time in
+    microseconds x 1000 + the message's place in its read (unique and increasing)."""
+    bids_keys = ORDERBOOK.field("bids").keys(fmt)
+    asks_keys = ORDERBOOK.field("asks").keys(fmt)
+    time_keys = ORDERBOOK.field("time").keys(fmt)
+    price_key = BOOK_LEVEL.field("price").key(fmt)
+    volume_key = BOOK_LEVEL.field("volume").key(fmt)
+    yield_key = BOOK_LEVEL.field("yield").key(fmt)
+
+    def pick(book: dict[str, Any], keys: tuple[str, ...]) -> Any:
+        for key in keys:
+            if key in book:
+                return book[key]
+        return None
+
+    n_bids, n_asks, stamps, levels = [], [], [], []
+    for book in books:
+        bids = pick(book, bids_keys) or []
+        asks = pick(book, asks_keys) or []
+        n_bids.append(len(bids))
+        n_asks.append(len(asks))
+        stamps.append(pick(book, time_keys) or np.nan)
+        levels.extend(bids)
+        levels.extend(asks)
+    n_bids_a = np.array(n_bids, dtype="int64")
+    n_asks_a = np.array(n_asks, dtype="int64")
+    counts = n_bids_a + n_asks_a
+    received = _receive_column(times)
+    snapshot = received * 1000
+    # messages of one read share a receive time: number them within it
+    same = np.concatenate([[False], received[1:] == received[:-1]]) if len(received) else []
+    run = np.zeros(len(received), dtype="int64")
+    for i in np.flatnonzero(same):
+        run[i] = run[i - 1] + 1
+    snapshot += run
+    total = int(counts.sum())
+    side = np.empty(total, dtype=object)
+    level = np.empty(total, dtype="int64")
+    pos = 0
+    for nb, na in zip(n_bids, n_asks, strict=True):
+        side[pos:pos + nb] = "bid"
+        level[pos:pos + nb] = np.arange(nb)
+        pos += nb
+        side[pos:pos + na] = "ask"
+        level[pos:pos + na] = np.arange(na)
+        pos += na
+    stamps_ms = np.array(stamps, dtype="float64")
+    exchange_ms = np.repeat(stamps_ms, counts)
+    return pd.DataFrame({
+        "snapshot_id": np.repeat(snapshot, counts),
+        "side": pd.array(side, dtype=STR_DTYPE),
+        "level": level,
+        "price": np.array([lv.get(price_key) for lv in levels], dtype="float64"),
+        "volume": pd.array([lv.get(volume_key) for lv in levels], dtype="Int64"),
+        "yield": (np.array([lv.get(yield_key) for lv in levels], dtype="float64") if yield_key
+                  else np.full(total, np.nan)),
+        "exchange_time": _ms_to_utc(exchange_ms),
+        "receive_time": _utc(np.repeat(received, counts)),
+    })
+
+
+def _ms_to_utc(ms: np.ndarray) -> pd.DatetimeIndex:
+    valid = np.isfinite(ms) & (ms > 0)
+    us = np.where(valid, np.round(ms * 1000), 0).astype("int64").astype("datetime64[us]")
+    index = pd.DatetimeIndex(us).tz_localize("UTC")
+    return index.where(valid, pd.NaT)
+
+
+def record_table(kind: str, items: Sequence[dict[str, Any]], times: Sequence[float],
+                 fmt: str) -> pd.DataFrame:
+    """Messages of a non-book kind -> the HTTP frame's columns (its index as a column) plus
+    ``exchange_time`` and ``receive_time``."""
+    schema = SCHEMAS[kind]
+    frame = to_frame(schema, list(items), fmt)
+    if kind in INDEXED:
+        frame = frame[[INDEXED[kind], *[c for c in frame.columns if c != INDEXED[kind]]]]
+    stamp = EXCHANGE_TIME.get(kind)
+    exchange = (frame[stamp] if stamp is not None
+                else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]"))
+    frame["exchange_time"] = pd.DatetimeIndex(exchange).as_unit("us")
+    frame["receive_time"] = _utc(_receive_column(times))
+    return frame
+
+
+def frame_table(kind: str, frame: pd.DataFrame, now: float) -> pd.DataFrame:
+    """What a LiveFrame held (its ``.df``) -> the rows of the dataset, received at ``now``."""
+    received = _utc(np.full(len(frame), receive_us(now), dtype="int64"))
+    if kind == "orderbook":
+        stamp = frame.attrs.get("time")
+        table = pd.DataFrame({"snapshot_id": np.full(len(frame), receive_us(now) * 1000)})
+        table = pd.concat([table, frame.reset_index(drop=True)], axis=1)
+        table["exchange_time"] = pd.DatetimeIndex(
+            [stamp if stamp is not None else pd.NaT] * len(frame), tz="UTC").as_unit("us")
+        table["receive_time"] = received
+        return table
+    table = frame.reset_index() if kind in INDEXED else frame.reset_index(drop=True)
+    table = table.drop(columns=["is_closed"], errors="ignore")
+    stamp = EXCHANGE_TIME.get(kind)
+    table["exchange_time"] = (pd.DatetimeIndex(table[stamp]).as_unit("us") if stamp
+                              else pd.DatetimeIndex([pd.NaT] * len(table), tz="UTC").as_unit("us"))
+    table["receive_time"] = received
+    return table
+
+
+# --- the recorder -----------------------------------------------------------------------------
+
+class _Source:
+    """One recorded LiveFrame: its buffer and counters."""
+
+    def __init__(self, frame: Any, kind: str, fmt: str) -> None:
+        self.frame = frame
+        self.kind = kind
+        self.fmt = fmt
+        self.symbol = frame.symbol
+        self.items: list[Any] = []
+        self.times: list[float] = []
+        self.messages = 0
+        self.rows = 0
+        self.files = 0
+        self.oldest: float | None = None   # receive time of the oldest message not written
+        self.initial: pd.DataFrame | None = None   # what the frame held when recording began
+        self.sink: Callable[[Sequence[Any], float], None] | None = None
+
+
+class Recorder:
+    """Writes every message of some LiveFrames into a Parquet dataset at ``path``.
+
+    ``batch_rows``/``batch_seconds``: a buffer is written once it holds that many messages or
+    its oldest message is that old. ``max_pending_rows``: beyond it the stream thread writes
+    the batch itself (memory stays bounded however slow the disk). ``stream``: the Stream whose
+    ``gaps()`` are copied into the dataset. ``clock`` gives unix seconds (tests inject one).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], frames: Iterable[Any] = (), *,
+                 stream: Any = None, batch_rows: int = 20_000, batch_seconds: float = 5.0,
+                 max_pending_rows: int = 200_000, clock: Callable[[], float] = time.time
+                 ) -> None:
+        if not isinstance(batch_rows, int) or batch_rows < 1:
+            raise InvalidArgument(f"batch_rows must be a positive integer, got {batch_rows!r}")
+        if not batch_seconds > 0:
+            raise InvalidArgument(f"batch_seconds must be positive, got {batch_seconds!r}")
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.batch_rows = batch_rows
+        self.batch_seconds = float(batch_seconds)
+        self.max_pending_rows = max(int(max_pending_rows), batch_rows)
+        self.stream = stream
+        self._clock = clock
+        self._lock = threading.Lock()         # buffers and counters
+        self._write_lock = threading.Lock()   # one writer at a time, files in order
+        self._sources: list[_Source] = []
+        self._pending = 0
+        self._seq = 0
+        self._files = 0
+        self._rows = 0
+        self._gaps_written = 0
+        self._gap_keys: set[tuple[Any, ...]] = set()
+        self._last_id: dict[str, int] = {}
+        self._candles: dict[str, OrderedDict[int, tuple[Any, ...]]] = {}
+        self._errors = 0
+        self.last_error: str | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._closed = False
+        self._remove_temporary_files()
+        self._thread = threading.Thread(target=self._run, name="invia-data-recorder",
+                                        daemon=True)
+        self._thread.start()
+        for frame in frames:
+            self.add(frame)
+
+    # --- public -------------------------------------------------------------------------------
+
+    def add(self, frame: Any) -> None:
+        """Record a LiveFrame from now on (each of its messages, as the stream reads them)."""
+        if self._closed:
+            raise InvalidArgument("the recorder is closed")
+        kind = dataset_kind(getattr(frame, "kind", None) or "")
+        fmt = frame.params.get("format")
+        if fmt is None:
+            raise InvalidArgument(f"{frame!r} does not say its wire format")
+        source = _Source(frame, kind, fmt)
+        self._seed(source)
+
+        def sink(items: Sequence[Any], now: float, source: _Source = source) -> None:
+            self._receive(source, items, now)
+
+        source.sink = sink
+        with self._lock:
+            self._sources.append(source)
+            held, updated = frame._add_sink(sink)
+            if len(held):
+                source.initial = frame_table(kind, held, updated or self._clock())
+                source.oldest = updated or self._clock()
+
+    def flush(self) -> None:
+        """Write everything buffered now."""
+        self._write_all(force=True)
+        self._write_gaps()
+
+    def close(self) -> None:
+        """Stop recording: detach from the frames, write what is buffered (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            sources = list(self._sources)
+        for source in sources:
+            source.frame._remove_sink(source.sink)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(30.0)
+        self.flush()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def health(self) -> pd.DataFrame:
+        """One row per recorded frame: ``kind``, ``symbol``, ``messages`` (received),
+        ``rows`` and ``files`` (written), ``pending`` (messages buffered), ``lag`` (seconds
+        since the oldest buffered message arrived; 0 when nothing waits)."""
+        now = self._clock()
+        with self._lock:
+            rows = [{"kind": s.kind, "symbol": s.symbol, "status": s.frame.status,
+                     "messages": s.messages, "rows": s.rows, "files": s.files,
+                     "pending": len(s.items),
+                     "lag": 0.0 if s.oldest is None else max(0.0, now - s.oldest)}
+                    for s in self._sources]
+        table = pd.DataFrame(rows, columns=["kind", "symbol", "status", "messages", "rows",
+                                            "files", "pending", "lag"])
+        table.attrs.update(gaps=self._gaps_written, errors=self._errors, path=str(self.path))
+        return table.astype({"messages": "int64", "rows": "int64", "files": "int64",
+                             "pending": "int64", "lag": "float64"})
+
+    def status_line(self) -> str:
+        """``messages, rows, files, gaps, lag`` in one line, for a terminal."""
+        table = self.health()
+        lag = float(table["lag"].max()) if len(table) else 0.0
+        line = (f"recording {len(table)} frame(s): {int(table['messages'].sum())} messages, "
+                f"{self._rows} rows, {self._files} files, {self._gaps_written} gaps, "
+                f"lag {lag:.1f} s")
+        if self._errors:
+            line += f", {self._errors} write errors (last: {self.last_error})"
+        return line
+
+    def __repr__(self) -> str:
+        return f"<Recorder {self.path}: {self.status_line()}>"
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def files(self) -> int:
+        return self._files
+
+    # --- the stream thread's side -------------------------------------------------------------
+
+    def _receive(self, source: _Source, items: Sequence[Any], now: float) -> None:
+        with self._lock:
+            if source.oldest is None:
+                source.oldest = now
+            source.items.extend(items)
+            source.times.extend([now] * len(items))
+            source.messages += len(items)
+            self._pending += len(items)
+            pending = self._pending
+        if pending >= self.max_pending_rows:
+            self._write_all(force=True)   # the writer is behind: keep memory bounded
+        elif pending >= self.batch_rows:
+            self._wake.set()
+
+    # --- the writer ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(min(1.0, self.batch_seconds / 2))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._write_all(force=False)
+                if self.stream is not None:
+                    self._write_gaps()
+            except Exception as exc:  # keep recording; the status line shows the error
+                self._errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("recorder: writing failed")
+
+    def _write_all(self, force: bool) -> None:
+        with self._write_lock:
+            now = self._clock()
+            with self._lock:
+                due = [(s, s.initial, s.items, s.times) for s in self._sources
+                       if (s.items or s.initial is not None)
+                       and (force or self._pending >= self.batch_rows
+                            or now - (s.oldest or now) >= self.batch_seconds)]
+                for source, _, items, _ in due:
+                    source.items, source.times, source.oldest = [], [], None
+                    source.initial = None
+                    self._pending -= len(items)
+            for source, initial, items, times in due:
+                self._write_source(source, initial, items, times)
+
+    def _write_source(self, source: _Source, initial: pd.DataFrame | None, items: list[Any],
+                      times: list[float]) -> None:
+        tables = [] if initial is None else [initial]
+        if items:
+            tables.append(book_table(items, times, source.fmt) if source.kind == "orderbook"
+                          else record_table(source.kind, items, times, source.fmt))
+        if not tables:
+            return
+        table = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+        table = self._fresh(source, table)
+        if not len(table):
+            return
+        symbols = self._partition_values(source, table)
+        key = partition_key(source.kind)
+        table = table.drop(columns=[key], errors="ignore")
+        days = table["receive_time"].dt.strftime("%Y-%m-%d")
+        written = 0
+        for (symbol, day), part in table.groupby([symbols.to_numpy(), days.to_numpy()],
+                                                 sort=False):
+            self._write_file(source.kind, key, str(symbol), str(day), part)
+            written += len(part)
+            with self._lock:
+                source.files += 1
+        with self._lock:
+            source.rows += written
+
+    def _partition_values(self, source: _Source, table: pd.DataFrame) -> pd.Series:
+        key = partition_key(source.kind)
+        if source.kind != "orderbook" and key in table.columns and table[key].notna().all():
+            return table[key].astype(object)
+        value = (source.frame.params.get("portfolio") if key == "portfolio"
+                 else _plain(source.symbol))
+        return pd.Series(value, index=table.index)
+
+    def _write_file(self, kind: str, key: str, value: str, day: str, part: pd.DataFrame) -> None:
+        folder = self.path / f"kind={kind}" / f"{key}={_safe(value)}" / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        first = int(part["receive_time"].iloc[0].value // 1000)
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        name = f"part-{first}-{os.getpid()}-{seq:06d}.parquet"
+        temporary = folder / f".{name}.tmp"
+        table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
+        table = _cast_times(table)
+        pq.write_table(table, temporary, compression="zstd")
+        os.replace(temporary, folder / name)
+        with self._lock:
+            self._files += 1
+            self._rows += len(part)
+
+    # --- deduplication across reconnects and restarts ----------------------------------------
+
+    def _fresh(self, source: _Source, table: pd.DataFrame) -> pd.DataFrame:
+        if source.kind == "all_trades":
+            return self._fresh_trades(source, table)
+        if source.kind == "bars":
+            return self._fresh_bars(source, table)
+        return table
+
+    def _fresh_trades(self, source: _Source, table: pd.DataFrame) -> pd.DataFrame:
+        """Trades above the highest id written (ids increase per instrument)."""
+        symbol = _plain(source.symbol)
+        last = self._last_id.get(symbol, -1)
+        ids = table["id"].to_numpy(dtype="int64", na_value=-1)
+        before = np.maximum.accumulate(np.concatenate([[last], ids[:-1]]))
+        keep = ids > before
+        if len(ids):
+            self._last_id[symbol] = int(max(last, ids.max()))
+        return table[keep].reset_index(drop=True)
+
+    def _fresh_bars(self, source: _Source, table: pd.DataFrame) -> pd.DataFrame:
+        """Candle versions that differ from the last one written for the same candle."""
+        memory = self._candles.setdefault(_plain(source.symbol), OrderedDict())
+        keep = np.zeros(len(table), dtype=bool)
+        rows = zip(table["time"].to_numpy(dtype="datetime64[us]").astype("int64").tolist(),
+                   *(table[c].tolist() for c in CANDLE_VALUES), strict=True)
+        for i, (start, *values) in enumerate(rows):
+            version = tuple(values)
+            if memory.get(start) == version:
+                continue
+            memory[start] = version
+            memory.move_to_end(start)
+            keep[i] = True
+        while len(memory) > DEDUP_MEMORY:
+            memory.popitem(last=False)
+        return table[keep].reset_index(drop=True)
+
+    def _seed(self, source: _Source) -> None:
+        """Read what an earlier run wrote for this instrument, so a restart appends without
+        repeating: the highest trade id, the last version of recent candles."""
+        if source.kind not in ("all_trades", "bars"):
+            return
+        symbol = _plain(source.symbol)
+        folder = self.path / f"kind={source.kind}" / f"symbol={_safe(symbol)}"
+        days = sorted(folder.glob("date=*"))[-2:]
+        files = [f for day in days for f in sorted(day.glob("*.parquet"))]
+        if not files:
+            return
+        if source.kind == "all_trades":
+            last = max((_max_statistic(f, "id") for f in files), default=-1)
+            self._last_id[symbol] = max(self._last_id.get(symbol, -1), last)
+            return
+        self._fresh_bars(source, pq.read_table(files[-1]).to_pandas())
+
+    def _write_gaps(self) -> None:
+        """Copy the stream's reconnect gaps of the recorded frames into ``kind=gaps``."""
+        stream = self.stream
+        if stream is None:
+            return
+        gaps = stream.gaps()
+        with self._lock:
+            labels = {s.symbol for s in self._sources}
+        fresh = []
+        for row in gaps.itertuples(index=False):
+            key = (row.kind, row.symbol, row.start, row.end)
+            if row.symbol not in labels or key in self._gap_keys:
+                continue
+            self._gap_keys.add(key)
+            fresh.append(row)
+        for row in fresh:
+            part = pd.DataFrame({
+                "data_kind": pd.array([KIND_ALIASES.get(row.kind, row.kind)], dtype=STR_DTYPE),
+                "start": pd.DatetimeIndex([row.start]).as_unit("us"),
+                "end": pd.DatetimeIndex([row.end]).as_unit("us"),
+                "backfilled": np.array([row.backfilled], dtype="int64"),
+                "error": pd.array([row.error], dtype=STR_DTYPE),
+            })
+            part["receive_time"] = part["end"]
+            day = row.start.strftime("%Y-%m-%d")
+            for symbol in str(row.symbol).split(","):
+                self._write_file("gaps", "symbol", _plain(symbol), day, part)
+            self._gaps_written += 1
+
+    def _remove_temporary_files(self) -> None:
+        """Files a killed recorder left half written (their batch is the one lost)."""
+        for temporary in self.path.glob("kind=*/*/date=*/.*.tmp"):
+            try:
+                temporary.unlink()
+            except OSError:
+                pass
+
+
+def _max_statistic(file: Path, column: str) -> int:
+    meta = pq.ParquetFile(file).metadata
+    index = meta.schema.to_arrow_schema().get_field_index(column)
+    best = -1
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(index).statistics
+        if stats is not None and stats.has_min_max:
+            best = max(best, int(stats.max))
+    return best
+
+
+def _cast_times(table: pa.Table) -> pa.Table:
+    """Every timestamp column as microseconds UTC: one schema per kind whatever pandas held."""
+    fields = [pa.field(f.name, TIME_TYPE) if pa.types.is_timestamp(f.type) else f
+              for f in table.schema]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
+def _plain(symbol: str | None) -> str:
+    """``"MOEX:SBER"`` -> ``"SBER"`` (the partition value; the exchange is a column)."""
+    text = str(symbol or "")
+    return text.split(":", 1)[1] if ":" in text else text
+
+
+def _safe(value: str) -> str:
+    """A partition value that is also a safe folder name."""
+    if not value or value in (".", "..") or any(c in value for c in "/\\=\0"):
+        raise InvalidArgument(f"cannot use {value!r} as a partition value")
+    return value
+
+
+__all__ = ["Recorder", "KINDS", "book_table", "record_table", "dataset_kind", "partition_key"]

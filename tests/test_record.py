@@ -1,0 +1,250 @@
+"""Recording live subscriptions to a Hive-partitioned Parquet dataset: every kind, the readers
+that did not come from us (pandas, pyarrow, DuckDB, polars, Dask), crash safety with a killed
+recorder process, gaps across a forced disconnect, day rotation, bounded buffers, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import invia_data
+from invia_data.errors import InvalidArgument
+from invia_data.record import Recorder, partition_key
+from invia_data.stream import LiveFrame
+from invia_data.stream.state import make_state
+
+WAIT = 15.0
+
+
+def _client(sim):
+    return invia_data.connect(sim.refresh_token, env=sim.url)
+
+
+def _all_trades(stream, symbol, recent=0):
+    if hasattr(stream, "all_trades"):
+        return stream.all_trades(symbol, recent=recent)
+    return stream.trades(symbol, depth=recent)
+
+
+def _wait_until(predicate, timeout=WAIT, step=0.05):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(step)
+
+
+def _read(path: Path, kind: str) -> pd.DataFrame:
+    return pd.read_parquet(path / f"kind={kind}")
+
+
+def test_every_kind_is_recorded_with_the_http_columns_and_reads_back(sim, tmp_path):
+    with _client(sim) as inv:
+        s = inv.stream
+        frames = {
+            "orderbook": s.orderbook("SBER", depth=5),
+            "all_trades": _all_trades(s, "SBER", recent=20),
+            "quotes": s.quotes(["SBER", "GAZP"]),
+            "bars": s.bars("SBER", "1min"),
+            "instrument_state": s.instrument_state("SBER"),
+            "positions": s.positions(),
+            "summary": s.summary(),
+            "orders": s.orders(),
+        }
+        recorder = s.record(tmp_path, list(frames.values()), batch_seconds=0.2)
+        _wait_until(lambda: frames["orderbook"].version > 3 and frames["all_trades"].version > 2)
+        http = {"orderbook": inv.orderbook("SBER", depth=5), "all_trades": inv.all_trades("SBER"),
+                "quotes": inv.quotes("SBER"), "bars": frames["bars"].df.drop(columns="is_closed"),
+                "instrument_state": frames["instrument_state"].df, "positions": inv.positions(),
+                "summary": inv.summary(), "orders": inv.orders()}
+        recorder.close()
+    assert "recording 8 frame(s)" in recorder.status_line()
+    health = recorder.health()
+    assert set(health["kind"]) == set(frames) and (health["rows"] > 0).all()
+    for kind, expected in http.items():
+        table = _read(tmp_path, kind)
+        key = partition_key(kind)
+        columns = [c for c in expected.reset_index().columns if c not in ("index", key)]
+        if kind == "orderbook":
+            columns = ["snapshot_id", *columns]
+        assert list(table.columns) == [*columns, "exchange_time", "receive_time", key, "date"], kind
+        assert len(table) > 0 and table["receive_time"].dt.tz is not None
+    book = _read(tmp_path, "orderbook")
+    sizes = book.groupby(["snapshot_id", "side"]).size()
+    assert (sizes == 5).all()
+    assert book["snapshot_id"].is_monotonic_increasing
+    assert book["exchange_time"].notna().all()
+    trades = _read(tmp_path, "all_trades")
+    ids = trades["id"].to_numpy()
+    assert len(ids) == len(set(ids)) and (np.diff(ids) > 0).all()
+    assert (trades["exchange_time"] == trades["time"]).all()
+    quotes = _read(tmp_path, "quotes")
+    assert set(quotes["symbol"]) == {"SBER", "GAZP"}
+    assert set(_read(tmp_path, "positions")["portfolio"]) == {inv.portfolio}
+
+
+def test_the_dataset_reads_the_same_in_pyarrow_duckdb_polars_and_dask(sim, tmp_path):
+    with _client(sim) as inv:
+        book = inv.stream.orderbook("SBER", depth=3)
+        trades = _all_trades(inv.stream, "SBER", recent=50)
+        with inv.stream.record(tmp_path, [book, trades], batch_seconds=0.2):
+            book.wait(3, timeout=WAIT)
+    expected = {kind: _read(tmp_path, kind) for kind in ("orderbook", "all_trades")}
+    pyarrow_rows = pq.ParquetDataset(tmp_path / "kind=all_trades").read().num_rows
+    assert pyarrow_rows == len(expected["all_trades"])
+    duckdb = pytest.importorskip("duckdb")
+    for kind, frame in expected.items():
+        glob = (tmp_path / f"kind={kind}" / "**" / "*.parquet").as_posix()
+        got = duckdb.sql(f"select * from read_parquet('{glob}', hive_partitioning=true)").df()
+        assert len(got) == len(frame) and set(got["symbol"]) == {"SBER"}
+    spread = duckdb.sql(
+        "select snapshot_id, min(price) filter (where side='ask') - "
+        "max(price) filter (where side='bid') as spread from read_parquet("
+        f"'{(tmp_path / 'kind=orderbook' / '**' / '*.parquet').as_posix()}', "
+        "hive_partitioning=true) group by snapshot_id").df()
+    assert len(spread) == expected["orderbook"]["snapshot_id"].nunique()
+    assert (spread["spread"] > 0).all()
+    polars = pytest.importorskip("polars")
+    got = polars.scan_parquet(tmp_path / "kind=all_trades" / "**" / "*.parquet",
+                              hive_partitioning=True).collect()
+    assert got.height == len(expected["all_trades"])
+    assert sorted(got["id"].to_list()) == sorted(expected["all_trades"]["id"].tolist())
+    dd = pytest.importorskip("dask.dataframe")
+    got = dd.read_parquet(str(tmp_path / "kind=all_trades")).compute()
+    assert len(got) == len(expected["all_trades"])
+
+
+def _trades_state(fmt):
+    try:
+        return make_state("all_trades", fmt, maxlen=1000)
+    except InvalidArgument:
+        return make_state("trades", fmt, maxlen=1000)
+
+
+def _fake_trades_frame(fmt="Simple"):
+    return LiveFrame("all_trades", "MOEX:SBER", {"format": fmt}, _trades_state(fmt))
+
+
+def _trade(i, ms):
+    return {"id": i, "orderno": 0, "symbol": "SBER", "board": "TQBR", "qty": 1, "price": 100.0,
+            "time": pd.Timestamp(ms, unit="ms", tz="UTC").isoformat(), "timestamp": ms,
+            "side": "buy", "oi": 0, "existing": False}
+
+
+def test_files_rotate_by_day_and_buffers_stay_bounded(tmp_path):
+    frame = _fake_trades_frame()
+    midnight = pd.Timestamp("2024-03-02", tz="UTC").timestamp()
+    recorder = Recorder(tmp_path, [frame], batch_rows=10, max_pending_rows=25,
+                        batch_seconds=3600)
+    for i in range(100):   # 100 messages around midnight, the writer thread is never woken
+        now = midnight - 50 + i
+        frame._apply_many([_trade(i + 1, int(now * 1000))], now)
+        assert recorder.health()["pending"].sum() <= 25
+    recorder.close()
+    days = sorted(p.name for p in (tmp_path / "kind=all_trades" / "symbol=SBER").iterdir())
+    assert days == ["date=2024-03-01", "date=2024-03-02"]
+    table = _read(tmp_path, "all_trades")
+    assert sorted(table["id"]) == list(range(1, 101))
+    first_day = table[table["date"] == "2024-03-01"]
+    assert (first_day["receive_time"] < pd.Timestamp(midnight, unit="s", tz="UTC")).all()
+    assert len(first_day) == 50
+
+
+def test_a_restart_appends_trades_above_the_last_id_written(tmp_path):
+    base = 1_700_000_000.0
+    for run, ids in enumerate([range(1, 41), range(30, 71)]):   # the second run repeats 30..40
+        frame = _fake_trades_frame()
+        with Recorder(tmp_path, [frame], batch_rows=7) as recorder:
+            for i in ids:
+                frame._apply_many([_trade(i, int((base + i) * 1000))], base + run * 100 + i)
+        assert recorder.rows == (40 if run == 0 else 30)
+    assert sorted(_read(tmp_path, "all_trades")["id"]) == list(range(1, 71))
+
+
+def test_a_frame_that_cannot_be_recorded_is_refused(tmp_path):
+    frame = LiveFrame("widgets", "X", {"format": "Simple"}, make_state("summary", "Simple"))
+    with Recorder(tmp_path) as recorder, pytest.raises(InvalidArgument, match="recordable kinds"):
+        recorder.add(frame)
+    with pytest.raises(InvalidArgument, match="batch_rows"):
+        Recorder(tmp_path, batch_rows=0)
+
+
+def test_gaps_across_a_forced_disconnect_are_in_the_dataset(fresh_sim, tmp_path):
+    sim = fresh_sim()
+    with _client(sim) as inv:
+        trades = _all_trades(inv.stream, "SBER", recent=500)
+        book = inv.stream.orderbook("SBER", depth=5)
+        recorder = inv.stream.record(tmp_path, [trades, book], batch_seconds=0.2)
+        book.wait(2, timeout=WAIT)
+        sim.faults.drop_connections()
+        _wait_until(lambda: len(inv.stream.gaps()) >= 2)
+        _wait_until(lambda: book.status == "live")
+        trades.wait(2, timeout=WAIT)
+        recorder.close()
+    gaps = _read(tmp_path, "gaps")
+    assert {"data_kind", "start", "end", "backfilled", "error"} <= set(gaps.columns)
+    assert set(gaps["data_kind"]) >= {"all_trades", "orderbook"}
+    assert (gaps["end"] >= gaps["start"]).all() and set(gaps["symbol"]) == {"SBER"}
+    assert recorder.health().attrs["gaps"] >= 2
+    ids = _read(tmp_path, "all_trades")["id"].sort_values().to_numpy()
+    assert len(ids) == len(set(ids))
+    assert list(ids) == _server_ids_between(sim, ids), "recent trades resent fill the outage"
+
+
+def _server_ids_between(sim, ids):
+    """The simulator's own trade ids of SBER from the first to the last recorded one."""
+    key = sim.market.resolve("MOEX", "SBER")
+    return [t["id"] for t in sim.market.trades(key) if ids[0] <= t["id"] <= ids[-1]]
+
+
+def _record_process(sim, out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "INVIA_REFRESH_TOKEN": sim.refresh_token, "INVIA_ENV": sim.url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "invia_data.cli", "record", "--all-trades", "SBER",
+         "--orderbook", "SBER", "--depth", "5", "--out", str(out), "--batch-seconds", "0.3",
+         "--status-every", "0", *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _files(out: Path, kind: str) -> list[Path]:
+    return sorted((out / f"kind={kind}").glob("*/*/*.parquet"))
+
+
+@pytest.mark.slow
+def test_a_killed_recorder_loses_at_most_its_last_batch_and_a_restart_does_not_repeat(
+        sim, tmp_path):
+    first = _record_process(sim, tmp_path)
+    try:
+        _wait_until(lambda: len(_files(tmp_path, "all_trades")) >= 3
+                    and len(_files(tmp_path, "orderbook")) >= 3, timeout=30)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    for path in _files(tmp_path, "all_trades") + _files(tmp_path, "orderbook"):
+        assert pq.read_metadata(path).num_rows > 0     # every file complete
+    before = set(_read(tmp_path, "all_trades")["id"])
+    second = _record_process(sim, tmp_path, "--duration", "2")
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err.decode()
+    assert b"recording 2 frame(s)" in err
+    assert not list(tmp_path.glob("**/.*.tmp"))
+    ids = _read(tmp_path, "all_trades")["id"].sort_values().to_numpy()
+    assert len(ids) == len(set(ids)), "a restart must not write a trade twice"
+    assert before < set(ids)
+    assert list(ids) == _server_ids_between(sim, ids), "--recent brings the downtime's trades"
+
+
+def test_record_command_needs_something_to_record(sim, tmp_path):
+    env = {**os.environ, "INVIA_REFRESH_TOKEN": sim.refresh_token, "INVIA_ENV": sim.url}
+    done = subprocess.run([sys.executable, "-m", "invia_data.cli", "record", "--out",
+                           str(tmp_path)], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 1 and b"nothing to record" in done.stderr
