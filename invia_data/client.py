@@ -167,8 +167,13 @@ class Client(MarketData, PortfolioData):
 
         return history(self.http, symbols, tf, start, end, exchange=exchange or self.exchange,
                        board=board, format=format or self.format, tz=tz, cache=cache,
-                       cache_dir=cache_dir or _simulator_cache_dir(self.http.base_url),
+                       cache_dir=cache_dir or self._scratch_cache_dir(),
                        progress=progress)
+
+    def _scratch_cache_dir(self) -> str | None:
+        # the embedded simulator declares its identity (see connect), so its candles share the
+        # user's cache folder under their own name; another local simulator's may not
+        return None if self.embedded else _simulator_cache_dir(self.http.base_url)
 
     def history_to_dataset(self, symbols: str | list[str], path: str | os.PathLike[str],
                            tf: str | int = "1min", start: TimeLike | None = None,
@@ -244,12 +249,14 @@ def connect(refresh_token: str | None = None, *, token: str | None = None,
         refresh_token = refresh_token or os.environ.get("INVIA_REFRESH_TOKEN") or None
         token = token or os.environ.get("INVIA_TOKEN") or None
     embedded = False
+    cache_as: tuple[str, int] | None = None
     if env == "sim" or (env is None and base_url is None and not refresh_token and not token):
         server = embedded_simulator()
         endpoints = Endpoints("sim", server.url, server.ws_url, server.auth_url)
         if not refresh_token and not token:
             refresh_token = server.refresh_token
         embedded = True
+        cache_as = (server.identity, server.history_until)
     elif env is None:
         endpoints = endpoints_for_url(base_url) if base_url else ENVIRONMENTS["prod"]
     elif env in ENVIRONMENTS:
@@ -264,6 +271,8 @@ def connect(refresh_token: str | None = None, *, token: str | None = None,
     if refresh_token or token:
         tokens = TokenManager(refresh_token, token, auth_url=auth, session=session)
     http = Http(base, tokens, session=session, rate=rate_limit)
+    if cache_as is not None:
+        http.cache_environment, http.cache_until = cache_as
     client = Client(http, tokens, env=endpoints.name, ws_url=ws_url or endpoints.ws_url,
                     exchange=exchange, portfolio=portfolio, format=format, embedded=embedded)
     if tokens is not None:

@@ -413,7 +413,8 @@ def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
     plan = _plan(symbols, tf, start, end, exchange, board, format, tz, cache, cache_dir,
                  progress, max_workers)
     start_s, end_s, now = _resolve_range(http, plan)
-    environment = environment_name(getattr(http, "base_url", "") or "default")
+    environment = (getattr(http, "cache_environment", None)
+                   or environment_name(getattr(http, "base_url", "") or "default"))
     queries = [replace(plan.query, exchange=ex, symbol=s)
                for ex, s in zip(plan.exchanges, plan.symbols, strict=True)]
     keys = [CacheKey(environment, q.exchange, q.symbol, q.board, label(q.tf_seconds))
@@ -426,7 +427,7 @@ def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
     tf_seconds = plan.query.tf_seconds
     for key, (cached, gaps), new in zip(keys, known, fetched, strict=True):
         if plan.cache is not None and gaps:
-            _remember(plan.cache, key, new, gaps, tf_seconds, now)
+            _remember(plan.cache, key, new, gaps, tf_seconds, _cacheable_until(http, now))
         columns = sort_unique(concat_columns([cached, new]))
         frames.append(candle_frame(columns))
         open_candles.append(_open_candle(columns, tf_seconds, now))
@@ -465,6 +466,11 @@ def _remember(cache: CandleCache, key: CacheKey, fetched: Columns, gaps: Gaps,
     final = closed_before(tf_seconds, now)
     covered = [(a, min(b, final)) for a, b in gaps if min(b, final) > a]
     cache.store(key, _closed(fetched, tf_seconds, now), covered)
+
+
+def _cacheable_until(http: Any, now: int) -> int:
+    until = getattr(http, "cache_until", None)
+    return now if until is None else min(now, int(until))
 
 
 def _fetch_task(http: Any, query: Query, start: int, end: int) -> Callable[[], Columns]:

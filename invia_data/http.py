@@ -145,6 +145,10 @@ class Http:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidArgument(f"base_url must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        # the name its candles are cached under (None: its host and port), and a time from which
+        # its candles are never cached (a simulator's live candles differ from run to run)
+        self.cache_environment: str | None = None
+        self.cache_until: int | None = None
         self.tokens = tokens
         self._own_session = session is None
         self.session = session or requests.Session()

@@ -15,6 +15,7 @@ import pytest
 from fakes import counting_session, make_jwt, scripted_session, sequence
 
 import invia_data
+import invia_data.cache
 from invia_data import client as client_module
 from invia_data.auth import TokenManager
 from invia_data.errors import (
@@ -371,3 +372,44 @@ def test_candles_of_a_local_simulator_stay_out_of_the_user_cache(sim, no_env, mo
     monkeypatch.setenv("INVIA_CACHE_DIR", str(tmp_path / "chosen"))
     assert client_module._simulator_cache_dir(sim.url) is None
     assert client_module._simulator_cache_dir("https://api.inviabroker.com") is None
+
+
+def _declared(server: invia_data.sim.Simulator, **kwargs: object) -> invia_data.Client:
+    """A client of ``server`` that knows its identity, as connect() sets it up for the
+    embedded simulator."""
+    inv = connect_to(server, **kwargs)
+    inv.http.cache_environment, inv.http.cache_until = server.identity, server.history_until
+    return inv
+
+
+def test_a_simulator_identity_is_its_seed_and_code():
+    with invia_data.sim.run(port=0, seed=1) as one, invia_data.sim.run(port=0, seed=1) as two, \
+            invia_data.sim.run(port=0, seed=2) as other:
+        assert one.identity == two.identity != other.identity
+        assert one.url != two.url
+
+
+def test_the_embedded_simulator_declares_its_identity_to_the_client(no_env):
+    with invia_data.connect(env="sim") as inv:
+        server = client_module.embedded_simulator()
+        assert inv.http.cache_environment == server.identity
+        assert inv.http.cache_until == server.history_until
+
+
+def test_a_restarted_simulator_of_the_same_seed_reuses_the_cache(tmp_path):
+    past = dict(tf="1h", start="2024-03-01", end="2024-03-04", cache_dir=tmp_path)
+    with invia_data.sim.run(port=0, seed=1) as first, _declared(first) as inv:
+        before = inv.history("SBER", **past)
+        recent = inv.history("SBER", tf="1min", cache_dir=tmp_path)  # into the live candles
+    assert pd.Timestamp(recent.index[-1]).timestamp() >= first.history_until
+    assert [p.name for p in tmp_path.iterdir()] == [first.identity]
+    session, adapter = counting_session()
+    with invia_data.sim.run(port=0, seed=1) as second, _declared(second, session=session) as inv:
+        sent = len(adapter.sent)
+        again = inv.history("SBER", **past)
+        assert len(adapter.sent) == sent, "a past range comes from the cache, no request"
+        pd.testing.assert_frame_equal(again, before)
+        cache = invia_data.cache.CandleCache(tmp_path)
+        key = invia_data.cache.CacheKey(first.identity, "MOEX", "SBER", None, "1min")
+        newest = max(b for _, b in cache.coverage(key))
+        assert newest <= first.history_until, "live candles of a run are never cached"

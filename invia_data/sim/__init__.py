@@ -10,6 +10,8 @@ The server runs in a background thread with its own asyncio loop; leaving the ``
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 import ssl
 import tempfile
@@ -67,6 +69,19 @@ class Simulator:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def identity(self) -> str:
+        """What makes this simulator's generated history what it is: the seed and the code that
+        generates it. Two simulators of one identity answer the same candles before their
+        :attr:`history_until`, so a client may cache those across processes."""
+        return f"simulator-seed{self.seed}-{_code_fingerprint()}"
+
+    @property
+    def history_until(self) -> int:
+        """Unix seconds before which every candle is generated from the seed alone; from then on
+        the live market makes them, and they differ from one run to the next."""
+        return int(self.market.live_minute)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -204,3 +219,14 @@ def start(**kwargs: Any) -> Simulator:
 def run(**kwargs: Any) -> Simulator:
     """``with run(port=0, seed=1) as sim:`` — the same as start(), stopped when the block ends."""
     return start(**kwargs)
+
+
+@functools.lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    """A short hash of the simulator's source: a change to how it generates history gives a new
+    identity, so no cache ever mixes candles of two versions."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
