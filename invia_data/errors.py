@@ -4,6 +4,7 @@ Every error the library raises on purpose derives from :class:`InviaError`::
 
     InviaError
     ├── InvalidArgument (ValueError)     bad input, raised before any request is sent
+    ├── ClientClosed                      a call on a client after its close()
     ├── APIError                          the server answered with an error status
     │   ├── BadRequest         400        the server's message names the parameter
     │   ├── AuthError          401        missing, expired or rejected token
@@ -26,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "InviaError",
     "InvalidArgument",
+    "ClientClosed",
     "APIError",
     "BadRequest",
     "AuthError",
@@ -47,6 +49,11 @@ class InviaError(Exception):
 
 class InvalidArgument(InviaError, ValueError):
     """An argument is invalid; raised before any request is made."""
+
+
+class ClientClosed(InviaError):
+    """A call on a client (or its HTTP seam) after ``close()``: make a new one with
+    ``invia_data.connect()``."""
 
 
 class APIError(InviaError):

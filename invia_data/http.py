@@ -31,7 +31,7 @@ import orjson
 import requests
 
 from .auth import TokenManager, redact
-from .errors import APIError, InvalidArgument, TransportError, error_for_status
+from .errors import APIError, ClientClosed, InvalidArgument, TransportError, error_for_status
 
 __all__ = ["Http", "RateLimiter", "RetryPolicy"]
 
@@ -145,6 +145,7 @@ class Http:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidArgument(f"base_url must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        self.closed = False
         # the name its candles are cached under (None: its host and port), and a time from which
         # its candles are never cached (a simulator's live candles differ from run to run)
         self.cache_environment: str | None = None
@@ -164,6 +165,9 @@ class Http:
         return f"Http({self.base_url!r}, rate={self.limiter.rate})"
 
     def close(self) -> None:
+        """Close the session (when it is this seam's own); every later request raises
+        ClientClosed. Idempotent."""
+        self.closed = True
         if self._own_session:
             self.session.close()
 
@@ -188,6 +192,8 @@ class Http:
     def request(self, method: str, path: str, params: Mapping[str, Any] | None = None, *,
                 auth: bool = True, what: str | None = None) -> requests.Response:
         """Send one request with retries; the successful response, or an exception."""
+        if self.closed:
+            raise ClientClosed("this client is closed: make a new one with invia_data.connect()")
         if not isinstance(path, str) or not path.startswith("/"):
             raise InvalidArgument(f"path must start with '/', got {path!r}")
         url = self.base_url + path

@@ -413,3 +413,15 @@ def test_a_restarted_simulator_of_the_same_seed_reuses_the_cache(tmp_path):
         key = invia_data.cache.CacheKey(first.identity, "MOEX", "SBER", None, "1min")
         newest = max(b for _, b in cache.coverage(key))
         assert newest <= first.history_until, "live candles of a run are never cached"
+
+
+def test_calls_on_a_closed_client_raise_instead_of_answering(sim):
+    inv = connect_to(sim)
+    inv.close()
+    for call in (lambda: inv.quotes("SBER"), lambda: inv.history("SBER", tf="D"),
+                 lambda: inv.positions(), lambda: inv.time()):
+        with pytest.raises(invia_data.ClientClosed, match="connect"):
+            call()
+    with pytest.raises(invia_data.StreamClosed):
+        inv.stream.orderbook("SBER")
+    inv.close()  # idempotent

@@ -12,7 +12,7 @@ from invia_data import errors
 EXPECTED = {
     "APIError", "AuthError", "BadRequest", "Client", "Forbidden", "InvalidArgument",
     "InviaError", "LiveFrame", "NotFound", "RateLimited", "ServerError", "Stream",
-    "StreamClosed", "StreamError", "StreamTimeout", "TransportError", "__version__", "connect",
+    "StreamClosed", "ClientClosed", "StreamError", "StreamTimeout", "TransportError", "__version__", "connect",
 }
 
 
