@@ -26,6 +26,7 @@ from .http import Http
 from .market import MarketData, check_exchange
 from .portfolio import PortfolioData
 from .schema import normalize_format
+from .suggest import suggests_symbols
 from .times import TimeLike
 
 if TYPE_CHECKING:
@@ -146,6 +147,7 @@ class Client(MarketData, PortfolioData):
                                       format=self.format)
             return self._stream
 
+    @suggests_symbols
     def history(self, symbols: str | list[str], tf: str | int = "1min",
                 start: TimeLike | None = None, end: TimeLike | None = None, *,
                 exchange: str | None = None, board: str | None = None,

@@ -35,6 +35,7 @@ from .schema import (
     TRADE,
     normalize_format,
 )
+from .suggest import suggests_symbols
 from .times import TimeLike, check_range, check_tz, iso_time
 
 if TYPE_CHECKING:
@@ -271,6 +272,7 @@ class MarketData(DataCalls):
                                 what=f"instruments of {ex}")
         return to_frame(SECURITY, payload or [], fmt, tz=tz)
 
+    @suggests_symbols
     def security(self, symbol: str, exchange: str | None = None, board: str | None = None, *,
                  format: str | None = None, tz: str | None = None) -> pd.DataFrame:
         """One instrument as a one-row frame (columns of :meth:`securities`).
@@ -285,6 +287,7 @@ class MarketData(DataCalls):
                                 what=f"instrument {ex}:{sym}")
         return one_row(SECURITY, payload, fmt, tz)
 
+    @suggests_symbols
     def quotes(self, symbols: str | Iterable[str], *, exchange: str | None = None,
                format: str | None = None, tz: str | None = None) -> pd.DataFrame:
         """Current quotes of many instruments in one request (``.../{symbols}/quotes``).
@@ -323,6 +326,7 @@ class MarketData(DataCalls):
                                 {"format": fmt}, what=f"futures on {ex}:{sym}")
         return one_row(QUOTE, payload, fmt, tz)
 
+    @suggests_symbols
     def orderbook(self, symbol: str, depth: int = 20, *, exchange: str | None = None,
                   board: str | None = None, format: str | None = None,
                   tz: str | None = None) -> pd.DataFrame:
@@ -343,6 +347,7 @@ class MarketData(DataCalls):
         book = ORDERBOOK.decode(payload or {}, fmt)
         return book_frame(book, symbol=sym, exchange=ex, depth=depth, tz=tz)
 
+    @suggests_symbols
     def all_trades(self, symbol: str, start: TimeLike | None = None,
                    end: TimeLike | None = None, *, limit: int | None = None,
                    side: str | None = None, descending: bool = False, history: bool = False,
@@ -409,6 +414,7 @@ class MarketData(DataCalls):
         return to_frame(CURRENCY_PAIR, self.http.get("/md/v2/Securities/currencyPairs") or [],
                         "Simple", tz=tz)
 
+    @suggests_symbols
     def available_boards(self, symbol: str, *, exchange: str | None = None,
                          tz: str | None = None) -> pd.DataFrame:
         """The boards the instrument trades on: one column ``board`` (string)."""

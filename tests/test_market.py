@@ -396,3 +396,34 @@ def test_symbols_are_spelt_in_capitals_whatever_the_user_typed(client):
 def test_a_range_error_shows_the_times_as_understood(client):
     with pytest.raises(InvalidArgument, match="2024-03-01T00:00:00.*2024-02-01T00:00:00"):
         client.history("SBER", start="01.03.2024", end="01.02.2024")
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: c.quotes("SOGN"), lambda c: c.security("SOGN"), lambda c: c.orderbook("SOGN"),
+    lambda c: c.all_trades("SOGN"), lambda c: c.history("SOGN", tf="D")])
+def test_a_symbol_of_another_exchange_is_answered_with_its_spelling(client, call):
+    with pytest.raises(NotFound, match="SOGN is listed on ITS, not MOEX: write 'ITS:SOGN'"):
+        call(client)
+
+
+def test_a_misspelt_symbol_is_answered_with_the_near_names(client):
+    with pytest.raises(NotFound, match="Did you mean 'SBER'"):
+        client.orderbook("SBRE")
+    with pytest.raises(NotFound, match="MOEX:SBRE.*Did you mean 'SBER'"):
+        client.quotes(["GAZP", "SBRE"])
+
+
+def test_the_hint_costs_one_request_and_only_after_a_404(counted):
+    inv, adapter = counted
+    start = len(adapter.sent)
+    inv.orderbook("SBER", 1)
+    assert len(adapter.sent) == start + 1
+    with pytest.raises(NotFound, match="Did you mean"):
+        inv.orderbook("SBRE", 1)
+    assert len(adapter.sent) == start + 3  # the 404, then one search
+
+
+def test_no_hint_when_nothing_is_near(client):
+    with pytest.raises(NotFound) as info:
+        client.orderbook("QQQQQQ")
+    assert "Did you mean" not in str(info.value) and "listed on" not in str(info.value)
