@@ -19,6 +19,7 @@ from .errors import (
     StreamTimeout,
     TransportError,
 )
+from .replay import Replay, replay
 from .stream import LiveFrame, Stream
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "LiveFrame",
     "NotFound",
     "RateLimited",
+    "Replay",
     "ServerError",
     "Stream",
     "StreamClosed",
@@ -43,4 +45,5 @@ __all__ = [
     "TransportError",
     "__version__",
     "connect",
+    "replay",
 ]

@@ -10,6 +10,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -201,3 +202,10 @@ def counted(sim: invia_data.sim.Simulator) -> Iterator[tuple[invia_data.Client, 
     with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
                             ws_url=sim.ws_url, session=session) as inv:
         yield inv, adapter
+
+
+# --- a recording made from the simulator (tests/data/make_sample_recording.py) ------------------------
+
+@pytest.fixture(scope="session")
+def sample_recording() -> Path:
+    return Path(__file__).with_name("data") / "recording"

@@ -13,6 +13,7 @@ EXPECTED = {
     "APIError", "AuthError", "BadRequest", "Client", "Forbidden", "InvalidArgument",
     "InviaError", "LiveFrame", "NotFound", "RateLimited", "ServerError", "Stream",
     "StreamClosed", "ClientClosed", "StreamError", "StreamTimeout", "TransportError", "__version__", "connect",
+    "Replay", "replay",
 }
 
 
@@ -24,7 +25,8 @@ def test_all_is_exactly_the_public_api():
 
 
 def test_exceptions_are_the_tree_of_errors_py():
-    for name in EXPECTED - {"Client", "connect", "__version__", "LiveFrame", "Stream"}:
+    for name in EXPECTED - {"Client", "connect", "__version__", "LiveFrame", "Stream", "Replay",
+                            "replay"}:
         cls = getattr(invia_data, name)
         assert cls is getattr(errors, name)
         assert issubclass(cls, errors.InviaError)

@@ -1,0 +1,545 @@
+"""Replay a recording (see :mod:`invia_data.record`) into LiveFrames on one simulated clock.
+
+``invia_data.replay(path, start=, end=, speed=10)`` returns a :class:`Replay` with the
+subscription methods of ``inv.stream`` (``orderbook``, ``quotes``, ``all_trades``, ``bars``,
+``instrument_state``, ``positions``, ...). Each returns a :class:`LiveFrame` (the same ``.df``,
+``on_update``, ``wait``, ``widget()``) whose state is the recorded rows received up to the
+simulated time: a frame at time *t* shows what the live frame showed when the recorder got the
+last message before *t*.
+
+The recorded table of a frame is loaded and put in its frame's column form once; advancing the
+clock moves a row position (``searchsorted`` on the receive times), so any number of rows
+enters a state in one step, and ``.df`` slices the prepared table. A driver thread moves the
+clock (``speed`` x real time, or with ``speed=None`` as fast as the frames take it, in steps
+of at most ``batch`` rows per frame); ``pause()``, ``resume()`` and ``seek()`` act at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InvalidArgument, NotFound, StreamClosed
+from .frames import dtypes, empty_frame
+from .history import candle_frame
+from .market import check_count, parse_symbol
+from .record import PORTFOLIO_KINDS, SCHEMAS, partition_key, receive_us
+from .stream.live import LiveFrame
+from .timeframes import to_seconds
+from .times import iso_time, to_utc
+
+BATCH = 1 << 16     # rows a frame takes per step when the clock runs as fast as possible
+TICK = 0.02         # seconds between clock steps at a finite speed
+KEYS = {"quotes": ("symbol", "exchange"), "positions": ("symbol", "exchange"),
+        "orders": ("id",), "stop_orders": ("id",), "own_trades": ("id",)}
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def load(path: Path, kind: str, value: str) -> pd.DataFrame:
+    """Every recorded row of ``kind`` for one symbol (or portfolio), in receive order."""
+    folder = path / f"kind={kind}" / f"{partition_key(kind)}={value}"
+    files = sorted(folder.glob("date=*/*.parquet"))
+    if not files:
+        have = sorted(p.name.split("=", 1)[1] for p in (path / f"kind={kind}").glob("*=*"))
+        raise NotFound(f"the recording at {path} has no {kind} of {value!r}"
+                       + (f"; it has {', '.join(have)}" if have else f"; it has no {kind}"))
+    tables = [pq.read_table(f) for f in files]
+    table = pa.concat_tables(tables, promote_options="default")
+    frame = table.to_pandas()
+    order = np.argsort(frame["receive_time"].to_numpy(dtype="datetime64[us]"), kind="stable")
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _times(frame: pd.DataFrame, column: str = "receive_time") -> np.ndarray:
+    return frame[column].to_numpy(dtype="datetime64[us]").astype("int64")
+
+
+def recording_bounds(path: Path) -> tuple[int | None, int | None]:
+    """First and last receive time (us) of a recording, from the files' statistics."""
+    first = last = None
+    for file in path.glob("kind=*/*/date=*/*.parquet"):
+        if file.parts[-4] == "kind=gaps":
+            continue
+        meta = pq.read_metadata(file)
+        index = meta.schema.to_arrow_schema().get_field_index("receive_time")
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(index).statistics
+            if stats is None or not stats.has_min_max:
+                continue
+            low, high = _us(stats.min), _us(stats.max)
+            first = low if first is None else min(first, low)
+            last = high if last is None else max(last, high)
+    return first, last
+
+
+def _us(value: Any) -> int:
+    return int(pd.Timestamp(value).value // 1000)
+
+
+# --- the states: a row position in a prepared table ---------------------------------------------
+
+class _Replayed:
+    """Reducer contract of :mod:`invia_data.stream.state`; ``apply(position)`` moves to a row
+    position (forward or back), ``snapshot()`` is that position."""
+
+    def __init__(self, times: np.ndarray) -> None:
+        self.times = times
+        self.position = 0
+
+    def apply(self, position: int) -> bool:
+        changed = position != self.position
+        self.position = position
+        return changed
+
+    def snapshot(self) -> int:
+        return self.position
+
+    def position_at(self, t_us: int) -> int:
+        return int(np.searchsorted(self.times, t_us, side="right"))
+
+
+class TradesReplay(_Replayed):
+    def __init__(self, rows: pd.DataFrame, symbol: str, maxlen: int) -> None:
+        super().__init__(_times(rows))
+        from .schema import TRADE
+
+        types = dtypes(TRADE)
+        rows = rows.assign(symbol=symbol)
+        rows["time"] = pd.DatetimeIndex(rows["time"]).as_unit("ns")
+        self.table = rows[list(types)].astype(types).set_index("time")
+        self.maxlen = maxlen
+
+    def frame(self, position: int) -> pd.DataFrame:
+        return self.table.iloc[max(0, position - self.maxlen):position]
+
+
+class BookReplay(_Replayed):
+    """Snapshots of one book: ``position`` counts the snapshots received."""
+
+    def __init__(self, rows: pd.DataFrame, depth: int, attrs: dict[str, Any]) -> None:
+        rows = rows[rows["level"] < depth].reset_index(drop=True)
+        ids = rows["snapshot_id"].to_numpy()
+        starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]])) if len(ids) \
+            else np.zeros(0, dtype="int64")
+        super().__init__(_times(rows)[starts] if len(ids) else np.zeros(0, dtype="int64"))
+        self.offsets = np.append(starts, len(rows))
+        self.stamps = list(rows["exchange_time"].iloc[starts]) if len(ids) else []
+        self.table = rows[["side", "level", "price", "volume", "yield"]]
+        self.attrs = attrs
+
+    def frame(self, position: int) -> pd.DataFrame:
+        if position == 0:
+            frame = self.table.iloc[:0].reset_index(drop=True)
+            stamp = None
+        else:
+            lo, hi = self.offsets[position - 1], self.offsets[position]
+            frame = self.table.iloc[lo:hi].reset_index(drop=True)
+            stamp = self.stamps[position - 1]
+        frame.attrs.update(self.attrs)
+        frame.attrs["time"] = (None if stamp is None or pd.isna(stamp)
+                               else iso_time(pd.Timestamp(stamp)))
+        frame.attrs["existing"] = None
+        return frame
+
+
+class BarsReplay(_Replayed):
+    """Candle versions: the frame holds the last version of each candle received."""
+
+    def __init__(self, rows: pd.DataFrame, maxlen: int) -> None:
+        super().__init__(_times(rows))
+        self.start = rows["time"].to_numpy(dtype="datetime64[s]").astype("int64")
+        self.values = {name: rows[name].to_numpy(dtype="float64")
+                       for name in ("open", "high", "low", "close")}
+        self.volume = rows["volume"].to_numpy(dtype="int64")
+        self.maxlen = maxlen
+
+    def frame(self, position: int) -> pd.DataFrame:
+        start = self.start[:position]
+        # the last version of each candle: reverse, keep the first of each time, sort by time
+        times, first = np.unique(start[::-1], return_index=True)
+        pick = position - 1 - first
+        pick = pick[-self.maxlen:]
+        columns = {"time": times[-self.maxlen:], "volume": self.volume[pick]}
+        for name, values in self.values.items():
+            columns[name] = values[pick]
+        frame = candle_frame(columns)
+        closed = np.ones(len(frame), dtype=bool)
+        if len(closed):
+            closed[-1] = False
+        return frame.assign(is_closed=closed)
+
+
+class RowsReplay(_Replayed):
+    """Rows merged field by field, per key (quotes, positions, orders...) or into one row."""
+
+    def __init__(self, rows: pd.DataFrame, kind: str, fill: dict[str, str]) -> None:
+        super().__init__(_times(rows))
+        schema = SCHEMAS[kind]
+        types = dtypes(schema)
+        rows = rows.assign(**fill)
+        self.table = rows[list(types)].astype(types)
+        self.key = list(KEYS.get(kind, ()))
+        self.empty = empty_frame(schema)
+
+    def frame(self, position: int) -> pd.DataFrame:
+        if position == 0:
+            return self.empty
+        rows = self.table.iloc[:position]
+        if not self.key:
+            return rows.ffill().iloc[-1:].reset_index(drop=True)
+        merged = rows.groupby(self.key, sort=False, dropna=False).last().reset_index()
+        return merged[list(self.table.columns)].astype(self.table.dtypes.to_dict())
+
+
+# --- the clock and the subscriptions --------------------------------------------------------------
+
+class Replay:
+    """A recording played on one simulated clock. See :func:`replay`."""
+
+    def __init__(self, path: str | os.PathLike[str], start: Any = None, end: Any = None,
+                 speed: float | None = 10.0, *, exchange: str = "MOEX",
+                 portfolio: str | None = None, paused: bool = False, batch: int = BATCH,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise InvalidArgument(f"no recording at {str(path)!r}: give the folder that "
+                                  "invia-data record --out wrote")
+        first, last = recording_bounds(self.path)
+        if first is None or last is None:
+            raise InvalidArgument(f"{str(path)!r} holds no recorded data (kind=*/.../*.parquet)")
+        self.start_us = first if start is None else _us(to_utc(start, name="start"))
+        self.end_us = last if end is None else _us(to_utc(end, name="end"))
+        if self.end_us < self.start_us:
+            raise InvalidArgument("end is before start")
+        self.exchange = exchange
+        self.portfolio = portfolio
+        self.batch = check_count(batch, "batch")
+        self._speed = _check_speed(speed)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._frames: list[LiveFrame] = []
+        self._sim_us = self.start_us
+        self._anchor = clock()
+        self._running = not paused
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._drive, name="invia-data-replay",
+                                        daemon=True)
+        self._thread.start()
+
+    # --- the clock ----------------------------------------------------------------------------
+
+    @property
+    def now(self) -> pd.Timestamp:
+        """The simulated time."""
+        return pd.Timestamp(self._current_us(), unit="us", tz="UTC")
+
+    @property
+    def start(self) -> pd.Timestamp:
+        return pd.Timestamp(self.start_us, unit="us", tz="UTC")
+
+    @property
+    def end(self) -> pd.Timestamp:
+        return pd.Timestamp(self.end_us, unit="us", tz="UTC")
+
+    @property
+    def speed(self) -> float | None:
+        return self._speed
+
+    @speed.setter
+    def speed(self, value: float | None) -> None:
+        with self._lock:
+            self._sim_us = self._current_us()
+            self._anchor = self._clock()
+            self._speed = _check_speed(value)
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running
+
+    @property
+    def done(self) -> bool:
+        """True once the clock reached the end of the recording (or ``end=``)."""
+        return self._done.is_set()
+
+    def pause(self) -> None:
+        with self._lock:
+            self._sim_us = self._current_us()
+            self._running = False
+
+    def resume(self) -> None:
+        with self._lock:
+            self._anchor = self._clock()
+            self._running = True
+        self._wake.set()
+
+    def seek(self, when: Any) -> None:
+        """Move the clock to ``when`` (a time, or seconds since the start as a number); every
+        frame shows that moment when this returns."""
+        if isinstance(when, (int, float)) and not isinstance(when, bool):
+            target = self.start_us + int(round(when * 1_000_000))
+        else:
+            target = int(round(to_utc(when, name="when").value / 1000))
+        with self._lock:
+            self._sim_us = min(max(target, self.start_us), self.end_us)
+            self._anchor = self._clock()
+            self._advance(self._sim_us)
+            if self._sim_us < self.end_us:
+                self._done.clear()
+        self._wake.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the clock reaches the end; False on timeout."""
+        return self._done.wait(timeout)
+
+    def _current_us(self) -> int:
+        with self._lock:
+            if not self._running or self._speed is None:
+                return self._sim_us
+            moved = (self._clock() - self._anchor) * self._speed * 1_000_000
+            return min(self.end_us, self._sim_us + int(moved))
+
+    def _drive(self) -> None:
+        while not self._closed:
+            if not self._running or self._done.is_set():
+                self._wake.wait(0.25)
+                self._wake.clear()
+                continue
+            with self._lock:
+                if self._speed is None:
+                    target = self._next_step()
+                    self._sim_us = target
+                else:
+                    target = self._current_us()
+                self._advance(target)
+                if target >= self.end_us:
+                    self._sim_us = self.end_us
+                    self._done.set()
+            if self._speed is not None:
+                self._wake.wait(TICK)
+                self._wake.clear()
+
+    def _next_step(self) -> int:
+        """Speed None: the time by which no frame takes more than ``batch`` rows."""
+        target = self.end_us
+        for frame in self._frames:
+            state = frame._read_state(lambda s: s)
+            times = state.times
+            if state.position < len(times):
+                step = times[min(state.position + self.batch, len(times)) - 1]
+                if step > self._sim_us:
+                    target = min(target, int(step))
+                else:
+                    target = min(target, int(times[state.position]))
+        return max(target, self._sim_us)
+
+    def _advance(self, t_us: int) -> None:
+        wall = time.time()
+        for frame in list(self._frames):
+            state = frame._read_state(lambda s: s)
+            position = state.position_at(t_us)
+            if position != state.position:
+                frame._apply_many([position], wall, abs(position - state.position))
+                frame._notify()
+
+    # --- subscriptions (the methods of inv.stream) --------------------------------------------
+
+    def orderbook(self, symbol: str, depth: int = 20, *, exchange: str | None = None,
+                  **ignored: Any) -> LiveFrame:
+        """The recorded order book, long form, as ``inv.stream.orderbook`` shows it."""
+        depth = check_count(depth, "depth")
+        ex, sym = parse_symbol(symbol, exchange or self.exchange)
+        rows = load(self.path, "orderbook", sym)
+        recorded = int(rows["level"].max()) + 1 if len(rows) else 0
+        if depth > recorded:
+            raise InvalidArgument(f"the recording holds {recorded} levels of {sym}; "
+                                  f"ask for depth={recorded} or less")
+        state = BookReplay(rows, depth, {"symbol": sym, "exchange": ex, "depth": depth})
+        return self._open("orderbook", f"{ex}:{sym}", {"depth": depth}, state)
+
+    def all_trades(self, symbol: str, recent: int = 0, maxlen: int = 100_000, *,
+                   exchange: str | None = None, **ignored: Any) -> LiveFrame:
+        """The recorded trades, the last ``maxlen`` received by the simulated time."""
+        maxlen = check_count(maxlen, "maxlen")
+        ex, sym = parse_symbol(symbol, exchange or self.exchange)
+        state = TradesReplay(load(self.path, "all_trades", sym), sym, maxlen)
+        return self._open("all_trades", f"{ex}:{sym}", {"recent": recent, "maxlen": maxlen},
+                          state)
+
+    def bars(self, symbol: str, tf: str | int = "1min", start: Any = None, *,
+             maxlen: int = 100_000, exchange: str | None = None, **ignored: Any) -> LiveFrame:
+        """The recorded candles (of the timeframe that was recorded)."""
+        tf_seconds = to_seconds(tf)
+        maxlen = check_count(maxlen, "maxlen")
+        ex, sym = parse_symbol(symbol, exchange or self.exchange)
+        rows = load(self.path, "bars", sym)
+        if len(rows) > 1:
+            step = np.diff(np.unique(rows["time"].to_numpy(dtype="datetime64[s]")
+                                     .astype("int64")))
+            if len(step) and int(step.min()) % tf_seconds:
+                raise InvalidArgument(f"the recorded candles of {sym} are {int(step.min())} s "
+                                      f"apart, not {tf_seconds} s: ask for that timeframe")
+        return self._open("bars", f"{ex}:{sym}", {"tf": tf_seconds, "maxlen": maxlen},
+                          BarsReplay(rows, maxlen))
+
+    def quotes(self, symbols: str | Iterable[str], *, exchange: str | None = None,
+               **ignored: Any) -> LiveFrame:
+        """The recorded quotes of one or more instruments, one row each."""
+        items = ([s for s in symbols.split(",") if s.strip()] if isinstance(symbols, str)
+                 else list(symbols))
+        if not items:
+            raise InvalidArgument("symbols is empty")
+        pairs = list(dict.fromkeys(parse_symbol(s, exchange or self.exchange) for s in items))
+        parts = [load(self.path, "quotes", sym).assign(symbol=sym) for _, sym in pairs]
+        rows = pd.concat(parts, ignore_index=True)
+        order = np.argsort(_times(rows), kind="stable")
+        rows = rows.iloc[order].reset_index(drop=True)
+        label = ",".join(f"{ex}:{sym}" for ex, sym in pairs)
+        return self._open("quotes", label, {"symbols": label.split(",")},
+                          RowsReplay(rows, "quotes", {}))
+
+    def instrument_state(self, symbol: str, *, exchange: str | None = None,
+                         **ignored: Any) -> LiveFrame:
+        ex, sym = parse_symbol(symbol, exchange or self.exchange)
+        rows = load(self.path, "instrument_state", sym)
+        return self._open("instrument_state", f"{ex}:{sym}", {},
+                          RowsReplay(rows, "instrument_state", {"symbol": sym}))
+
+    def positions(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
+        return self._portfolio("positions", portfolio)
+
+    def summary(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
+        return self._portfolio("summary", portfolio)
+
+    def risk(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
+        return self._portfolio("risk", portfolio)
+
+    def forts_risk(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
+        return self._portfolio("forts_risk", portfolio)
+
+    def orders(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
+        return self._portfolio("orders", portfolio)
+
+    def stop_orders(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
+        return self._portfolio("stop_orders", portfolio)
+
+    def own_trades(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
+        return self._portfolio("own_trades", portfolio)
+
+    def _portfolio(self, kind: str, portfolio: str | None) -> LiveFrame:
+        assert kind in PORTFOLIO_KINDS
+        portfolio = portfolio or self.portfolio
+        if portfolio is None:
+            found = sorted(p.name.split("=", 1)[1]
+                           for p in (self.path / f"kind={kind}").glob("portfolio=*"))
+            if len(found) != 1:
+                raise InvalidArgument(f"{kind} needs portfolio= (recorded: "
+                                      f"{', '.join(found) or 'none'})")
+            portfolio = found[0]
+        rows = load(self.path, kind, portfolio)
+        fill = {"portfolio": portfolio} if "portfolio" in dtypes(SCHEMAS[kind]) else {}
+        return self._open(kind, portfolio, {"portfolio": portfolio},
+                          RowsReplay(rows, kind, fill))
+
+    def _open(self, kind: str, label: str, params: dict[str, Any], state: Any) -> LiveFrame:
+        if self._closed:
+            raise StreamClosed("the replay is closed")
+        frame = LiveFrame(kind, label, {**params, "replay": str(self.path)}, state,
+                          closer=self._forget)
+        with self._lock:
+            self._frames.append(frame)
+            now = self._current_us()
+            position = state.position_at(now)
+            frame._apply_many([position], time.time(), max(position, 1))
+            frame._set_status("live")
+        self._wake.set()
+        return frame
+
+    def _forget(self, frame: LiveFrame) -> None:
+        with self._lock:
+            if frame in self._frames:
+                self._frames.remove(frame)
+
+    # --- health and lifetime ------------------------------------------------------------------
+
+    @property
+    def frames(self) -> list[LiveFrame]:
+        with self._lock:
+            return list(self._frames)
+
+    def health(self) -> pd.DataFrame:
+        """One row per replayed frame: ``kind``, ``symbol``, ``status``, ``messages``
+        (rows or snapshots applied so far), ``total`` (recorded), ``now`` (simulated time)."""
+        rows = []
+        now = self.now
+        for frame in self.frames:
+            state = frame._read_state(lambda s: s)
+            rows.append({"kind": frame.kind, "symbol": frame.symbol, "status": frame.status,
+                         "messages": state.position, "total": len(state.times), "now": now})
+        return pd.DataFrame(rows, columns=["kind", "symbol", "status", "messages", "total",
+                                           "now"])
+
+    def gaps(self) -> pd.DataFrame:
+        """The recorded reconnect gaps (``kind=gaps``)."""
+        folder = self.path / "kind=gaps"
+        if not folder.is_dir():
+            return pd.DataFrame({"symbol": pd.Series([], dtype=object),
+                                 "data_kind": pd.Series([], dtype=object),
+                                 "start": pd.Series([], dtype="datetime64[us, UTC]"),
+                                 "end": pd.Series([], dtype="datetime64[us, UTC]")})
+        return pd.read_parquet(folder)
+
+    def close(self) -> None:
+        """Stop the clock and close every frame (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        for frame in self.frames:
+            frame.close()
+        self._thread.join(5.0)
+
+    def __enter__(self) -> Replay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "paused" if self.paused else f"playing at {self._speed or 'full'} speed"
+        return (f"<Replay {self.path} {self.now.isoformat()} ({self.start.isoformat()} .. "
+                f"{self.end.isoformat()}), {state}, {len(self._frames)} frame(s)>")
+
+
+def _check_speed(speed: float | None) -> float | None:
+    if speed is None:
+        return None
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not speed > 0:
+        raise InvalidArgument(f"speed must be a positive number or None (as fast as possible), "
+                              f"got {speed!r}")
+    return float(speed)
+
+
+def replay(path: str | os.PathLike[str], start: Any = None, end: Any = None,
+           speed: float | None = 10.0, **options: Any) -> Replay:
+    """Play the recording at ``path`` (``invia-data record --out``) from ``start`` to ``end``
+    (default: all of it) at ``speed`` x real time (None: as fast as possible). The result has
+    the subscription methods of ``inv.stream``; its LiveFrames advance together on one clock
+    (``pause()``, ``resume()``, ``seek(t)``, ``now``, ``wait()``). ``paused=True`` starts
+    paused."""
+    return Replay(path, start, end, speed, **options)
+
+
+__all__ = ["Replay", "replay", "receive_us"]
