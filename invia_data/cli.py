@@ -234,6 +234,52 @@ def run_record(args: argparse.Namespace) -> int:
     print(recorder.status_line(), file=sys.stderr, flush=True)
     return 0
 
+# --- invia-data download ------------------------------------------------------------------------
+
+def _download_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="folder of the Parquet dataset (made if missing; a second "
+                                     "run fetches only what is missing)")
+    parser.add_argument("--exchange", default="MOEX", help="exchange to list (default MOEX)")
+    parser.add_argument("--market", action="append", dest="markets", metavar="MARKET",
+                        help="keep instruments of this market (FOND, FORTS, CURR, SPBX); repeatable")
+    parser.add_argument("--board", action="append", dest="boards", metavar="BOARD",
+                        help="keep instruments on this board (e.g. TQBR); repeatable")
+    parser.add_argument("--type", action="append", dest="types", metavar="TYPE",
+                        help="keep instruments of this type (e.g. CS); repeatable")
+    parser.add_argument("--tf", default="1min", help="timeframe (default 1min)")
+    parser.add_argument("--start", required=True, help="first day, e.g. 2024-01-01 (UTC)")
+    parser.add_argument("--end", default=None, help="end, exclusive (default: now)")
+    parser.add_argument("--env", default=None,
+                        help="prod, dev, sim or a URL (default $INVIA_ENV, else as connect())")
+    parser.add_argument("--workers", type=int, default=4, help="parallel requests (default 4)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--log-level", default="WARNING", help="logging level on stderr")
+
+
+@command("download", "download the candles of every instrument of an exchange (filtered by "
+         "market, board, type) into one Parquet dataset", _download_arguments)
+def run_download(args: argparse.Namespace) -> int:
+    import invia_data
+
+    from .errors import InviaError
+
+    _configure_logging(args.log_level)
+    try:
+        with invia_data.connect(env=args.env) as inv:
+            summary = inv.download_universe(
+                args.path, args.exchange, markets=args.markets, boards=args.boards,
+                types=args.types, tf=args.tf, start=args.start, end=args.end,
+                progress=False if args.no_progress else None, max_workers=args.workers)
+    except InviaError as exc:
+        print(f"invia-data download: {exc}", file=sys.stderr)
+        return 2
+    print(summary.to_string(index=False), flush=True)
+    failed = int((summary["status"] == "failed").sum())
+    print(f"{summary.attrs['candles']} candles written to {summary.attrs['path']} in "
+          f"{summary.attrs['seconds']:.1f} s; {len(summary) - failed} instruments ok, "
+          f"{failed} failed", flush=True)
+    return 1 if failed else 0
+
 
 # --- entry point -------------------------------------------------------------------------------
 

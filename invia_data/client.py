@@ -180,12 +180,39 @@ class Client(MarketData, PortfolioData):
     def history_to_dataset(self, symbols: str | list[str], path: str | os.PathLike[str],
                            tf: str | int = "1min", start: TimeLike | None = None,
                            end: TimeLike | None = None, **options: Any) -> Any:
-        """Closed candles into a Hive-partitioned Parquet dataset; see
-        :func:`invia_data.history.history_to_dataset`."""
-        from .history import history_to_dataset
+        """Closed candles into a Hive-partitioned Parquet dataset, resumable; see
+        :func:`invia_data.download.history_to_dataset`."""
+        from .download import history_to_dataset
 
         options.setdefault("exchange", self.exchange)
+        options.setdefault("format", self.format)
         return history_to_dataset(self.http, symbols, path, tf, start, end, **options)
+
+    def download_universe(self, path: str | os.PathLike[str], exchange: str | None = None, *,
+                          markets: str | list[str] | None = None,
+                          boards: str | list[str] | None = None,
+                          types: str | list[str] | None = None, tf: str | int = "1min",
+                          start: TimeLike | None = None, end: TimeLike | None = None,
+                          progress: bool | None = None, max_workers: int = 4) -> pd.DataFrame:
+        """Every instrument of ``exchange`` (filtered: ``markets`` such as ``"FOND"``, ``boards``
+        such as ``"TQBR"``, ``types`` such as ``"CS"``) downloaded into one Parquet dataset at
+        ``path`` (layout in :mod:`invia_data.dataset`; read it with
+        :func:`invia_data.dataset.open`). Resumable: a second call fetches only what is
+        missing. Returns one row per instrument: exchange, symbol, board, status
+        (``written``, ``complete``, ``no candles``, ``failed``), candles, files, requests,
+        error; a failed instrument does not stop the others. See
+        :func:`invia_data.download.download_universe`.
+        """
+        from .download import download_universe
+
+        ex = check_exchange(exchange) if exchange is not None else self.exchange
+
+        def listing(market: str | None) -> pd.DataFrame:
+            return self.instruments(ex, market=market)
+
+        return download_universe(listing, self.http, path, exchange=ex, markets=markets,
+                                 boards=boards, types=types, tf=tf, start=start, end=end,
+                                 format=self.format, progress=progress, max_workers=max_workers)
 
     def close(self) -> None:
         """Close the stream (if it was opened) and the HTTP session. Idempotent."""

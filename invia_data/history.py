@@ -32,7 +32,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cache as memoize
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,25 +39,19 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
-import pyarrow.parquet as pq
 
 from .cache import (
     COLUMN_DTYPES,
     COLUMNS,
-    PARQUET_SCHEMA,
-    PART_FILE,
     CacheKey,
     CandleCache,
     Columns,
     concat_columns,
     empty_columns,
     environment_name,
-    from_table,
-    partition_dir,
     resolve_cache_dir,
     select,
     sort_unique,
-    write_partition,
     year_bounds,
     years_of,
 )
@@ -78,7 +71,6 @@ __all__ = [
     "candle_frame",
     "default_window",
     "history",
-    "history_to_dataset",
     "parse_history",
     "split_range",
 ]
@@ -90,7 +82,6 @@ TIME_PATH = "/md/v2/time"
 DEFAULT_FORMAT = "Slim"
 CANDLES_PER_REQUEST = 50_000  # ~3.5 MB of Slim JSON, far below the 30 MB the API discourages
 PROGRESS_MIN_REQUESTS = 10  # progress=None shows a bar above this many requests
-EXPORT_CANDLES_IN_MEMORY = 1_000_000  # per history() call of history_to_dataset: ~50 MB
 RECENT_SECONDS = 86_400  # an end closer than this to the local clock asks the server's clock
 DAY = 86_400
 
@@ -550,70 +541,7 @@ def _iso_open(opened: Any, tz: str | None) -> Any:
     return iso_time(opened, tz)
 
 
-# --- export -------------------------------------------------------------------------------------
-
-def history_to_dataset(http: Http, symbols: str | Sequence[str], path: str | os.PathLike[str],
-                       tf: str | int = "1min", start: TimeLike | None = None,
-                       end: TimeLike | None = None, *, exchange: str = "MOEX",
-                       board: str | None = None, format: str | None = None, cache: bool = False,
-                       cache_dir: str | os.PathLike[str] | None = None,
-                       progress: bool | None = None, max_workers: int = 4) -> pd.DataFrame:
-    """Download closed candles into a Hive-partitioned Parquet dataset at ``path``, a year and a
-    batch of symbols at a time, so memory holds about ``EXPORT_CANDLES_IN_MEMORY`` candles
-    whatever the size of the download (each batch is one :func:`history` call: its requests
-    run in one pool of ``max_workers``).
-
-    Layout: ``path/exchange=…/symbol=…/board=…/tf=…/year=…/part.parquet`` (the cache's layout);
-    an existing year file is merged with the new candles. Read it back with
-    ``pd.read_parquet(path)``, ``pyarrow.dataset``, DuckDB, Dask or Spark. The open candle is
-    left out; a symbol-year without candles writes no file. Returns one row per file written:
-    symbol, year, candles (in the file after the merge), path.
-    """
-    plan = _plan(symbols, tf, start, end, exchange, board, format, None, cache, cache_dir,
-                 progress, max_workers)
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise InvalidArgument(f"path: expected a directory path, got {path!r}")
-    root = Path(path).expanduser()
-    start_s, end_s, _ = _resolve_range(http, plan)
-    names = [f"{ex}:{s}" for ex, s in zip(plan.exchanges, plan.symbols, strict=True)]
-    batches = _symbol_batches(names, plan.query.tf_seconds)
-    units = [(batch, a, b) for a, b in _year_pieces(start_s, end_s) for batch in batches]
-    total = sum(len(batch) for batch, _, _ in units)
-    show = total > 1 if plan.progress is None else plan.progress
-    bar = _progress_bar(total, f"export {label(plan.query.tf_seconds)}") if show else None
-    rows = []
-    try:
-        for batch, a, b in units:
-            frame = history(http, batch, plan.query.tf_seconds, a, b, board=plan.query.board,
-                            format=plan.query.fmt, cache=cache, cache_dir=cache_dir,
-                            progress=False, max_workers=plan.max_workers)
-            for name in batch:
-                ex, _, symbol = name.partition(":")
-                query = replace(plan.query, exchange=ex, symbol=symbol)
-                written = _write_year(root, query, symbol, a, _closed_rows(frame, symbol))
-                if written is not None:
-                    rows.append(written)
-            if bar is not None:
-                bar.update(len(batch))
-    finally:
-        if bar is not None:
-            bar.close()
-    return pd.DataFrame(rows, columns=["symbol", "year", "candles", "path"])
-
-
-def _symbol_batches(symbols: list[str], tf_seconds: int) -> list[list[str]]:
-    """Symbols grouped so that a year of each batch is about ``EXPORT_CANDLES_IN_MEMORY``
-    candles at most (one symbol per batch for minute candles, all of them for daily ones)."""
-    per_year = max(1, 366 * DAY // tf_seconds)
-    size = max(1, EXPORT_CANDLES_IN_MEMORY // per_year)
-    return [symbols[i:i + size] for i in range(0, len(symbols), size)]
-
-
-def _closed_rows(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
-    """One symbol's rows of a multi-symbol history frame, without its open candle."""
-    rows = frame[frame.index.get_level_values("symbol") == symbol].droplevel("symbol")
-    return rows.iloc[:-1] if frame.attrs["open_candle"][symbol] is not None else rows
-
+# --- years -------------------------------------------------------------------------------------
 
 def _year_pieces(start: int, end: int) -> list[tuple[int, int]]:
     if end <= start:
@@ -625,18 +553,3 @@ def _year_pieces(start: int, end: int) -> list[tuple[int, int]]:
         pieces.append((max(lo, start), min(hi, end)))
     return pieces
 
-
-def _write_year(root: Path, query: Query, symbol: str, start: int,
-                frame: pd.DataFrame) -> dict[str, Any] | None:
-    """Merge one symbol-year into its file; None when there is nothing to write."""
-    year = int(years_of(np.array([start], dtype="int64"))[0])
-    target = root / partition_dir(query.exchange, symbol, query.board,
-                                  label(query.tf_seconds)) / f"year={year}" / PART_FILE
-    if frame.empty:
-        return None
-    columns = {"time": frame.index.as_unit("s").asi8}
-    columns.update({name: frame[name].to_numpy() for name in COLUMNS[1:]})
-    if target.exists():
-        columns = sort_unique(concat_columns([from_table(pq.read_table(target, schema=PARQUET_SCHEMA)), columns]))
-    write_partition(target, columns)
-    return {"symbol": symbol, "year": year, "candles": len(columns["time"]), "path": str(target)}

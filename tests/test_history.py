@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 import requests
 
+from invia_data import download as download_module
 from invia_data import history as history_module
 from invia_data.auth import TokenManager
 from invia_data.cache import CacheKey, CacheWarning, CandleCache, environment_name
+from invia_data.download import history_to_dataset
 from invia_data.errors import APIError, InvalidArgument, NotFound, ServerError
 from invia_data.frames import to_frame
 from invia_data.history import (
@@ -21,7 +23,6 @@ from invia_data.history import (
     closed_before,
     default_window,
     history,
-    history_to_dataset,
     parse_history,
     split_range,
 )
@@ -178,7 +179,7 @@ def test_bad_input_raises_before_any_request(args, kwargs, match) -> None:
 def test_export_rejects_a_bad_path_before_any_request() -> None:
     http = NoRequests()
     with pytest.raises(InvalidArgument, match="path"):
-        history_module.history_to_dataset(http, "SBER", None, "D", "2024-01-01", "2024-02-01")
+        download_module.history_to_dataset(http, "SBER", None, "D", "2024-01-01", "2024-02-01")
     assert http.calls == []
 
 
@@ -501,39 +502,53 @@ def test_threads_sharing_one_cache_agree(http, tmp_path) -> None:
         pd.testing.assert_frame_equal(part, whole.iloc[180 * i:180 * i + 720])
 
 
-def spy_on_history(monkeypatch) -> list[object]:
-    """The symbols argument of every history() call made by the export."""
-    calls: list[object] = []
-    real = history_module.history
-
-    def spy(http_, symbols, *args, **kwargs):
-        calls.append(symbols)
-        return real(http_, symbols, *args, **kwargs)
-
-    monkeypatch.setattr(history_module, "history", spy)
-    return calls
-
-
-def test_export_batches_symbols_and_merges_existing_files(http, tmp_path, monkeypatch) -> None:
+def test_export_merges_existing_files_and_remembers_empty_ranges(http, tmp_path) -> None:
     out = tmp_path / "candles"
     symbols = ["SBER", "GAZP", "LKOH"]
-    calls = spy_on_history(monkeypatch)
     empty = history_to_dataset(http, symbols, out, "D", "2016-01-01", "2016-06-01")
-    assert empty.empty and not out.exists()  # before the history starts: no files
+    assert empty.empty and list(out.rglob("*.parquet")) == []  # before the history: no data
+    http.reset()
+    assert history_to_dataset(http, symbols, out, "D", "2016-01-01", "2016-06-01").empty
+    assert http.ranges == []  # the manifest says the range is done: nothing asked again
     history_to_dataset(http, symbols, out, "D", "2024-01-01", "2024-02-01")
-    qualified = [f"MOEX:{s}" for s in symbols]
-    assert calls == [qualified, qualified]  # daily candles: all symbols in one call per year
+    http.reset()
     more = history_to_dataset(http, symbols, out, "D", "2024-01-15", "2024-03-01")
     assert sorted(more["candles"]) == [60, 60, 60]  # Jan 1 - Feb 29, merged with the first run
+    first_day = int(pd.Timestamp("2024-02-01", tz="UTC").timestamp())
+    assert all(a >= first_day for a, _ in http.ranges)  # only February was fetched
     data = pd.read_parquet(out)
     assert len(data) == 3 * 60 and not data.duplicated(["symbol", "time"]).any()
 
 
-def test_export_of_minute_candles_takes_one_symbol_at_a_time(http, tmp_path, monkeypatch) -> None:
-    calls = spy_on_history(monkeypatch)
-    written = history_to_dataset(http, ["SBER", "GAZP"], tmp_path, "1min", "2024-03-01",
-                                 "2024-03-01T06:00")
-    assert calls == [["MOEX:SBER"], ["MOEX:GAZP"]] and list(written["candles"]) == [360, 360]
+def test_export_holds_a_bounded_window_of_series_years(http, tmp_path, monkeypatch) -> None:
+    """Memory: pages of at most max_workers * UNITS_IN_FLIGHT_PER_WORKER series-years are
+    fetched before the oldest of them is written."""
+    events: list[tuple[str, object]] = []
+    real_fetch, real_store = download_module.fetch_range, download_module.DatasetStore.store
+
+    def fetch(http_, query, a, b):
+        events.append(("fetch", (query.symbol, pd.Timestamp(a, unit="s").year)))
+        return real_fetch(http_, query, a, b)
+
+    def store(self, key, columns, covered):
+        events.append(("write", None))
+        return real_store(self, key, columns, covered)
+
+    monkeypatch.setattr(download_module, "fetch_range", fetch)
+    monkeypatch.setattr(download_module.DatasetStore, "store", store)
+    symbols = ["SBER", "GAZP", "LKOH", "GMKN", "VTBR", "ROSN"]
+    written = history_to_dataset(http, symbols, tmp_path, "D", "2021-01-01", "2024-01-01",
+                                 max_workers=1)
+    assert len(written) == 6 * 3
+    window = 1 * download_module.UNITS_IN_FLIGHT_PER_WORKER
+    seen: set[object] = set()
+    writes = 0
+    for kind, unit in events:
+        if kind == "fetch":
+            seen.add(unit)
+        else:
+            writes += 1
+        assert len(seen) <= writes + window
 
 
 def test_random_overlapping_calls_match_direct_downloads(http, tmp_path) -> None:

@@ -118,6 +118,14 @@ class RecordingHttp:
         pass
 
 
+def listing_sber(inv: Client) -> Client:
+    """The client with an instrument listing of one share (the recording server lists none)."""
+    row = {"symbol": "SBER", "exchange": "MOEX", "board": "TQBR", "primary_board": "TQBR",
+           "type": "CS"}
+    inv.instruments = lambda *args, **kwargs: pd.DataFrame([row])  # type: ignore[method-assign]
+    return inv
+
+
 Sample = Callable[[Client, Path], Any]
 
 # one invocation per listed route of each call
@@ -138,6 +146,10 @@ SAMPLES: dict[str, list[Sample]] = {
     "history": [lambda c, _: c.history("SBER", cache=False, progress=False)],
     "history_to_dataset": [lambda c, tmp: c.history_to_dataset("SBER", tmp / "dataset",
                                                                 "D", progress=False)],
+    "download_universe": [
+        lambda c, tmp: c.download_universe(tmp / "universe", start="2024-01-01", progress=False),
+        lambda c, tmp: listing_sber(c).download_universe(tmp / "universe", start="2024-01-01",
+                                                         progress=False)],
     "portfolios": [lambda c, _: c.portfolios()],
     "summary": [lambda c, _: c.summary()],
     "positions": [lambda c, _: c.positions()],

@@ -1,0 +1,456 @@
+"""Candle datasets on disk: the layout that ``download_universe`` and ``history_to_dataset``
+write, and :func:`open`, which reads one back with pandas, Dask or DuckDB.
+
+Layout (Hive-partitioned Parquet, the same as the candle cache below its environment folder)::
+
+    <path>/exchange=MOEX/symbol=SBER/board=primary/tf=1min/year=2024/part.parquet
+    <path>/exchange=MOEX/symbol=SBER/board=primary/tf=1min/_coverage.json
+
+One folder per series (exchange, symbol, board, timeframe); ``board=primary`` is the
+instrument's primary board (no board asked). Each ``part.parquet`` holds one calendar year (UTC)
+of closed candles, ascending and unique by ``time``: ``time`` (timestamp[us, UTC]), ``open``,
+``high``, ``low``, ``close`` (float64), ``volume`` (int64). ``_coverage.json`` is the manifest of
+the series: the half-open ranges ``[start, end)`` of unix seconds downloaded completely, nights
+and holidays included, so a second download asks only for what is missing. Files are written to
+a temporary name and renamed, so an interrupted download leaves no half-written file; the
+manifest is written after the data it describes.
+
+Readers that know nothing of invia-data read the folder as it is (``pd.read_parquet(path)``,
+``duckdb.read_parquet(f"{path}/**/*.parquet", hive_partitioning=True)``,
+``dask.dataframe.read_parquet(path)``, Spark); the partition values come back as columns.
+:func:`open` adds pruning by symbol, board, timeframe and year before any file is opened, and
+returns the frame of ``history()``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .cache import (
+    PARQUET_SCHEMA,
+    PART_FILE,
+    PRIMARY_BOARD,
+    CacheKey,
+    CandleCache,
+    Columns,
+    concat_columns,
+    empty_columns,
+    from_table,
+    select,
+    years_of,
+)
+from .errors import InvalidArgument
+from .timeframes import label, to_seconds
+from .times import TimeLike, check_tz, to_epoch_seconds
+
+__all__ = [
+    "ENGINES",
+    "DatasetStore",
+    "SeriesFile",
+    "files",
+    "open",
+    "series_key",
+    "symbols_in",
+    "timeframes",
+]
+
+ENGINES = ("pandas", "dask", "duckdb")
+SCALE_HINT = "pip install 'invia-data[scale]'"
+_FAR_FUTURE = 2**40
+
+
+class DatasetStore(CandleCache):
+    """A candle dataset written like the cache (merge, coverage manifest, atomic files), with
+    the series folders directly below ``root`` (no environment folder)."""
+
+    def series_dir(self, key: CacheKey) -> Path:
+        return self.root / key.partition()
+
+
+def series_key(exchange: str, symbol: str, board: str | None, tf: str) -> CacheKey:
+    """The key of one series of a dataset (the environment is not part of a dataset's path)."""
+    return CacheKey("", exchange, symbol, board, tf)
+
+
+@dataclass(frozen=True)
+class SeriesFile:
+    """One ``part.parquet`` of a dataset and the partition values of its path."""
+
+    path: Path
+    exchange: str
+    symbol: str
+    board: str
+    tf: str
+    year: int
+
+
+# --- finding the files ----------------------------------------------------------------------------
+
+def _partitions(folder: Path, name: str) -> list[tuple[str, Path]]:
+    """The ``name=value`` sub-folders of ``folder`` as (value, path), sorted by value."""
+    prefix = f"{name}="
+    if not folder.is_dir():
+        return []
+    found = [(entry.name[len(prefix):], Path(entry.path)) for entry in os.scandir(folder)
+             if entry.is_dir() and entry.name.startswith(prefix)]
+    return sorted(found)
+
+
+def timeframes(path: str | os.PathLike[str]) -> list[str]:
+    """The timeframe labels present in the dataset at ``path``."""
+    root = _root(path)
+    return sorted({tf for _, ex in _partitions(root, "exchange")
+                   for _, sym in _partitions(ex, "symbol") for _, bd in _partitions(sym, "board")
+                   for tf, _ in _partitions(bd, "tf")})
+
+
+def files(path: str | os.PathLike[str], *, symbols: str | Sequence[str] | None = None,
+          start: TimeLike | None = None, end: TimeLike | None = None, tf: str | int | None = None,
+          exchange: str | None = None, board: str | None = None) -> list[SeriesFile]:
+    """The files of the dataset at ``path`` that :func:`open` reads for these arguments: only
+    the folders of the symbols, boards, timeframe and years asked for are listed (partition
+    pruning), in the order symbol, exchange, board, year."""
+    root = _root(path)
+    tf_label = _timeframe(root, tf)
+    wanted = _wanted_symbols(symbols, exchange)
+    lo, hi = _range(start, end)
+    first, last = _years(lo, hi)
+    board_name = None if board is None else _board_dir(board)
+    found: list[SeriesFile] = []
+    for ex, ex_dir in _partitions(root, "exchange"):
+        if exchange is not None and ex != exchange.strip().upper():
+            continue
+        for sym, sym_dir in _partitions(ex_dir, "symbol"):
+            if wanted is not None and (ex, sym) not in wanted and (None, sym) not in wanted:
+                continue
+            for bd, bd_dir in _partitions(sym_dir, "board"):
+                if board_name is not None and bd != board_name:
+                    continue
+                for year, year_dir in _partitions(bd_dir / f"tf={tf_label}", "year"):
+                    if year.isdigit() and first <= int(year) <= last:
+                        part = year_dir / PART_FILE
+                        if part.is_file():
+                            found.append(SeriesFile(part, ex, sym, bd, tf_label, int(year)))
+    order = {name: i for i, name in enumerate(wanted or ())}
+    found.sort(key=lambda f: (order.get((f.exchange, f.symbol), order.get((None, f.symbol), 0)),
+                              f.symbol, f.exchange, f.board, f.year))
+    return found
+
+
+def _root(path: str | os.PathLike[str]) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InvalidArgument(f"path: expected the folder of a dataset, got {path!r}")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise InvalidArgument(f"path: {str(root)!r} is not a folder; write a dataset there "
+                              "first with inv.download_universe() or inv.history_to_dataset()")
+    return root
+
+
+def _timeframe(root: Path, tf: str | int | None) -> str:
+    present = timeframes(root)
+    if tf is not None:
+        return label(to_seconds(tf))
+    if len(present) == 1:
+        return present[0]
+    if not present:
+        raise InvalidArgument(f"path: {str(root)!r} holds no candle series (no tf=… folder)")
+    raise InvalidArgument(f"tf: the dataset holds several timeframes ({', '.join(present)}); "
+                          "pass tf= to pick one")
+
+
+def _wanted_symbols(symbols: str | Sequence[str] | None, exchange: str | None
+                    ) -> list[tuple[str | None, str]] | None:
+    """``[(exchange or None, SYMBOL), ...]`` in the order given; None for every symbol."""
+    if symbols is None:
+        return None
+    names = [symbols] if isinstance(symbols, str) else list(symbols)
+    if not names:
+        raise InvalidArgument("symbols: the list is empty (pass None for every symbol)")
+    wanted: list[tuple[str | None, str]] = []
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgument(f"symbols: expected tickers like 'SBER' or 'ITS:SOGN', got {name!r}")
+        ex, _, sym = name.strip().rpartition(":")
+        pair = ((ex or exchange or None), sym.upper())
+        if pair[0] is not None:
+            pair = (pair[0].upper(), pair[1])
+        if pair not in wanted:
+            wanted.append(pair)
+    return wanted
+
+
+def _board_dir(board: str) -> str:
+    if not isinstance(board, str) or not board.strip():
+        raise InvalidArgument(f"board: expected a board like 'TQBR' or 'primary', got {board!r}")
+    text = board.strip()
+    return PRIMARY_BOARD if text.lower() == PRIMARY_BOARD else text.upper()
+
+
+def _range(start: TimeLike | None, end: TimeLike | None) -> tuple[int, int]:
+    lo = 0 if start is None else to_epoch_seconds(start, name="start")
+    hi = _FAR_FUTURE if end is None else to_epoch_seconds(end, name="end")
+    if lo > hi:
+        raise InvalidArgument(f"start ({start!r}) is after end ({end!r})")
+    return lo, hi
+
+
+def _years(lo: int, hi: int) -> tuple[int, int]:
+    if hi <= lo:
+        return 1, 0  # an empty range: no year
+    first = int(years_of(np.array([lo], dtype="int64"))[0]) if lo > 0 else 0
+    last = int(years_of(np.array([min(hi, _FAR_FUTURE) - 1], dtype="int64"))[0])
+    return first, last
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+def read_columns(part: SeriesFile | Path, lo: int = 0, hi: int = _FAR_FUTURE) -> Columns:
+    """The candles of one file with ``lo <= time < hi``."""
+    path = part.path if isinstance(part, SeriesFile) else part
+    return select(from_table(pq.read_table(path, schema=PARQUET_SCHEMA)), lo, hi)
+
+
+def _candle_frame(columns: Columns) -> pd.DataFrame:
+    from .history import candle_frame
+
+    return candle_frame(columns)
+
+
+def open(path: str | os.PathLike[str], engine: str = "pandas", *,
+         symbols: str | Sequence[str] | None = None, start: TimeLike | None = None,
+         end: TimeLike | None = None, tf: str | int | None = None, exchange: str | None = None,
+         board: str | None = None, tz: str | None = None, connection: Any = None) -> Any:
+    """Read the candle dataset at ``path``, opening only the files of the symbols, timeframe and
+    years asked for (:func:`files` lists them).
+
+    ``symbols``: a ticker (``"SBER"``, ``"ITS:SOGN"``), a list, or None for all. ``start``
+    (inclusive) / ``end`` (exclusive): any time ``history()`` takes, naive = UTC. ``tf``: the
+    timeframe (needed only when the dataset holds several). ``exchange``/``board``: narrow
+    further (``board="primary"`` for the primary board).
+
+    ``engine``:
+
+    * ``"pandas"``: the DataFrame of ``history()`` for the same arguments: index ``time``
+      (tz-aware UTC) for one ticker given as a string, else (``symbol``, ``time``); ``open``,
+      ``high``, ``low``, ``close`` float64, ``volume`` int64.
+    * ``"dask"``: a lazy ``dask.dataframe`` with one partition per file, index ``time``,
+      columns ``symbol`` (unless one ticker was given as a string) and the candle columns, the
+      same dtypes. Its divisions are known when the files do not overlap in time (one symbol,
+      its years in order); the files of several symbols overlap, so there they are unknown.
+    * ``"duckdb"``: a lazy ``duckdb`` relation with columns ``symbol``, ``time``
+      (TIMESTAMPTZ, on a connection whose TimeZone is UTC), ``open``, ``high``, ``low``,
+      ``close`` (DOUBLE), ``volume`` (BIGINT), ordered by symbol and time;
+      ``.df().set_index(["symbol", "time"])`` is the pandas form. ``connection``: the DuckDB
+      connection to use (default a new in-memory one).
+
+    Dask and DuckDB come with the optional extra: ``pip install 'invia-data[scale]'``.
+    Raises InvalidArgument for an unknown engine, a missing extra, a path that is not a
+    dataset, a symbol not in it, or a bare symbol that the dataset holds on two boards or
+    exchanges (pass ``board=``/``exchange=``).
+    """
+    if engine not in ENGINES:
+        raise InvalidArgument(f"engine: expected one of {', '.join(map(repr, ENGINES))}, "
+                              f"got {engine!r}")
+    check_tz(tz)
+    single = isinstance(symbols, str)
+    parts = files(path, symbols=symbols, start=start, end=end, tf=tf, exchange=exchange,
+                  board=board)
+    series = _series(parts, symbols, exchange, board, Path(path))
+    lo, hi = _range(start, end)
+    if engine == "pandas":
+        return _pandas(series, parts, single, lo, hi, tz, _timeframe(Path(path), tf))
+    if engine == "dask":
+        return _dask(series, parts, single, lo, hi, tz)
+    return _duckdb(parts, lo, hi, connection)
+
+
+def _series(parts: list[SeriesFile], symbols: str | Sequence[str] | None, exchange: str | None,
+            board: str | None, root: Path) -> list[str]:
+    """The symbols read, in order; refuses a symbol asked that has no file and a bare symbol
+    present on two boards or exchanges."""
+    places: dict[str, set[tuple[str, str]]] = {}
+    for part in parts:
+        places.setdefault(part.symbol, set()).add((part.exchange, part.board))
+    twice = {s: p for s, p in places.items() if len(p) > 1}
+    if twice:
+        symbol, where = next(iter(sorted(twice.items())))
+        spots = ", ".join(f"{ex} board {bd}" for ex, bd in sorted(where))
+        raise InvalidArgument(f"symbols: {symbol} is in the dataset on {spots}; pass board= or "
+                              "exchange= to pick one")
+    if symbols is None:
+        return list(places)
+    wanted = [sym for _, sym in _wanted_symbols(symbols, exchange) or []]
+    missing = [s for s in wanted if s not in places and not _has_series(root, s, exchange, board)]
+    if missing:
+        raise InvalidArgument(f"symbols: {', '.join(missing)} not in the dataset at {str(root)!r}"
+                              " for this timeframe; download it first")
+    return list(dict.fromkeys(wanted))
+
+
+def _has_series(root: Path, symbol: str, exchange: str | None, board: str | None) -> bool:
+    """Whether some series folder of ``symbol`` exists (it may hold no year in the range)."""
+    for ex, ex_dir in _partitions(root, "exchange"):
+        if exchange is not None and ex != exchange.strip().upper():
+            continue
+        for bd, _ in _partitions(ex_dir / f"symbol={symbol}", "board"):
+            if board is None or bd == _board_dir(board):
+                return True
+    return False
+
+
+def _pandas(series: list[str], parts: list[SeriesFile], single: bool, lo: int, hi: int,
+            tz: str | None, tf_label: str) -> pd.DataFrame:
+    by_symbol: dict[str, list[Columns]] = {s: [] for s in series}
+    for part in parts:
+        by_symbol[part.symbol].append(read_columns(part, lo, hi))
+    frames = [_candle_frame(concat_columns(by_symbol[s]) if by_symbol[s] else empty_columns())
+              for s in series]
+    if single:
+        frame, opened = frames[0], None
+    else:
+        frame = pd.concat(frames, keys=series, names=["symbol", "time"]) if frames else \
+            _empty_multi()
+        opened = dict.fromkeys(series)
+    if tz is not None:
+        from .history import _to_zone
+
+        frame = _to_zone(frame, tz)
+    frame.attrs = {"open_candle": opened, "tf": tf_label}
+    return frame
+
+
+def _empty_multi() -> pd.DataFrame:
+    frame = _candle_frame(empty_columns())
+    index = pd.MultiIndex.from_arrays([pd.Index([], dtype=_symbol_dtype()), frame.index],
+                                      names=["symbol", "time"])
+    return frame.set_axis(index)
+
+
+# --- dask ---------------------------------------------------------------------------------------
+
+def _dask(series: list[str], parts: list[SeriesFile], single: bool, lo: int, hi: int,
+          tz: str | None) -> Any:
+    dd = _import_engine("dask")
+    meta = _dask_partition(None, single, lo, hi, tz)
+    if not parts:
+        return dd.from_pandas(meta, npartitions=1)
+    divisions = _divisions(parts, lo, hi, tz)
+    specs = [(part.path, part.symbol) for part in parts]
+    import dask
+
+    # keep the symbol column's dtype that of history() (dask would turn it into string[pyarrow])
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_map(_DaskReader(single, lo, hi, tz), specs, meta=meta,
+                           divisions=divisions, label="invia-candles", enforce_metadata=False)
+
+
+@dataclass(frozen=True)
+class _DaskReader:
+    """Reads one file into a partition (a picklable callable, so a distributed worker runs it)."""
+
+    single: bool
+    lo: int
+    hi: int
+    tz: str | None
+
+    def __call__(self, spec: tuple[Path, str]) -> pd.DataFrame:
+        return _dask_partition(spec, self.single, self.lo, self.hi, self.tz)
+
+
+def _dask_partition(spec: tuple[Path, str] | None, single: bool, lo: int, hi: int,
+                    tz: str | None) -> pd.DataFrame:
+    columns = empty_columns() if spec is None else read_columns(Path(spec[0]), lo, hi)
+    frame = _candle_frame(columns)
+    if not single:
+        symbol = "" if spec is None else spec[1]
+        frame.insert(0, "symbol", pd.Series([symbol] * len(frame), index=frame.index,
+                                            dtype=_symbol_dtype()))
+    if tz is not None:
+        frame.index = frame.index.tz_convert(tz)
+    return frame
+
+
+def _symbol_dtype() -> Any:
+    """The dtype of the ``symbol`` level of a multi-symbol ``history()`` frame."""
+    return pd.Index(["SBER"]).dtype
+
+
+def _divisions(parts: list[SeriesFile], lo: int, hi: int, tz: str | None) -> tuple | None:
+    """Known divisions when the files' time ranges follow each other without overlap, else
+    None (dask's "unknown")."""
+    bounds = [_time_bounds(part.path) for part in parts]
+    if any(b is None for b in bounds):
+        return None
+    ranges = [(max(a, lo), min(b, hi - 1)) for a, b in bounds]  # type: ignore[misc]
+    for (_, prev_hi), (next_lo, _) in zip(ranges, ranges[1:], strict=False):
+        if next_lo <= prev_hi:
+            return None
+    edges = [a for a, _ in ranges] + [ranges[-1][1]]
+    if any(b < a for a, b in zip(edges, edges[1:], strict=False)):
+        return None
+    times = pd.to_datetime(np.array(edges, dtype="int64"), unit="s", utc=True).as_unit("ns")
+    if tz is not None:
+        times = times.tz_convert(tz)
+    return tuple(times)
+
+
+def _time_bounds(path: Path) -> tuple[int, int] | None:
+    """(first, last) candle time of a file in unix seconds, from the Parquet statistics."""
+    meta = pq.ParquetFile(path).metadata
+    lows, highs = [], []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(0).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        lows.append(pd.Timestamp(stats.min))
+        highs.append(pd.Timestamp(stats.max))
+    if not lows:
+        return None
+    first, last = min(lows), max(highs)
+    first = first.tz_localize("UTC") if first.tzinfo is None else first
+    last = last.tz_localize("UTC") if last.tzinfo is None else last
+    return int(first.timestamp()), int(last.timestamp())
+
+
+# --- duckdb -------------------------------------------------------------------------------------
+
+def _duckdb(parts: list[SeriesFile], lo: int, hi: int, connection: Any) -> Any:
+    duckdb = _import_engine("duckdb")
+    con = connection if connection is not None else duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if not parts:
+        return con.sql("SELECT NULL::VARCHAR AS symbol, NULL::TIMESTAMPTZ AS time, "
+                       "NULL::DOUBLE AS open, NULL::DOUBLE AS high, NULL::DOUBLE AS low, "
+                       "NULL::DOUBLE AS close, NULL::BIGINT AS volume WHERE false")
+    names = [str(part.path) for part in parts]
+    relation = con.read_parquet(names, hive_partitioning=True)
+    start = pd.Timestamp(lo, unit="s", tz="UTC").isoformat()
+    end = pd.Timestamp(min(hi, 253402300799), unit="s", tz="UTC").isoformat()
+    return relation.filter(f"time >= TIMESTAMPTZ '{start}' AND time < TIMESTAMPTZ '{end}'") \
+        .project("symbol, time, open, high, low, close, volume").order("symbol, time")
+
+
+def _import_engine(engine: str) -> Any:
+    try:
+        if engine == "dask":
+            import dask.dataframe as module
+        else:
+            import duckdb as module
+    except ImportError as exc:
+        raise InvalidArgument(f"engine={engine!r} needs {engine}, which is not installed: "
+                              f"{SCALE_HINT}") from exc
+    return module
+
+
+def symbols_in(path: str | os.PathLike[str], tf: str | int | None = None) -> list[str]:
+    """The symbols of the dataset at ``path`` (for ``tf``, needed when it holds several)."""
+    return sorted({part.symbol for part in files(path, tf=tf)})
