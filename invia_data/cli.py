@@ -234,6 +234,7 @@ def run_record(args: argparse.Namespace) -> int:
     print(recorder.status_line(), file=sys.stderr, flush=True)
     return 0
 
+
 # --- invia-data download ------------------------------------------------------------------------
 
 def _download_arguments(parser: argparse.ArgumentParser) -> None:

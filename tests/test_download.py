@@ -3,6 +3,7 @@ dataset written, resuming after an interruption, failures reported, the progress
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import orjson
@@ -210,8 +211,16 @@ def test_one_bar_shows_requests_instruments_and_candles(client, tmp_path, capsys
 
 # --- the command line ----------------------------------------------------------------------------
 
-def test_the_command_line_downloads_and_prints_the_summary(sim, tmp_path, monkeypatch, capsys
-                                                           ) -> None:
+@pytest.fixture
+def quiet_logging(monkeypatch):
+    """The command line adds a stderr handler to the package's logger: take it away after."""
+    logger = logging.getLogger("invia_data")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "level", logger.level)
+
+
+def test_the_command_line_downloads_and_prints_the_summary(sim, tmp_path, monkeypatch, capsys,
+                                                           quiet_logging) -> None:
     monkeypatch.setenv("INVIA_REFRESH_TOKEN", sim.refresh_token)
     status = cli.main(["download", str(tmp_path), "--env", sim.url, "--board", "TQBR",
                        "--type", "CS", "--tf", "1h", "--start", START, "--end", END,
