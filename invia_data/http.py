@@ -10,7 +10,9 @@ Every data call goes through :meth:`Http.get`. Policy, in order:
 * no answer (refused, reset, timed out) is retried a bounded number of times (GETs are
   idempotent), then raised as :class:`~invia_data.errors.TransportError`;
 * any other error status becomes the matching exception of :mod:`invia_data.errors`, with the
-  server's message.
+  server's message;
+* every path segment is percent-encoded (:func:`~invia_data.validate.quote_segment`) and an
+  empty, ``.`` or ``..`` segment is refused, so no value placed in a path changes the route.
 
 One INFO line per request on the ``invia_data.http`` logger: method, path (never a query
 string), status, milliseconds.
@@ -32,6 +34,7 @@ import requests
 
 from .auth import TokenManager, redact
 from .errors import APIError, ClientClosed, InvalidArgument, TransportError, error_for_status
+from .validate import quote_segment
 
 __all__ = ["Http", "RateLimiter", "RetryPolicy"]
 
@@ -196,6 +199,7 @@ class Http:
             raise ClientClosed("this client is closed: make a new one with invia_data.connect()")
         if not isinstance(path, str) or not path.startswith("/"):
             raise InvalidArgument(f"path must start with '/', got {path!r}")
+        path = "/" + "/".join(quote_segment(s) for s in path[1:].split("/"))
         url = self.base_url + path
         label = f"{method} {path}"
         attempt = transport_failures = 0

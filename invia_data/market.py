@@ -14,7 +14,6 @@ column accept ``tz=`` too, so code can pass one zone everywhere.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -22,6 +21,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from . import validate
 from .errors import InvalidArgument
 from .frames import STR_DTYPE, epoch_to_utc, record_frame, to_frame
 from .schema import (
@@ -49,8 +49,6 @@ RISK_RATES_PAGE = 1000
 MAX_PAGES = 10_000             # a bound on any paging loop, far above real needs
 SECTORS = ("FORTS", "FOND", "CURR")
 MARKETS = ("FORTS", "FOND", "CURR", "SPBX")
-_SYMBOL = re.compile(r"^[\w.\-@+]+$")
-_EXCHANGE = re.compile(r"^[A-Za-z]+$")
 
 
 # --- argument checks (all raise InvalidArgument before any request) -----------------------------
@@ -60,42 +58,20 @@ def parse_symbol(value: str, exchange: str) -> tuple[str, str]:
 
     Symbols are spelt in capitals whatever the user typed (``"sber"`` -> ``"SBER"``): the API
     reads them case-insensitively, and frames, attrs and index levels then agree."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidArgument(f"symbol must be a non-empty string, got {value!r}")
-    text = value.strip()
-    if ":" in text:
-        exchange, _, text = text.partition(":")
-    return check_exchange(exchange), _check_symbol_text(text, value).upper()
-
-
-def _check_symbol_text(text: Any, original: Any) -> str:
-    if not isinstance(text, str) or not _SYMBOL.match(text):
-        raise InvalidArgument(f"invalid symbol {original!r}")
-    return text
+    ex, sym = validate.instrument(value, exchange)
+    return ex, sym.upper()
 
 
 def check_exchange(exchange: str) -> str:
-    if not isinstance(exchange, str) or not _EXCHANGE.match(exchange.strip()):
-        raise InvalidArgument(f"invalid exchange {exchange!r}: expected a code such as 'MOEX'")
-    return exchange.strip().upper()
+    return validate.exchange(exchange)
 
 
 def check_board(board: str | None) -> str | None:
-    if board is None:
-        return None
-    if not isinstance(board, str) or not _SYMBOL.match(board.strip()):
-        raise InvalidArgument(f"invalid board {board!r}: expected a code such as 'TQBR'")
-    return board.strip().upper()
+    return validate.board(board)
 
 
 def check_count(value: Any, name: str, *, low: int = 1, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgument(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        bound = f"{low}..{high}" if high is not None else f">= {low}"
-        raise InvalidArgument(f"{name} must be {bound}, got {value}")
-    return value
+    return validate.count(value, name, low=low, high=validate.INT64_MAX if high is None else high)
 
 
 def check_market(market: Any, allowed: tuple[str, ...] = MARKETS, name: str = "market") -> str:
@@ -105,9 +81,7 @@ def check_market(market: Any, allowed: tuple[str, ...] = MARKETS, name: str = "m
 
 
 def check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise InvalidArgument(f"{name} must be True or False, got {value!r}")
-    return bool(value)
+    return validate.flag(value, name)
 
 
 def check_side(side: str | None) -> str | None:
@@ -460,8 +434,8 @@ class MarketData(DataCalls):
         base = without_none({
             "riskCategoryId": category,
             "exchange": check_exchange(exchange) if exchange is not None else None,
-            "ticker": _check_symbol_text(ticker, ticker) if ticker is not None else None,
-            "search": search,
+            "ticker": validate.symbol(ticker, "ticker") if ticker is not None else None,
+            "search": validate.free_text(search, "search") if search is not None else None,
         })
         rows: list[Any] = []
         total: int | None = None
