@@ -113,6 +113,7 @@ class TokenManager:
             raise InvalidArgument("auth_url is required to use a refresh token")
         self._refresh_token = refresh_token.strip() if refresh_token else None
         self.auth_url = auth_url.rstrip("/") if auth_url else None
+        self._own_session = session is None
         self._session = session or requests.Session()
         self._timeout = timeout
         self._attempts = max(1, attempts)
@@ -148,6 +149,12 @@ class TokenManager:
             self._refresh_locked()
             assert self._token is not None
             return self._token
+
+    def close(self) -> None:
+        """Close the pooled connections to the token server (a session passed in is left
+        open: it belongs to the caller)."""
+        if self._own_session:
+            self._session.close()
 
     def invalidate(self, token: str | None) -> None:
         """The server rejected ``token`` (401): the next :meth:`token` refreshes, unless another
@@ -232,14 +239,17 @@ class TokenManager:
     def _fetch(self) -> str:
         url = f"{self.auth_url}/refresh"
         started = time.perf_counter()
+        failure = None
         try:
             response = self._session.post(url, params={"token": self._refresh_token},
                                           timeout=self._timeout)
         except requests.RequestException as exc:
-            # the exception text holds the URL with the token: report the kind only
-            raise TransportError(
-                f"POST {self.auth_url}/refresh: no answer from the token server "
-                f"({type(exc).__name__})") from None
+            failure = type(exc).__name__
+        if failure is not None:
+            # raised outside the handler: the request's exception (whose text holds the URL
+            # with the token) must not ride along as __context__
+            raise TransportError(f"POST {self.auth_url}/refresh: no answer from the token "
+                                 f"server ({failure})")
         elapsed = (time.perf_counter() - started) * 1000
         log.info("POST /refresh %d %.0f ms", response.status_code, elapsed)
         if response.status_code != 200:

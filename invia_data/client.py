@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from . import validate
 from .auth import TokenManager
 from .errors import InvalidArgument, StreamClosed
 from .http import Http
@@ -143,7 +144,7 @@ class Client(MarketData, PortfolioData):
                 from .stream import Stream
 
                 self._stream = Stream(self.ws_url, self.tokens.token, http=self.http,
-                                      exchange=self.exchange, portfolio=self.portfolio,
+                                      exchange=self.exchange, portfolio=self._portfolio_of_kind,
                                       format=self.format)
             return self._stream
 
@@ -215,7 +216,8 @@ class Client(MarketData, PortfolioData):
                                  format=self.format, progress=progress, max_workers=max_workers)
 
     def close(self) -> None:
-        """Close the stream (if it was opened) and the HTTP session. Idempotent."""
+        """Close the stream (if it was opened), the HTTP session and the token manager's
+        session. Idempotent."""
         with self._stream_lock:
             if self._closed:
                 return
@@ -224,6 +226,8 @@ class Client(MarketData, PortfolioData):
         if stream is not None:
             stream.close()
         self.http.close()
+        if self.tokens is not None:
+            self.tokens.close()
 
     def __enter__(self) -> Client:
         return self
@@ -273,6 +277,8 @@ def connect(refresh_token: str | None = None, *, token: str | None = None,
     """
     normalize_format(format)
     exchange = check_exchange(exchange)
+    _check_connect_arguments(refresh_token, token, env, base_url, ws_url, auth_url, portfolio,
+                             session, rate_limit)
     env = env if env is not None else (os.environ.get("INVIA_ENV") or None)
     if env != "sim":  # the environment's credentials belong to a real account, not the simulator
         refresh_token = refresh_token or os.environ.get("INVIA_REFRESH_TOKEN") or None
@@ -307,8 +313,8 @@ def connect(refresh_token: str | None = None, *, token: str | None = None,
     if tokens is not None:
         try:
             tokens.token()
-            if portfolio is not None:
-                client._portfolio(portfolio)  # a portfolio the token lacks fails here
+            if portfolio is not None:  # a portfolio the token lacks fails here
+                client._default_portfolio = client._portfolio(portfolio)
         except Exception:
             client.close()
             raise
@@ -316,3 +322,30 @@ def connect(refresh_token: str | None = None, *, token: str | None = None,
         log.info("no credentials for %s: public calls only, data delayed 15 minutes",
                  endpoints.name)
     return client
+
+
+def _check_connect_arguments(refresh_token: Any, token: Any, env: Any, base_url: Any,
+                             ws_url: Any, auth_url: Any, portfolio: Any, session: Any,
+                             rate_limit: Any) -> None:
+    """The types and shapes of connect()'s arguments, before anything is started."""
+    for name, value in (("refresh_token", refresh_token), ("token", token)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise InvalidArgument(f"{name} must be a non-empty string (None reads "
+                                  f"${'INVIA_REFRESH_TOKEN' if name == 'refresh_token' else 'INVIA_TOKEN'})")
+        if isinstance(value, str) and not value.isprintable():
+            raise InvalidArgument(f"{name} holds a control character (a newline copied along?)")
+    if env is not None and not isinstance(env, str):
+        raise InvalidArgument(f"env must be 'prod', 'dev', 'sim' or a URL, got {env!r}")
+    for name, value, schemes in (("base_url", base_url, ("http://", "https://")),
+                                 ("auth_url", auth_url, ("http://", "https://")),
+                                 ("ws_url", ws_url, ("ws://", "wss://"))):
+        if value is not None and (not isinstance(value, str) or not value.startswith(schemes)
+                                  or not value.isprintable() or len(value) > 2000):
+            raise InvalidArgument(f"{name} must be a {' or '.join(schemes)} URL, "
+                                  f"got {value!r}"[:200])
+    if portfolio is not None:
+        validate.portfolio_id(portfolio)
+    if session is not None and not isinstance(session, requests.Session):
+        raise InvalidArgument(f"session must be a requests.Session, got {type(session).__name__}")
+    if rate_limit is not None:
+        validate.number(rate_limit, "rate_limit (requests per second)", high=1e6, positive=True)

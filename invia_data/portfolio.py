@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from . import validate
 from .errors import InvalidArgument
 from .frames import STR_DTYPE, to_frame
 from .market import (
@@ -119,24 +120,20 @@ class PortfolioData(DataCalls):
         return portfolio_table(self._token_portfolios(), agreements, self.exchange)
 
     def _portfolio(self, portfolio: str | None, *, prefix: str = "D") -> str:
+        """The portfolio a call is about (the same rule as the stream's, see
+        :func:`invia_data.validate.resolve_portfolio`)."""
         if self.tokens is None:
+            if portfolio is not None:
+                validate.portfolio_id(portfolio)
             raise InvalidArgument("portfolio data needs credentials: pass refresh_token= "
                                   "to connect() or set INVIA_REFRESH_TOKEN")
-        known = self._token_portfolios()
-        if portfolio is None:
-            found = self.portfolio if prefix == "D" else next(
-                (p for p in known if p.startswith(prefix)), None)
-            if found is None:
-                raise InvalidArgument(f"the token lists no {prefix}… portfolio; pass portfolio=")
-            return found
-        if not isinstance(portfolio, str) or not portfolio.strip():
-            raise InvalidArgument(f"portfolio must be a non-empty string, got {portfolio!r}")
-        portfolio = portfolio.strip()
-        if portfolio not in known:
-            listed = ", ".join(known) or "none"
-            raise InvalidArgument(f"portfolio {portfolio!r} is not in the token "
-                                  f"(its portfolios: {listed})")
-        return portfolio
+        return validate.resolve_portfolio(portfolio, self._token_portfolios(),
+                                          self.portfolio, prefix)
+
+    def _portfolio_of_kind(self, kind: str, portfolio: str | None = None) -> str:
+        """The portfolio of a data kind (``"forts_risk"`` defaults to the derivatives one,
+        every other kind to :attr:`portfolio`); the stream resolves its defaults here too."""
+        return self._portfolio(portfolio, prefix="75" if kind == "forts_risk" else "D")
 
     def _base(self, portfolio: str | None, exchange: str | None, *,
               prefix: str = "D") -> tuple[str, str]:

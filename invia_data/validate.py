@@ -69,6 +69,8 @@ _SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 
 def _shown(value: Any) -> str:
     """``repr(value)`` cut to a readable length (a 10k-character string stays short)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {value.bit_length()} bits"
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:40]}...{text[-10:]} ({len(text)} chars)"
 
@@ -135,7 +137,7 @@ def order_id(value: Any, name: str = "order id") -> str:
     """A positive integer id (int or digit string) within 64 bits, as its decimal text."""
     if isinstance(value, str):
         text = value.strip(" ")
-        if not text.isascii() or not text.isdigit():
+        if not text.isascii() or not text.isdigit() or len(text) > 19:
             raise InvalidArgument(f"{name} must be a positive integer, got {_shown(value)}")
         value = int(text)
     return str(count(value, name, low=1))

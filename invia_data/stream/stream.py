@@ -23,6 +23,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pandas as pd
 
+from .. import validate
+from ..auth import decode_claims
 from ..errors import InvalidArgument, InviaError, StreamClosed
 from ..history import server_now
 from ..market import check_board, check_count, check_exchange, parse_symbol
@@ -82,10 +84,13 @@ class Stream:
     server's answer. ``reconnect_delay``/``max_reconnect_delay``: the exponential backoff
     (with jitter). ``ping_interval``: quiet seconds before a WebSocket ping; twice that with
     no byte received reconnects. ``sslopt``: websocket-client TLS options for ``wss://``.
+    ``portfolio``: the default portfolio, or a callable ``(kind, portfolio) -> id`` that
+    resolves it as the HTTP calls do (the client passes its own).
     """
 
     def __init__(self, ws_url: str, token_provider: Callable[[], str], *, http: Any = None,
-                 exchange: str = "MOEX", portfolio: str | None = None,
+                 exchange: str = "MOEX",
+                 portfolio: str | Callable[[str, str | None], str] | None = None,
                  format: str | None = None,
                  path: str | None = None, frequency: int | None = None,
                  stale_after: float | None = 60.0, subscribe_timeout: float = 5.0,
@@ -99,6 +104,7 @@ class Stream:
             raise InvalidArgument(f"stale_after must be positive or None, got {stale_after!r}")
         self.exchange = check_exchange(exchange)
         self.portfolio = portfolio
+        self._token_provider = token_provider
         self.format = None if format is None else normalize_format(format)
         self.frequency = None if frequency is None else check_count(frequency, "frequency", low=0)
         self.subscribe_timeout = subscribe_timeout
@@ -252,16 +258,22 @@ class Stream:
 
     def _portfolio(self, kind: str, portfolio: str | None, exchange: str | None,
                    format: str | None, timeout: float | None) -> LiveFrame:
-        portfolio = portfolio if portfolio is not None else self.portfolio
-        if not isinstance(portfolio, str) or not portfolio.strip():
-            raise InvalidArgument(
-                f"{kind} needs a portfolio: pass portfolio= (no default portfolio is set)")
-        portfolio = portfolio.strip()
+        portfolio = self._resolve_portfolio(kind, portfolio)
         ex = check_exchange(exchange or self.exchange)
         fmt = self._format(format, kind)
         request = portfolio_request(kind, portfolio, ex, format=fmt)
         return self._open(kind, portfolio, [(request, portfolio, ex)], make_state(kind, fmt),
                           {"portfolio": portfolio, "exchange": ex, "format": fmt}, timeout)
+
+    def _resolve_portfolio(self, kind: str, portfolio: str | None) -> str:
+        """The HTTP calls' rule (:func:`invia_data.validate.resolve_portfolio`): the client's
+        resolution when ``portfolio=`` was given a callable, else the token's portfolios."""
+        if callable(self.portfolio):
+            return self.portfolio(kind, portfolio)
+        claims = decode_claims(self._token_provider())
+        known = str(claims.get("portfolios") or "").split()
+        return validate.resolve_portfolio(portfolio, known, self.portfolio,
+                                          "75" if kind == "forts_risk" else "D")
 
     # --- health and lifetime -------------------------------------------------------------------
 
@@ -378,6 +390,7 @@ class Stream:
     def _open(self, kind: str, label: str, requests: list[tuple[Request, str, str]],
               state: Any, params: dict[str, Any], timeout: float | None,
               refresh: Callable[[Sub], Request] | None = None) -> LiveFrame:
+        wait = self.subscribe_timeout if timeout is None else validate.seconds(timeout)
         if self._closed:
             raise StreamClosed("the stream is closed")
         frame = LiveFrame(kind, label, params, state, closer=self._close_frame)
@@ -392,7 +405,7 @@ class Stream:
         except BaseException:
             self._close_frame(frame)
             raise
-        self._await(frame, subs, self.subscribe_timeout if timeout is None else timeout)
+        self._await(frame, subs, wait)
         return frame
 
     def _await(self, frame: LiveFrame, subs: list[Sub], timeout: float) -> None:

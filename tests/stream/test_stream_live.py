@@ -15,7 +15,6 @@ import requests
 import invia_data
 from invia_data.errors import (
     BadRequest,
-    Forbidden,
     InvalidArgument,
     NotFound,
     StreamClosed,
@@ -167,8 +166,10 @@ def test_rejections_raise_the_matching_error(sim, token, token_for):
         assert statuses == ["live"]  # the rejected ones are gone from health
     narrow = token_for(sim, allowedPortfolios=["D39004"])
     with Stream(sim.ws_url, lambda: narrow) as stream:
-        with pytest.raises(Forbidden):
+        # a portfolio the token lacks is refused before anything is sent, as over HTTP
+        with pytest.raises(InvalidArgument, match="not in the token"):
             stream.positions("G39004")
+        assert stream.connection.stats["connects"] == 0 and not stream.frames
 
 
 def test_a_rejection_raised_to_the_caller_is_not_also_a_warning(sim, token, caplog):
@@ -195,7 +196,8 @@ def test_bad_arguments_raise_before_anything_is_sent(sim, token):
         lambda: stream.bars("SBER", "1min", start="not a time"),
         lambda: stream.quotes([]),
         lambda: stream.quotes(42),
-        lambda: stream.positions(),  # no default portfolio
+        lambda: stream.positions("D00000"),  # not a portfolio of the token
+        lambda: stream.positions(""),
         lambda: stream.orderbook("SBER", board=""),
         lambda: stream.orderbook("SB ER"),
         lambda: stream.orderbook("SBER", exchange="MO EX"),
