@@ -22,6 +22,7 @@ STR_DTYPE = pd.StringDtype(na_value=np.nan)
 TIME_KINDS = ("ts_s", "ts_ms", "iso")
 _DTYPES: dict[str, Any] = {
     "str": STR_DTYPE,
+    "lower": STR_DTYPE,
     "float": "float64",
     "int": "Int64",
     "i8": "int64",
@@ -61,6 +62,8 @@ def convert(values: Sequence[Any], kind: str) -> Any:
     if kind == "str":
         return pd.array([v if v is None or isinstance(v, str) else str(v) for v in values],
                         dtype=STR_DTYPE)
+    if kind == "lower":
+        return pd.array([v if v is None else str(v).lower() for v in values], dtype=STR_DTYPE)
     if kind in ("ts_s", "ts_ms"):
         return epoch_to_utc(np.array(values, dtype="float64"), "s" if kind == "ts_s" else "ms")
     if kind == "iso":

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import validate
-from .errors import InvalidArgument
+from .errors import APIError, InvalidArgument
 from .frames import STR_DTYPE, epoch_to_utc, record_frame, to_frame
 from .schema import (
     BOOK_LEVEL,
@@ -129,17 +129,44 @@ def book_frame(book: Mapping[str, Any], *, symbol: str | None = None,
     return frame
 
 
-def one_row(schema: Any, payload: Any, fmt: str, tz: str | None) -> pd.DataFrame:
-    objs = [payload] if isinstance(payload, Mapping) else []
+def malformed(what: str, payload: Any) -> APIError:
+    """The error of a body whose shape is not the documented one."""
+    shape = type(payload).__name__
+    return APIError(f"malformed body for {what}: unexpected {shape} {str(payload)[:80]!r}",
+                    status=200)
+
+
+def records(payload: Any, what: str = "the request") -> list[Mapping[str, Any]]:
+    """A body holding records -> the list of them: an array of objects, or one object (the
+    spec's examples show one object where the server may send an array). None is no record;
+    anything else raises :class:`~invia_data.errors.APIError`."""
+    if payload is None:
+        return []
+    if isinstance(payload, Mapping):
+        return [payload]
+    if isinstance(payload, list) and all(isinstance(item, Mapping) for item in payload):
+        return payload
+    raise malformed(what, payload)
+
+
+def one_row(schema: Any, payload: Any, fmt: str, tz: str | None,
+            what: str = "the request") -> pd.DataFrame:
+    """The frame of a one-record answer (an object; an array of one object is accepted)."""
+    objs = records(payload, what)
+    if len(objs) > 1:
+        raise malformed(what, payload)
     return to_frame(schema, objs, fmt, tz=tz)
 
 
-def listing(payload: Any, key: str = "list") -> tuple[list[Any], int | None]:
-    """``{"total": n, "list": [...]}`` or a bare list -> (items, total)."""
-    if isinstance(payload, Mapping):
+def listing(payload: Any, key: str = "list", what: str = "the request"
+            ) -> tuple[list[Mapping[str, Any]], int | None]:
+    """``{"total": n, "list": [...]}``, the same with ``list`` one object, a bare list or one
+    bare record -> (records, total or None). Other shapes raise APIError."""
+    if isinstance(payload, Mapping) and (key in payload or "total" in payload):
         total = payload.get("total")
-        return list(payload.get(key) or []), int(total) if isinstance(total, (int, float)) else None
-    return list(payload or []), None
+        count = int(total) if isinstance(total, (int, float)) and not isinstance(total, bool) else None
+        return records(payload.get(key), what), count
+    return records(payload, what), None
 
 
 class DataCalls:
@@ -216,7 +243,7 @@ class MarketData(DataCalls):
             "offset": check_count(offset, "offset", low=0),
             "format": fmt,
         })
-        return to_frame(SECURITY, self.http.get("/md/v2/Securities", params) or [], fmt, tz=tz)
+        return to_frame(SECURITY, records(self.http.get("/md/v2/Securities", params)), fmt, tz=tz)
 
     def instruments(self, exchange: str | None = None, *, market: str | None = None,
                     include_old: bool = False, include_non_base_boards: bool = False,
@@ -244,7 +271,7 @@ class MarketData(DataCalls):
         })
         payload = self.http.get(f"/md/v2/Securities/{path_part(ex)}", params,
                                 what=f"instruments of {ex}")
-        return to_frame(SECURITY, payload or [], fmt, tz=tz)
+        return to_frame(SECURITY, records(payload), fmt, tz=tz)
 
     @suggests_symbols
     def security(self, symbol: str, exchange: str | None = None, board: str | None = None, *,
@@ -287,7 +314,7 @@ class MarketData(DataCalls):
         pairs = list(dict.fromkeys(":".join(self._instrument(s, exchange)) for s in items))
         path = f"/md/v2/Securities/{quote(','.join(pairs), safe=':,')}/quotes"
         payload = self.http.get(path, {"format": fmt}, what=f"quotes of {', '.join(pairs)}")
-        return to_frame(QUOTE, payload or [], fmt, tz=tz)
+        return to_frame(QUOTE, records(payload), fmt, tz=tz)
 
     def futures_quote(self, base: str, *, exchange: str | None = None,
                       format: str | None = None, tz: str | None = None) -> pd.DataFrame:
@@ -366,7 +393,7 @@ class MarketData(DataCalls):
                 "priceTo": _optional_float(price_to, "price_to"),
             })
             trades, _ = listing(self.http.get(f"/md/v2/Securities/{where}/alltrades", params,
-                                              what=what))
+                                              what=what), what=what)
         return to_frame(TRADE, trades, fmt, tz=tz, index="time")
 
     def _trade_pages(self, path: str, params: dict[str, Any], limit: int | None,
@@ -375,7 +402,7 @@ class MarketData(DataCalls):
         for _ in range(MAX_PAGES):
             want = HISTORY_PAGE if limit is None else min(HISTORY_PAGE, limit - len(trades))
             page, total = listing(self.http.get(
-                path, {**params, "limit": want, "offset": len(trades)}, what=what))
+                path, {**params, "limit": want, "offset": len(trades)}, what=what), what=what)
             trades.extend(page)
             done = total is None or len(trades) >= total
             if not page or done or (limit is not None and len(trades) >= limit):
@@ -385,7 +412,7 @@ class MarketData(DataCalls):
     def currency_pairs(self, *, tz: str | None = None) -> pd.DataFrame:
         """Currency pairs: ``first_code``, ``second_code``, ``symbol_tom`` (the TOM instrument)."""
         check_tz(tz)
-        return to_frame(CURRENCY_PAIR, self.http.get("/md/v2/Securities/currencyPairs") or [],
+        return to_frame(CURRENCY_PAIR, records(self.http.get("/md/v2/Securities/currencyPairs")),
                         "Simple", tz=tz)
 
     @suggests_symbols
@@ -394,9 +421,12 @@ class MarketData(DataCalls):
         """The boards the instrument trades on: one column ``board`` (string)."""
         check_tz(tz)
         ex, sym, where = self._instrument_path(symbol, exchange)
+        what = f"boards of {ex}:{sym}"
         boards = self.http.get(f"/md/v2/Securities/{where}/availableBoards",
                                what=f"instrument {ex}:{sym}") or []
-        return pd.DataFrame({"board": pd.array([str(b) for b in boards], dtype=STR_DTYPE)})
+        if not isinstance(boards, list) or not all(isinstance(b, str) for b in boards):
+            raise malformed(what, boards)
+        return pd.DataFrame({"board": pd.array(boards, dtype=STR_DTYPE)})
 
     def market_status(self, market: str, exchange: str | None = None, *,
                       format: str | None = None, tz: str | None = None) -> pd.DataFrame:
@@ -425,7 +455,8 @@ class MarketData(DataCalls):
         ``security_risk_category_id``, ``asset_type``, ``underlying_asset``, ``set_name``,
         ``isin``, ``currency_code``, ``rate_up``, ``rate_down``, ``rate_symmetric``,
         ``is_short_sell_possible``, ``is_marginal``, ``set_rate``, ``sgn_r``.
-        ``attrs["total"]``: the server's count of matching records.
+        ``attrs["total"]``: the server's count of matching records (None when the answer has no
+        count: a bare list, or one bare record as in the spec's example, which is one row).
         """
         check_tz(tz)
         category = check_count(risk_category_id, "risk_category_id", low=0)
@@ -442,7 +473,8 @@ class MarketData(DataCalls):
         for _ in range(MAX_PAGES):
             want = RISK_RATES_PAGE if limit is None else min(RISK_RATES_PAGE, limit - len(rows))
             page, total = listing(self.http.get(
-                "/md/v2/risk/rates", {**base, "limit": want, "offset": offset + len(rows)}))
+                "/md/v2/risk/rates", {**base, "limit": want, "offset": offset + len(rows)}),
+                what="risk rates")
             rows.extend(page)
             if (not page or total is None or offset + len(rows) >= total
                     or (limit is not None and len(rows) >= limit)):

@@ -31,6 +31,7 @@ from .market import (
     one_row,
     parse_symbol,
     path_part,
+    records,
     without_none,
 )
 from .schema import (
@@ -173,7 +174,7 @@ class PortfolioData(DataCalls):
         ex, p = self._base(portfolio, exchange)
         payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/positions",
                             {"format": fmt, "withoutCurrency": flag(without_currency)})
-        return to_frame(POSITION, payload or [], fmt, tz=tz)
+        return to_frame(POSITION, records(payload), fmt, tz=tz)
 
     def position(self, symbol: str, portfolio: str | None = None, *,
                  exchange: str | None = None, format: str | None = None,
@@ -201,7 +202,7 @@ class PortfolioData(DataCalls):
             raise InvalidArgument(f"invalid login {login!r}")
         payload = self._get(f"/md/v2/Clients/{path_part(login.strip())}/positions",
                             {"format": fmt, "withoutCurrency": flag(without_currency)})
-        return to_frame(POSITION, payload or [], fmt, tz=tz)
+        return to_frame(POSITION, records(payload), fmt, tz=tz)
 
     def risk(self, portfolio: str | None = None, *, exchange: str | None = None,
              format: str | None = None, tz: str | None = None) -> pd.DataFrame:
@@ -275,7 +276,7 @@ class PortfolioData(DataCalls):
         check_tz(tz)
         ex, p = self._base(portfolio, exchange)
         payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/{route}", {"format": fmt})
-        return to_frame(schema, payload or [], fmt, tz=tz)
+        return to_frame(schema, records(payload), fmt, tz=tz)
 
     def _one_order(self, route: str, schema: Schema, what: str, order_id: int | str,
                    portfolio: str | None, exchange: str | None, format: str | None,
@@ -307,7 +308,7 @@ class PortfolioData(DataCalls):
             ex, sym = parse_symbol(symbol, ex)
             path = f"/md/v2/Clients/{ex}/{path_part(p)}/{path_part(sym)}/trades"
             params = {"format": fmt, "instrumentGroup": check_board(board)}
-        return to_frame(OWN_TRADE, self._get(path, params) or [], fmt, tz=tz)
+        return to_frame(OWN_TRADE, records(self._get(path, params)), fmt, tz=tz)
 
     def trades_history(self, symbol: str | None = None, date_from: TimeLike | None = None,
                        limit: int | None = 1000, *, portfolio: str | None = None,

@@ -7,7 +7,8 @@ A table row reads ``canonical  simple  slim  heavy  kind  [flags]``:
 
 * ``-`` means the field does not exist in that format; ``a|b`` means emit ``a``, accept ``a``
   or ``b`` when decoding (the API's known spelling conflicts).
-* ``kind`` is the value type and decides the DataFrame dtype: ``str``, ``float``, ``int``
+* ``kind`` is the value type and decides the DataFrame dtype: ``str``, ``lower`` (a string
+  read in lower case: an enum the API spells in several cases), ``float``, ``int``
   (nullable Int64), ``i8`` (int64, never null), ``bool``, ``ts_s`` / ``ts_ms`` (unix seconds /
   milliseconds -> UTC datetime), ``iso`` (ISO-8601 string -> UTC datetime), ``obj:KIND``
   (a nested object, or a list of them, of another table).
@@ -151,6 +152,9 @@ type                        type                    t       type                
 lot_size                    lotsize                 lot     lotSize                 float
 face_value                  facevalue               fv      faceValue               float
 currency                    currency                cur     currency                str
+nominal_currency            -                       -       nominalCurrency         str
+settlement_currency         -                       -       settlementCurrency      str
+underlying_currency         -                       -       underlyingCurrency      str
 isin                        ISIN                    isin    ISIN                    str
 cfi_code                    cfiCode                 cfi     cfiCode                 str
 min_step                    minstep                 stp     minStep                 float
@@ -306,7 +310,7 @@ initial_margin                      initialMargin                   im      init
 corrected_margin                    correctedMargin                 mgc     correctedMargin                 float
 risk_before_force_position_closing  riskBeforeForcePositionClosing  r       riskBeforeForcePositionClosing  float
 commission                          commission                      cms     commission                      float
-buying_power_by_currency            buyingPowerByCurrency           bpv2    buyingPowerByCurrency           obj:buying_power
+buying_power_by_currency            buyingPowerByCurrency           bpv2|bp2v   buyingPowerByCurrency       obj:buying_power
 """)
 
 POSITION = Schema("position", """
@@ -433,7 +437,7 @@ board               board           bd      board           str
 broker_symbol       brokerSymbol    tic     brokerSymbol    str
 type                type            t       type            str
 side                side            s       side            str
-condition           condition       cnd     condition       str
+condition           condition       cnd     condition       lower
 status              status          st      status          str
 stop_price          stopPrice       pxs     stopPrice       float
 price               price           px      price           float

@@ -63,6 +63,9 @@ DOCUMENTED = {
     underlyingSymbol        usym   underlyingSymbol                str
     optionSide              osd    optionSide                      str
     -                       -      roundTo                         int
+    -                       -      nominalCurrency                 str
+    -                       -      settlementCurrency              str
+    -                       -      underlyingCurrency              str
     -                       -      initialMarginLowRiskLong        num
     -                       -      initialMarginLowRiskShort       num
     -                       -      initialMarginStandardRiskLong   num
@@ -394,7 +397,7 @@ EMITTED_OTHERWISE = {("history", "Slim", "history"): "h"}
 KEPT_OUT_OF_FRAMES = {("trade", "time_iso")}
 
 # The value kinds each documented type allows.
-KINDS_OF_TYPE = {"str": {"str"}, "num": {"float"}, "int": {"int", "i8"}, "bool": {"bool"},
+KINDS_OF_TYPE = {"str": {"str", "lower"}, "num": {"float"}, "int": {"int", "i8"}, "bool": {"bool"},
                  "iso": {"iso"}, "unix_s": {"ts_s"}, "unix_ms": {"ts_ms"}}
 
 
@@ -514,8 +517,9 @@ EXAMPLES = [
     ('market_status', 'Heavy', True, '{"code": "FOND", "status": "open"}'),  # §3.9
 ]
 
-# Keys REFERENCE §3.0 names as extras of Heavy examples, absent from the schema.
-EXTRA_KEYS = {("security", "Heavy"): {"nominalCurrency", "settlementCurrency", "underlyingCurrency"}}
+# Keys of examples absent from the schema (REFERENCE §3.0 names the Heavy security's currencies
+# as extras; they are columns now, so none is left).
+EXTRA_KEYS: dict[tuple[str, str], set[str]] = {}
 
 # Documented as strings, but REFERENCE's examples carry numbers (§3.7 notes it for `orderno`);
 # the frames turn them into strings.
@@ -557,7 +561,7 @@ def kind_errors(schema: Schema, record: dict[str, Any]) -> list[str]:
 
 
 def _is_of_kind(value: Any, kind: str) -> bool:
-    if kind in ("str", "iso"):
+    if kind in ("str", "lower", "iso"):
         return isinstance(value, str)
     if kind == "bool":
         return isinstance(value, bool)
@@ -626,7 +630,7 @@ def full_record(schema: Schema) -> dict[str, Any]:
             value: Any = [nested] if (schema.name, field.name) in LIST_CONTAINERS else nested
         else:
             value = {
-                "str": f"{field.name}-{i}", "float": i + 0.25, "int": i, "i8": i, "bool": i % 2 == 0,
+                "str": f"{field.name}-{i}", "lower": f"{field.name}-{i}", "float": i + 0.25, "int": i, "i8": i, "bool": i % 2 == 0,
                 "ts_s": 1_701_068_400 + i, "ts_ms": 1_701_105_939_395 + i,
                 "iso": f"2023-11-28T07:52:{i % 60:02d}.0000000Z",
             }[field.kind]

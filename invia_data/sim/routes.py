@@ -463,7 +463,12 @@ def own_trades_of_symbol(req: Request) -> Any:
     return _records(req, "own_trade", req.market.own_trades(portfolio, req.args["symbol"].upper()))
 
 
-def _stats_trades(req: Request, symbol: str | None) -> Any:
+# The deprecated /md/stats routes answer the older trade shape, without Heavy's shortName and
+# currency (spec: response_Trade_Heavy against response_Trade_V2_Heavy).
+LEGACY_TRADE_OMITS = ("short_name", "currency")
+
+
+def _stats_trades(req: Request, symbol: str | None, omit: tuple[str, ...] = ()) -> Any:
     p = req.params
     portfolio = _portfolio(req)
     date_from = p.text("dateFrom")
@@ -483,7 +488,8 @@ def _stats_trades(req: Request, symbol: str | None) -> Any:
         records = [r for r in records if _int_id(r) >= from_id]
     if descending:
         records = records[::-1]
-    return _records(req, "own_trade", records[:limit])
+    records = [{k: v for k, v in r.items() if k not in omit} for r in records[:limit]]
+    return _records(req, "own_trade", records)
 
 
 def _int_id(record: Mapping[str, Any]) -> int:
@@ -518,9 +524,9 @@ def stats_trades_of_symbol(req: Request) -> Any:
 
 @route("/md/stats/{exchange}/{portfolio}/history/trades")
 def legacy_stats_trades(req: Request) -> Any:
-    return _stats_trades(req, None)
+    return _stats_trades(req, None, LEGACY_TRADE_OMITS)
 
 
 @route("/md/stats/{exchange}/{portfolio}/history/trades/{symbol}")
 def legacy_stats_trades_of_symbol(req: Request) -> Any:
-    return _stats_trades(req, req.args["symbol"])
+    return _stats_trades(req, req.args["symbol"], LEGACY_TRADE_OMITS)

@@ -181,6 +181,8 @@ class Connection:
         if not isinstance(opcode, str) or not opcode:
             raise Problem(400, "field 'opcode' is required")
         kind = OPCODES.get(opcode.lower())
+        if opcode.lower() in REFUSED_OPCODES:
+            raise Problem(400, REFUSED_OPCODES[opcode.lower()])
         if kind is None and opcode.lower() not in CONTROL_OPCODES:
             raise Problem(400, f"Unknown opcode {opcode!r}")
         try:
@@ -599,6 +601,12 @@ OPCODES: dict[str, tuple] = {
     "tradesgetandsubscribev2": (PortfolioSubscription, "own_trade"),
     "ordersgetandsubscribev2": (PortfolioSubscription, "order"),
     "stopordersgetandsubscribev2": (PortfolioSubscription, "stop_order"),
-    "stopordersgetandsubscribe": (PortfolioSubscription, "stop_order"),
+}
+# The deprecated StopOrdersGetAndSubscribe streams an older stop-order shape (Slim `exp`/`e`,
+# integer lots in `qty`) that the simulator does not produce: it is refused, not answered
+# with the V2 shape.
+REFUSED_OPCODES = {
+    "stopordersgetandsubscribe": "StopOrdersGetAndSubscribe is deprecated and not simulated: "
+                                 "use StopOrdersGetAndSubscribeV2",
 }
 CONTROL_OPCODES = ("unsubscribe", "ping", "authorize")

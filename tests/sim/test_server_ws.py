@@ -106,8 +106,16 @@ PORTFOLIO_STREAMS = [
     ("TradesGetAndSubscribeV2", "own_trade", "D39004"),
     ("OrdersGetAndSubscribeV2", "order", "D39004"),
     ("StopOrdersGetAndSubscribeV2", "stop_order", "D39004"),
-    ("StopOrdersGetAndSubscribe", "stop_order", "D39004"),
 ]
+
+
+def test_the_deprecated_stop_order_opcode_is_refused_not_answered_in_the_v2_shape(ws_client):
+    client = ws_client()
+    guid = client.subscribe("StopOrdersGetAndSubscribe", portfolio="D39004", exchange="MOEX",
+                            format="Slim")
+    result = client.result(guid)
+    assert result["httpCode"] == 400 and "StopOrdersGetAndSubscribeV2" in result["message"]
+    assert not [f for f in client.drain(0.3) if f.get("guid") == guid and "data" in f]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -1,0 +1,1 @@
+"""Tests built from the official OpenAPI spec's examples and schemas (tests/fixtures/spec)."""

@@ -1,0 +1,157 @@
+"""The simulator's answers, validated against the official spec's response schema of the route
+and format asked for (objects admit no key the spec does not list). The spec's own quirks that
+the validation tolerates are listed once, in ``support.SPEC_QUIRKS``; every listed quirk must
+still occur (in the spec's examples or in the simulator's answers), so the list stays honest."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from .support import (
+    ITS_QUIRKS,
+    SPEC_EXAMPLE_SHAPES,
+    SPEC_QUIRKS,
+    http_operations,
+    unexplained,
+    validation_errors,
+    ws_operations,
+)
+
+FORMATS = ("Simple", "Slim", "Heavy")
+
+
+def _path_args(sim: Any, op: dict[str, Any]) -> dict[str, str]:
+    market = sim.market
+    args = {"exchange": "MOEX", "portfolio": "D39004", "symbol": "SBER", "symbols": "MOEX:SBER,MOEX:GAZP",
+            "login": sim.login, "market": "FOND"}
+    if "fortsrisk" in op["path"]:
+        args["portfolio"] = "7500GHC"
+    if "actualFuturesQuote" in op["path"]:
+        args["symbol"] = "SBRF"
+    if "/stoporders/" in op["path"]:
+        args["orderId"] = str(market.stop_orders("D39004")[0]["id"])
+    elif "/orders/" in op["path"]:
+        args["orderId"] = str(market.orders("D39004")[0]["id"])
+    if op["path"].endswith("/positions/{symbol}"):
+        args["symbol"] = market.positions("D39004")[0]["symbol"]
+    return args
+
+
+def _query(sim: Any, op: dict[str, Any]) -> dict[str, Any]:
+    now = int(sim.market.now())
+    if op["path"] == "/md/v2/history":
+        return {"symbol": "SBER", "exchange": "MOEX", "tf": 60, "from": now - 3600, "to": now}
+    if op["path"].endswith("/alltrades/history"):
+        return {"from": now - 3 * 86_400, "to": now - 86_400, "limit": 5}
+    if op["path"].endswith("/alltrades"):
+        return {"take": 5}
+    if op["path"] == "/md/v2/risk/rates":
+        return {"riskCategoryId": 1, "limit": 5}
+    if op["path"] == "/md/v2/Securities":
+        return {"query": "S", "limit": 5}
+    return {}
+
+
+HTTP_CASES = [
+    pytest.param(op, fmt, id=f"{op['operationId']}-{fmt}")
+    for op in http_operations() for fmt in FORMATS
+    if fmt in op["schemas"] or "any" in op["schemas"]
+]
+
+
+def check(instance: Any, schema_name: str, where: str) -> set[tuple[str, str, str]]:
+    """Validate; returns the quirks that explained some errors."""
+    seen: set[tuple[str, str, str]] = set()
+    bad = unexplained(validation_errors(instance, schema_name), seen)
+    assert not bad, f"{where}: the simulator's answer breaks the spec's {schema_name}: {bad[:8]}"
+    return seen
+
+
+@pytest.mark.parametrize(("op", "fmt"), HTTP_CASES)
+def test_simulator_http_answer_matches_the_spec(sim, token, op, fmt):
+    path = op["path"].format(**_path_args(sim, op))
+    params = {**_query(sim, op), "format": fmt}
+    response = requests.get(f"{sim.url}{path}", params=params, timeout=10,
+                            headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body not in (None, [], {}), f"{path}: nothing to validate"
+    check(body, op["schemas"].get(fmt) or op["schemas"]["any"], f"GET {path} {fmt}")
+
+
+def _ws_fields(op: dict[str, Any]) -> dict[str, Any]:
+    opcode = op["opcode"]
+    if opcode in ("OrderBookGetAndSubscribe", "AllTradesGetAndSubscribe",
+                  "InstrumentsGetAndSubscribeV2", "QuotesSubscribe"):
+        return {"code": "SBER", "exchange": "MOEX"}
+    if opcode == "BarsGetAndSubscribe":
+        return {"code": "SBER", "exchange": "MOEX", "tf": 60, "from": 0}
+    portfolio = "7500GHC" if opcode == "SpectraRisksGetAndSubscribe" else "D39004"
+    return {"portfolio": portfolio, "exchange": "MOEX"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_simulator_its_instrument_matches_the_spec_but_for_its_exchange(sim, token, fmt):
+    (op,) = [op for op in http_operations() if op["operationId"] == "MdV2SecuritiesExchangeSymbolGet"]
+    response = requests.get(f"{sim.url}/md/v2/Securities/ITS/SOGN", params={"format": fmt},
+                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(check(body, op["schemas"][fmt], f"ITS:SOGN {fmt}")) & set(ITS_QUIRKS)
+
+
+WS_CASES = [
+    pytest.param(op, fmt, id=f"{op['opcode']}-{fmt}")
+    for op in ws_operations() if not op["deprecated"] for fmt in FORMATS
+]
+
+
+@pytest.mark.parametrize(("op", "fmt"), WS_CASES)
+def test_simulator_ws_messages_match_the_spec(sim, ws_client, op, fmt):
+    client = ws_client()
+    fields = _ws_fields(op)
+    if op["opcode"] == "BarsGetAndSubscribe":
+        fields["from"] = int(sim.market.now()) - 600
+    guid = client.subscribe(op["opcode"], guid=str(uuid.uuid4()), format=fmt, **fields)
+    assert client.result(guid)["httpCode"] == 200
+    message = client.wait_for(lambda f: f.get("guid") == guid and "data" in f)
+    check(message, op["schemas"][fmt], f"{op['opcode']} {fmt}")
+
+
+def test_the_deprecated_stop_order_stream_is_refused(ws_client):
+    (legacy,) = [op for op in ws_operations() if op["opcode"] == "StopOrdersGetAndSubscribe"]
+    assert legacy["deprecated"]
+    client = ws_client()
+    guid = client.subscribe(legacy["opcode"], portfolio="D39004", exchange="MOEX", format="Slim")
+    assert client.result(guid)["httpCode"] == 400
+
+
+def examples_quirks() -> tuple[int, set[tuple[str, str, str]]]:
+    """Validate every example of the spec against its own schema: (count, quirks used)."""
+    seen: set[tuple[str, str, str]] = set()
+    checked = 0
+    for op in http_operations() + ws_operations():
+        for ex in op["examples"]:
+            name = op["schemas"].get(ex["format"] or "any")
+            name = SPEC_EXAMPLE_SHAPES.get(ex["name"], (name, ""))[0]
+            bad = unexplained(validation_errors(ex["value"], name), seen)
+            assert not bad, f"{ex['name']}: {bad}"
+            checked += 1
+    return checked, seen
+
+
+def test_spec_examples_break_their_schemas_only_by_listed_quirks():
+    checked, _ = examples_quirks()
+    assert checked == sum(len(op["examples"]) for op in http_operations() + ws_operations())
+
+
+def test_every_listed_quirk_occurs_in_the_spec_examples():
+    """The list stays honest: each quirk is shown by an example of the spec (the ITS ones by
+    the simulator's ITS instrument, above)."""
+    _, seen = examples_quirks()
+    unused = set(SPEC_QUIRKS) - seen - set(ITS_QUIRKS)
+    assert not unused, f"listed quirks that no example shows: {sorted(unused)}"
