@@ -148,6 +148,10 @@ def same(wire: Any, held: Any) -> bool:
     times by instant; ids may change between number and text)."""
     if isinstance(held, pd.Timestamp):
         return any(held == t for t in _as_time(wire))
+    if isinstance(held, str) and isinstance(wire, (int, float)) and not isinstance(wire, bool):
+        held_times = _as_time(held) if "T" in held else []  # a time kept as ISO text (attrs)
+        if held_times and any(held_times[0] == t for t in _as_time(wire)):
+            return True
     if isinstance(wire, bool) or isinstance(held, bool):
         return isinstance(wire, bool) and isinstance(held, bool) and wire == held
     if isinstance(wire, (int, float)) and isinstance(held, (int, float)):
