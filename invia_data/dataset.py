@@ -54,8 +54,10 @@ from .times import TimeLike, check_tz, to_epoch_seconds
 __all__ = [
     "ENGINES",
     "DatasetStore",
+    "Location",
     "SeriesFile",
     "files",
+    "location",
     "open",
     "series_key",
     "symbols_in",
@@ -81,10 +83,74 @@ def series_key(exchange: str, symbol: str, board: str | None, tf: str) -> CacheK
 
 
 @dataclass(frozen=True)
+class Location:
+    """Where a dataset is: a local folder (``fs`` None), or a URL (``s3://bucket/candles``,
+    ``gs://…``, ``memory://…``) read through an fsspec filesystem, whose paths are ``root``
+    and below without the protocol."""
+
+    root: str
+    fs: Any = None
+
+    def join(self, folder: str, *names: str) -> str:
+        if self.fs is None:
+            return os.path.join(folder, *names)
+        return "/".join([folder.rstrip("/"), *names])
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path) if self.fs is None else bool(self.fs.isdir(path))
+
+    def is_file(self, path: str) -> bool:
+        return os.path.isfile(path) if self.fs is None else bool(self.fs.isfile(path))
+
+    def folders(self, folder: str, name: str) -> list[tuple[str, str]]:
+        """The ``name=value`` sub-folders of ``folder`` as (value, path), sorted by value."""
+        prefix = f"{name}="
+        if not self.is_dir(folder):
+            return []
+        if self.fs is None:
+            found = [(entry.name[len(prefix):], entry.path) for entry in os.scandir(folder)
+                     if entry.is_dir() and entry.name.startswith(prefix)]
+        else:
+            found = []
+            for entry in self.fs.ls(folder, detail=True):
+                base = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+                if entry["type"] == "directory" and base.startswith(prefix):
+                    found.append((base[len(prefix):], entry["name"].rstrip("/")))
+        return sorted(found)
+
+    def url(self, path: str) -> str:
+        """``path`` as other readers name it (with the protocol for a remote file)."""
+        return path if self.fs is None else self.fs.unstrip_protocol(path)
+
+
+def location(path: str | os.PathLike[str] | Location,
+             storage_options: dict[str, Any] | None = None) -> Location:
+    """The :class:`Location` of a dataset path or URL (a URL needs fsspec, which comes with
+    the ``scale`` extra, and the package of its protocol, e.g. s3fs for ``s3://``)."""
+    if isinstance(path, Location):
+        return path
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InvalidArgument(f"path: expected the folder of a dataset, got {path!r}")
+    text = os.fspath(path)
+    if "://" not in text:
+        return Location(str(Path(text).expanduser()))
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError as exc:
+        raise InvalidArgument(f"path: a URL ({text!r}) is read through fsspec, which is not "
+                              f"installed: {SCALE_HINT}") from exc
+    try:
+        fs, root = url_to_fs(text, **(storage_options or {}))
+    except (ImportError, ValueError) as exc:
+        raise InvalidArgument(f"path: cannot open {text!r} ({exc})") from exc
+    return Location(root.rstrip("/") or "/", fs)
+
+
+@dataclass(frozen=True)
 class SeriesFile:
     """One ``part.parquet`` of a dataset and the partition values of its path."""
 
-    path: Path
+    path: str
     exchange: str
     symbol: str
     board: str
@@ -94,50 +160,42 @@ class SeriesFile:
 
 # --- finding the files ----------------------------------------------------------------------------
 
-def _partitions(folder: Path, name: str) -> list[tuple[str, Path]]:
-    """The ``name=value`` sub-folders of ``folder`` as (value, path), sorted by value."""
-    prefix = f"{name}="
-    if not folder.is_dir():
-        return []
-    found = [(entry.name[len(prefix):], Path(entry.path)) for entry in os.scandir(folder)
-             if entry.is_dir() and entry.name.startswith(prefix)]
-    return sorted(found)
-
-
-def timeframes(path: str | os.PathLike[str]) -> list[str]:
+def timeframes(path: str | os.PathLike[str] | Location) -> list[str]:
     """The timeframe labels present in the dataset at ``path``."""
-    root = _root(path)
-    return sorted({tf for _, ex in _partitions(root, "exchange")
-                   for _, sym in _partitions(ex, "symbol") for _, bd in _partitions(sym, "board")
-                   for tf, _ in _partitions(bd, "tf")})
+    where = _root(path)
+    return sorted({tf for _, ex in where.folders(where.root, "exchange")
+                   for _, sym in where.folders(ex, "symbol")
+                   for _, bd in where.folders(sym, "board")
+                   for tf, _ in where.folders(bd, "tf")})
 
 
-def files(path: str | os.PathLike[str], *, symbols: str | Sequence[str] | None = None,
+def files(path: str | os.PathLike[str] | Location, *, symbols: str | Sequence[str] | None = None,
           start: TimeLike | None = None, end: TimeLike | None = None, tf: str | int | None = None,
           exchange: str | None = None, board: str | None = None) -> list[SeriesFile]:
     """The files of the dataset at ``path`` that :func:`open` reads for these arguments: only
     the folders of the symbols, boards, timeframe and years asked for are listed (partition
     pruning), in the order symbol, exchange, board, year."""
-    root = _root(path)
-    tf_label = _timeframe(root, tf)
+    where = _root(path)
+    tf_label = _timeframe(where, tf)
     wanted = _wanted_symbols(symbols, exchange)
     lo, hi = _range(start, end)
     first, last = _years(lo, hi)
     board_name = None if board is None else _board_dir(board)
     found: list[SeriesFile] = []
-    for ex, ex_dir in _partitions(root, "exchange"):
+    for ex, ex_dir in where.folders(where.root, "exchange"):
         if exchange is not None and ex != exchange.strip().upper():
             continue
-        for sym, sym_dir in _partitions(ex_dir, "symbol"):
+        for sym, sym_dir in where.folders(ex_dir, "symbol"):
             if wanted is not None and (ex, sym) not in wanted and (None, sym) not in wanted:
                 continue
-            for bd, bd_dir in _partitions(sym_dir, "board"):
+            for bd, bd_dir in where.folders(sym_dir, "board"):
                 if board_name is not None and bd != board_name:
                     continue
-                for year, year_dir in _partitions(bd_dir / f"tf={tf_label}", "year"):
+                for year, year_dir in where.folders(where.join(bd_dir, f"tf={tf_label}"),
+                                                    "year"):
                     if year.isdigit() and first <= int(year) <= last:
-                        part = year_dir / PART_FILE
-                        if part.is_file():
+                        part = where.join(year_dir, PART_FILE)
+                        if where.is_file(part):
                             found.append(SeriesFile(part, ex, sym, bd, tf_label, int(year)))
     order = {name: i for i, name in enumerate(wanted or ())}
     found.sort(key=lambda f: (order.get((f.exchange, f.symbol), order.get((None, f.symbol), 0)),
@@ -145,24 +203,24 @@ def files(path: str | os.PathLike[str], *, symbols: str | Sequence[str] | None =
     return found
 
 
-def _root(path: str | os.PathLike[str]) -> Path:
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise InvalidArgument(f"path: expected the folder of a dataset, got {path!r}")
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise InvalidArgument(f"path: {str(root)!r} is not a folder; write a dataset there "
-                              "first with inv.download_universe() or inv.history_to_dataset()")
-    return root
+def _root(path: str | os.PathLike[str] | Location) -> Location:
+    where = location(path)
+    if not where.is_dir(where.root):
+        raise InvalidArgument(f"path: {where.url(where.root)!r} is not a folder; write a "
+                              "dataset there first with inv.download_universe() or "
+                              "inv.history_to_dataset()")
+    return where
 
 
-def _timeframe(root: Path, tf: str | int | None) -> str:
-    present = timeframes(root)
+def _timeframe(where: Location, tf: str | int | None) -> str:
+    present = timeframes(where)
     if tf is not None:
         return label(to_seconds(tf))
     if len(present) == 1:
         return present[0]
     if not present:
-        raise InvalidArgument(f"path: {str(root)!r} holds no candle series (no tf=… folder)")
+        raise InvalidArgument(f"path: {where.url(where.root)!r} holds no candle series "
+                              "(no tf=… folder)")
     raise InvalidArgument(f"tf: the dataset holds several timeframes ({', '.join(present)}); "
                           "pass tf= to pick one")
 
@@ -213,10 +271,10 @@ def _years(lo: int, hi: int) -> tuple[int, int]:
 
 # --- reading --------------------------------------------------------------------------------------
 
-def read_columns(part: SeriesFile | Path, lo: int = 0, hi: int = _FAR_FUTURE) -> Columns:
-    """The candles of one file with ``lo <= time < hi``."""
-    path = part.path if isinstance(part, SeriesFile) else part
-    return select(from_table(pq.read_table(path, schema=PARQUET_SCHEMA)), lo, hi)
+def read_columns(path: str, lo: int = 0, hi: int = _FAR_FUTURE, fs: Any = None) -> Columns:
+    """The candles of one file with ``lo <= time < hi`` (``fs``: its fsspec filesystem)."""
+    table = pq.read_table(path, schema=PARQUET_SCHEMA, filesystem=fs)
+    return select(from_table(table), lo, hi)
 
 
 def _candle_frame(columns: Columns) -> pd.DataFrame:
@@ -228,7 +286,8 @@ def _candle_frame(columns: Columns) -> pd.DataFrame:
 def open(path: str | os.PathLike[str], engine: str = "pandas", *,
          symbols: str | Sequence[str] | None = None, start: TimeLike | None = None,
          end: TimeLike | None = None, tf: str | int | None = None, exchange: str | None = None,
-         board: str | None = None, tz: str | None = None, connection: Any = None) -> Any:
+         board: str | None = None, tz: str | None = None, connection: Any = None,
+         storage_options: dict[str, Any] | None = None) -> Any:
     """Read the candle dataset at ``path``, opening only the files of the symbols, timeframe and
     years asked for (:func:`files` lists them).
 
@@ -252,6 +311,10 @@ def open(path: str | os.PathLike[str], engine: str = "pandas", *,
       ``.df().set_index(["symbol", "time"])`` is the pandas form. ``connection``: the DuckDB
       connection to use (default a new in-memory one).
 
+    ``path`` may be a URL of object storage (``"s3://bucket/candles"``, ``"gs://…"``), read
+    through fsspec with ``storage_options`` (credentials, endpoint), so the same call works on
+    every machine of a Dask cluster (DuckDB is given the same filesystem).
+
     Dask and DuckDB come with the optional extra: ``pip install 'invia-data[scale]'``.
     Raises InvalidArgument for an unknown engine, a missing extra, a path that is not a
     dataset, a symbol not in it, or a bare symbol that the dataset holds on two boards or
@@ -262,19 +325,20 @@ def open(path: str | os.PathLike[str], engine: str = "pandas", *,
                               f"got {engine!r}")
     check_tz(tz)
     single = isinstance(symbols, str)
-    parts = files(path, symbols=symbols, start=start, end=end, tf=tf, exchange=exchange,
+    where = location(path, storage_options)
+    parts = files(where, symbols=symbols, start=start, end=end, tf=tf, exchange=exchange,
                   board=board)
-    series = _series(parts, symbols, exchange, board, Path(path))
+    series = _series(parts, symbols, exchange, board, where)
     lo, hi = _range(start, end)
     if engine == "pandas":
-        return _pandas(series, parts, single, lo, hi, tz, _timeframe(Path(path), tf))
+        return _pandas(series, parts, single, lo, hi, tz, _timeframe(where, tf), where.fs)
     if engine == "dask":
-        return _dask(series, parts, single, lo, hi, tz)
-    return _duckdb(parts, lo, hi, connection)
+        return _dask(parts, single, lo, hi, tz, where.fs)
+    return _duckdb([where.url(part.path) for part in parts], lo, hi, connection, where.fs)
 
 
 def _series(parts: list[SeriesFile], symbols: str | Sequence[str] | None, exchange: str | None,
-            board: str | None, root: Path) -> list[str]:
+            board: str | None, where: Location) -> list[str]:
     """The symbols read, in order; refuses a symbol asked that has no file and a bare symbol
     present on two boards or exchanges."""
     places: dict[str, set[tuple[str, str]]] = {}
@@ -289,29 +353,30 @@ def _series(parts: list[SeriesFile], symbols: str | Sequence[str] | None, exchan
     if symbols is None:
         return list(places)
     wanted = [sym for _, sym in _wanted_symbols(symbols, exchange) or []]
-    missing = [s for s in wanted if s not in places and not _has_series(root, s, exchange, board)]
+    missing = [s for s in wanted
+               if s not in places and not _has_series(where, s, exchange, board)]
     if missing:
-        raise InvalidArgument(f"symbols: {', '.join(missing)} not in the dataset at {str(root)!r}"
-                              " for this timeframe; download it first")
+        raise InvalidArgument(f"symbols: {', '.join(missing)} not in the dataset at "
+                              f"{where.url(where.root)!r} for this timeframe; download it first")
     return list(dict.fromkeys(wanted))
 
 
-def _has_series(root: Path, symbol: str, exchange: str | None, board: str | None) -> bool:
+def _has_series(where: Location, symbol: str, exchange: str | None, board: str | None) -> bool:
     """Whether some series folder of ``symbol`` exists (it may hold no year in the range)."""
-    for ex, ex_dir in _partitions(root, "exchange"):
+    for ex, ex_dir in where.folders(where.root, "exchange"):
         if exchange is not None and ex != exchange.strip().upper():
             continue
-        for bd, _ in _partitions(ex_dir / f"symbol={symbol}", "board"):
+        for bd, _ in where.folders(where.join(ex_dir, f"symbol={symbol}"), "board"):
             if board is None or bd == _board_dir(board):
                 return True
     return False
 
 
 def _pandas(series: list[str], parts: list[SeriesFile], single: bool, lo: int, hi: int,
-            tz: str | None, tf_label: str) -> pd.DataFrame:
+            tz: str | None, tf_label: str, fs: Any) -> pd.DataFrame:
     by_symbol: dict[str, list[Columns]] = {s: [] for s in series}
     for part in parts:
-        by_symbol[part.symbol].append(read_columns(part, lo, hi))
+        by_symbol[part.symbol].append(read_columns(part.path, lo, hi, fs))
     frames = [_candle_frame(concat_columns(by_symbol[s]) if by_symbol[s] else empty_columns())
               for s in series]
     if single:
@@ -337,19 +402,20 @@ def _empty_multi() -> pd.DataFrame:
 
 # --- dask ---------------------------------------------------------------------------------------
 
-def _dask(series: list[str], parts: list[SeriesFile], single: bool, lo: int, hi: int,
-          tz: str | None) -> Any:
+def _dask(parts: list[SeriesFile], single: bool, lo: int, hi: int, tz: str | None,
+          fs: Any) -> Any:
     dd = _import_engine("dask")
-    meta = _dask_partition(None, single, lo, hi, tz)
+    reader = _DaskReader(single, lo, hi, tz, fs)
+    meta = reader(None)
     if not parts:
         return dd.from_pandas(meta, npartitions=1)
-    divisions = _divisions(parts, lo, hi, tz)
+    divisions = _divisions(parts, lo, hi, tz, fs)
     specs = [(part.path, part.symbol) for part in parts]
     import dask
 
     # keep the symbol column's dtype that of history() (dask would turn it into string[pyarrow])
     with dask.config.set({"dataframe.convert-string": False}):
-        return dd.from_map(_DaskReader(single, lo, hi, tz), specs, meta=meta,
+        return dd.from_map(reader, specs, meta=meta,
                            divisions=divisions, label="invia-candles", enforce_metadata=False)
 
 
@@ -361,22 +427,20 @@ class _DaskReader:
     lo: int
     hi: int
     tz: str | None
+    fs: Any = None
 
-    def __call__(self, spec: tuple[Path, str]) -> pd.DataFrame:
-        return _dask_partition(spec, self.single, self.lo, self.hi, self.tz)
-
-
-def _dask_partition(spec: tuple[Path, str] | None, single: bool, lo: int, hi: int,
-                    tz: str | None) -> pd.DataFrame:
-    columns = empty_columns() if spec is None else read_columns(Path(spec[0]), lo, hi)
-    frame = _candle_frame(columns)
-    if not single:
-        symbol = "" if spec is None else spec[1]
-        frame.insert(0, "symbol", pd.Series([symbol] * len(frame), index=frame.index,
-                                            dtype=_symbol_dtype()))
-    if tz is not None:
-        frame.index = frame.index.tz_convert(tz)
-    return frame
+    def __call__(self, spec: tuple[str, str] | None) -> pd.DataFrame:
+        """The partition of ``spec`` (path, symbol); None: the empty frame (dask's meta)."""
+        columns = empty_columns() if spec is None else read_columns(spec[0], self.lo, self.hi,
+                                                                     self.fs)
+        frame = _candle_frame(columns)
+        if not self.single:
+            symbol = "" if spec is None else spec[1]
+            frame.insert(0, "symbol", pd.Series([symbol] * len(frame), index=frame.index,
+                                                dtype=_symbol_dtype()))
+        if self.tz is not None:
+            frame.index = frame.index.tz_convert(self.tz)
+        return frame
 
 
 def _symbol_dtype() -> Any:
@@ -384,10 +448,13 @@ def _symbol_dtype() -> Any:
     return pd.Index(["SBER"]).dtype
 
 
-def _divisions(parts: list[SeriesFile], lo: int, hi: int, tz: str | None) -> tuple | None:
+def _divisions(parts: list[SeriesFile], lo: int, hi: int, tz: str | None, fs: Any
+               ) -> tuple | None:
     """Known divisions when the files' time ranges follow each other without overlap, else
     None (dask's "unknown")."""
-    bounds = [_time_bounds(part.path) for part in parts]
+    if len({part.symbol for part in parts}) > 1:
+        return None  # several symbols' files overlap in time (no need to read their footers)
+    bounds = [_time_bounds(part.path, fs) for part in parts]
     if any(b is None for b in bounds):
         return None
     ranges = [(max(a, lo), min(b, hi - 1)) for a, b in bounds]  # type: ignore[misc]
@@ -403,9 +470,9 @@ def _divisions(parts: list[SeriesFile], lo: int, hi: int, tz: str | None) -> tup
     return tuple(times)
 
 
-def _time_bounds(path: Path) -> tuple[int, int] | None:
+def _time_bounds(path: str, fs: Any = None) -> tuple[int, int] | None:
     """(first, last) candle time of a file in unix seconds, from the Parquet statistics."""
-    meta = pq.ParquetFile(path).metadata
+    meta = pq.read_metadata(path, filesystem=fs)
     lows, highs = [], []
     for i in range(meta.num_row_groups):
         stats = meta.row_group(i).column(0).statistics
@@ -423,15 +490,16 @@ def _time_bounds(path: Path) -> tuple[int, int] | None:
 
 # --- duckdb -------------------------------------------------------------------------------------
 
-def _duckdb(parts: list[SeriesFile], lo: int, hi: int, connection: Any) -> Any:
+def _duckdb(names: list[str], lo: int, hi: int, connection: Any, fs: Any) -> Any:
     duckdb = _import_engine("duckdb")
     con = connection if connection is not None else duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    if not parts:
+    if fs is not None:  # DuckDB reads the URLs through the same fsspec filesystem
+        con.register_filesystem(fs)
+    if not names:
         return con.sql("SELECT NULL::VARCHAR AS symbol, NULL::TIMESTAMPTZ AS time, "
                        "NULL::DOUBLE AS open, NULL::DOUBLE AS high, NULL::DOUBLE AS low, "
                        "NULL::DOUBLE AS close, NULL::BIGINT AS volume WHERE false")
-    names = [str(part.path) for part in parts]
     relation = con.read_parquet(names, hive_partitioning=True)
     start = pd.Timestamp(lo, unit="s", tz="UTC").isoformat()
     end = pd.Timestamp(min(hi, 253402300799), unit="s", tz="UTC").isoformat()
@@ -451,6 +519,6 @@ def _import_engine(engine: str) -> Any:
     return module
 
 
-def symbols_in(path: str | os.PathLike[str], tf: str | int | None = None) -> list[str]:
+def symbols_in(path: str | os.PathLike[str] | Location, tf: str | int | None = None) -> list[str]:
     """The symbols of the dataset at ``path`` (for ``tf``, needed when it holds several)."""
     return sorted({part.symbol for part in files(path, tf=tf)})

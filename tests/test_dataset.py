@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dask
 import duckdb
+import fsspec
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -163,3 +164,25 @@ def test_a_symbol_on_two_boards_must_be_picked(client, tmp_path) -> None:
     primary = dataset.open(tmp_path, symbols="SBER", board="primary")
     pd.testing.assert_frame_equal(primary, expected(client, "SBER", "2024-01-01", "2024-01-03"))
     assert len(dataset.open(tmp_path, symbols="SBER", board="smal")) > 0
+
+
+def test_a_dataset_in_object_storage_reads_the_same(client, hourly) -> None:
+    """An fsspec URL (here the in-memory filesystem, as s3:// or gs:// would be) is listed,
+    pruned and read like the local folder, by all three engines."""
+    store = fsspec.filesystem("memory")
+    store.put(str(hourly), "/bucket/candles", recursive=True)
+    try:
+        url = "memory://bucket/candles"
+        local = dataset.open(hourly, symbols=["GAZP", "SOGN"], tf="1h", start="2023-06-01")
+        pd.testing.assert_frame_equal(
+            dataset.open(url, symbols=["GAZP", "SOGN"], tf="1h", start="2023-06-01"), local)
+        remote_files = dataset.files(url, tf="1h", symbols="SBER", start="2024-01-01")
+        assert [f.year for f in remote_files] == [2024]
+        lazy = dataset.open(url, "dask", symbols="GAZP", tf="1h", start="2023-06-01")
+        assert lazy.known_divisions
+        pd.testing.assert_frame_equal(lazy.compute(), local.loc["GAZP"])
+        rows = dataset.open(url, "duckdb", symbols=["GAZP", "SOGN"], tf="1h",
+                            start="2023-06-01").aggregate("count(*)").fetchall()[0][0]
+        assert rows == len(local)
+    finally:
+        store.rm("/bucket", recursive=True)
