@@ -139,6 +139,8 @@ def serving(op: dict[str, Any], body: Any) -> tuple[Any, Any]:
             return 200, body, {}
         if isinstance(body, dict) and "list" in body:
             return 200, {**body, "list": []}, {}
+        if isinstance(body, dict) and "next" in body:  # candles: an empty page, no cursor
+            return 200, {k: [] if isinstance(v, list) else None for k, v in body.items()}, {}
         return 200, [], {}
 
     session, adapter = scripted_session(respond)
