@@ -58,6 +58,9 @@ def _sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guid-reuse", choices=("replace", "reject"), default="replace",
                         help="a subscribe whose guid is already active on the connection: replace "
                              "the old subscription (default) or reject it with 400")
+    parser.add_argument("--replay", default=None, metavar="FOLDER",
+                        help="serve a recording (invia-data record --out FOLDER): its instruments' "
+                             "books, trades, quotes and candles, on a clock from its first message")
     parser.add_argument("--log-level", default="INFO", help="logging level on stderr (default INFO)")
 
 
@@ -69,7 +72,8 @@ def run_sim(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     try:
         server = sim.start(host=args.host, port=args.port, seed=args.seed, speed=args.speed,
-                          tls=args.tls, firehose=args.firehose, guid_reuse=args.guid_reuse)
+                          tls=args.tls, firehose=args.firehose, guid_reuse=args.guid_reuse,
+                          replay=args.replay)
     except InviaError as exc:
         print(f"invia-data sim: {exc}", file=sys.stderr)
         return 1

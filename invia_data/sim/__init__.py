@@ -37,7 +37,8 @@ class Simulator:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, seed: int = 1,
                  speed: float = 1.0, tls: bool = False, firehose: bool = False,
                  faults: Faults | Mapping[str, Any] | None = None,
-                 refresh_token: str | None = None, guid_reuse: str = "replace") -> None:
+                 refresh_token: str | None = None, guid_reuse: str = "replace",
+                 replay: str | Path | None = None) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidArgument(f"port must be an integer in 0..65535, got {port!r}")
         if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed <= 0:
@@ -55,7 +56,13 @@ class Simulator:
         from .auth import TokenIssuer
         from .market import Market
 
-        self.market = Market(seed=seed, speed=self.speed)
+        if replay is not None:
+            from .replay import ReplayMarket
+
+            self.market: Market = ReplayMarket(replay, seed=seed, speed=self.speed)
+        else:
+            self.market = Market(seed=seed, speed=self.speed)
+        self.replay = None if replay is None else Path(replay)
         self._issuer = TokenIssuer(self.market.login, self.market.portfolios, self.market.agreements,
                                    refresh_token=refresh_token,
                                    lifetime=lambda: self.faults.token_lifetime)
@@ -75,7 +82,11 @@ class Simulator:
         """What makes this simulator's generated history what it is: the seed and the code that
         generates it. Two simulators of one identity answer the same candles before their
         :attr:`history_until`, so a client may cache those across processes."""
-        return f"simulator-seed{self.seed}-{_code_fingerprint()}"
+        identity = f"simulator-seed{self.seed}-{_code_fingerprint()}"
+        if self.replay is not None:   # a recorded day answers other candles than the seed's
+            digest = hashlib.sha256(str(self.replay.resolve()).encode()).hexdigest()[:12]
+            identity += f"-replay{digest}"
+        return identity
 
     @property
     def history_until(self) -> int:
@@ -211,7 +222,9 @@ def start(**kwargs: Any) -> Simulator:
     ``.cert_path``), ``firehose=False`` (order-book subscriptions send as fast as the socket
     takes them), ``faults=None`` (a Faults object or a mapping of its settings),
     ``refresh_token=None`` (a random one is made), ``guid_reuse="replace"`` (a subscribe whose
-    guid is active on the same connection replaces it; ``"reject"`` answers 400 and keeps the old).
+    guid is active on the same connection replaces it; ``"reject"`` answers 400 and keeps the old),
+    ``replay=None`` (a recording's folder: its instruments answer from the recording, on a
+    clock that starts at the recording's first message).
     """
     return Simulator(**kwargs).start()
 

@@ -1,0 +1,279 @@
+"""The simulator's market replaying a recording (``invia-data sim --replay data/``).
+
+:class:`ReplayMarket` is the synthetic :class:`Market` with its clock started at the first
+receive time of the recording; for every recorded instrument its order book, quote, trades
+and the candles of the recorded day are the recorded ones, as received by the market's time.
+Everything else (other instruments, portfolios, earlier history) stays synthetic, so every
+HTTP call and every ``/cws`` subscription works as on the plain simulator.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidArgument
+from ..replay import load, recording_bounds
+from .market import Key, Market
+
+log = logging.getLogger("invia_data.sim")
+
+INSTRUMENT_KINDS = ("orderbook", "all_trades", "bars", "quotes")
+
+
+def _us(series: pd.Series) -> np.ndarray:
+    return series.to_numpy(dtype="datetime64[us]").astype("int64")
+
+
+def _wire(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+class _Recorded:
+    """The recorded data of one instrument, as arrays ordered by receive time."""
+
+    def __init__(self) -> None:
+        self.book: dict[str, Any] | None = None
+        self.trades: pd.DataFrame | None = None
+        self.trade_us: np.ndarray | None = None
+        self.bars: pd.DataFrame | None = None
+        self.bar_us: np.ndarray | None = None
+        self.quotes: pd.DataFrame | None = None
+        self.quote_us: np.ndarray | None = None
+
+
+class ReplayMarket(Market):
+    """A Market whose recorded instruments answer from the recording at ``path``."""
+
+    def __init__(self, path: str | Path, seed: int = 1, speed: float = 1.0, *,
+                 clock: Callable[[], float] | None = None) -> None:
+        path = Path(path)
+        if not path.is_dir():
+            raise InvalidArgument(f"no recording at {str(path)!r}: give the folder that "
+                                  "invia-data record --out wrote")
+        first, last = recording_bounds(path)
+        if first is None or last is None:
+            raise InvalidArgument(f"{str(path)!r} holds no recorded data")
+        self._recorded: dict[Key, _Recorded] = {}
+        self._replay_lock = threading.Lock()
+        self._book_cache_rec: dict[tuple[Key, int, int], dict] = {}
+        super().__init__(seed=seed, speed=speed, clock=clock, start=first / 1e6)
+        self.recording = path
+        self.recording_end = last / 1e6
+        for kind in INSTRUMENT_KINDS:
+            for folder in sorted((path / f"kind={kind}").glob("symbol=*")):
+                symbol = folder.name.split("=", 1)[1]
+                key = self.resolve("MOEX", symbol) or self.resolve("ITS", symbol)
+                if key is None:
+                    log.warning("replay: %s is not an instrument of the simulator; skipped", symbol)
+                    continue
+                self._load(self._recorded.setdefault(key, _Recorded()), kind, path, symbol)
+
+    @property
+    def recorded(self) -> list[Key]:
+        return sorted(self._recorded)
+
+    def _load(self, rec: _Recorded, kind: str, path: Path, symbol: str) -> None:
+        rows = load(path, kind, symbol)
+        if kind == "orderbook":
+            ids = rows["snapshot_id"].to_numpy()
+            starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
+            rec.book = {
+                "us": _us(rows["receive_time"])[starts],
+                "offsets": np.append(starts, len(rows)),
+                "bid": (rows["side"] == "bid").to_numpy(),
+                "price": rows["price"].to_numpy(dtype="float64"),
+                "volume": rows["volume"].to_numpy(dtype="int64", na_value=0),
+                "time_ms": (_us(rows["exchange_time"])[starts] // 1000),
+            }
+        elif kind == "all_trades":
+            rows = rows.drop_duplicates("id").reset_index(drop=True)
+            rec.trades = rows
+            rec.trade_us = _us(rows["receive_time"])
+        elif kind == "bars":
+            rec.bars = rows
+            rec.bar_us = _us(rows["receive_time"])
+        else:
+            rec.quotes = rows
+            rec.quote_us = _us(rows["receive_time"])
+
+    def _position(self, times: np.ndarray, delay: float = 0) -> int:
+        now_us = int((self.now() - delay) * 1_000_000)
+        return int(np.searchsorted(times, now_us, side="right"))
+
+    # --- order books -----------------------------------------------------------------------
+
+    def book_version(self, key: Key) -> int:
+        rec = self._recorded.get(key)
+        if rec is None or rec.book is None:
+            return super().book_version(key)
+        return self._position(rec.book["us"])
+
+    def book(self, key: Key, depth: int = 20, delay: float = 0) -> dict:
+        rec = self._recorded.get(key)
+        if rec is None or rec.book is None:
+            return super().book(key, depth, delay)
+        depth = max(1, min(50, int(depth)))
+        position = self._position(rec.book["us"], delay)
+        cached = self._book_cache_rec.get((key, position, depth))
+        if cached is not None:
+            return cached
+        book = rec.book
+        bids: list[dict] = []
+        asks: list[dict] = []
+        stamp = 0
+        if position:
+            lo, hi = book["offsets"][position - 1], book["offsets"][position]
+            for i in range(lo, hi):
+                side = bids if book["bid"][i] else asks
+                if len(side) < depth:
+                    side.append({"price": float(book["price"][i]),
+                                 "volume": int(book["volume"][i])})
+            stamp = int(book["time_ms"][position - 1])
+        record = {"bids": bids, "asks": asks, "time": stamp, "existing": delay <= 0,
+                  "snapshot": True, "timestamp_s": stamp / 1000}
+        with self._replay_lock:
+            if len(self._book_cache_rec) > 1000:
+                self._book_cache_rec.clear()
+            self._book_cache_rec[(key, position, depth)] = record
+        return record
+
+    # --- trades ----------------------------------------------------------------------------
+
+    def _trade_rows(self, key: Key) -> pd.DataFrame | None:
+        rec = self._recorded.get(key)
+        if rec is None or rec.trades is None:
+            return None
+        return rec.trades.iloc[:self._position(rec.trade_us)]
+
+    def trades(self, key: Key, start: float | None = None, end: float | None = None, *,
+               last: int | None = None) -> list[dict]:
+        rows = self._trade_rows(key)
+        if rows is None:
+            return super().trades(key, start, end, last=last)
+        ms = _us(rows["time"]) // 1000
+        keep = np.ones(len(rows), dtype=bool)
+        if start is not None:
+            keep &= ms >= start * 1000
+        if end is not None:
+            keep &= ms < end * 1000
+        rows = rows[keep]
+        if last is not None:
+            rows = rows.iloc[-last:] if last > 0 else rows.iloc[:0]
+        return self._trade_records(key, rows)
+
+    def trades_since(self, key: Key, after_id: int) -> list[dict]:
+        rows = self._trade_rows(key)
+        if rows is None:
+            return super().trades_since(key, after_id)
+        return self._trade_records(key, rows[rows["id"].to_numpy(dtype="int64") > after_id])
+
+    def last_trade_id(self, key: Key) -> int:
+        rows = self._trade_rows(key)
+        if rows is None:
+            return super().last_trade_id(key)
+        return int(rows["id"].iloc[-1]) if len(rows) else -1
+
+    def _trade_records(self, key: Key, rows: pd.DataFrame) -> list[dict]:
+        ms = (_us(rows["time"]) // 1000).tolist()
+        records = []
+        for i, row in enumerate(rows.itertuples(index=False)):
+            stamp = pd.Timestamp(ms[i], unit="ms", tz="UTC")
+            records.append({
+                "time": ms[i], "id": int(row.id), "symbol": key[1], "board": _wire(row.board),
+                "side": _wire(row.side), "price": float(row.price), "qty": _wire(row.qty),
+                "oi": _wire(row.oi), "existing": False,
+                "time_iso": stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "0000Z",
+                "order_no": "0"})
+        return records
+
+    # --- quotes ----------------------------------------------------------------------------
+
+    def quote(self, key: Key, delay: float = 0) -> dict:
+        base = super().quote(key, delay)
+        rec = self._recorded.get(key)
+        if rec is None:
+            return base
+        if rec.quotes is not None:
+            rows = rec.quotes.iloc[:self._position(rec.quote_us, delay)]
+            if len(rows):
+                merged = rows.ffill().iloc[-1]
+                for name in base:
+                    if name in merged.index and not pd.isna(merged[name]):
+                        value = merged[name]
+                        if isinstance(value, pd.Timestamp):
+                            value = (int(value.value // 1_000_000) if name == "ob_time"
+                                     else int(value.value // 1_000_000_000))
+                        base[name] = _wire(value)
+                return base
+        book = self.book(key, 1, delay) if rec.book is not None else None
+        if book and book["bids"] and book["asks"]:
+            base.update(bid=book["bids"][0]["price"], bid_vol=book["bids"][0]["volume"],
+                        ask=book["asks"][0]["price"], ask_vol=book["asks"][0]["volume"],
+                        ob_time=book["time"])
+        trades = self.trades(key, last=1) if rec.trades is not None else []
+        if trades:
+            base.update(last_price=trades[-1]["price"], last_price_time=trades[-1]["time"] // 1000)
+        return base
+
+    # --- candles ---------------------------------------------------------------------------
+
+    def candles(self, key: Key, tf_seconds: int, start: float, end: float,
+                limit: int | None = None) -> dict[str, np.ndarray]:
+        base = super().candles(key, tf_seconds, start, end, limit)
+        recorded = self._minutes(key)
+        if recorded is None or tf_seconds % 60 or tf_seconds > 86400 or not len(recorded):
+            return base
+        frame = recorded
+        if tf_seconds > 60:
+            bucket = frame.index.floor(f"{tf_seconds}s")
+            frame = frame.groupby(bucket).agg({"open": "first", "high": "max", "low": "min",
+                                               "close": "last", "volume": "sum"})
+        times = frame.index.asi8 // 1_000_000_000
+        first = int(times[0])
+        keep = (times >= start) & (times < end)
+        ours = {"time": times[keep].astype("int64"),
+                **{c: frame[c].to_numpy()[keep] for c in ("open", "high", "low", "close")},
+                "volume": frame["volume"].to_numpy(dtype="int64")[keep]}
+        before = base["time"] < first
+        merged = {name: np.concatenate([np.asarray(base[name])[before], ours[name]])
+                  for name in base}
+        if limit is not None:
+            merged = {name: values[:limit] for name, values in merged.items()}
+        return merged
+
+    def _minutes(self, key: Key) -> pd.DataFrame | None:
+        """The recorded day's one-minute candles as received by now: the last version of each
+        recorded bar, else candles made from the recorded trades."""
+        rec = self._recorded.get(key)
+        if rec is None:
+            return None
+        if rec.bars is not None:
+            rows = rec.bars.iloc[:self._position(rec.bar_us)]
+            rows = rows.drop_duplicates("time", keep="last").sort_values("time")
+            index = pd.DatetimeIndex(rows["time"]).as_unit("ns")
+            return pd.DataFrame({c: rows[c].to_numpy() for c in
+                                 ("open", "high", "low", "close", "volume")}, index=index)
+        rows = self._trade_rows(key)
+        if rows is None or not len(rows):
+            return None
+        series = pd.DataFrame({"price": rows["price"].to_numpy(),
+                               "qty": rows["qty"].to_numpy(dtype="int64")},
+                              index=pd.DatetimeIndex(rows["time"]).as_unit("ns"))
+        grouped = series.groupby(series.index.floor("60s"))
+        return pd.DataFrame({"open": grouped["price"].first(), "high": grouped["price"].max(),
+                             "low": grouped["price"].min(), "close": grouped["price"].last(),
+                             "volume": grouped["qty"].sum()})
+
+
+__all__ = ["ReplayMarket"]

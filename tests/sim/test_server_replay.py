@@ -1,0 +1,82 @@
+"""The simulator serving a recording (sim.run(replay=path), invia-data sim --replay): the
+HTTP calls and /cws subscriptions answer the recorded day's books, trades, quotes and candles."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import invia_data
+import invia_data.sim
+from invia_data.cli import build_parser
+from invia_data.errors import InvalidArgument
+
+WAIT = 15.0
+
+
+def _recorded(path, kind):
+    return pd.read_parquet(path / f"kind={kind}", filters=[("symbol", "==", "SBER")])
+
+
+def test_the_http_calls_answer_the_recorded_day(sample_recording):
+    with invia_data.sim.run(port=0, replay=sample_recording, speed=50) as sim, \
+            invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        end = sim.market.recording_end
+        deadline = time.monotonic() + WAIT
+        while sim.market.now() <= end + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sim.market.now() > end
+        books = _recorded(sample_recording, "orderbook")
+        last = books[books["snapshot_id"] == books["snapshot_id"].max()]
+        book = inv.orderbook("SBER", depth=10)
+        for side in ("bid", "ask"):
+            got = book[book["side"] == side]
+            want = last[last["side"] == side]
+            assert got["price"].tolist() == want["price"].tolist()
+            assert got["volume"].tolist() == want["volume"].tolist()
+        assert pd.Timestamp(book.attrs["time"]) == last["exchange_time"].iloc[0]
+
+        trades = _recorded(sample_recording, "all_trades")
+        served = inv.all_trades("SBER")
+        assert served["id"].tolist() == sorted(trades["id"].tolist())
+        assert np.allclose(served["price"].to_numpy(), trades.sort_values("id")["price"])
+
+        quotes = _recorded(sample_recording, "quotes").sort_values("receive_time")
+        quote = inv.quotes("SBER").iloc[0]
+        assert (quote["bid"], quote["ask"]) == (quotes["bid"].iloc[-1], quotes["ask"].iloc[-1])
+
+        bars = _recorded(sample_recording, "bars").drop_duplicates("time", keep="last")
+        start = bars["time"].min()
+        candles = inv.history("SBER", tf="1min", start=start, cache=False)
+        want = bars.set_index("time")[["open", "high", "low", "close", "volume"]]
+        got = candles.loc[want.index.as_unit("ns")]
+        assert np.allclose(got[["open", "high", "low", "close"]], want[["open", "high", "low", "close"]])
+        assert got["volume"].tolist() == want["volume"].tolist()
+        other = inv.orderbook("LKOH", depth=3)          # not recorded: still the synthetic market
+        assert len(other) == 6
+
+
+def test_the_stream_plays_the_recorded_books_and_trades(sample_recording):
+    books = _recorded(sample_recording, "orderbook")
+    snapshots = {tuple(group["price"].head(20)) for _, group in books.groupby("snapshot_id")}
+    recorded_ids = set(_recorded(sample_recording, "all_trades")["id"])
+    with invia_data.sim.run(port=0, replay=sample_recording, speed=1) as sim, \
+            invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        book = inv.stream.orderbook("SBER", depth=10)
+        trades = (inv.stream.all_trades("SBER", recent=5) if hasattr(inv.stream, "all_trades")
+                  else inv.stream.trades("SBER", depth=5))
+        book.wait(3, timeout=WAIT)
+        assert tuple(book.df["price"]) in snapshots
+        trades.wait(2, timeout=WAIT)
+        assert set(trades.df["id"]) <= recorded_ids
+
+
+def test_a_folder_without_a_recording_is_refused(tmp_path):
+    with pytest.raises(InvalidArgument, match="no recording"):
+        invia_data.sim.Simulator(replay=tmp_path / "nothing")
+    with pytest.raises(InvalidArgument, match="holds no recorded data"):
+        invia_data.sim.Simulator(replay=tmp_path)
+    assert build_parser().parse_args(["sim", "--replay", "data"]).replay == "data"
