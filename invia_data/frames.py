@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidArgument
+from .errors import APIError, InvalidArgument
 from .schema import SCHEMAS, Field, Schema
 
 UTC_DTYPE = "datetime64[ns, UTC]"
@@ -123,10 +123,20 @@ def to_frame(schema: Schema, objs: Iterable[Mapping[str, Any]], fmt: str, *,
         frame = empty_frame(schema)
     else:
         frame = pd.DataFrame(
-            {f.name: _column(f, objs, fmt) for f in schema.fields if not f.legacy},
+            {f.name: _wire_column(schema, f, objs, fmt) for f in schema.fields if not f.legacy},
             copy=False,
         )
     return _finish(frame, tz, index)
+
+
+def _wire_column(schema: Schema, field: Field, objs: Sequence[Mapping[str, Any]], fmt: str) -> Any:
+    """One column from wire objects; a value that is not of the field's kind (a server body of
+    another shape) raises APIError naming the field."""
+    try:
+        return _column(field, objs, fmt)
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise APIError(f"malformed {schema.name} data: field {field.name} ({field.kind}): "
+                       f"{type(exc).__name__}: {exc}"[:300], status=200) from None
 
 
 def record_frame(schema: Schema, records: Iterable[Mapping[str, Any]], *,

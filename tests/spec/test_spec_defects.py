@@ -132,3 +132,14 @@ def test_slim_candles_under_h_or_history(key):
                         cache=False, progress=False)
     assert list(frame["close"]) == [287.79]
     assert frame.index[0] == pd.Timestamp(1701068400, unit="s", tz="UTC")
+
+
+@pytest.mark.parametrize(("key", "value"), [("px", "abc"), ("t", "soon"), ("q", [1]),
+                                            ("h", {"x": 1})])
+def test_all_trades_with_a_value_of_another_type_raises_an_api_error(key, value):
+    op = operation("MdV2SecuritiesExchangeSymbolAlltradesHistoryGet")
+    body = copy.deepcopy(example("AllTradesHistory_Slim"))
+    body["list"][key] = value
+    inv, _ = serving(op, body)
+    with pytest.raises(APIError, match="malformed trade data"):
+        inv.all_trades("SBER", history=True, format="Slim")

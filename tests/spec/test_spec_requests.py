@@ -31,14 +31,14 @@ FULL_CALLS: dict[str, Any] = {
                                                              format="Slim"),
     "MdV2SecuritiesExchangeSymbolActualFuturesQuoteGet":
         lambda inv: inv.futures_quote("SI", format="Heavy"),
-    "MdV2OrderbooksExchangeSymbolGet": lambda inv: inv.orderbook("SBER", 10, board="TQBR",
+    "MdV2OrderbooksExchangeSymbolGet": lambda inv: inv.orderbook("SBER", depth=10, board="TQBR",
                                                                  format="Slim"),
     "MdV2SecuritiesExchangeSymbolAlltradesGet": lambda inv: inv.all_trades(
-        "SBER", "2024-01-01 10:00", "2024-01-01 11:00", limit=10, side="buy", descending=True,
+        "SBER", start="2024-01-01 10:00", end="2024-01-01 11:00", limit=10, side="buy", descending=True,
         board="TQBR", from_id=1, to_id=10**9, qty_from=1, qty_to=100, price_from=1.5,
         price_to=500.25, format="Heavy"),
     "MdV2SecuritiesExchangeSymbolAlltradesHistoryGet": lambda inv: inv.all_trades(
-        "SBER", "2024-01-01", "2024-01-02", history=True, limit=10, board="TQBR",
+        "SBER", start="2024-01-01", end="2024-01-02", history=True, limit=10, board="TQBR",
         format="Simple"),
     "MdV2SecuritiesExchangeSymbolAvailableBoardsGet": lambda inv: inv.available_boards("SBER"),
     "MdV2SecuritiesCurrencyPairsGet": lambda inv: inv.currency_pairs(),
@@ -152,7 +152,7 @@ def _allowed_fields(request_schema: dict[str, Any]) -> dict[str, dict[str, Any]]
 
 # Each subscription of the client with its options set (the frames are captured at the simulator).
 SUBSCRIBE = {
-    "OrderBookGetAndSubscribe": lambda st: st.orderbook("SBER", 10, board="TQBR", frequency=50),
+    "OrderBookGetAndSubscribe": lambda st: st.orderbook("SBER", depth=10, board="TQBR", frequency=50),
     "QuotesSubscribe": lambda st: st.quotes(["SBER"], format="Heavy"),
     "AllTradesGetAndSubscribe": lambda st: st.trades("SBER", 5, board="TQBR"),
     "BarsGetAndSubscribe": lambda st: st.bars("SBER", "1min", format="Simple"),
