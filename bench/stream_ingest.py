@@ -159,7 +159,7 @@ def trades_df_time(rows: int = 100_000, new: int = 200, reads: int = 20) -> tupl
     from invia_data.stream.live import LiveFrame
     from invia_data.stream.state import TradesState
 
-    live = LiveFrame("trades", "SBER", {}, TradesState("Slim", maxlen=rows))
+    live = LiveFrame("all_trades", "SBER", {}, TradesState("Slim", maxlen=rows))
     next_id = 0
 
     def add(count: int) -> None:

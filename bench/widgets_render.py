@@ -7,7 +7,7 @@
 * candles: drawing and rendering N candles with one ``PolyCollection`` + one ``vlines`` (what
   ``plots.candles`` does) vs one ``ax.bar`` patch per body.
 
-    python bench/widgets_render.py [--levels 50] [--widgets 100] [--candles 5000]
+    python bench/widgets_render.py [--depth 50] [--widgets 100] [--candles 5000]
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ def best_of(fn: Callable[[], object], repeat: int, number: int) -> float:
     return best
 
 
-def book(levels: int) -> pd.DataFrame:
+def book(depth: int) -> pd.DataFrame:
     rng = np.random.default_rng(1)
     rows = [("bid", i, round(250.10 - 0.01 * i, 2), int(rng.integers(1, 500)))
-            for i in range(levels)]
+            for i in range(depth)]
     rows += [("ask", i, round(250.12 + 0.01 * i, 2), int(rng.integers(1, 500)))
-             for i in range(levels)]
+             for i in range(depth)]
     return pd.DataFrame(rows, columns=["side", "level", "price", "volume"])
 
 
@@ -88,21 +88,21 @@ def draw_patches(df: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", type=int, default=50)
+    parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--widgets", type=int, default=100)
     parser.add_argument("--candles", type=int, default=5000)
     args = parser.parse_args(argv)
     out = sys.stdout.write
 
-    frame = book(args.levels)
-    ladder = best_of(lambda: widgets.render_ladder(frame, args.levels), 3, 50)
+    frame = book(args.depth)
+    ladder = best_of(lambda: widgets.render_ladder(frame, args.depth), 3, 50)
     table = best_of(lambda: frame.to_html(), 3, 50)
-    out(f"ladder, {args.levels} levels a side: render_ladder {ladder * 1e3:.2f} ms, "
+    out(f"ladder, {args.depth} levels a side: render_ladder {ladder * 1e3:.2f} ms, "
         f"to_html {table * 1e3:.2f} ms (ratio {ladder / table:.2f}); "
         f"one ladder at 4 Hz uses {ladder * 4 * 100:.2f} % of a core\n")
 
     refresher = widgets.Refresher(autostart=False)
-    made = [widgets.orderbook_widget(Idle(frame), levels=10, refresher=refresher)
+    made = [widgets.orderbook_widget(Idle(frame), depth=10, refresher=refresher)
             for _ in range(args.widgets)]
     refresher.tick(0.0)  # first renders
     clock = iter(np.arange(1.0, 1e6, 0.05))

@@ -8,7 +8,7 @@ runs them in headless Chromium through Selenium against the embedded simulator, 
 - counts the ladder's DOM changes over a few seconds (how often it redraws in the browser);
 - presses pause (the ladder must freeze, the badge say ``paused``, the button ``resume``), then
   resumes;
-- picks 5 levels in the selector (the ladder must show 5 asks and 5 bids);
+- picks depth 5 in the selector (the ladder must show 5 asks and 5 bids);
 - runs ``book.close()`` in a new cell (the badge must say ``closed``, the controls be disabled);
 - collects the browser console errors, stderr outputs in any cell and output in the idle cell
   (a background thread writing into whatever cell runs), and tracebacks in the server log.
@@ -274,7 +274,7 @@ def check_close(driver: webdriver.Chrome, checks: Checks) -> None:
     disabled = driver.execute_script(
         "return Array.from(arguments[0].querySelectorAll('button, select'))"
         ".map(e => e.disabled);", box)
-    checks.expect(disabled == [True, True], "pause and levels are disabled", disabled)
+    checks.expect(disabled == [True, True], "pause and depth are disabled", disabled)
 
 
 def wait_idle(driver: webdriver.Chrome, timeout: float) -> None:
@@ -284,14 +284,14 @@ def wait_idle(driver: webdriver.Chrome, timeout: float) -> None:
         "return s !== null && s.getAttribute('data-status') === 'idle';"))
 
 
-def check_levels(box: WebElement, checks: Checks) -> None:
+def check_depth_selector(box: WebElement, checks: Checks) -> None:
     select = Select(box.find_element(By.CSS_SELECTOR, ".widget-dropdown select"))
     select.select_by_visible_text("5")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and ladder_rows(box, "bid") != 5:
         time.sleep(0.1)
     rows = (ladder_rows(box, "ask"), ladder_rows(box, "bid"))
-    checks.expect(rows == (5, 5), "levels selector: 5 asks and 5 bids", rows)
+    checks.expect(rows == (5, 5), "depth selector: 5 asks and 5 bids", rows)
     select.select_by_visible_text("10")
     while time.monotonic() < deadline + 5 and ladder_rows(box, "bid") != 10:
         time.sleep(0.1)
@@ -353,7 +353,7 @@ def inspect(driver: webdriver.Chrome, url: str, token: str, args: argparse.Names
                   f"{redraws} DOM changes, {redraws / args.measure:.1f}/s")
     wait_idle(driver, timeout=30)
     check_pause(box, checks, seconds=args.interval)
-    check_levels(box, checks)
+    check_depth_selector(box, checks)
     save_picture(second_png, width, args.out)
     # the idle cell has finished sleeping by now: anything it shows came from another thread
     problems = cell_problems(driver)

@@ -129,11 +129,11 @@ CALLS = (
          of(STOP_ORDER)),
     Call("stop_order", ("GET /md/v2/Clients/{exchange}/{portfolio}/stoporders/{order_id}",),
          of(STOP_ORDER), "one row"),
-    Call("trades", ("GET /md/v2/Clients/{exchange}/{portfolio}/trades",
-                    "GET /md/v2/Clients/{exchange}/{portfolio}/{symbol}/trades"),
+    Call("own_trades", ("GET /md/v2/Clients/{exchange}/{portfolio}/trades",
+                        "GET /md/v2/Clients/{exchange}/{portfolio}/{symbol}/trades"),
          of(OWN_TRADE), "own trades of the session"),
-    Call("trades_history", ("GET /md/v2/Stats/{exchange}/{portfolio}/history/trades",
-                            "GET /md/v2/Stats/{exchange}/{portfolio}/history/trades/{symbol}"),
+    Call("own_trades_history", ("GET /md/v2/Stats/{exchange}/{portfolio}/history/trades",
+                                "GET /md/v2/Stats/{exchange}/{portfolio}/history/trades/{symbol}"),
          of(OWN_TRADE), "past sessions, paged"),
 )
 NOT_DATA = ("close",)                   # public Client methods that fetch nothing
@@ -142,7 +142,7 @@ NOT_DATA = ("close",)                   # public Client methods that fetch nothi
 # --- building the cells -----------------------------------------------------------------------
 
 def spelling(owner: type, name: str, prefix: str) -> str:
-    """``inv.all_trades(symbol, start, end)``: the parameters that may be given by position."""
+    """``inv.orderbook(symbol, depth)``: the parameters that may be given by position."""
     signature = inspect.signature(getattr(owner, name))
     positional = [p.name for p in signature.parameters.values()
                   if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]

@@ -13,14 +13,15 @@ import pandas as pd
 
 from .errors import InvalidArgument
 
-__all__ = ["Sides", "book_sides", "book_stats", "check_levels", "price_decimals", "side_arrays",
+__all__ = ["Sides", "book_sides", "book_stats", "check_depth", "price_decimals", "side_arrays",
            "sides_stats"]
 
 
-def check_levels(levels: Any, name: str = "levels") -> int:
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
-        raise InvalidArgument(f"{name} must be a positive integer, got {levels!r}")
-    return int(levels)
+def check_depth(depth: Any, name: str = "depth") -> int:
+    """A positive count (order-book levels per side unless ``name`` says otherwise)."""
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise InvalidArgument(f"{name} must be a positive integer, got {depth!r}")
+    return int(depth)
 
 
 class Sides(NamedTuple):
@@ -39,8 +40,8 @@ def _column(df: pd.DataFrame, name: str) -> np.ndarray:
         raise InvalidArgument(f"order-book column {name!r} is not numeric") from exc
 
 
-def side_arrays(df: pd.DataFrame, levels: int | None = None) -> Sides:
-    """A long-form book -> :class:`Sides`, at most ``levels`` per side. Sorted by ``level``
+def side_arrays(df: pd.DataFrame, depth: int | None = None) -> Sides:
+    """A long-form book -> :class:`Sides`, at most ``depth`` levels per side. Sorted by ``level``
     when the column is complete, else by price. Rows without a price are dropped; a missing
     volume counts as 0."""
     if not isinstance(df, pd.DataFrame):
@@ -61,15 +62,15 @@ def side_arrays(df: pd.DataFrame, levels: int | None = None) -> Sides:
             key = level[rows]
         else:
             key = -price[rows] if descending else price[rows]
-        rows = rows[np.argsort(key, kind="stable")][:levels]
+        rows = rows[np.argsort(key, kind="stable")][:depth]
         out += [price[rows], volume[rows]]
     return Sides(*out)
 
 
-def book_sides(df: pd.DataFrame, levels: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def book_sides(df: pd.DataFrame, depth: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(bids, asks) frames with ``price`` and ``volume``, best level first (see
     :func:`side_arrays`)."""
-    s = side_arrays(df, levels)
+    s = side_arrays(df, depth)
     return (pd.DataFrame({"price": s.bid_price, "volume": s.bid_volume}),
             pd.DataFrame({"price": s.ask_price, "volume": s.ask_volume}))
 
@@ -94,13 +95,13 @@ def sides_stats(s: Sides) -> dict[str, float]:
     }
 
 
-def book_stats(df: pd.DataFrame, levels: int | None = None) -> dict[str, float]:
+def book_stats(df: pd.DataFrame, depth: int | None = None) -> dict[str, float]:
     """Best bid/ask, spread (absolute and in basis points of mid), mid and the volume
     imbalance ``(bid volume - ask volume) / (bid volume + ask volume)`` over the first
-    ``levels`` levels of each side (all levels when None). Undefined figures are NaN."""
-    if levels is not None:
-        levels = check_levels(levels)
-    return sides_stats(side_arrays(df, levels))
+    ``depth`` levels of each side (all levels when None). Undefined figures are NaN."""
+    if depth is not None:
+        depth = check_depth(depth)
+    return sides_stats(side_arrays(df, depth))
 
 
 def price_decimals(prices: Any, most: int = 8) -> int:

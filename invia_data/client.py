@@ -149,8 +149,8 @@ class Client(MarketData, PortfolioData):
             return self._stream
 
     @suggests_symbols
-    def history(self, symbols: str | list[str], tf: str | int = "1min",
-                start: TimeLike | None = None, end: TimeLike | None = None, *,
+    def history(self, symbols: str | list[str], tf: str | int = "1min", *,
+                start: TimeLike | None = None, end: TimeLike | None = None,
                 exchange: str | None = None, board: str | None = None,
                 format: str | None = None, tz: str | None = None, cache: bool = True,
                 cache_dir: str | os.PathLike[str] | None = None,
@@ -160,11 +160,12 @@ class Client(MarketData, PortfolioData):
 
         Returns a DataFrame indexed by ``time`` (the candle start, tz-aware UTC unless ``tz``),
         or by (``symbol``, ``time``) for a list, with ``open``, ``high``, ``low``, ``close``
-        (float64) and ``volume`` (int64, lots). ``attrs["open_candle"]`` is the start (ISO string) of the
-        last candle when it had not closed yet (per symbol for a list), ``attrs["tf"]`` the
-        timeframe. ``tf``: seconds, ``"1min"``, ``"5min"``, ``"1h"``, ``"D"``, ``"W"``,
-        ``"M"``; ``start`` inclusive, ``end`` exclusive (default: now), naive times are UTC;
-        without ``start``, a window before ``end`` that grows with ``tf``.
+        (float64) and ``volume`` (int64, lots). ``attrs["open_candle"]`` is the start (ISO
+        string) of the last candle when it had not closed yet (per symbol for a list),
+        ``attrs["tf"]`` the timeframe. ``tf``: seconds, ``"1min"``, ``"5min"``, ``"1h"``,
+        ``"D"``, ``"W"``/``"1wk"``, ``"M"``/``"1mo"`` (``"1M"`` is refused as ambiguous);
+        ``start`` inclusive, ``end`` exclusive (default: now), naive times are UTC; without
+        ``start``, a window before ``end`` that grows with ``tf``.
         """
         from .history import history
 
@@ -178,7 +179,7 @@ class Client(MarketData, PortfolioData):
         # user's cache folder under their own name; another local simulator's may not
         return None if self.embedded else _simulator_cache_dir(self.http.base_url)
 
-    def history_to_dataset(self, symbols: str | list[str], path: str | os.PathLike[str],
+    def history_to_dataset(self, symbols: str | list[str], path: str | os.PathLike[str], *,
                            tf: str | int = "1min", start: TimeLike | None = None,
                            end: TimeLike | None = None, **options: Any) -> Any:
         """Closed candles into a Hive-partitioned Parquet dataset, resumable; see

@@ -120,7 +120,7 @@ def draw_gallery(server, result: DemoResult, pictures: Path | None = None) -> No
 def _ladder_html(live_book) -> str:
     from .widgets import render_ladder
 
-    return render_ladder(live_book.df, levels=10)
+    return render_ladder(live_book.df, depth=10)
 
 
 def _days_ago(days: int):

@@ -274,7 +274,7 @@ class MarketData(DataCalls):
         return to_frame(SECURITY, records(payload), fmt, tz=tz)
 
     @suggests_symbols
-    def security(self, symbol: str, exchange: str | None = None, board: str | None = None, *,
+    def security(self, symbol: str, *, exchange: str | None = None, board: str | None = None,
                  format: str | None = None, tz: str | None = None) -> pd.DataFrame:
         """One instrument as a one-row frame (columns of :meth:`securities`).
 
@@ -349,8 +349,8 @@ class MarketData(DataCalls):
         return book_frame(book, symbol=sym, exchange=ex, depth=depth, tz=tz)
 
     @suggests_symbols
-    def all_trades(self, symbol: str, start: TimeLike | None = None,
-                   end: TimeLike | None = None, *, limit: int | None = None,
+    def all_trades(self, symbol: str, *, start: TimeLike | None = None,
+                   end: TimeLike | None = None, limit: int | None = None,
                    side: str | None = None, descending: bool = False, history: bool = False,
                    exchange: str | None = None, board: str | None = None,
                    from_id: int | None = None, to_id: int | None = None,
@@ -428,7 +428,7 @@ class MarketData(DataCalls):
             raise malformed(what, boards)
         return pd.DataFrame({"board": pd.array(boards, dtype=STR_DTYPE)})
 
-    def market_status(self, market: str, exchange: str | None = None, *,
+    def market_status(self, market: str, *, exchange: str | None = None,
                       format: str | None = None, tz: str | None = None) -> pd.DataFrame:
         """Whether a market is trading, one row: ``market`` (``FORTS``, ``FOND``, ``CURR``,
         ``SPBX``) and ``status`` (the server's word, e.g. ``"open"``, ``"closed"``).

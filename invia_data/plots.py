@@ -24,7 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 
 from . import timeframes
-from .books import book_sides, book_stats, check_levels
+from .books import book_sides, book_stats, check_depth
 from .errors import InvalidArgument
 from .stream.live import LiveFrame
 from .times import check_tz
@@ -272,17 +272,17 @@ def draw_candles(ax: Axes, df: pd.DataFrame, *, vax: Axes | None = None,
 # --- order book ----------------------------------------------------------------------------------
 
 
-def depth(book_df: pd.DataFrame, ax: Axes | None = None, levels: int | None = None,
+def depth(book_df: pd.DataFrame, ax: Axes | None = None, depth: int | None = None,
           tz: Any = EXCHANGE_TZ, title: str | None = None) -> Axes:
     """Order-book depth: cumulative volume from the best level outwards as steps (bids green to
     the left, asks red to the right) with a dashed line at mid. ``book_df`` is the long-form
-    book (``inv.orderbook()``, ``book.df``); ``levels`` limits each side."""
+    book (``inv.orderbook()``, ``book.df``); ``depth`` limits the levels of each side."""
     book_df = _check_frame(book_df, "order-book", ("side", "price", "volume"))
-    if levels is not None:
-        levels = check_levels(levels)
+    if depth is not None:
+        depth = check_depth(depth)
     tz = check_tz(tz)
     ax = _axes(ax)
-    bids, asks = book_sides(book_df, levels)
+    bids, asks = book_sides(book_df, depth)
     when = book_df.attrs.get("time")
     stamp = ""
     if when is not None and not pd.isna(when):
@@ -307,7 +307,7 @@ def depth(book_df: pd.DataFrame, ax: Axes | None = None, levels: int | None = No
         y = asks["volume"].cumsum().to_numpy()
         ax.step(x, y, where="post", color=DOWN, label="asks")
         ax.fill_between(x, y, step="post", color=DOWN, alpha=0.25)
-    mid = book_stats(book_df, levels)["mid"]
+    mid = book_stats(book_df, depth)["mid"]
     if math.isfinite(mid):
         ax.axvline(mid, color=MID, linestyle="--", linewidth=1, label=f"mid {mid:g}")
     ax.set_ylim(bottom=0)

@@ -45,7 +45,7 @@ from .schema import (
     SUMMARY,
     Schema,
 )
-from .times import TimeLike, check_tz, to_utc
+from .times import TimeLike, check_range, check_tz, to_utc
 
 if TYPE_CHECKING:
     from .auth import TokenManager
@@ -93,6 +93,16 @@ def _order_id(order_id: Any) -> str:
     if not text.isdigit() or int(text) <= 0:
         raise InvalidArgument(f"order id must be a positive integer, got {order_id!r}")
     return text
+
+
+def _before(date: Any, end: pd.Timestamp) -> bool:
+    """Whether a trade's ISO ``date`` is before ``end`` (a trade without one is kept)."""
+    if not isinstance(date, str) or not date:
+        return True
+    try:
+        return to_utc(date, name="date") < end
+    except InvalidArgument:
+        return True
 
 
 class PortfolioData(DataCalls):
@@ -289,10 +299,10 @@ class PortfolioData(DataCalls):
                             {"format": fmt}, what=f"{what} {oid} of {p}")
         return one_row(schema, payload, fmt, tz)
 
-    def trades(self, symbol: str | None = None, portfolio: str | None = None, *,
-               exchange: str | None = None, board: str | None = None,
-               with_repo: bool = False, format: str | None = None,
-               tz: str | None = None) -> pd.DataFrame:
+    def own_trades(self, portfolio: str | None = None, *, symbol: str | None = None,
+                   exchange: str | None = None, board: str | None = None,
+                   with_repo: bool = False, format: str | None = None,
+                   tz: str | None = None) -> pd.DataFrame:
         """Own trades of the current session (of one instrument when ``symbol``), one row each:
         ``id``, ``order_no``, ``symbol``, ``short_name``, ``exchange``, ``board``,
         ``broker_symbol``, ``side``, ``price``, ``qty_units``, ``qty_batch``, ``qty``,
@@ -310,37 +320,46 @@ class PortfolioData(DataCalls):
             params = {"format": fmt, "instrumentGroup": check_board(board)}
         return to_frame(OWN_TRADE, records(self._get(path, params)), fmt, tz=tz)
 
-    def trades_history(self, symbol: str | None = None, date_from: TimeLike | None = None,
-                       limit: int | None = 1000, *, portfolio: str | None = None,
-                       exchange: str | None = None, board: str | None = None,
-                       side: str | None = None, with_repo: bool = False,
-                       descending: bool = False, format: str | None = None,
-                       tz: str | None = None) -> pd.DataFrame:
+    def own_trades_history(self, portfolio: str | None = None, *, symbol: str | None = None,
+                           start: TimeLike | None = None, end: TimeLike | None = None,
+                           limit: int | None = 1000, exchange: str | None = None,
+                           board: str | None = None, side: str | None = None,
+                           with_repo: bool = False, descending: bool = False,
+                           format: str | None = None, tz: str | None = None) -> pd.DataFrame:
         """Own trades of past sessions (``/md/v2/Stats/.../history/trades``), columns of
-        :meth:`trades`. ``date_from``: a date or time (naive = UTC). ``limit``: rows wanted in
-        total (None: all); fetched in pages of up to 1000, each continuing from the last trade
-        id of the previous page."""
+        :meth:`own_trades`. ``start`` (inclusive; the server's ``dateFrom``) and ``end``
+        (exclusive; applied to each trade's ``date`` here, the route has no upper bound):
+        dates or times, naive = UTC. ``limit``: rows wanted in total (None: all); fetched in
+        pages of up to 1000, each continuing from the last trade id of the previous page."""
         fmt = self._wire_format(format)
         check_tz(tz)
+        lo, hi = check_range(start, end)
         ex, p = self._base(portfolio, exchange)
         limit = check_count(limit, "limit") if limit is not None else None
         params: dict[str, Any] = without_none({
             "format": fmt, "side": check_side(side), "instrumentGroup": check_board(board),
             "withRepo": flag(with_repo) if with_repo else None,
-            "descending": flag(descending) if descending else None,
-            "dateFrom": (to_utc(date_from, name="date_from").strftime("%Y-%m-%dT%H:%M:%SZ")
-                         if date_from is not None else None),
+            "dateFrom": lo.strftime("%Y-%m-%dT%H:%M:%SZ") if lo is not None else None,
         })
         path = f"/md/v2/Stats/{ex}/{path_part(p)}/history/trades"
         if symbol is not None:
             ex, sym = parse_symbol(symbol, ex)
             path = f"/md/v2/Stats/{ex}/{path_part(p)}/history/trades/{path_part(sym)}"
-        trades = self._stats_pages(path, params, limit)
+        if descending and hi is not None:
+            # the newest trades before `end`: read forwards up to `end`, then reverse
+            trades = self._stats_pages(path, params, None, hi)[::-1][:limit]
+        else:
+            if descending:
+                params["descending"] = flag(True)
+            trades = self._stats_pages(path, params, limit, hi)
         return to_frame(OWN_TRADE, trades, fmt, tz=tz)
 
-    def _stats_pages(self, path: str, params: dict[str, Any], limit: int | None) -> list[Any]:
+    def _stats_pages(self, path: str, params: dict[str, Any], limit: int | None,
+                     end: pd.Timestamp | None) -> list[Any]:
         fmt = params["format"]
         id_key = OWN_TRADE.key("id", fmt)
+        date_key = OWN_TRADE.key("date", fmt)
+        ascending = "descending" not in params
         trades: list[Any] = []
         seen: set[str] = set()
         after: str | None = None
@@ -352,8 +371,11 @@ class PortfolioData(DataCalls):
             page, _ = listing(self.http.get(path, {**params, "limit": want, "from": after}))
             fresh = [t for t in page if str(t.get(id_key)) not in seen]
             seen.update(str(t.get(id_key)) for t in fresh)
-            trades.extend(fresh)
-            if not fresh or len(page) < want or (limit is not None and len(trades) >= limit):
+            kept = fresh if end is None else [t for t in fresh if _before(t.get(date_key), end)]
+            trades.extend(kept)
+            past_end = ascending and len(kept) < len(fresh)  # later pages are later still
+            if (not fresh or len(page) < want or past_end
+                    or (limit is not None and len(trades) >= limit)):
                 break
             after = str(page[-1].get(id_key))
         return trades[:limit] if limit is not None else trades

@@ -2,6 +2,12 @@
 
 The API takes a number of seconds or a code: ``D`` (86400), ``W`` (604800), ``M`` (2592000),
 ``Y`` (31536000). Candle times are the candle start in UTC.
+
+Accepted: seconds (``60``, ``"60"``); the API's codes ``"D"``, ``"W"``, ``"M"`` (month),
+``"Y"``; a count and a unit, as pandas and yfinance spell them (``"1min"``, ``"5m"``, ``"1h"``,
+``"1d"``, ``"1wk"``, ``"1mo"``, ``"3mo"``, ``"1y"``); trading-terminal names (``"M1"``,
+``"H4"``, ``"D1"``, ``"MN1"``). ``"1M"`` (and any count before a capital ``M``) is refused:
+pandas reads it as a month and traders as a minute.
 """
 
 from __future__ import annotations
@@ -16,7 +22,11 @@ _UNITS = {
     "min": 60, "m": 60, "t": 60, "minute": 60, "minutes": 60,
     "h": 3600, "hour": 3600, "hours": 3600,
     "d": 86_400, "day": 86_400, "days": 86_400,
-    "w": 604_800, "week": 604_800, "weeks": 604_800,
+    "w": 604_800, "wk": 604_800, "wks": 604_800, "week": 604_800, "weeks": 604_800,
+    "mo": 2_592_000, "mon": 2_592_000, "mos": 2_592_000, "month": 2_592_000,
+    "months": 2_592_000,
+    "y": 31_536_000, "yr": 31_536_000, "yrs": 31_536_000, "year": 31_536_000,
+    "years": 31_536_000,
 }
 _ALIASES = {"M1": 60, "M5": 300, "M10": 600, "M15": 900, "M30": 1800, "H1": 3600, "H4": 14_400,
             "D1": 86_400, "W1": 604_800, "MN1": 2_592_000, "MS": 2_592_000, "ME": 2_592_000,
@@ -45,11 +55,16 @@ def to_seconds(tf: str | int) -> int:
     if match:
         count = int(match.group(1) or 1)
         unit = match.group(2)
-        seconds = _UNITS.get(unit.lower()) if unit != "M" else CODES["M"]
+        if unit == "M":
+            raise InvalidArgument(
+                f"ambiguous timeframe {tf!r}: use 'M' or '1mo' for a month, "
+                f"'M1' or '1min' for a minute")
+        seconds = _UNITS.get(unit.lower())
         if seconds and count > 0:
             return count * seconds
     raise InvalidArgument(
-        f"unknown timeframe {tf!r}: use seconds (60), '1min', '5min', '1h', 'D', 'W', 'M' or 'Y'")
+        f"unknown timeframe {tf!r}: use seconds (60), '1min', '5min', '1h', 'D' or '1d', "
+        f"'W' or '1wk', 'M' or '1mo', 'Y' or '1y'")
 
 
 def to_wire(tf: str | int) -> str:

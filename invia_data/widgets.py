@@ -33,7 +33,7 @@ from .books import (
     Sides,
     book_sides,
     book_stats,
-    check_levels,
+    check_depth,
     price_decimals,
     side_arrays,
     sides_stats,
@@ -254,7 +254,7 @@ def _ladder_row(side: str, level: int, price: str, volume: float, cum: float,
     return f'<tr class="{side}" data-side="{side}" data-level="{level}">{cells}</tr>'
 
 
-def render_ladder(df: pd.DataFrame, levels: int = 10, *, decimals: int | None = None) -> str:
+def render_ladder(df: pd.DataFrame, depth: int = 10, *, decimals: int | None = None) -> str:
     """The price ladder of a long-form order book as an HTML table (inline CSS, no scripts).
 
     Asks on top (the farthest first, the best ask just above the spread row), then a row with
@@ -262,19 +262,19 @@ def render_ladder(df: pd.DataFrame, levels: int = 10, *, decimals: int | None = 
     the largest shown volume; the outer columns hold the cumulative volume from the best level.
     ``decimals`` fixes the price precision (default: the fewest that show every price exactly).
     """
-    sides = side_arrays(df, check_levels(levels))
+    sides = side_arrays(df, check_depth(depth))
     return _ladder_html(sides, sides_stats(sides), _decimals(sides, decimals))
 
 
-def render_stats(df: pd.DataFrame, levels: int, decimals: int | None = None) -> str:
+def render_stats(df: pd.DataFrame, depth: int, decimals: int | None = None) -> str:
     """One line of HTML: bid x ask, spread (bp), mid, imbalance over the shown levels."""
-    sides = side_arrays(df, check_levels(levels))
+    sides = side_arrays(df, check_depth(depth))
     return _stats_html(sides_stats(sides), _decimals(sides, decimals))
 
 
-def render_book(df: pd.DataFrame, levels: int) -> tuple[str, str]:
+def render_book(df: pd.DataFrame, depth: int) -> tuple[str, str]:
     """(stats line, ladder) of one book, reading the frame once."""
-    sides = side_arrays(df, check_levels(levels))
+    sides = side_arrays(df, check_depth(depth))
     stats, decimals = sides_stats(sides), _decimals(sides, None)
     return _stats_html(stats, decimals), _ladder_html(sides, stats, decimals)
 
@@ -533,40 +533,43 @@ def _title(source: Any) -> str:
 class OrderBookWidget(LiveWidget):
     """The price ladder of an order-book LiveFrame with spread, mid, imbalance and controls."""
 
-    def __init__(self, live_book: Any, levels: int = 10, max_rate: float = 4.0, *,
+    def __init__(self, live_book: Any, depth: int = 10, max_rate: float = 4.0, *,
                  refresher: Refresher | None = None) -> None:
         _check_rate(max_rate)  # before any child widget exists
-        self._levels = check_levels(levels)
+        self._depth = check_depth(depth)
         self.title = widgets.HTML(_title(live_book))
-        choices = sorted({*DEPTH_CHOICES, self._levels})
-        self.depth = widgets.Dropdown(options=choices, value=self._levels, description="levels",
-                                      layout=widgets.Layout(width="140px"))
-        self.depth.observe(self._on_depth, names="value")
+        choices = sorted({*DEPTH_CHOICES, self._depth})
+        self.depth_selector = widgets.Dropdown(options=choices, value=self._depth,
+                                               description="depth",
+                                               layout=widgets.Layout(width="140px"))
+        self.depth_selector.observe(self._on_depth, names="value")
         self.stats = widgets.HTML()
         self.ladder = widgets.HTML()
         super().__init__(live_book, max_rate=max_rate, refresher=refresher,
-                         header=[self.title, self.depth], body=[self.stats, self.ladder])
+                         header=[self.title, self.depth_selector],
+                         body=[self.stats, self.ladder])
 
     @property
-    def levels(self) -> int:
-        return self._levels
+    def depth(self) -> int:
+        """Order-book levels shown per side."""
+        return self._depth
 
-    @levels.setter
-    def levels(self, value: int) -> None:
-        value = check_levels(value)
-        if value not in self.depth.options:
-            self.depth.options = sorted({*self.depth.options, value})
-        self.depth.value = value
+    @depth.setter
+    def depth(self, value: int) -> None:
+        value = check_depth(value)
+        if value not in self.depth_selector.options:
+            self.depth_selector.options = sorted({*self.depth_selector.options, value})
+        self.depth_selector.value = value
 
     def _on_depth(self, change: dict[str, Any]) -> None:
-        self._levels = int(change["new"])
+        self._depth = int(change["new"])
         self._dirty = True
 
     def _controls(self) -> list[widgets.DOMWidget]:
-        return [self.pause_button, self.depth]
+        return [self.pause_button, self.depth_selector]
 
     def _render(self, snapshot: pd.DataFrame) -> None:
-        stats, ladder = render_book(snapshot, self._levels)
+        stats, ladder = render_book(snapshot, self._depth)
         self.stats.value = stats
         self.ladder.value = ladder
 
@@ -578,7 +581,7 @@ class TableWidget(LiveWidget):
     def __init__(self, live_frame: Any, max_rows: int = 20, max_rate: float = 4.0, *,
                  refresher: Refresher | None = None) -> None:
         _check_rate(max_rate)
-        self.max_rows = check_levels(max_rows, "max_rows")
+        self.max_rows = check_depth(max_rows, "max_rows")
         self.title = widgets.HTML(_title(live_frame))
         self.table = widgets.HTML()
         super().__init__(live_frame, max_rate=max_rate, refresher=refresher,
@@ -667,7 +670,7 @@ class CandlesWidget(LiveWidget):
         from matplotlib.figure import Figure
 
         _check_rate(max_rate)
-        self.last = check_levels(last, "last")
+        self.last = check_depth(last, "last")
         self.tz = check_tz(tz)
         if ax is None:
             ax = Figure(figsize=(10, 4.5), dpi=96, layout="tight").add_subplot()
@@ -702,16 +705,16 @@ class CandlesWidget(LiveWidget):
         self.image.value = buffer.getvalue()
 
 
-def orderbook_widget(live_book: Any, levels: int = 10, max_rate: float = 4.0, *,
+def orderbook_widget(live_book: Any, depth: int = 10, max_rate: float = 4.0, *,
                      refresher: Refresher | None = None) -> OrderBookWidget:
     """A self-refreshing price ladder of an order-book LiveFrame (``book.widget()``).
 
     Shows asks above and bids below the spread with depth bars and cumulative volume, the best
     bid x ask, spread, mid and imbalance, a live/stale/reconnecting badge with the age of the
-    last update, a pause toggle and a levels selector. Refreshes at most ``max_rate`` times a
-    second, only when the book changed.
+    last update, a pause toggle and a depth selector (levels per side). Refreshes at most
+    ``max_rate`` times a second, only when the book changed.
     """
-    return OrderBookWidget(live_book, levels=levels, max_rate=max_rate, refresher=refresher)
+    return OrderBookWidget(live_book, depth=depth, max_rate=max_rate, refresher=refresher)
 
 
 def table_widget(live_frame: Any, max_rows: int = 20, max_rate: float = 4.0, *,

@@ -337,8 +337,8 @@ ALL_CALLS = {
     "order": lambda c, tz: c.order(1, tz=tz),
     "stop_orders": lambda c, tz: c.stop_orders(tz=tz),
     "stop_order": lambda c, tz: c.stop_order(1, tz=tz),
-    "trades": lambda c, tz: c.trades(tz=tz),
-    "trades_history": lambda c, tz: c.trades_history(limit=5, tz=tz),
+    "own_trades": lambda c, tz: c.own_trades(tz=tz),
+    "own_trades_history": lambda c, tz: c.own_trades_history(limit=5, tz=tz),
     "history": lambda c, tz: c.history("SBER", tz=tz, cache=False),
 }
 

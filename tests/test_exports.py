@@ -43,7 +43,7 @@ def test_connect_and_client_are_the_facade():
     for call in ("time", "securities", "instruments", "market_status", "security", "quotes", "orderbook", "all_trades",
                  "currency_pairs", "available_boards", "risk_rates", "futures_quote",
                  "summary", "positions", "position", "risk", "forts_risk", "money", "orders",
-                 "order", "stop_orders", "stop_order", "trades", "trades_history",
+                 "order", "stop_orders", "stop_order", "own_trades", "own_trades_history",
                  "positions_by_login", "portfolios", "history", "close"):
         assert callable(getattr(invia_data.Client, call)), call
 

@@ -138,7 +138,7 @@ def test_market_status(client, fmt):
     assert_schema(df, MARKET_STATUS)
     assert list(df.columns) == ["market", "status"] and len(df) == 1
     assert df["market"].iloc[0] == "FOND" and df["status"].iloc[0] in ("open", "closed")
-    pd.testing.assert_frame_equal(client.market_status("fond", "moex", format=fmt), df)
+    pd.testing.assert_frame_equal(client.market_status("fond", exchange="moex", format=fmt), df)
 
 
 def test_market_status_is_public_and_follows_the_market(sim, client):
@@ -257,7 +257,7 @@ def test_all_trades_descending_side_and_window(client):
     assert len(buys) > 0 and (buys["side"] == "buy").all()
     some = client.all_trades("SBER", limit=200)
     start, end = some.index[10], some.index[-10]
-    window = client.all_trades("SBER", start, end)
+    window = client.all_trades("SBER", start=start, end=end)
     assert len(window) > 0
     assert window.index.min() >= start.floor("s") and window.index.max() < end.ceil("s") + pd.Timedelta("1s")
 
@@ -265,7 +265,7 @@ def test_all_trades_descending_side_and_window(client):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_all_trades_in_the_future_is_an_empty_typed_frame(client, fmt):
     start = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=365)
-    df = client.all_trades("SBER", start, start + pd.Timedelta(hours=1), format=fmt)
+    df = client.all_trades("SBER", start=start, end=start + pd.Timedelta(hours=1), format=fmt)
     assert df.empty
     assert_schema(df, TRADE, index="time")
     assert str(df.index.dtype) == UTC_DTYPE
@@ -274,7 +274,7 @@ def test_all_trades_in_the_future_is_an_empty_typed_frame(client, fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_all_trades_past_sessions(client, fmt):
     end = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=1)
-    df = client.all_trades("SBER", end - pd.Timedelta(hours=2), end, history=True, limit=500,
+    df = client.all_trades("SBER", start=end - pd.Timedelta(hours=2), end=end, history=True, limit=500,
                            format=fmt)
     assert_schema(df, TRADE, index="time")
     assert 0 < len(df) <= 500
@@ -285,16 +285,16 @@ def test_all_trades_history_pages_until_total(counted, monkeypatch):
     inv, adapter = counted
     end = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=2)
     start = end - pd.Timedelta(hours=1)
-    whole = inv.all_trades("SBER", start, end, history=True)
+    whole = inv.all_trades("SBER", start=start, end=end, history=True)
     assert len(whole) > 30
     monkeypatch.setattr(market_module, "HISTORY_PAGE", 10)
     before = len(adapter.sent)
-    paged = inv.all_trades("SBER", start, end, history=True)
+    paged = inv.all_trades("SBER", start=start, end=end, history=True)
     pages = len(adapter.sent) - before
     assert pages == -(-len(whole) // 10)      # ceil: stops at the server's total
     pd.testing.assert_frame_equal(paged, whole)
     before = len(adapter.sent)
-    capped = inv.all_trades("SBER", start, end, history=True, limit=25)
+    capped = inv.all_trades("SBER", start=start, end=end, history=True, limit=25)
     assert len(capped) == 25 and len(adapter.sent) - before == 3
     assert list(capped["id"]) == list(whole["id"].iloc[:25])
 
@@ -340,8 +340,8 @@ BAD_CALLS = {
     "depth 51": lambda c: c.orderbook("SBER", depth=51),
     "depth float": lambda c: c.orderbook("SBER", depth=2.5),
     "unknown format": lambda c: c.security("SBER", format="Medium"),
-    "start after end": lambda c: c.all_trades("SBER", "2024-01-02", "2024-01-01"),
-    "bad time": lambda c: c.all_trades("SBER", "yesterday-ish"),
+    "start after end": lambda c: c.all_trades("SBER", start="2024-01-02", end="2024-01-01"),
+    "bad time": lambda c: c.all_trades("SBER", start="yesterday-ish"),
     "bad side": lambda c: c.all_trades("SBER", side="both"),
     "limit 0": lambda c: c.all_trades("SBER", limit=0),
     "history filters": lambda c: c.all_trades("SBER", history=True, side="buy"),

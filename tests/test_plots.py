@@ -225,14 +225,14 @@ def test_depth_title_time_in_the_chosen_zone(new_ax):
 
 
 def test_depth_levels_and_empty_book(new_ax):
-    plots.depth(BOOK, ax=new_ax, levels=1)
+    plots.depth(BOOK, ax=new_ax, depth=1)
     lines = {line.get_label(): line for line in new_ax.get_lines()}
     assert list(lines["bids"].get_ydata()) == [10]
     new_ax.cla()
     plots.depth(make_book([], []), ax=new_ax)
     assert "no data" in texts(new_ax) and len(new_ax.get_lines()) == 0
     with pytest.raises(InvalidArgument):
-        plots.depth(BOOK, ax=new_ax, levels=0)
+        plots.depth(BOOK, ax=new_ax, depth=0)
 
 
 def test_spread_from_quotes(new_ax):
@@ -507,7 +507,7 @@ def test_charts_of_simulator_frames(client, new_ax):
 
 def test_charts_take_a_live_frame_as_its_snapshot(client, new_ax):
     book = client.stream.orderbook("SBER", depth=5)
-    trades = client.stream.trades("SBER", depth=20)
+    trades = client.stream.all_trades("SBER", recent=20)
     try:
         trades.wait(0, timeout=10)
         assert plots.depth(book, ax=new_ax) is new_ax

@@ -123,49 +123,71 @@ def test_stop_orders_and_one_stop_order(client, fmt):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_own_trades_current_session(client, fmt):
-    df = client.trades(format=fmt)
+    df = client.own_trades(format=fmt)
     assert_schema(df, OWN_TRADE)
     assert len(df) > 0 and df["id"].is_unique
     symbol = df["symbol"].iloc[0]
-    one = client.trades(symbol, format=fmt)
+    one = client.own_trades(symbol=symbol, format=fmt)
     assert_schema(one, OWN_TRADE)
     assert 0 < len(one) <= len(df) and (one["symbol"] == symbol).all()
-    moscow = client.trades(format=fmt, tz="Europe/Moscow")
+    moscow = client.own_trades(format=fmt, tz="Europe/Moscow")
     assert str(moscow["date"].dt.tz) == "Europe/Moscow"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_trades_history(client, fmt):
-    df = client.trades_history(format=fmt)
+def test_own_trades_history(client, fmt):
+    df = client.own_trades_history(format=fmt)
     assert_schema(df, OWN_TRADE)
     assert 0 < len(df) <= 1000
     assert df["id"].is_unique and (df["price"] > 0).all()
 
 
-def test_trades_history_pages_by_trade_id(counted, monkeypatch):
+def test_own_trades_history_pages_by_trade_id(counted, monkeypatch):
     inv, adapter = counted
-    whole = inv.trades_history(limit=None)
+    whole = inv.own_trades_history(limit=None)
     assert len(whole) > 12
     monkeypatch.setattr(portfolio_module, "STATS_PAGE", 5)
     before = len(adapter.sent)
-    paged = inv.trades_history(limit=None)
+    paged = inv.own_trades_history(limit=None)
     assert len(adapter.sent) - before >= -(-len(whole) // 5)
     pd.testing.assert_frame_equal(paged, whole)
-    capped = inv.trades_history(limit=12)
+    capped = inv.own_trades_history(limit=12)
     assert list(capped["id"]) == list(whole["id"].iloc[:12])
 
 
-def test_trades_history_ids_follow_time(client):
-    whole = client.trades_history(limit=None)
+def test_own_trades_history_ids_follow_time(client):
+    whole = client.own_trades_history(limit=None)
     ids = whole["id"].astype("int64")
     assert ids.is_monotonic_increasing and whole["date"].is_monotonic_increasing
 
 
-def test_trades_history_date_from_filters(client):
-    whole = client.trades_history(limit=None)
+def test_own_trades_history_start_and_end_filter(client):
+    whole = client.own_trades_history(limit=None)
     middle = whole["date"].sort_values().iloc[len(whole) // 2]
-    later = client.trades_history(date_from=middle.tz_localize(None), limit=None)
+    later = client.own_trades_history(start=middle.tz_localize(None), limit=None)
     assert 0 < len(later) < len(whole) and (later["date"] >= middle.floor("s")).all()
+    earlier = client.own_trades_history(end=middle, limit=None)
+    assert 0 < len(earlier) < len(whole) and (earlier["date"] < middle).all()
+    assert len(earlier) + len(later) >= len(whole)
+    quarter = whole["date"].sort_values().iloc[len(whole) // 4]
+    between = client.own_trades_history(start=quarter, end=middle, limit=None)
+    assert 0 < len(between) < len(earlier)
+    assert ((between["date"] >= quarter.floor("s")) & (between["date"] < middle)).all()
+
+
+def test_own_trades_history_end_stops_paging_once_passed(counted, monkeypatch):
+    inv, adapter = counted
+    whole = inv.own_trades_history(limit=None)
+    first = whole["date"].sort_values().iloc[3]
+    monkeypatch.setattr(portfolio_module, "STATS_PAGE", 2)
+    before = len(adapter.sent)
+    head = inv.own_trades_history(end=first, limit=None)
+    assert (head["date"] < first).all() and len(head) >= 1
+    assert len(adapter.sent) - before <= 3  # not every page of the history
+    newest = inv.own_trades_history(end=first, descending=True, limit=2)
+    assert (newest["date"] < first).all() and len(newest) == 2
+    assert newest["date"].is_monotonic_decreasing
+    assert list(newest["id"]) == list(head["id"].iloc[::-1].iloc[:2])
 
 
 def test_foreign_portfolio_raises_before_any_request(counted):
@@ -173,8 +195,10 @@ def test_foreign_portfolio_raises_before_any_request(counted):
     before = list(adapter.sent)
     for call in (lambda: inv.summary("D99999"), lambda: inv.positions(portfolio="X"),
                  lambda: inv.forts_risk("D39004X"), lambda: inv.order("abc"),
-                 lambda: inv.order(-5), lambda: inv.trades_history(limit=0),
-                 lambda: inv.trades_history(date_from="not a date"),
+                 lambda: inv.order(-5), lambda: inv.own_trades_history(limit=0),
+                 lambda: inv.own_trades_history(start="not a date"),
+                 lambda: inv.own_trades_history(start="2024-02-01", end="2024-01-01"),
+                 lambda: inv.own_trades("SBER"),
                  lambda: inv.orders(tz="Nowhere/City")):
         with pytest.raises(InvalidArgument):
             call()

@@ -145,7 +145,7 @@ SAMPLES: dict[str, list[Sample]] = {
     "market_status": [lambda c, _: c.market_status("FOND")],
     "history": [lambda c, _: c.history("SBER", cache=False, progress=False)],
     "history_to_dataset": [lambda c, tmp: c.history_to_dataset("SBER", tmp / "dataset",
-                                                                "D", progress=False)],
+                                                                tf="D", progress=False)],
     "download_universe": [
         lambda c, tmp: c.download_universe(tmp / "universe", start="2024-01-01", progress=False),
         lambda c, tmp: listing_sber(c).download_universe(tmp / "universe", start="2024-01-01",
@@ -162,8 +162,9 @@ SAMPLES: dict[str, list[Sample]] = {
     "order": [lambda c, _: c.order(12345)],
     "stop_orders": [lambda c, _: c.stop_orders()],
     "stop_order": [lambda c, _: c.stop_order(12345)],
-    "trades": [lambda c, _: c.trades(), lambda c, _: c.trades("SBER")],
-    "trades_history": [lambda c, _: c.trades_history(), lambda c, _: c.trades_history("SBER")],
+    "own_trades": [lambda c, _: c.own_trades(), lambda c, _: c.own_trades(symbol="SBER")],
+    "own_trades_history": [lambda c, _: c.own_trades_history(),
+                           lambda c, _: c.own_trades_history(symbol="SBER")],
 }
 
 

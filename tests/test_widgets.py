@@ -91,7 +91,7 @@ def opened():
 
 
 def test_ladder_rows_are_asks_far_to_near_then_spread_then_bids_near_to_far():
-    rows = rows_of(W.render_ladder(BOOK, levels=3))
+    rows = rows_of(W.render_ladder(BOOK, depth=3))
     assert [side for side, _ in rows] == ["ask", "ask", "ask", "spread", "bid", "bid", "bid"]
     asks = [cells for side, cells in rows if side == "ask"]
     bids = [cells for side, cells in rows if side == "bid"]
@@ -108,7 +108,7 @@ def test_ladder_rows_are_asks_far_to_near_then_spread_then_bids_near_to_far():
 
 
 def test_ladder_levels_limit_and_depth_bars_scale_to_largest_shown_volume():
-    text = W.render_ladder(BOOK, levels=2)
+    text = W.render_ladder(BOOK, depth=2)
     assert "250.15" not in text and "250.07" not in text
     # the largest shown volume (bid level 1: 20) fills its cell; ask 5 is a quarter
     assert "#1e8e3e" in text or "30,142,62" in text
@@ -120,7 +120,7 @@ def test_ladder_sorts_by_price_when_levels_are_absent_and_shows_odd_ticks():
     df = pd.DataFrame({"side": ["ask", "bid", "ask", "bid"],
                        "price": [101.5, 100.25, 101.0, 100.5],
                        "volume": [1, 2, 3, 4]})
-    rows = rows_of(W.render_ladder(df, levels=5))
+    rows = rows_of(W.render_ladder(df, depth=5))
     assert [c[2] for s, c in rows if s == "ask"] == ["101.50", "101.00"]
     assert [c[2] for s, c in rows if s == "bid"] == ["100.50", "100.25"]
     assert dict(rows)["spread"][0] == "spread 0.50 · mid 100.75"
@@ -136,7 +136,7 @@ def test_ladder_and_tables_set_their_own_line_height():
     # ipywidgets gives an HTML widget's content a 28 px line (its buttons' height): unless the
     # table sets its own, each 12 px row is drawn 30 px tall in JupyterLab
     table_style = re.search(r'<table class="invia-ladder" style="([^"]*)"',
-                            W.render_ladder(BOOK, levels=3)).group(1)
+                            W.render_ladder(BOOK, depth=3)).group(1)
     assert line_height(table_style) < 1.6
     frame = pd.DataFrame({"price": [1.5, 2.5]}, index=pd.date_range("2026", periods=2,
                                                                      name="time"))
@@ -152,7 +152,7 @@ def test_ladder_and_tables_set_their_own_line_height():
 
 
 def test_book_stats_values():
-    stats = W.book_stats(BOOK, levels=2)
+    stats = W.book_stats(BOOK, depth=2)
     assert stats["best_bid"] == 250.10 and stats["best_ask"] == 250.12
     assert stats["spread"] == pytest.approx(0.02)
     assert stats["mid"] == pytest.approx(250.11)
@@ -176,15 +176,15 @@ def test_one_sided_and_empty_books():
     assert "empty book" in W.render_ladder(empty)
 
 
-@pytest.mark.parametrize("bad, levels", [
+@pytest.mark.parametrize("bad, depth", [
     ("not a frame", 10),
     (pd.DataFrame({"side": ["bid"], "price": [1.0]}), 10),
     (BOOK, 0),
     (BOOK, 2.5),
 ])
-def test_render_ladder_rejects_bad_input(bad, levels):
+def test_render_ladder_rejects_bad_input(bad, depth):
     with pytest.raises(InvalidArgument):
-        W.render_ladder(bad, levels)
+        W.render_ladder(bad, depth)
 
 
 def test_price_decimals():
@@ -206,7 +206,7 @@ def test_age_text_changes_at_most_once_a_second():
 
 def test_refresher_caps_rate_while_the_book_changes_every_tick(refresher, opened):
     live = FakeLive(BOOK)
-    w = W.orderbook_widget(live, levels=3, max_rate=4.0, refresher=refresher)
+    w = W.orderbook_widget(live, depth=3, max_rate=4.0, refresher=refresher)
     opened.append(w)
     step = 1 / 16  # exact in binary: 4 ticks per 1/4 s
     for k in range(17):  # t = 0 .. 1.0 s
@@ -249,7 +249,7 @@ def test_status_change_redraws_badge(refresher, opened):
 
 def test_pause_freezes_the_ladder_until_resumed(refresher, opened):
     live = FakeLive(BOOK)
-    w = W.orderbook_widget(live, levels=3, refresher=refresher)
+    w = W.orderbook_widget(live, depth=3, refresher=refresher)
     opened.append(w)
     refresher.tick(0.0)
     before = w.ladder.value
@@ -268,22 +268,22 @@ def test_pause_freezes_the_ladder_until_resumed(refresher, opened):
     assert ">live<" in w.badge.value
 
 
-def test_levels_selector_redraws_even_when_paused(refresher, opened):
+def test_depth_selector_redraws_even_when_paused(refresher, opened):
     live = FakeLive(BOOK)
-    w = W.orderbook_widget(live, levels=2, refresher=refresher)
+    w = W.orderbook_widget(live, depth=2, refresher=refresher)
     opened.append(w)
     refresher.tick(0.0)
     assert len([r for r in rows_of(w.ladder.value) if r[0] == "bid"]) == 2
     w.paused = True
     live.push(make_book(bids=[(1.0, 1)], asks=[(2.0, 1)]))
-    w.depth.value = 5
+    w.depth_selector.value = 5
     refresher.tick(1.0)
     bids = [c for s, c in rows_of(w.ladder.value) if s == "bid"]
     assert [c[2] for c in bids] == ["250.10", "250.09", "250.07", "250.05"]  # the held book
     with pytest.raises(InvalidArgument):
-        w.levels = -1
-    w.levels = 7
-    assert w.depth.value == 7 and w.levels == 7
+        w.depth = -1
+    w.depth = 7
+    assert w.depth_selector.value == 7 and w.depth == 7
 
 
 def test_closed_frame_gets_a_final_render_then_stops(refresher, opened):
@@ -308,13 +308,13 @@ def test_closed_frame_disables_the_controls_and_lifts_a_pause(refresher, opened)
     refresher.tick(0.0)
     w.paused = True
     assert (w.pause_button.description, w.pause_button.icon) == ("resume", "play")
-    assert not w.pause_button.disabled and not w.depth.disabled
+    assert not w.pause_button.disabled and not w.depth_selector.disabled
     live.push(make_book(bids=[(300.5, 1)], asks=[(301.0, 1)]))
     live.close()
     refresher.tick(1.0)
     # nothing refreshes a closed frame's widget: its inputs would do nothing, the badge and
     # the ladder show the final state rather than a pause no one can lift
-    assert w.pause_button.disabled and w.depth.disabled
+    assert w.pause_button.disabled and w.depth_selector.disabled
     assert ">closed<" in w.badge.value and ">paused<" not in w.badge.value
     assert "300.5" in w.ladder.value
     assert (w.pause_button.description, w.pause_button.icon) == ("pause", "pause")
@@ -528,7 +528,7 @@ def test_refresher_thread_refreshes_survives_errors_and_ends_when_idle():
 def test_default_refresher_is_shared():
     assert W.default_refresher() is W.default_refresher()
     a = W.orderbook_widget(FakeLive(BOOK))
-    b = W.table_widget(FakeLive(BOOK, kind="trades"))
+    b = W.table_widget(FakeLive(BOOK, kind="all_trades"))
     try:
         views = W.default_refresher().views()
         assert a in views and b in views
@@ -553,7 +553,7 @@ def client(sim):
 def test_ladder_of_a_live_book_from_the_simulator(client):
     refresher = W.Refresher()
     book = client.stream.orderbook("SBER", depth=10)
-    w = W.orderbook_widget(book, levels=5, max_rate=20.0, refresher=refresher)
+    w = W.orderbook_widget(book, depth=5, max_rate=20.0, refresher=refresher)
     health = W.health_widget(client.stream, refresher=refresher)
     try:
         book.wait(1, timeout=10)

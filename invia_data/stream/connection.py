@@ -41,7 +41,7 @@ from .wire import OP_CLOSE, OP_PING, FrameReader, ProtocolViolation, close_code
 
 log = logging.getLogger("invia_data.stream")
 
-WATCHED_KINDS = frozenset({"orderbook", "quotes", "bars", "trades"})
+WATCHED_KINDS = frozenset({"orderbook", "quotes", "bars", "all_trades"})
 CONFLATED_KINDS = frozenset({"orderbook"})  # every message is a complete book
 AUTH_RETRIES = 3
 TRANSIENT_RETRIES = 5

@@ -270,7 +270,7 @@ class LiveFrame:
 
     def widget(self, **options: Any) -> Any:
         """An ipywidgets view that refreshes itself at a capped rate (default 4 Hz): a price
-        ladder for an order book (``levels=``), a table otherwise (``max_rows=``)."""
+        ladder for an order book (``depth=``), a table otherwise (``max_rows=``)."""
         from .. import widgets
 
         if self.kind == "orderbook":

@@ -46,7 +46,7 @@ MIN_FREQUENCY = {"Simple": 25, "Slim": 10, "Heavy": 500}
 OPCODES = {
     "orderbook": "OrderBookGetAndSubscribe",
     "quotes": "QuotesSubscribe",
-    "trades": "AllTradesGetAndSubscribe",
+    "all_trades": "AllTradesGetAndSubscribe",
     "bars": "BarsGetAndSubscribe",
     "instrument_state": "InstrumentsGetAndSubscribeV2",
     "positions": "PositionsGetAndSubscribeV2",

@@ -217,7 +217,7 @@ class TradesState:
     """All trades of an instrument: a ring buffer of at most ``maxlen`` trades, ascending id,
     each id once (a replay, a resubscription or an HTTP backfill may repeat trades)."""
 
-    kind = "trades"
+    kind = "all_trades"
 
     def __init__(self, fmt: str, maxlen: int = 100_000) -> None:
         if not isinstance(maxlen, int) or isinstance(maxlen, bool) or maxlen < 1:
@@ -449,7 +449,7 @@ def make_state(kind: str, fmt: str, **options: Any) -> Any:
     """The reducer of a LiveFrame kind."""
     if kind == "orderbook":
         return BookState(fmt, options.get("attrs"))
-    if kind == "trades":
+    if kind == "all_trades":
         return TradesState(fmt, options.get("maxlen", 100_000))
     if kind == "bars":
         return BarsState(fmt, options.get("maxlen", DEFAULT_BARS_MAXLEN))

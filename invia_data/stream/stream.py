@@ -44,7 +44,7 @@ from .state import DEFAULT_BARS_MAXLEN, make_state
 log = logging.getLogger("invia_data.stream")
 
 MAX_BOOK_DEPTH = 50
-MAX_TRADES_DEPTH = 5000
+MAX_RECENT_TRADES = 5000
 DEFAULT_BAR_COUNT = 500
 HEALTH_COLUMNS = ("kind", "symbol", "status", "messages", "messages_per_s",
                   "last_message_age", "reconnects", "errors", "gaps")
@@ -64,7 +64,7 @@ def _with_path(url: str, path: str | None) -> str:
 # Slim lacks the quote's change and previous close, the position's lots, the own trade's
 # settlement date; Simple lacks the quote's currency and the own trade's settlement date.
 DEFAULT_FORMATS = {
-    "orderbook": "Slim", "trades": "Slim", "bars": "Slim", "instrument_state": "Slim",
+    "orderbook": "Slim", "all_trades": "Slim", "bars": "Slim", "instrument_state": "Slim",
     "summary": "Slim", "risk": "Slim", "orders": "Slim", "stop_orders": "Slim",
     "positions": "Simple", "forts_risk": "Simple", "quotes": "Heavy", "own_trades": "Heavy",
 }
@@ -162,24 +162,25 @@ class Stream:
                           {"symbols": [f"{ex}:{sym}" for ex, sym in pairs], "format": fmt},
                           timeout)
 
-    def trades(self, symbol: str, depth: int = 0, maxlen: int = 100_000, *,
-               exchange: str | None = None, board: str | None = None,
-               format: str | None = None, timeout: float | None = None) -> LiveFrame:
+    def all_trades(self, symbol: str, *, recent: int = 0, maxlen: int = 100_000,
+                   exchange: str | None = None, board: str | None = None,
+                   format: str | None = None, timeout: float | None = None) -> LiveFrame:
         """All trades of an instrument (time and sales) in a ring buffer of ``maxlen`` rows,
-        deduplicated by id; ``depth`` replays that many earlier trades first (0..5000)."""
-        depth = check_count(depth, "depth", low=0, high=MAX_TRADES_DEPTH)
+        deduplicated by id; ``recent`` sends that many earlier trades first (0..5000; the
+        wire's ``depth``)."""
+        recent = check_count(recent, "recent", low=0, high=MAX_RECENT_TRADES)
         maxlen = check_count(maxlen, "maxlen")
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
-        fmt = self._format(format, "trades")
+        fmt = self._format(format, "all_trades")
         board = check_board(board)
-        request = instrument_request("trades", sym, ex, board=board, format=fmt, depth=depth,
-                                     includeVirtualTrades=False)
-        return self._open("trades", f"{ex}:{sym}", [(request, sym, ex)],
-                          make_state("trades", fmt, maxlen=maxlen),
-                          {"depth": depth, "maxlen": maxlen, "board": board, "format": fmt},
+        request = instrument_request("all_trades", sym, ex, board=board, format=fmt,
+                                     depth=recent, includeVirtualTrades=False)
+        return self._open("all_trades", f"{ex}:{sym}", [(request, sym, ex)],
+                          make_state("all_trades", fmt, maxlen=maxlen),
+                          {"recent": recent, "maxlen": maxlen, "board": board, "format": fmt},
                           timeout)
 
-    def bars(self, symbol: str, tf: str | int = "1min", start: Any = None, *,
+    def bars(self, symbol: str, tf: str | int = "1min", *, start: Any = None,
              maxlen: int = DEFAULT_BARS_MAXLEN, exchange: str | None = None,
              board: str | None = None, format: str | None = None,
              frequency: int | None = None, timeout: float | None = None) -> LiveFrame:
@@ -437,7 +438,7 @@ class Stream:
         now = time.time()
         for sub in subs:
             sub.gaps += 1
-            if sub.kind in ("trades", "bars") and self.http is not None:
+            if sub.kind in ("all_trades", "bars") and self.http is not None:
                 # the cursor is read before the new connection delivers anything, so the
                 # first live message cannot hide the outage from the backfill
                 cursor = sub.frame._read_state(lambda state: state.cursor())
@@ -446,7 +447,7 @@ class Stream:
             else:
                 self._gaps.append({"kind": sub.kind, "symbol": sub.frame.symbol,
                                    "start": lost_at, "end": now, "backfilled": 0,
-                                   "error": None if sub.kind not in ("trades", "bars")
+                                   "error": None if sub.kind not in ("all_trades", "bars")
                                    else "no HTTP client to backfill with"})
 
     def _start_backfill(self) -> None:
@@ -486,7 +487,7 @@ class Stream:
         fmt = fields["format"]
         board = {"instrumentGroup": fields["instrumentGroup"]} \
             if "instrumentGroup" in fields else {}
-        if sub.kind == "trades":
+        if sub.kind == "all_trades":
             since = int(cursor // 1000) if cursor is not None else int(lost_at)
             path = (f"/md/v2/Securities/{quote(sub.exchange, safe='')}/"
                     f"{quote(sub.symbol, safe='')}/alltrades")

@@ -44,7 +44,7 @@ def test_drop_reconnects_resubscribes_and_backfills_without_duplicates(fresh_sim
     with invia_data.connect(sim.refresh_token, env=sim.url) as inv:
         stream = inv.stream
         book = stream.orderbook("SBER", depth=5)
-        trades = stream.trades("SBER", maxlen=1_000_000)  # no replay: only HTTP fills gaps
+        trades = stream.all_trades("SBER", maxlen=1_000_000)  # no replay: only HTTP fills gaps
         bars = stream.bars("SBER", "1min", start=time.time() - 600)
         for frame in (book, trades, bars):
             frame.wait(0, timeout=WAIT)
@@ -56,7 +56,7 @@ def test_drop_reconnects_resubscribes_and_backfills_without_duplicates(fresh_sim
         assert _until(lambda: book.status == "live" and len(stream.gaps()) == 3)
         gaps = stream.gaps().set_index("kind")
         assert gaps["error"].isna().all(), gaps
-        assert gaps.loc["trades", "backfilled"] > 0  # trades of the outage came over HTTP
+        assert gaps.loc["all_trades", "backfilled"] > 0  # trades of the outage came over HTTP
         assert (gaps["end"] - gaps["start"]).min() >= pd.Timedelta("1.5s")
         guids_after = {sub.route.guid for sub in stream.connection.subs()}
         assert not guids_before & guids_after  # fresh guids on the new connection
@@ -86,7 +86,7 @@ def test_repeated_drops_keep_recovering(fresh_sim):
     tokens = TokenManager(refresh_token=sim.refresh_token, auth_url=sim.auth_url)
     with Stream(sim.ws_url, tokens.token, reconnect_delay=0.1) as stream:
         book = stream.orderbook("SBER", depth=5)
-        trades = stream.trades("GAZP")
+        trades = stream.all_trades("GAZP")
         book.wait(0, timeout=WAIT)
         sim.faults.drop_every = 1.0
         assert _until(lambda: stream.health()["reconnects"].min() >= 3, timeout=10)
@@ -123,7 +123,7 @@ def test_token_expiry_while_streaming(fresh_sim):
         time.sleep(2.5)  # the first token has expired by now
         sim.faults.drop_connections()
         assert _until(lambda: stream.health()["reconnects"].min() >= 1 and book.status == "live")
-        later = stream.trades("SBER", timeout=5)  # a new request after expiry
+        later = stream.all_trades("SBER", timeout=5)  # a new request after expiry
         later.wait(0, timeout=WAIT)
         assert tokens.refresh_count >= 2  # renewed ahead of expiry, not after a rejection
         health = stream.health()
@@ -196,7 +196,7 @@ def test_malformed_frames_are_counted_and_the_rest_carries_on(fresh_sim):
     tokens = TokenManager(refresh_token=sim.refresh_token, auth_url=sim.auth_url)
     with Stream(sim.ws_url, tokens.token) as stream:
         book = stream.orderbook("SBER", depth=3)
-        trades = stream.trades("SBER")
+        trades = stream.all_trades("SBER")
         book.wait(0, timeout=WAIT)
         sim.faults.malformed_rate = 0.3
         assert _until(lambda: stream.health().attrs["connection"]["malformed"] >= 5)
@@ -313,7 +313,7 @@ def test_token_provider_failures_surface_then_recover(fresh_sim):
         book.wait(0, timeout=WAIT)
         provider.broken = True
         with pytest.raises(invia_data.TransportError):
-            stream.trades("SBER")  # the subscribe call itself needs a token
+            stream.all_trades("SBER")  # the subscribe call itself needs a token
         assert stream.health()["kind"].tolist() == ["orderbook"]
         sim.faults.drop_connections()
         assert _until(lambda: book.status == "reconnecting")

@@ -58,7 +58,7 @@ def test_every_kind_matches_the_http_frame(sim, fmt):
         live = {
             "orderbook": stream.orderbook("SBER", depth=5),
             "quotes": stream.quotes(["SBER", "MOEX:GAZP"]),
-            "trades": stream.trades("SBER", depth=20),
+            "all_trades": stream.all_trades("SBER", recent=20),
             "bars": stream.bars("SBER", "1min", start=time.time() - 3600),
             "instrument_state": stream.instrument_state("SBER"),
             "positions": stream.positions(),
@@ -77,7 +77,7 @@ def test_every_kind_matches_the_http_frame(sim, fmt):
         http = {
             "orderbook": inv.orderbook("SBER", depth=5),
             "quotes": inv.quotes(["SBER", "GAZP"]),
-            "trades": inv.all_trades("SBER", limit=5),
+            "all_trades": inv.all_trades("SBER", limit=5),
             "bars": inv.history("SBER", "1min", start=pd.Timestamp.now("UTC") - pd.Timedelta("1h")),
             "positions": inv.positions(),
             "summary": inv.summary(),
@@ -85,7 +85,7 @@ def test_every_kind_matches_the_http_frame(sim, fmt):
             "forts_risk": inv.forts_risk("7500GHC"),
             "orders": inv.orders(),
             "stop_orders": inv.stop_orders(),
-            "own_trades": inv.trades(),
+            "own_trades": inv.own_trades(),
         }
         for kind, reference in http.items():
             _same_schema(live[kind].df, reference, ("is_closed",) if kind == "bars" else ())
@@ -105,7 +105,7 @@ def test_every_kind_matches_the_http_frame(sim, fmt):
 def test_each_default_format_is_the_fastest_that_carries_every_column():
     by_speed = sorted(FORMATS, key=MIN_FREQUENCY.get)
     schemas = {**{kind: schema for kind, (schema, _) in _KEYED.items()}, **_ROWS,
-               "orderbook": BOOK_LEVEL, "trades": TRADE, "bars": CANDLE}
+               "orderbook": BOOK_LEVEL, "all_trades": TRADE, "bars": CANDLE}
     assert set(DEFAULT_FORMATS) == set(schemas)
     for kind, schema in schemas.items():
         complete = [fmt for fmt in by_speed
@@ -145,7 +145,7 @@ def test_bars_replay_history_then_keep_one_open_candle(sim, token):
 
 def test_trades_replay_depth_and_ids_unique(sim, token):
     with Stream(sim.ws_url, lambda: token) as stream:
-        trades = stream.trades("SBER", depth=50, maxlen=30)
+        trades = stream.all_trades("SBER", recent=50, maxlen=30)
         deadline = time.monotonic() + WAIT
         while len(trades.df) < 30 and time.monotonic() < deadline:
             trades.wait(1, timeout=WAIT)
@@ -190,8 +190,8 @@ def test_bad_arguments_raise_before_anything_is_sent(sim, token):
         lambda: stream.orderbook(""),
         lambda: stream.orderbook("SBER", format="Fat"),
         lambda: stream.orderbook("SBER", frequency=-1),
-        lambda: stream.trades("SBER", depth=5001),
-        lambda: stream.trades("SBER", maxlen=0),
+        lambda: stream.all_trades("SBER", recent=5001),
+        lambda: stream.all_trades("SBER", maxlen=0),
         lambda: stream.bars("SBER", "fortnight"),
         lambda: stream.bars("SBER", "1min", start="not a time"),
         lambda: stream.quotes([]),
@@ -275,7 +275,7 @@ def test_callbacks_may_subscribe_and_raise_without_harm(sim, token):
 def test_close_unsubscribes_joins_and_is_idempotent(sim, token):
     stream = Stream(sim.ws_url, lambda: token)
     book = stream.orderbook("SBER", depth=3)
-    trades = stream.trades("SBER")
+    trades = stream.all_trades("SBER")
     book.wait(0, timeout=WAIT)
     thread = stream.connection.thread
     assert thread.daemon and thread.is_alive()
@@ -332,7 +332,7 @@ def test_wss_with_the_simulators_certificate(fresh_sim):
     with Stream(sim.ws_url, lambda: token, sslopt={"ca_certs": sim.cert_path},
                 reconnect_delay=0.1) as stream:
         book = stream.orderbook("SBER", depth=5)
-        trades = stream.trades("SBER", depth=200)
+        trades = stream.all_trades("SBER", recent=200)
         book.wait(5, timeout=WAIT)
         trades.wait(0, timeout=WAIT)
         _check_book(book.df, 5)

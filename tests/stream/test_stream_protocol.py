@@ -84,7 +84,7 @@ def test_receive_many_groups_data_and_conflates_books_only():
     session = _session()
     book = _book_route()
     book.conflate = True
-    trades = p.Route(p.instrument_request("trades", "SBER", "MOEX"), target="trades")
+    trades = p.Route(p.instrument_request("all_trades", "SBER", "MOEX"), target="all_trades")
     session.subscribe(book, "t")
     session.subscribe(trades, "t")
     payloads = [b'{"data": {"n": 1}, "guid": "g1"}', b'{"data": {"id": 1}, "guid": "g2"}',

@@ -36,7 +36,7 @@ def test_memory_stays_bounded_under_the_firehose():
         with Stream(ws_url, lambda: token, frequency=0) as stream:
             book = stream.orderbook("SBER", depth=10)
             deep = stream.orderbook("GAZP", depth=50)
-            trades = stream.trades("SBER", depth=500, maxlen=2_000)
+            trades = stream.all_trades("SBER", recent=500, maxlen=2_000)
             quotes = stream.quotes(["SBER", "GAZP", "LKOH"])
             bars = stream.bars("SBER", "1min")
             for frame in (book, deep, trades, quotes, bars):
