@@ -166,12 +166,8 @@ def open_recorded_frames(stream: Any, args: argparse.Namespace) -> list[Any]:
     from .errors import InvalidArgument
 
     frames = [stream.orderbook(symbol, depth=args.depth) for symbol in _split(args.orderbook)]
-    all_trades = getattr(stream, "all_trades", None)
     for symbol in _split(args.all_trades):
-        if all_trades is not None:
-            frames.append(all_trades(symbol, recent=args.recent, maxlen=10_000))
-        else:
-            frames.append(stream.trades(symbol, depth=args.recent, maxlen=10_000))
+        frames.append(stream.all_trades(symbol, recent=args.recent, maxlen=10_000))
     if _split(args.quotes):
         frames.append(stream.quotes(_split(args.quotes)))
     for item in _split(args.bars):

@@ -56,8 +56,6 @@ from .schema import (
 
 log = logging.getLogger("invia_data.record")
 
-# the stream's kind names -> the dataset's kind names (one vocabulary: "all_trades")
-KIND_ALIASES = {"trades": "all_trades"}
 SCHEMAS: dict[str, Schema] = {
     "all_trades": TRADE, "bars": CANDLE, "quotes": QUOTE, "instrument_state": INSTRUMENT_STATE,
     "positions": POSITION, "summary": SUMMARY, "risk": RISK, "forts_risk": FORTS_RISK,
@@ -78,11 +76,10 @@ CANDLE_VALUES = ("open", "high", "low", "close", "volume")    # candle versions 
 
 
 def dataset_kind(kind: str) -> str:
-    """A LiveFrame kind -> the name of its partition (``trades`` is ``all_trades``)."""
-    name = KIND_ALIASES.get(kind, kind)
-    if name not in KINDS:
+    """A LiveFrame kind -> the name of its partition (the same name)."""
+    if kind not in KINDS:
         raise InvalidArgument(f"cannot record {kind!r}: recordable kinds are {', '.join(KINDS)}")
-    return name
+    return kind
 
 
 def partition_key(kind: str) -> str:
@@ -537,7 +534,7 @@ class Recorder:
             fresh.append(row)
         for row in fresh:
             part = pd.DataFrame({
-                "data_kind": pd.array([KIND_ALIASES.get(row.kind, row.kind)], dtype=STR_DTYPE),
+                "data_kind": pd.array([row.kind], dtype=STR_DTYPE),
                 "start": pd.DatetimeIndex([row.start]).as_unit("us"),
                 "end": pd.DatetimeIndex([row.end]).as_unit("us"),
                 "backfilled": np.array([row.backfilled], dtype="int64"),

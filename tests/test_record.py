@@ -29,12 +29,6 @@ def _client(sim):
     return invia_data.connect(sim.refresh_token, env=sim.url)
 
 
-def _all_trades(stream, symbol, recent=0):
-    if hasattr(stream, "all_trades"):
-        return stream.all_trades(symbol, recent=recent)
-    return stream.trades(symbol, depth=recent)
-
-
 def _wait_until(predicate, timeout=WAIT, step=0.05):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -52,7 +46,7 @@ def test_every_kind_is_recorded_with_the_http_columns_and_reads_back(sim, tmp_pa
         s = inv.stream
         frames = {
             "orderbook": s.orderbook("SBER", depth=5),
-            "all_trades": _all_trades(s, "SBER", recent=20),
+            "all_trades": s.all_trades("SBER", recent=20),
             "quotes": s.quotes(["SBER", "GAZP"]),
             "bars": s.bars("SBER", "1min"),
             "instrument_state": s.instrument_state("SBER"),
@@ -97,7 +91,7 @@ def test_every_kind_is_recorded_with_the_http_columns_and_reads_back(sim, tmp_pa
 def test_the_dataset_reads_the_same_in_pyarrow_duckdb_polars_and_dask(sim, tmp_path):
     with _client(sim) as inv:
         book = inv.stream.orderbook("SBER", depth=3)
-        trades = _all_trades(inv.stream, "SBER", recent=50)
+        trades = inv.stream.all_trades("SBER", recent=50)
         with inv.stream.record(tmp_path, [book, trades], batch_seconds=0.2):
             book.wait(3, timeout=WAIT)
     expected = {kind: _read(tmp_path, kind) for kind in ("orderbook", "all_trades")}
@@ -125,15 +119,8 @@ def test_the_dataset_reads_the_same_in_pyarrow_duckdb_polars_and_dask(sim, tmp_p
     assert len(got) == len(expected["all_trades"])
 
 
-def _trades_state(fmt):
-    try:
-        return make_state("all_trades", fmt, maxlen=1000)
-    except InvalidArgument:
-        return make_state("trades", fmt, maxlen=1000)
-
-
 def _fake_trades_frame(fmt="Simple"):
-    return LiveFrame("all_trades", "MOEX:SBER", {"format": fmt}, _trades_state(fmt))
+    return LiveFrame("all_trades", "MOEX:SBER", {"format": fmt}, make_state("all_trades", fmt, maxlen=1000))
 
 
 def _trade(i, ms):
@@ -183,7 +170,7 @@ def test_a_frame_that_cannot_be_recorded_is_refused(tmp_path):
 def test_gaps_across_a_forced_disconnect_are_in_the_dataset(fresh_sim, tmp_path):
     sim = fresh_sim()
     with _client(sim) as inv:
-        trades = _all_trades(inv.stream, "SBER", recent=500)
+        trades = inv.stream.all_trades("SBER", recent=500)
         book = inv.stream.orderbook("SBER", depth=5)
         recorder = inv.stream.record(tmp_path, [trades, book], batch_seconds=0.2)
         book.wait(2, timeout=WAIT)
