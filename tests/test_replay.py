@@ -16,12 +16,6 @@ from invia_data.errors import InvalidArgument, NotFound
 WAIT = 15.0
 
 
-def _all_trades(stream, symbol, recent=0):
-    if hasattr(stream, "all_trades"):
-        return stream.all_trades(symbol, recent=recent)
-    return stream.trades(symbol, depth=recent)
-
-
 def _capture(frame, seen, lock):
     def grab(live):
         with lock:
@@ -42,7 +36,7 @@ def test_a_replayed_frame_shows_what_the_live_frame_showed_at_the_same_time(sim,
     with invia_data.connect(sim.refresh_token, env=sim.url) as inv:
         s = inv.stream
         live = {"orderbook": s.orderbook("SBER", depth=5),
-                "all_trades": _all_trades(s, "SBER", recent=20),
+                "all_trades": s.all_trades("SBER", recent=20),
                 "bars": s.bars("SBER", "1min"),
                 "quotes": s.quotes(["SBER", "GAZP"])}
         recorder = s.record(tmp_path, list(live.values()), batch_seconds=0.3)

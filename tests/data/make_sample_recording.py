@@ -21,8 +21,7 @@ def main(seconds: float = 4.0) -> int:
     with invia_data.sim.run(port=0, seed=1) as sim, \
             invia_data.connect(sim.refresh_token, env=sim.url) as inv:
         s = inv.stream
-        trades = s.all_trades("SBER", recent=20) if hasattr(s, "all_trades") \
-            else s.trades("SBER", depth=20)
+        trades = s.all_trades("SBER", recent=20)
         frames = [s.orderbook("SBER", depth=10), trades,
                   s.bars("SBER", "1min", start=time.time() - 1800), s.quotes(["SBER", "GAZP"])]
         with s.record(OUT, frames, batch_seconds=1.0) as recorder:
