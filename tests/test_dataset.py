@@ -32,7 +32,7 @@ def hourly(client, tmp_path_factory) -> Path:
 
 
 def expected(client, symbols, start=START, end=END, tf="1h") -> pd.DataFrame:
-    return client.history(symbols, tf, start, end, cache=False)
+    return client.history(symbols, tf, start=start, end=end, cache=False)
 
 
 def test_pandas_is_the_frame_of_history(client, hourly) -> None:
@@ -47,8 +47,8 @@ def test_pandas_is_the_frame_of_history(client, hourly) -> None:
                                                    "2023-06-03"))
     moscow = dataset.open(hourly, symbols="SBER", tf="D", tz="Europe/Moscow")
     assert str(moscow.index.tz) == "Europe/Moscow"
-    pd.testing.assert_frame_equal(moscow, client.history("SBER", "D", START, END, cache=False,
-                                                         tz="Europe/Moscow"))
+    pd.testing.assert_frame_equal(moscow, client.history("SBER", "D", start=START, end=END,
+                                                         cache=False, tz="Europe/Moscow"))
 
 
 def test_every_symbol_when_none_is_named(client, hourly) -> None:

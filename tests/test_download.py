@@ -101,7 +101,7 @@ def test_the_universe_lands_in_one_partitioned_dataset(client, tmp_path) -> None
     assert summary.attrs["candles"] == summary["candles"].sum() > 0
     sber = tmp_path / "exchange=MOEX" / "symbol=SBER" / "board=primary" / "tf=1h"
     assert sorted(p.name for p in sber.iterdir()) == ["_coverage.json", "year=2023", "year=2024"]
-    direct = client.history("SBER", "1h", START, END, cache=False)
+    direct = client.history("SBER", "1h", start=START, end=END, cache=False)
     assert summary.set_index("symbol").loc["SBER", "candles"] == len(direct)
     foreign = pd.read_parquet(tmp_path)  # any Hive-aware reader sees the partition columns
     assert len(foreign) == summary["candles"].sum()
@@ -174,7 +174,7 @@ def test_an_interrupted_write_leaves_no_partial_file(client, tmp_path, monkeypat
     monkeypatch.setattr(cache_module.pq, "write_table", real_write)
     history_to_dataset(client.http, "SBER", tmp_path, "1h", START, END, progress=False)
     frame = dataset.open(tmp_path, symbols="SBER")
-    pd.testing.assert_frame_equal(frame, client.history("SBER", "1h", START, END, cache=False))
+    pd.testing.assert_frame_equal(frame, client.history("SBER", "1h", start=START, end=END, cache=False))
 
 
 def test_failures_are_reported_and_do_not_stop_the_others(client, tmp_path) -> None:
