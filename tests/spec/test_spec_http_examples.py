@@ -37,18 +37,20 @@ CALLS: dict[str, tuple[str, Call]] = {
         ("inv.positions", lambda inv, f: inv.positions(**f)),
     "MdV2ClientsExchangePortfolioPositionsSymbolGet":
         ("inv.position", lambda inv, f: inv.position("APTK", **f)),
-    "MdV2ClientsExchangePortfolioTradesGet": ("inv.trades", lambda inv, f: inv.trades(**f)),
+    "MdV2ClientsExchangePortfolioTradesGet":
+        ("inv.own_trades", lambda inv, f: inv.own_trades(**f)),
     "MdV2ClientsExchangePortfolioSymbolTradesGet":
-        ("inv.trades", lambda inv, f: inv.trades("APTK", **f)),
+        ("inv.own_trades", lambda inv, f: inv.own_trades(symbol="APTK", **f)),
     "MdV2ClientsExchangePortfolioFortsriskGet":
         ("inv.forts_risk", lambda inv, f: inv.forts_risk(**f)),
     "MdV2ClientsExchangePortfolioRiskGet": ("inv.risk", lambda inv, f: inv.risk(**f)),
     "MdV2ClientsLoginPositionsGet":
         ("inv.positions_by_login", lambda inv, f: inv.positions_by_login(**f)),
     "MdV2StatsExchangePortfolioHistoryTradesGet":
-        ("inv.trades_history", lambda inv, f: inv.trades_history(**f)),
+        ("inv.own_trades_history", lambda inv, f: inv.own_trades_history(**f)),
     "MdV2StatsExchangePortfolioHistoryTradesSymbolGet":
-        ("inv.trades_history", lambda inv, f: inv.trades_history("APTK", **f)),
+        ("inv.own_trades_history",
+         lambda inv, f: inv.own_trades_history(symbol="APTK", **f)),
     "MdV2SecuritiesGet": ("inv.securities", lambda inv, f: inv.securities("CNY", **f)),
     "MdV2SecuritiesExchangeGet": ("inv.instruments", lambda inv, f: inv.instruments("MOEX", **f)),
     "MdV2SecuritiesExchangeSymbolGet":

@@ -20,8 +20,7 @@ KIND_OF_OPCODE = {opcode: kind for kind, opcode in OPCODES.items()}
 SUBSCRIPTION = {
     "OrderBookGetAndSubscribe": "inv.stream.orderbook",
     "QuotesSubscribe": "inv.stream.quotes",
-    "AllTradesGetAndSubscribe": next(f"inv.stream.{k}" for k in ("all_trades", "trades")
-                                     if OPCODES.get(k) == "AllTradesGetAndSubscribe"),
+    "AllTradesGetAndSubscribe": "inv.stream.all_trades",
     "BarsGetAndSubscribe": "inv.stream.bars",
     "InstrumentsGetAndSubscribeV2": "inv.stream.instrument_state",
     "PositionsGetAndSubscribeV2": "inv.stream.positions",
