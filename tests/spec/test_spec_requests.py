@@ -61,14 +61,14 @@ FULL_CALLS: dict[str, Any] = {
     "MdV2ClientsExchangePortfolioOrdersOrderIdGet": lambda inv: inv.order(1234, format="Heavy"),
     "MdV2ClientsExchangePortfolioStopOrdersGet": lambda inv: inv.stop_orders(format="Simple"),
     "MdV2ClientsExchangePortfolioStopOrdersOrderIdGet": lambda inv: inv.stop_order(99),
-    "MdV2ClientsExchangePortfolioTradesGet": lambda inv: inv.trades(with_repo=True),
+    "MdV2ClientsExchangePortfolioTradesGet": lambda inv: inv.own_trades(with_repo=True),
     "MdV2ClientsExchangePortfolioSymbolTradesGet":
-        lambda inv: inv.trades("SBER", board="TQBR", format="Slim"),
-    "MdV2StatsExchangePortfolioHistoryTradesGet": lambda inv: inv.trades_history(
-        None, "2024-01-01", 10, board="TQBR", side="sell", with_repo=True, descending=True,
+        lambda inv: inv.own_trades(symbol="SBER", board="TQBR", format="Slim"),
+    "MdV2StatsExchangePortfolioHistoryTradesGet": lambda inv: inv.own_trades_history(
+        start="2024-01-01", limit=10, board="TQBR", side="sell", with_repo=True, descending=True,
         format="Heavy"),
-    "MdV2StatsExchangePortfolioHistoryTradesSymbolGet": lambda inv: inv.trades_history(
-        "SBER", "2024-01-01", 10, side="buy", format="Slim"),
+    "MdV2StatsExchangePortfolioHistoryTradesSymbolGet": lambda inv: inv.own_trades_history(
+        symbol="SBER", start="2024-01-01", limit=10, side="buy", format="Slim"),
 }
 NOT_CALLED = {"TradeStats", "TradeStatsBySymbol"}  # deprecated routes the client does not use
 
@@ -154,7 +154,7 @@ def _allowed_fields(request_schema: dict[str, Any]) -> dict[str, dict[str, Any]]
 SUBSCRIBE = {
     "OrderBookGetAndSubscribe": lambda st: st.orderbook("SBER", depth=10, board="TQBR", frequency=50),
     "QuotesSubscribe": lambda st: st.quotes(["SBER"], format="Heavy"),
-    "AllTradesGetAndSubscribe": lambda st: st.trades("SBER", 5, board="TQBR"),
+    "AllTradesGetAndSubscribe": lambda st: st.all_trades("SBER", recent=5, board="TQBR"),
     "BarsGetAndSubscribe": lambda st: st.bars("SBER", "1min", format="Simple"),
     "InstrumentsGetAndSubscribeV2": lambda st: st.instrument_state("SBER", board="TQBR"),
     "PositionsGetAndSubscribeV2": lambda st: st.positions(),
