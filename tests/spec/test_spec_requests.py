@@ -34,7 +34,8 @@ FULL_CALLS: dict[str, Any] = {
     "MdV2OrderbooksExchangeSymbolGet": lambda inv: inv.orderbook("SBER", depth=10, board="TQBR",
                                                                  format="Slim"),
     "MdV2SecuritiesExchangeSymbolAlltradesGet": lambda inv: inv.all_trades(
-        "SBER", start="2024-01-01 10:00", end="2024-01-01 11:00", limit=10, side="buy", descending=True,
+        "SBER", start="2024-01-01 10:00", end="2024-01-01 11:00", limit=10, side="buy",
+        descending=True,
         board="TQBR", from_id=1, to_id=10**9, qty_from=1, qty_to=100, price_from=1.5,
         price_to=500.25, format="Heavy"),
     "MdV2SecuritiesExchangeSymbolAlltradesHistoryGet": lambda inv: inv.all_trades(
