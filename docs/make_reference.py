@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -25,7 +26,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from invia_data.cache import empty_columns  # noqa: E402
-from invia_data.client import Client  # noqa: E402
+from invia_data.client import Client, connect  # noqa: E402
 from invia_data.frames import to_frame  # noqa: E402
 from invia_data.history import candle_frame  # noqa: E402
 from invia_data.market import book_frame  # noqa: E402
@@ -141,6 +142,43 @@ NOT_DATA = ("close",)                   # public Client methods that fetch nothi
 
 # --- building the cells -----------------------------------------------------------------------
 
+def parameters(function: Callable[..., Any]) -> tuple[list[str], list[str]]:
+    """(by position, by keyword) of a signature, each as written in the parameter table:
+    ``name`` or ``name=default`` (``*`` and ``**`` prefixes for variadic ones)."""
+    positional: list[str] = []
+    keyword: list[str] = []
+    for p in inspect.signature(function).parameters.values():
+        if p.name == "self":
+            continue
+        text = p.name if p.default is p.empty else f"{p.name}={p.default!r}"
+        if p.kind is p.VAR_POSITIONAL:
+            positional.append(f"*{p.name}")
+        elif p.kind is p.VAR_KEYWORD:
+            keyword.append(f"**{p.name}")
+        elif p.kind is p.KEYWORD_ONLY:
+            keyword.append(text)
+        else:
+            positional.append(text)
+    return positional, keyword
+
+
+def parameter_row(label: str, function: Callable[..., Any]) -> str:
+    positional, keyword = parameters(function)
+    by_position = ", ".join(f"`{p}`" for p in positional) or "-"
+    by_keyword = ", ".join(f"`{k}`" for k in keyword) or "-"
+    return f"| `{label}` | {by_position} | {by_keyword} |"
+
+
+def parameter_rows() -> list[str]:
+    """Every public call in the order of the tables above: connect, inv.*, inv.stream.*."""
+    rows = [parameter_row("invia_data.connect", connect)]
+    rows += [parameter_row(f"inv.{name}", getattr(Client, name))
+             for name in (*(call.name for call in CALLS), *NOT_DATA)]
+    rows += [parameter_row(f"inv.stream.{name}", getattr(Stream, name))
+             for name in (*OPCODES, *STREAM_EXTRAS, *STREAM_OTHER, "close")]
+    return rows
+
+
 def spelling(owner: type, name: str, prefix: str) -> str:
     """``inv.orderbook(symbol, depth)``: the parameters that may be given by position."""
     signature = inspect.signature(getattr(owner, name))
@@ -225,6 +263,18 @@ def section() -> str:
         *(cells.stream(kind) for kind in OPCODES),
         *(cells.stream_extra(name) for name in STREAM_EXTRAS),
         *(cells.stream_other(name) for name in STREAM_OTHER),
+        "",
+        "### Parameters",
+        "",
+        "One rule for positions: the subject first (the symbol or symbols, the portfolio, the "
+        "order id, the search query), then the call's main parameter (a book's `depth`, a "
+        "candle `tf`, a dataset `path`), everything else by keyword. The same call on "
+        "`inv.` and `inv.stream.` takes the same positions. `depth` always counts order-book "
+        "levels per side; time ranges are `start=` (inclusive) and `end=` (exclusive).",
+        "",
+        "| Call | By position | By keyword only (default) |",
+        "|---|---|---|",
+        *parameter_rows(),
         END,
     ]
     return "\n".join(lines)

@@ -215,3 +215,68 @@ def test_route_patterns_take_one_segment_per_placeholder():
     assert pattern.match("/md/v2/Securities/MOEX/SBER")
     assert not pattern.match("/md/v2/Securities/MOEX/SBER/quotes")
     assert not pattern.match("/md/v2/Securities/MOEX")
+
+
+# --- the parameter table and the positional rule ---------------------------------------------------
+
+def readme_parameter_rows() -> dict[str, tuple[list[str], list[str]]]:
+    """The README's parameter table: call -> (by position, by keyword), as written there."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("### Parameters"):text.index(ref.END)]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        rows[cells[0].strip("`")] = tuple(  # type: ignore[assignment]
+            [] if cell == "-" else re.findall(r"`([^`]*)`", cell) for cell in cells[1:])
+    return rows
+
+
+def public_calls() -> dict[str, Callable[..., Any]]:
+    import invia_data
+
+    calls: dict[str, Callable[..., Any]] = {"invia_data.connect": invia_data.connect}
+    calls.update({f"inv.{n}": vars_of(Client)[n] for n in public_methods(Client)})
+    calls.update({f"inv.stream.{n}": vars_of(Stream)[n] for n in public_methods(Stream)})
+    return calls
+
+
+def test_parameter_table_lists_every_public_call_with_its_signature():
+    rows = readme_parameter_rows()
+    calls = public_calls()
+    assert set(rows) == set(calls)
+    for label, function in calls.items():
+        by_position, by_keyword = rows[label]
+        params = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
+        listed_names = [re.sub(r"^\*+|=.*$", "", item) for item in by_position + by_keyword]
+        assert listed_names == [p.name for p in params], label
+        for item, p in zip(by_position + by_keyword, params, strict=True):
+            keyword_only = p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD)
+            assert (item in by_keyword) == keyword_only, f"{label}: {p.name}"
+            if p.default is not p.empty:
+                assert item.endswith(f"={p.default!r}"), f"{label}: {item} vs {p.default!r}"
+
+
+def test_positions_are_the_subject_and_at_most_one_main_parameter():
+    for label, function in public_calls().items():
+        positional = [p for p in inspect.signature(function).parameters.values()
+                      if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert len(positional) <= 2, f"{label} takes {[p.name for p in positional]} by position"
+        names = {p.name for p in positional}
+        for by_keyword in ("start", "end", "board", "format", "tz", "limit", "timeout",
+                           "recent", "maxlen"):
+            assert by_keyword not in names, f"{label}: {by_keyword} must be keyword-only"
+        if names & {"symbol", "symbols", "portfolio"}:  # the exchange is a subject only alone
+            assert "exchange" not in names, f"{label}: exchange must be keyword-only"
+
+
+def test_the_same_call_on_inv_and_inv_stream_takes_the_same_positions():
+    shared = public_methods(Client) & public_methods(Stream) - {"close"}
+    assert {"orderbook", "quotes", "all_trades", "own_trades", "positions", "summary",
+            "orders"} <= shared
+    for name in shared:
+        http, live = (inspect.signature(vars_of(cls)[name]).parameters.values()
+                      for cls in (Client, Stream))
+        assert ([p.name for p in http if p.kind is p.POSITIONAL_OR_KEYWORD]
+                == [p.name for p in live if p.kind is p.POSITIONAL_OR_KEYWORD]), name
