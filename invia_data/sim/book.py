@@ -210,6 +210,7 @@ class LiveFlow:
         self._activity_minute = -1
         self.basis = 0.0
         self.last_time = start
+        self.live_minute = int(start // 60 * 60)  # candles and trades from here on are live
         self.next_time = start + self._exponential() / self.rate
         self.book = OrderBook()
         self.changed_at = start
@@ -224,7 +225,7 @@ class LiveFlow:
         self.t_qty = array("q")
         self.t_side = array("b")
         self.t_oi = array("q")
-        self.open_interest = int(spec.minute_volume * 400) if spec.is_future else 0
+        self.open_interest = opening_interest(spec)
         # Live one-minute candles (ticks / lots) and the global index of each one's first trade.
         self.m_time = array("q")
         self.m_open = array("q")
@@ -504,6 +505,11 @@ class LiveFlow:
     def index_at_ms(self, ms: int) -> int:
         """The global index of the first kept trade at or after ``ms``."""
         return self.dropped + bisect_left(self.t_ms, ms)
+
+
+def opening_interest(spec: Spec) -> int:
+    """A future's open interest when its flow starts (0 for anything else)."""
+    return int(spec.minute_volume * 400) if spec.is_future else 0
 
 
 def _column(values: array, dtype: Any) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .factors import Factors
 from .instruments import INSTRUMENTS, Spec
 
 DAY = 86_400
@@ -186,6 +187,7 @@ class History:
         self._days: OrderedDict[tuple[str, int], Bars] = OrderedDict()
         self._trades: OrderedDict[tuple[str, int], PastTrades] = OrderedDict()
         self._summary: dict[str, np.ndarray] = {}  # symbol -> (WALK_DAYS, 3): high, low, volume
+        self.factors = Factors(self.seed, WALK_DAYS, (BLOCK_DAYS, MINUTES))
 
     # --- the daily path -------------------------------------------------------------------
 
@@ -202,10 +204,10 @@ class History:
         if underlying is not None:
             return self._futures_walk(spec, underlying)
         rng = np.random.default_rng([self.seed, spec.code, 0xDA11])
-        shocks = rng.standard_t(5, WALK_DAYS) * (spec.daily_vol / math.sqrt(5 / 3))
-        # Volatility clusters: a slow multiplicative regime around 1.
-        regime = np.exp(0.35 * np.sin(np.arange(WALK_DAYS) / 97.0 + rng.uniform(0, 6.3)))
-        shocks *= regime / math.sqrt(float(np.mean(regime ** 2)))
+        own = rng.standard_t(5, WALK_DAYS) / math.sqrt(5 / 3)
+        # The market, sector (or FX) factors and the instrument's own part; volatility
+        # clusters in a market-wide regime.
+        shocks = self.factors.daily_shocks(spec, own)
         centre = math.log(spec.ref_price / spec.min_step)
         keep = 1.0 - _REVERSION
         level = 0.0
@@ -267,7 +269,7 @@ class History:
         open_ticks = np.where(index > 0, walk[np.maximum(index - 1, 0)], start_ticks)
         rng = np.random.default_rng([self.seed, spec.code, block])
         sigma = spec.daily_vol / math.sqrt(MINUTES)
-        steps = rng.standard_normal((BLOCK_DAYS, MINUTES))
+        steps = self.factors.minute_steps(spec, block, rng.standard_normal((BLOCK_DAYS, MINUTES)))
         # Uniform draws are four times cheaper than normal ones: used where shape matters less.
         noise = rng.random((3, BLOCK_DAYS, MINUTES), dtype=np.float32)
         path = np.cumsum(steps * (sigma * VOL_PROFILE), axis=1)
@@ -404,6 +406,15 @@ def carry(spec: Spec, t: Any) -> Any:
 
 def futures_underlying(spec: Spec) -> Spec | None:
     """The instrument a future is written on, when the universe has it (share or FX pair)."""
+    if spec.key not in _UNDERLYING:
+        _UNDERLYING[spec.key] = _find_underlying(spec)
+    return _UNDERLYING[spec.key]
+
+
+_UNDERLYING: dict[tuple[str, str], Spec | None] = {}
+
+
+def _find_underlying(spec: Spec) -> Spec | None:
     if not spec.is_future or not spec.cancellation:
         return None
     for other in INSTRUMENTS:

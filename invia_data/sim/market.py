@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .book import BUY, SELL, LiveFlow
+from .book import BUY, SELL, LiveFlow, opening_interest
 from .history import (
     ANCHOR_DAY,
     DAY,
@@ -108,25 +108,59 @@ class Market:
         self._volume_cache: dict[tuple[Key, int], int] = {}  # yesterday's volume, for ratings
         self._generated_day: dict[tuple[Key, int], Bars] = {}  # today before the start
         for spec in INSTRUMENTS:
-            opening = self.history.minutes(spec, self.live_minute, self.live_minute + 60)
-            flow = LiveFlow(spec, self.seed, self.start, int(opening.open[0]), self.speed,
-                            first_trade_id=self.live_minute // 60 * 100,
-                            on_fill=self._on_fill)
-            self._flows[spec.key] = flow
-            self._snapshots[spec.key] = deque()
-            self._snapshot(spec.key, flow, force=True)
-            self._add_stream(flow, flow.next_time)
-        for spec in INSTRUMENTS:
-            underlying = futures_underlying(spec)
-            if underlying is not None:
-                factor = (spec.face_value * carry(spec, self.start) * underlying.min_step
-                          / spec.min_step)
-                self._flows[spec.key].follow(self._flows[underlying.key], factor)
+            if spec.live_from_start:
+                self._activate(spec.key, self.start)
         self.portfolio = Portfolios(self)
         self._add_stream(self.portfolio, self.portfolio.next_time)
         self.login = self.portfolio.login
         self.agreements = list(self.portfolio.agreements)
         self.portfolios = list(self.portfolio.ids)
+
+    def _activate(self, key: Key, t: float) -> LiveFlow:
+        """Start the order flow of an instrument at market time ``t``: its book opens at the
+        generated price of that minute (a future's underlying starts first, and the future
+        follows it). Before that minute its candles and trades are generated history."""
+        spec = self._specs[key]
+        underlying = futures_underlying(spec)
+        if underlying is not None and underlying.key not in self._flows:
+            self._activate(underlying.key, t)
+        minute = int(t // 60 * 60)
+        opening = self.history.minutes(spec, minute, minute + 60)
+        flow = LiveFlow(spec, self.seed, t, int(opening.open[0]), self.speed,
+                        first_trade_id=minute // 60 * 100, on_fill=self._on_fill)
+        self._flows[key] = flow
+        self._snapshots[key] = deque()
+        self._snapshot(key, flow, force=True)
+        if underlying is not None:
+            factor = spec.face_value * carry(spec, t) * underlying.min_step / spec.min_step
+            flow.follow(self._flows[underlying.key], factor)
+        now = self.now()
+        while flow.next_time <= now:  # started a moment ago: its events up to now
+            flow.step(flow.next_time)
+        self._snapshot(key, flow)
+        self._add_stream(flow, flow.next_time)
+        return flow
+
+    def _flow(self, key: Key) -> LiveFlow:
+        """The live flow of an instrument, started now if this is its first use."""
+        flow = self._flows.get(key)
+        if flow is None:
+            with self._lock:
+                # On the whole second: the flow does not depend on how often the clock is read.
+                start = max(self.start, math.floor(self.now() + 1e-3))
+                flow = self._flows.get(key) or self._activate(key, start)
+        return flow
+
+    def _live_from(self, key: Key, until: float) -> int:
+        """The minute (unix s) from which an instrument's candles and trades are live rather
+        than generated. A range ending by the market's start needs no live flow; one reaching
+        past it starts the flow of an instrument not used yet."""
+        flow = self._flows.get(key)
+        if flow is None:
+            if until <= self.live_minute:
+                return self.live_minute
+            flow = self._flow(key)
+        return flow.live_minute
 
     def _add_stream(self, stream: Any, next_time: float) -> None:
         heapq.heappush(self._heap, (next_time, len(self._streams)))
@@ -207,7 +241,7 @@ class Market:
 
     def flow(self, key: Key) -> LiveFlow:
         """The live order flow, book and tape of an instrument (the demo trader uses it)."""
-        return self._flows[key]
+        return self._flow(key)
 
     def prev_close_ticks(self, key: Key) -> int:
         """The close of the previous UTC day, in ticks."""
@@ -274,7 +308,7 @@ class Market:
     # --- order book and quote ------------------------------------------------------------------
 
     def book_version(self, key: Key) -> int:
-        return self._flows[key].book.version
+        return self._flow(key).book.version
 
     def book(self, key: Key, depth: int = 20, delay: float = 0) -> dict:
         """ORDERBOOK record, best levels first; ``delay`` seconds ago when delay > 0. Records
@@ -282,10 +316,10 @@ class Market:
         depth = max(1, min(50, int(depth)))
         spec = self._specs[key]
         with self._lock:
+            flow = self._flow(key)
             if delay > 0:
                 at, bids, asks = self._snapshot_at(key, self.now() - delay)
                 return self._book_record(spec, at, bids[:depth], asks[:depth])
-            flow = self._flows[key]
             version = flow.book.version
             cached = self._book_cache.get(key)
             if cached is None or cached[0] != version:
@@ -319,7 +353,7 @@ class Market:
         """QUOTE record consistent with the book and the trades (``delay`` seconds ago)."""
         spec = self._specs[key]
         with self._lock:
-            flow = self._flows[key]
+            flow = self._flow(key)
             now = self.now()
             state = (flow.book.version, flow.trade_count, int(now // 60), delay > 0)
             cached = self._quote_cache.get((key, int(delay)))
@@ -347,7 +381,7 @@ class Market:
         price = spec.price
         last = price(last_ticks)
         prev = price(prev_close)
-        flow = self._flows[key]
+        flow = self._flow(key)
         return {
             "symbol": spec.symbol, "exchange": spec.exchange, "description": spec.description,
             "last_price": last, "last_price_time": last_ms // 1000,
@@ -378,11 +412,12 @@ class Market:
         joined with the live running day statistics (no aggregation per call)."""
         generated = self._generated_day.get((key, day_start))
         if generated is None:
+            live_from = self._flow(key).live_minute
             generated = self.history.minutes(self._specs[key], day_start,
-                                             min(self.live_minute, day_start + DAY))
+                                             min(live_from, day_start + DAY))
             generated = aggregate(generated, DAY) if len(generated) else EMPTY_BARS
             self._generated_day[(key, day_start)] = generated
-        flow = self._flows[key]
+        flow = self._flow(key)
         day, open_, high, low, volume = flow.day_stats
         if day != day_start // DAY:
             return generated
@@ -400,7 +435,7 @@ class Market:
 
     def _last_trade(self, key: Key, at: float) -> tuple[int, int]:
         """(ms, price ticks) of the last trade at or before ``at``."""
-        flow = self._flows[key]
+        flow = self._flow(key)
         ms = int(at * 1000)
         index = flow.index_at_ms(ms + 1)
         if index > flow.dropped:
@@ -408,7 +443,7 @@ class Market:
         candle = bisect_right(flow.m_time, int(at // 60 * 60)) - 1
         if candle >= 0:  # that trade was let go: its minute's close
             return min(ms, (flow.m_time[candle] + 60) * 1000 - 1), flow.m_close[candle]
-        minute = min(self.live_minute, int(at // 60 * 60))
+        minute = min(flow.live_minute, int(at // 60 * 60))
         bars = self.history.minutes(self._specs[key], minute - 60, minute)
         if len(bars):
             return (minute - 1) * 1000, int(bars.close[-1])
@@ -440,8 +475,8 @@ class Market:
             t0 = day_start if start is None else max(day_start, start)
             t1 = now if end is None else min(now, end)
             t0_ms, t1_ms = int(t0 * 1000), int(t1 * 1000) + 1
-            flow = self._flows[key]
-            kept = max(self.live_minute * 1000, flow.kept_from_ms, t0_ms)
+            flow = self._flow(key)
+            kept = max(flow.live_minute * 1000, flow.kept_from_ms, t0_ms)
             hi = flow.index_at_ms(t1_ms)
             if last is not None and hi - flow.index_at_ms(kept) >= last:  # the live tail has them
                 columns = flow.trade_columns(hi - int(last), hi)
@@ -455,13 +490,13 @@ class Market:
     def trades_since(self, key: Key, after_id: int) -> list[dict]:
         """Live TRADE records with id > after_id."""
         with self._lock:
-            flow = self._flows[key]
+            flow = self._flow(key)
             lo = max(0, int(after_id) - flow.first_trade_id + 1)
             columns = flow.trade_columns(lo, flow.trade_count)
         return self._trade_records(key, columns, existing=False)
 
     def last_trade_id(self, key: Key) -> int:
-        flow = self._flows[key]
+        flow = self._flow(key)
         return flow.first_trade_id + flow.trade_count - 1
 
     def past_trades(self, key: Key, start: float, end: float, *, offset: int = 0,
@@ -487,8 +522,13 @@ class Market:
         """Trades with t0_ms <= time < t1_ms: generated before the simulator started, re-derived
         from the live minute candles where the tape was let go, the live tape after that."""
         spec = self._specs[key]
-        flow = self._flows[key]
-        split = self.live_minute * 1000
+        split = self._live_from(key, t1_ms / 1000) * 1000
+        flow = self._flows.get(key)
+        if flow is None:  # nothing live asked: all generated
+            p = self.history.trades(spec, t0_ms, t1_ms)
+            oi = np.full(len(p), opening_interest(spec), dtype=np.int64)
+            return {"time": p.time, "id": p.id, "price": p.price, "qty": p.qty, "side": p.side,
+                    "oi": oi}
         kept = max(split, flow.kept_from_ms)
         oi = flow.open_interest if spec.is_future else 0
         parts = [self.history.trades(spec, t0_ms, min(t1_ms, split)),
@@ -507,7 +547,7 @@ class Market:
         and ids inside each minute's original id range."""
         if t1_ms <= t0_ms:
             return EMPTY_TRADES
-        spec, flow = self._specs[key], self._flows[key]
+        spec, flow = self._specs[key], self._flow(key)
         parts = []
         for day in range(t0_ms // 86_400_000, (t1_ms - 1) // 86_400_000 + 1):
             lo = bisect_left(flow.m_time, day * DAY)
@@ -595,7 +635,7 @@ class Market:
             raise ValueError(f"timeframe must be positive, got {tf}")
         if end <= start:
             return EMPTY_BARS
-        if tf == 60 and start >= self.live_minute and until is None:  # the live tail, as is
+        if tf == 60 and until is None and start >= self._live_from(key, end):  # the live tail
             return self._live_minutes(key, -(-start // 60) * 60, end, None)
         t0 = int(bucket_start(np.array([start], dtype=np.int64), tf)[0])
         last = int(bucket_start(np.array([end - 1], dtype=np.int64), tf)[0])
@@ -612,7 +652,7 @@ class Market:
 
     def _minute_base(self, key: Key, t0: int, t1: int, daily: bool, until: float | None) -> Bars:
         spec = self._specs[key]
-        split = self.live_minute
+        split = self._live_from(key, t1)
         generated_end = min(t1, split)
         parts = []
         minutes_from = t0
@@ -625,9 +665,11 @@ class Market:
         return concat(parts)
 
     def _live_minutes(self, key: Key, t0: int, t1: int, until: float | None) -> Bars:
-        flow = self._flows[key]
+        if t1 <= t0:
+            return EMPTY_BARS
+        flow = self._flow(key)
         times = flow.m_time
-        if t1 <= t0 or not times:
+        if not times:
             return EMPTY_BARS
         lo, hi = bisect_left(times, t0), bisect_left(times, t1)
         if until is not None:

@@ -98,7 +98,8 @@ class Portfolios:
         self._uniform: list[float] = []
         self._order_no = int(market.start // 60) * 1000
         self._specs = {key: market.spec(key) for key in market.keys()}
-        by_market = {m: [k for k, s in self._specs.items() if s.market == m and k[0] == "MOEX"]
+        by_market = {m: [k for k, s in self._specs.items()
+                         if s.market == m and k[0] == "MOEX" and s.live_from_start]
                      for m in ("FOND", "CURR", "FORTS")}
         self.accounts = {
             STOCK: Account(STOCK, "stock", by_market["FOND"]),

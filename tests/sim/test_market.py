@@ -583,7 +583,7 @@ def test_a_stop_order_triggers_when_the_price_crosses_it() -> None:
 def test_old_tape_is_let_go_and_its_trades_rederived_from_the_candles() -> None:
     clock = FakeClock()
     market = Market(seed=6, speed=20_000.0, clock=clock)
-    run(market, clock, 9.5, step=0.05)  # 2.2 market days
+    run(market, clock, 12.0, step=0.05)  # 2.8 market days
     flow = market.flow(SBER)
     assert flow.dropped > 0
     day_start = market.now() // DAY * DAY
@@ -659,5 +659,5 @@ def test_the_listed_futures_have_not_expired() -> None:
 
     today = datetime.now(timezone.utc).date()
     futures = [s for s in INSTRUMENTS if s.is_future]
-    assert len(futures) == 2 and FRONT_EXPIRY > today
+    assert len(futures) == 9 and FRONT_EXPIRY > today
     assert all(s.cancellation.startswith(FRONT_EXPIRY.isoformat()) for s in futures)
