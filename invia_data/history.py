@@ -348,25 +348,28 @@ def _run(tasks: list[Callable[[], Columns]], progress: bool | None, max_workers:
                 if bar is not None:
                     bar.update(1)
             return results
-        with ThreadPoolExecutor(max_workers=min(max_workers, len(tasks)),
-                                thread_name_prefix="invia-history") as pool:
-            futures = [pool.submit(task) for task in tasks]
-            if bar is not None:
-                for future in futures:
-                    future.add_done_callback(lambda _f: bar.update(1))
-            try:
-                return [future.result() for future in futures]
-            except BaseException:
-                _cancel(futures)
-                raise
+        return _run_pooled(tasks, min(max_workers, len(tasks)), bar)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _cancel(futures: list[Future[Columns]]) -> None:
-    for future in futures:
-        future.cancel()
+def _run_pooled(tasks: list[Callable[[], Columns]], workers: int, bar: Any) -> list[Columns]:
+    """The tasks on a pool. On a failure or an interrupt (Ctrl-C) the pages not started are
+    cancelled and the error is raised at once, without waiting for the requests in flight:
+    their answers are dropped (nothing of this call reaches the cache)."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="invia-history")
+    try:
+        futures: list[Future[Columns]] = [pool.submit(task) for task in tasks]
+        if bar is not None:
+            for future in futures:
+                future.add_done_callback(lambda _f: bar.update(1))
+        results = [future.result() for future in futures]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
 
 
 def _progress_bar(total: int, description: str) -> Any:
