@@ -99,6 +99,15 @@ class Simulator:
         return f"Simulator({self.url if self.port else self.host!r}, seed={self.seed}, {state})"
 
     @property
+    def local_only(self) -> bool:
+        """Serving this machine only (a loopback ``host``): requests whose ``Host`` or
+        ``Origin`` names another machine are refused, so a web page cannot reach the simulator
+        through DNS rebinding. A public ``host`` serves everyone."""
+        from .server import is_local_name
+
+        return is_local_name(self.host)
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -188,7 +197,7 @@ class Simulator:
 
         self._stop_event = asyncio.Event()
         server = SimServer(self.market, self._issuer, self.faults, firehose=self.firehose,
-                           guid_reuse=self.guid_reuse)
+                           guid_reuse=self.guid_reuse, local_only=self.local_only)
         runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,
                                shutdown_timeout=1.0)
         await runner.setup()

@@ -18,9 +18,21 @@ import numpy as np
 
 from . import encode
 from .auth import token_portfolios
-from .routing import EXCHANGES, MARKETS, Params, Problem, Request, bad, parse_tf, pick, route
+from .routing import (
+    EXCHANGES,
+    INT32_MAX,
+    MARKETS,
+    Params,
+    Problem,
+    Request,
+    bad,
+    parse_tf,
+    pick,
+    route,
+)
 
 MAX_CANDLES = 50_000
+PREV_LOOKBACK_CANDLES = 20_000  # how far back `prev` is looked for, in candles
 
 
 @route("/md/v2/time", public=True)
@@ -222,24 +234,9 @@ def _concat(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[st
 
 
 def _collect(req: Request, key: Any, tf: int, start: int, stop: int) -> dict[str, np.ndarray]:
-    """The candles of ``[start, stop)``, but no more windows than needed to pass MAX_CANDLES
-    (a 5-year range of minutes is not generated to answer with its first 50,000)."""
-    parts = []
-    count = 0
-    cursor = start
-    window = MAX_CANDLES * tf * 2
-    while True:
-        upto = min(stop, cursor + window)
-        part = _candles(req, key, tf, cursor, upto) if upto > cursor else _candles(req, key, tf, 0, 0)
-        parts.append(part)
-        count += _count(part)
-        cursor = upto
-        window *= 2
-        if cursor >= stop or count > MAX_CANDLES:
-            break
-    if len(parts) == 1:
-        return dict(parts[0])
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in encode.CANDLE_COLUMNS}
+    """The first ``MAX_CANDLES + 1`` candles of ``[start, stop)`` (the one past a full page is
+    its ``next``): only they are generated, so a range of years of seconds costs one page."""
+    return dict(req.market.candles(key, tf, start, stop, limit=MAX_CANDLES + 1))
 
 
 def _delayed_last_candle(req: Request, key: Any, tf: int, columns: dict[str, np.ndarray],
@@ -282,10 +279,13 @@ def _extend_back(req: Request, key: Any, tf: int, columns: dict[str, np.ndarray]
 def _neighbour(req: Request, key: Any, tf: int, start: int, end: int, last: bool) -> int | None:
     if end <= start:
         return None
-    found = _candles(req, key, tf, start, end)
+    if not last:  # the first candle after: only it is generated
+        found = req.market.candles(key, tf, start, end, limit=1)
+        return int(found["time"][0]) if _count(found) else None
+    found = _candles(req, key, tf, max(start, end - tf * PREV_LOOKBACK_CANDLES), end)
     if _count(found) == 0:
         return None
-    return int(found["time"][-1 if last else 0])
+    return int(found["time"][-1])
 
 
 @route("/md/v2/history", public=True)
@@ -298,7 +298,8 @@ def history(req: Request) -> Any:
     end = p.integer("to", required=True)
     if start > end:
         raise bad("parameter 'from' must not be after 'to'")
-    count_back = p.integer("countBack", None, lo=1, hi=1_000_000)
+    count_back = p.integer("countBack", None, lo=1, hi=INT32_MAX)
+    count_back = None if count_back is None else min(count_back, MAX_CANDLES)  # one page at most
     for flag in ("untraded", "splitAdjust", "jsonResponse"):
         p.boolean(flag)
     key = req.server.resolve(exchange, symbol, p.text("instrumentGroup"))
@@ -324,7 +325,7 @@ def history(req: Request) -> Any:
 @route("/md/v2/risk/rates", public=True)
 def risk_rates(req: Request) -> Any:
     p = req.params
-    category = p.integer("riskCategoryId", required=True)
+    category = p.integer("riskCategoryId", required=True, lo=0, hi=INT32_MAX)
     exchange = p.choice("exchange", EXCHANGES)
     rates = req.market.risk_rates(category, exchange=exchange, ticker=p.text("ticker"),
                                   search=p.text("search"))

@@ -7,6 +7,7 @@ exchange, side, ...) as well. Bad values raise ``Problem(400, message naming the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from .server import SimServer
 
 ANONYMOUS_DELAY = 900
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT32_MAX = 2**31 - 1
+MAX_TF_SECONDS = 31_536_000    # "Y": no candle is longer than a year
 EXCHANGES = ("MOEX", "SPBX", "ITS", "UNITED")
 MARKETS = ("FORTS", "FOND", "CURR", "SPBX")
 
@@ -60,19 +64,26 @@ class Params:
         if value is None:
             return default
         try:
-            number = int(value)
+            number = int(value) if len(value) <= 20 else None
         except ValueError:
-            raise bad(f"parameter '{name}' must be an integer, got {value!r}") from None
-        return check_range(name, number, lo, hi)
+            number = None
+        if number is None:
+            raise bad(f"parameter '{name}' must be an integer, got {value[:40]!r}")
+        # the API's integers are int64 at most (int32 where the spec says so)
+        return check_range(name, number, INT64_MIN if lo is None else lo,
+                           INT64_MAX if hi is None else hi)
 
     def number(self, name: str) -> float | None:
         value = self.raw(name)
         if value is None:
             return None
         try:
-            return float(value)
+            number = float(value) if len(value) <= 40 else math.nan
         except ValueError:
-            raise bad(f"parameter '{name}' must be a number, got {value!r}") from None
+            number = math.nan
+        if not math.isfinite(number):
+            raise bad(f"parameter '{name}' must be a finite number, got {value[:40]!r}")
+        return number
 
     def boolean(self, name: str, default: bool = False) -> bool:
         value = self.raw(name)
@@ -119,10 +130,17 @@ def parse_format(value: Any) -> str:
 
 
 def parse_tf(value: Any) -> int:
+    """Seconds (1 up to a year) or a code (``D``, ``W``, ``M``, ``Y``); 400 otherwise."""
+    if isinstance(value, str) and len(value) > 32:
+        raise bad(f"parameter 'tf' is not a known timeframe: {value[:32]!r}...")
     try:
-        return to_seconds(value if not isinstance(value, float) else int(value))
-    except InvalidArgument:
-        raise bad(f"parameter 'tf' is not a known timeframe: {value!r}") from None
+        seconds = to_seconds(value if not isinstance(value, float) else int(value))
+    except (InvalidArgument, ValueError, TypeError, OverflowError):
+        seconds = None
+    if seconds is None or not 1 <= seconds <= MAX_TF_SECONDS:
+        raise bad(f"parameter 'tf' is not a known timeframe: {str(value)[:32]!r} (seconds "
+                  f"1..{MAX_TF_SECONDS} or D, W, M, Y)")
+    return seconds
 
 
 # --- routing -------------------------------------------------------------------------------------

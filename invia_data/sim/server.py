@@ -8,10 +8,13 @@ every other route needs a valid JWT.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
@@ -25,6 +28,7 @@ log = logging.getLogger("invia_data.sim")
 
 MAX_CANDLES = routes.MAX_CANDLES
 TICK_SECONDS = 0.01
+HANDLER_THREADS = 4
 
 # --- the server ----------------------------------------------------------------------------------
 
@@ -32,8 +36,10 @@ class SimServer:
     """The application state: market, token issuer, faults, open WebSocket connections."""
 
     def __init__(self, market: Any, issuer: TokenIssuer, faults: Faults, *,
-                 firehose: bool = False, guid_reuse: str = "replace") -> None:
+                 firehose: bool = False, guid_reuse: str = "replace",
+                 local_only: bool = True) -> None:
         self.market = market
+        self.local_only = local_only
         self.issuer = issuer
         self.faults = faults
         self.firehose = firehose
@@ -44,6 +50,9 @@ class SimServer:
         self._tasks: list[asyncio.Task] = []
         self._remove_drop_listener: Callable[[], None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        # route handlers and the market's steps run here, so a heavy request (a page of
+        # hourly candles over years) never holds up the event loop and its other clients
+        self.workers: ThreadPoolExecutor | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -56,6 +65,8 @@ class SimServer:
 
     async def _on_startup(self, _app: web.Application) -> None:
         self.loop = asyncio.get_running_loop()
+        self.workers = ThreadPoolExecutor(max_workers=HANDLER_THREADS,
+                                          thread_name_prefix="sim-handler")
         self._tasks = [asyncio.create_task(self._ticker(), name="sim-ticker"),
                        asyncio.create_task(self._periodic_drops(), name="sim-drops")]
         self._remove_drop_listener = self.faults.on_drop(self._drop_all_threadsafe)
@@ -68,6 +79,8 @@ class SimServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for conn in list(self.connections):
             conn.abort("server shutting down")
+        if self.workers is not None:
+            self.workers.shutdown(wait=True, cancel_futures=True)
 
     async def _ticker(self) -> None:
         """Runs the market's order flow up to its clock; a failing step is logged, not fatal."""
@@ -75,7 +88,7 @@ class SimServer:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             try:
-                self.market.advance()
+                await self._in_worker(self.market.advance)
                 failures = 0
             except Exception:
                 failures += 1
@@ -93,6 +106,11 @@ class SimServer:
             elif every <= 0:
                 last = time.monotonic()
 
+    async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.workers is None or self.loop is None:
+            return fn(*args)
+        return await self.loop.run_in_executor(self.workers, fn, *args)
+
     def _drop_all_threadsafe(self) -> None:
         loop = self.loop
         if loop is not None and not loop.is_closed():
@@ -103,6 +121,21 @@ class SimServer:
             log.info("dropping %d WebSocket connection(s)", len(self.connections))
         for conn in list(self.connections):
             conn.abort("dropped by fault injection")
+
+    def foreign_origin(self, request: web.Request) -> str | None:
+        """Why a request does not come from this machine's own pages and programs (None when
+        it does, or when the simulator serves a public host): a ``Host`` that names another
+        machine (DNS rebinding) or a browser ``Origin`` of another site."""
+        if not self.local_only:
+            return None
+        host = request.headers.get("Host")
+        if host is None or not is_local_name(urlsplit(f"//{host}").hostname):
+            return f"Host {str(host)[:80]!r} is not this machine"
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != "null" and not is_local_name(
+                urlsplit(origin).hostname):
+            return f"Origin {origin[:80]!r} is not this machine"
+        return None
 
     # authorization
 
@@ -122,6 +155,11 @@ class SimServer:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         lowered = path.lower().rstrip("/")
+        foreign = self.foreign_origin(request)
+        if foreign is not None:
+            log.warning("refused %s %s: %s", request.method, path, foreign)
+            return json_response({"message": f"{foreign}: the simulator serves this machine "
+                                  "only (start it with a public --host to serve others)"}, 403)
         if lowered in ("/ws", "/cws"):
             from .websocket import serve_websocket
             return await serve_websocket(self, request)
@@ -153,7 +191,7 @@ class SimServer:
             claims = self._request_claims(request, matched.public)
             ctx = Request(self, args, Params(request.query), claims)
             ctx.fmt = ctx.params.format()
-            payload = matched.handler(ctx)
+            payload = await self._in_worker(matched.handler, ctx)
         except Problem as problem:
             return problem_response(problem)
         if isinstance(payload, bytes):
@@ -236,6 +274,22 @@ class SimServer:
         data = encode.book_bytes(self.market.book(key, depth, delay=delay), fmt, existing)
         self.book_cache[cache_key] = (version, data)
         return data
+
+
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_local_name(host: str | None) -> bool:
+    """A loopback address or ``localhost`` (and its subdomains, which resolve to loopback)."""
+    if not host:
+        return False
+    host = host.lower().rstrip(".")
+    if host in LOCAL_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
