@@ -208,13 +208,18 @@ def spec_schemas() -> dict[str, Any]:
     return {name: _closed(_nullable(schema)) for name, schema in load("schemas.json").items()}
 
 
-def validation_errors(instance: Any, schema_name: str) -> list[Any]:
-    """The jsonschema errors of ``instance`` against the spec's ``schema_name`` (unfiltered)."""
+@cache
+def _validator(schema_name: str) -> Any:
     import jsonschema
 
     root = {"$ref": f"#/components/schemas/{schema_name}",
             "components": {"schemas": spec_schemas()}}
-    return list(jsonschema.Draft7Validator(root).iter_errors(instance))
+    return jsonschema.Draft7Validator(root)
+
+
+def validation_errors(instance: Any, schema_name: str) -> list[Any]:
+    """The jsonschema errors of ``instance`` against the spec's ``schema_name`` (unfiltered)."""
+    return list(_validator(schema_name).iter_errors(instance))
 
 
 def describe(error: Any) -> list[tuple[str, str, str]]:
