@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -114,6 +115,28 @@ def run_demo(args: argparse.Namespace) -> int:
           flush=True)
     result = demo(args.out, pictures=args.pictures)
     print(result.summary(), flush=True)
+    return 0
+
+
+# --- invia-data notebooks ----------------------------------------------------------------------
+
+def _notebooks_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="where to put the notebooks (made if missing)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace notebooks already in the folder (default: keep them)")
+
+
+@command("notebooks", "copy the example notebooks into a folder, to open in Jupyter",
+         _notebooks_arguments)
+def copy_notebooks(args: argparse.Namespace) -> int:
+    from .demo import copy_notebooks as copy
+
+    written = copy(args.folder, overwrite=args.overwrite)
+    for path in written:
+        print(path)
+    kept = "" if written else " (all were there already: --overwrite replaces them)"
+    print(f"{len(written)} notebooks in {Path(args.folder).expanduser()}{kept}; "
+          f"open them with: jupyter lab {args.folder}", flush=True)
     return 0
 
 

@@ -22,14 +22,33 @@ DEMO_NOTEBOOKS = ("01-quickstart.ipynb", "02-order-book-live.ipynb")
 
 
 def notebooks_dir() -> Path:
-    """The `notebooks/` folder of the source checkout beside the package."""
-    here = Path(__file__).resolve().parent.parent / "notebooks"
-    if not here.is_dir():
-        from .errors import InvalidArgument
+    """The example notebooks: the package's own copy in an installed wheel, else the
+    `notebooks/` folder of the source checkout beside the package."""
+    package = Path(__file__).resolve().parent
+    for here in (package / "notebooks", package.parent / "notebooks"):
+        if any(here.glob("*.ipynb")):
+            return here
+    from .errors import InvalidArgument
 
-        raise InvalidArgument(
-            f"notebooks folder not found at {here}: run the demo from a source checkout")
-    return here
+    raise InvalidArgument(f"no notebooks in {package / 'notebooks'}: reinstall invia-data "
+                          "from its wheel or run from a source checkout")
+
+
+def copy_notebooks(target: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+    """Copy the example notebooks into ``target`` (made if missing) for the user to open in
+    Jupyter; existing files are kept unless ``overwrite``. Returns the notebooks written."""
+    import shutil
+
+    folder = Path(target).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for notebook in sorted(notebooks_dir().glob("*.ipynb")):
+        destination = folder / notebook.name
+        if destination.exists() and not overwrite:
+            continue
+        shutil.copyfile(notebook, destination)
+        written.append(destination)
+    return written
 
 
 @dataclass
