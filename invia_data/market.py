@@ -46,6 +46,7 @@ __all__ = ["DataCalls", "MarketData", "book_frame", "parse_symbol"]
 MAX_DEPTH = 50
 HISTORY_PAGE = 50_000          # the most /alltrades/history returns per request
 RISK_RATES_PAGE = 1000
+TRADES_PAGE = 5_000             # trades per request when paging the current session
 MAX_PAGES = 10_000             # a bound on any paging loop, far above real needs
 SECTORS = ("FORTS", "FOND", "CURR")
 MARKETS = ("FORTS", "FOND", "CURR", "SPBX")
@@ -94,6 +95,34 @@ def check_side(side: str | None) -> str | None:
 
 def flag(value: bool) -> str:
     return "true" if value else "false"
+
+
+def alltrades_path(exchange: str, symbol: str) -> str:
+    """The route of the current session's anonymous trades of one instrument."""
+    return f"/md/v2/Securities/{path_part(exchange)}/{path_part(symbol)}/alltrades"
+
+
+def all_trades_after(http: Any, exchange: str, symbol: str, *, after_id: int | None = None,
+                     start: int | None = None, board: str | None = None, fmt: str = "Slim",
+                     page: int = TRADES_PAGE, max_pages: int = MAX_PAGES,
+                     ) -> tuple[list[Any], bool]:
+    """Current-session trades with an id above ``after_id`` (else from ``start``, unix s),
+    ascending, page after page (``take``/``offset``) until a page comes back short.
+    Returns the wire trades and whether the last page was reached (False: ``max_pages``
+    pages were fetched and more may follow)."""
+    params = without_none({"fromId": None if after_id is None else after_id + 1,
+                           "from": start if after_id is None else None,
+                           "instrumentGroup": board, "format": fmt, "take": page})
+    trades: list[Any] = []
+    what = f"trades of {exchange}:{symbol}"
+    for _ in range(max_pages):
+        batch, _total = listing(http.get(alltrades_path(exchange, symbol),
+                                         {**params, "offset": len(trades)}, what=what),
+                                what=what)
+        trades.extend(batch)
+        if len(batch) < page:
+            return trades, True
+    return trades, False
 
 
 def path_part(text: str) -> str:
@@ -392,8 +421,8 @@ class MarketData(DataCalls):
                 "priceFrom": _optional_float(price_from, "price_from"),
                 "priceTo": _optional_float(price_to, "price_to"),
             })
-            trades, _ = listing(self.http.get(f"/md/v2/Securities/{where}/alltrades", params,
-                                              what=what), what=what)
+            trades, _ = listing(self.http.get(alltrades_path(ex, sym), params, what=what),
+                                what=what)
         return to_frame(TRADE, trades, fmt, tz=tz, index="time")
 
     def _trade_pages(self, path: str, params: dict[str, Any], limit: int | None,

@@ -33,7 +33,7 @@ from .frames import dtypes, empty_frame
 from .history import candle_frame
 from .market import check_count, parse_symbol
 from .record import PORTFOLIO_KINDS, SCHEMAS, partition_key, receive_us
-from .stream.live import LiveFrame
+from .stream.live import FrameWriter, LiveFrame
 from .timeframes import to_seconds
 from .times import iso_time, to_utc
 
@@ -335,7 +335,7 @@ class Replay:
         """Speed None: the time by which no frame takes more than ``batch`` rows."""
         target = self.end_us
         for frame in self._frames:
-            state = frame._read_state(lambda s: s)
+            state = FrameWriter(frame).read(lambda s: s)
             times = state.times
             if state.position < len(times):
                 step = times[min(state.position + self.batch, len(times)) - 1]
@@ -348,11 +348,11 @@ class Replay:
     def _advance(self, t_us: int) -> None:
         wall = time.time()
         for frame in list(self._frames):
-            state = frame._read_state(lambda s: s)
+            state = FrameWriter(frame).read(lambda s: s)
             position = state.position_at(t_us)
             if position != state.position:
-                frame._apply_many([position], wall, abs(position - state.position))
-                frame._notify()
+                FrameWriter(frame).apply([position], wall, abs(position - state.position))
+                FrameWriter(frame).publish()
 
     # --- subscriptions (the methods of inv.stream) --------------------------------------------
 
@@ -462,8 +462,8 @@ class Replay:
             self._frames.append(frame)
             now = self._current_us()
             position = state.position_at(now)
-            frame._apply_many([position], time.time(), max(position, 1))
-            frame._set_status("live")
+            FrameWriter(frame).apply([position], time.time(), max(position, 1))
+            FrameWriter(frame).set_status("live")
         self._wake.set()
         return frame
 
@@ -485,7 +485,7 @@ class Replay:
         rows = []
         now = self.now
         for frame in self.frames:
-            state = frame._read_state(lambda s: s)
+            state = FrameWriter(frame).read(lambda s: s)
             rows.append({"kind": frame.kind, "symbol": frame.symbol, "status": frame.status,
                          "messages": state.position, "total": len(state.times), "now": now})
         return pd.DataFrame(rows, columns=["kind", "symbol", "status", "messages", "total",

@@ -20,6 +20,7 @@ import invia_data
 from invia_data.errors import InvalidArgument
 from invia_data.record import Recorder, partition_key
 from invia_data.stream import LiveFrame
+from invia_data.stream.live import FrameWriter
 from invia_data.stream.state import make_state
 
 WAIT = 15.0
@@ -136,7 +137,7 @@ def test_files_rotate_by_day_and_buffers_stay_bounded(tmp_path):
                         batch_seconds=3600)
     for i in range(100):   # 100 messages around midnight, the writer thread is never woken
         now = midnight - 50 + i
-        frame._apply_many([_trade(i + 1, int(now * 1000))], now)
+        FrameWriter(frame).apply([_trade(i + 1, int(now * 1000))], now)
         assert recorder.health()["pending"].sum() <= 25
     recorder.close()
     days = sorted(p.name for p in (tmp_path / "kind=all_trades" / "symbol=SBER").iterdir())
@@ -154,7 +155,7 @@ def test_a_restart_appends_trades_above_the_last_id_written(tmp_path):
         frame = _fake_trades_frame()
         with Recorder(tmp_path, [frame], batch_rows=7) as recorder:
             for i in ids:
-                frame._apply_many([_trade(i, int((base + i) * 1000))], base + run * 100 + i)
+                FrameWriter(frame).apply([_trade(i, int((base + i) * 1000))], base + run * 100 + i)
         assert recorder.rows == (40 if run == 0 else 30)
     assert sorted(_read(tmp_path, "all_trades")["id"]) == list(range(1, 71))
 

@@ -1,32 +1,46 @@
-"""The one thread that owns the WebSocket: connect, read, route, reconnect, watch.
+"""The threads that move the WebSocket's bytes; every rule lives in :class:`policy.Policy`.
 
-websocket-client performs the handshake (and TLS); afterwards the thread reads the raw socket
-in large chunks, splits frames with :class:`wire.FrameReader`, turns each into an event with
-:class:`protocol.Session` and applies data to LiveFrames, then notifies the touched frames
-once per read (after their locks are released). User threads send subscribe/unsubscribe
-frames directly under ``Connection._lock``; the same lock guards the session and the
-registry, so every subscription is sent exactly once per connection.
+* The **reader** thread connects (websocket-client does the handshake and TLS), reads the raw
+  socket in large chunks, splits frames with :class:`wire.FrameReader`, turns them into events
+  with :class:`protocol.Session`, applies data through each LiveFrame's writer and asks the
+  policy what to do on each answer, tick and reconnect. It never waits for a token.
+* The **sender** thread sends what the connection itself decides to send (everything again
+  after a reconnect, a re-send after a 401 or a 429): it fetches the token, so a slow token
+  server delays those frames, never the reading.
+* A user thread subscribing fetches its token and sends its frame itself.
 
-Reliability: reconnect with exponential backoff and jitter, resubscribe everything with fresh
-guids and a fresh token, a staleness watchdog per market-data subscription, WebSocket pings
-when the socket goes quiet, re-sending with a fresh token after a 401 frame.
+``Connection._lock`` guards the session and the registry only, never I/O: tokens are fetched
+and frames sent with it released. A frame that fails to send leaves the socket in an unknown
+state, so the connection is dropped and everything is subscribed again on the next one.
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import queue
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import websocket
 
 from ..errors import InvalidArgument, InviaError, StreamError, error_for_status
-from .live import LiveFrame
+from .live import FrameWriter, LiveFrame
+from .policy import (
+    BACKFILLED_KINDS,
+    FAIL,
+    PING,
+    RECONNECT,
+    RESEND,
+    RETRY,
+    SWITCH_TO_WS,
+    Policy,
+    Retry,
+)
 from .protocol import (
     CONFIRMED,
     DATA,
@@ -41,10 +55,7 @@ from .wire import OP_CLOSE, OP_PING, FrameReader, ProtocolViolation, close_code
 
 log = logging.getLogger("invia_data.stream")
 
-WATCHED_KINDS = frozenset({"orderbook", "quotes", "bars", "all_trades"})
 CONFLATED_KINDS = frozenset({"orderbook"})  # every message is a complete book
-AUTH_RETRIES = 3
-TRANSIENT_RETRIES = 5
 TICK = 0.25
 READ_SIZE = 1 << 18
 RATE_WINDOW = 5.0    # seconds of recent messages behind health()'s messages_per_s
@@ -89,6 +100,7 @@ class Sub:
                  exchange: str | None,
                  refresh: Callable[[Sub], Request] | None = None) -> None:
         self.frame = frame
+        self.writer = FrameWriter(frame)
         self.kind = request.kind
         self.symbol = symbol
         self.exchange = exchange
@@ -97,55 +109,107 @@ class Sub:
         self.settled = threading.Event()
         self.awaited = False  # a subscribing call is waiting and will raise a rejection itself
         self.rejection: BaseException | None = None
+        self.retry = Retry()
+        self.sent_on: Any = None  # the socket this subscription was last sent on
         self.messages = 0
         self.errors = 0
         self.reconnects = 0
         self.gaps = 0
-        self.auth_retries = 0
-        self.transient_retries = 0
-        self.retry_at: float | None = None  # monotonic time of a re-send after a 429/5xx
-        self.sent_at = 0.0
-        self.last_message: float | None = None
+        self.unfilled = 0  # gaps that the HTTP backfill could not fill completely
         self.meter = RateMeter(time.monotonic())
 
     @property
     def request(self) -> Request:
         return self.route.request
 
+    @property
+    def last_message(self) -> float | None:
+        return self.retry.last_message
+
+    def cursor(self) -> Any:
+        """Where the data held ends (None for kinds that are not backfilled)."""
+        if self.kind not in BACKFILLED_KINDS:
+            return None
+        return self.writer.read(lambda state: state.cursor())
+
     def __repr__(self) -> str:
         return f"<Sub {self.kind} {self.symbol} guid={self.route.guid}>"
 
 
+class Sender:
+    """A daemon thread running send jobs in order (a job fetches a token and sends)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="invia-data-send",
+                                                 daemon=True)
+                self._thread.start()
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:
+                log.exception("stream send job failed")
+
+
 class Connection:
-    """A WebSocket connection with every subscription of one :class:`Stream`."""
+    """A WebSocket connection with every subscription of one :class:`Stream`.
+
+    ``on_gap(sub, cursor, lost_at)`` is called on the reader thread whenever a subscription
+    may have missed data: after a reconnect (for every subscription) and after a malformed
+    frame (for the subscription it names, or every backfilled one when it names none).
+    ``fallback_to_ws``: when the server refuses a data subscription on ``/cws`` as an
+    unknown operation, switch to ``/ws`` once."""
 
     def __init__(self, url: str, token_provider: Callable[[], str], *,
                  stale_after: float | None = 60.0, ping_interval: float = 10.0,
                  reconnect_delay: float = 0.5, max_reconnect_delay: float = 15.0,
                  connect_timeout: float = 5.0, sslopt: dict[str, Any] | None = None,
-                 on_reconnect: Callable[[list[Sub], float], None] | None = None) -> None:
+                 on_gap: Callable[[Sub, Any, float], None] | None = None,
+                 fallback_to_ws: bool = False, policy: Policy | None = None,
+                 sender: Any = None) -> None:
         self.url = url
         self._token_provider = token_provider
         self._invalidate = getattr(getattr(token_provider, "__self__", None), "invalidate", None)
-        self.stale_after = stale_after
-        self.ping_interval = ping_interval
-        self.reconnect_delay = reconnect_delay
-        self.max_reconnect_delay = max_reconnect_delay
+        self.policy = policy or Policy(stale_after=stale_after, ping_interval=ping_interval,
+                                       reconnect_delay=reconnect_delay,
+                                       max_reconnect_delay=max_reconnect_delay)
         self.connect_timeout = connect_timeout
         self._sslopt = sslopt
-        self._on_reconnect = on_reconnect
+        self._on_gap = on_gap
+        self._fallback_to_ws = fallback_to_ws and urlsplit(url).path.rstrip("/") == "/cws"
         self._lock = threading.RLock()
         self._session = Session()
         self._subs: list[Sub] = []
         self._ws: websocket.WebSocket | None = None
         self._thread: threading.Thread | None = None
+        self._sender = sender or Sender()
         self._closing = threading.Event()
         self._reconnect_now = False
         self._last_token: str | None = None
         self.connected = threading.Event()
         self.stats = {"connects": 0, "reconnects": 0, "malformed": 0, "unknown_guid": 0,
-                      "error_frames": 0, "protocol_errors": 0, "stale": 0, "pings": 0}
+                      "error_frames": 0, "protocol_errors": 0, "stale": 0, "pings": 0,
+                      "send_failures": 0}
         self.last_error: str | None = None
+
+    @property
+    def stale_after(self) -> float | None:
+        return self.policy.stale_after
 
     # --- user-thread side ----------------------------------------------------------------------
 
@@ -157,39 +221,46 @@ class Connection:
         return threading.current_thread() is self._thread
 
     def add(self, sub: Sub) -> None:
+        """Register ``sub`` and send it now if connected (from the calling thread)."""
         if self._closing.is_set():
             raise StreamError("the stream is closed")
         sub.request.check()  # a field that cannot be encoded fails this call only
         with self._lock:
-            if self._ws is not None:
-                self._send_subscribe(sub)
             self._subs.append(sub)
+            ws = self._ws
             self._start()
+        if ws is not None:
+            try:
+                self._subscribe(sub, ws, force=False)
+            except InvalidArgument:
+                with self._lock:
+                    if sub in self._subs:
+                        self._subs.remove(sub)
+                raise
 
     def remove(self, sub: Sub) -> None:
+        """Stop routing ``sub``; the unsubscribe frame carries the last token used (fetching
+        a new one could wait for the token server, and the server ends the guid anyway when
+        the connection goes)."""
         with self._lock:
             if sub in self._subs:
                 self._subs.remove(sub)
-            if self._ws is None or self._session.routes.get(sub.route.guid) is not sub.route:
+            ws = self._ws
+            if ws is None or self._session.routes.get(sub.route.guid) is not sub.route:
                 self._session.forget(sub.route)
                 return
-            try:
-                token = self._token()
-            except InviaError as exc:  # no token, no frame: stop routing it all the same
-                log.warning("unsubscribing %s %s without a token: %s", sub.kind, sub.symbol, exc)
-                self._session.forget(sub.route)
-                return
-            frame = self._session.unsubscribe(sub.route, token)
-            if frame is not None:
-                self._send(frame)
+            frame = self._session.unsubscribe(sub.route, self._last_token or "")
+        if frame is not None:
+            self._send(ws, frame)
 
     def subs(self) -> list[Sub]:
         with self._lock:
             return list(self._subs)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread and close the socket (idempotent)."""
+        """Stop the threads and close the socket (idempotent)."""
         self._closing.set()
+        self._sender.stop()
         with self._lock:
             ws = self._ws
         if ws is not None:
@@ -212,43 +283,62 @@ class Connection:
         if ws is not None:
             _shutdown(ws)
 
-    # --- sending (caller holds the lock) ------------------------------------------------------
+    # --- sending (never under the lock) -------------------------------------------------------
 
     def _token(self) -> str:
         token = self._token_provider()
         self._last_token = token
         return token
 
-    def _send_subscribe(self, sub: Sub) -> None:
-        if sub.refresh is not None and sub.route.guid:
-            sub.route.request = sub.refresh(sub)
-        frame = self._session.subscribe(sub.route, self._token())
-        sub.sent_at = time.monotonic()
-        self._send(frame)
+    def _subscribe(self, sub: Sub, ws: Any, *, force: bool) -> bool:
+        """Send ``sub`` on ``ws`` unless the connection changed or it was sent there already
+        (``force``: send again, with a new guid). Raises InvalidArgument when a field cannot
+        be encoded."""
+        token = self._token()
+        with self._lock:
+            if self._ws is not ws or sub not in self._subs or self._closing.is_set():
+                return False
+            if sub.sent_on is ws and not force:
+                return False
+            if sub.refresh is not None and sub.route.guid:
+                sub.route.request = sub.refresh(sub)
+            self._session.forget(sub.route)
+            frame = self._session.subscribe(sub.route, token)
+            sub.sent_on = ws
+            self.policy.sent(sub.retry, time.monotonic())
+        return self._send(ws, frame)
 
-    def _resubscribe(self, sub: Sub) -> None:
-        """Send ``sub`` again on the thread's behalf; a request that can no longer be encoded
-        fails that subscription alone."""
-        try:
-            self._send_subscribe(sub)
-        except InvalidArgument as exc:
-            log.warning("%s %s cannot be resubscribed: %s", sub.kind, sub.symbol, exc)
-            if sub in self._subs:
-                self._subs.remove(sub)
-            sub.errors += 1
-            sub.rejection = exc
-            sub.settled.set()
-            sub.frame._set_status("error", exc)
+    def _queue_subscribe(self, sub: Sub, ws: Any, *, force: bool) -> None:
+        """Have the sender thread (re)send ``sub``."""
+        def job() -> None:
+            try:
+                self._subscribe(sub, ws, force=force)
+            except InvalidArgument as exc:
+                self._fail(sub, exc, f"{sub.kind} {sub.symbol} cannot be resubscribed")
+            except InviaError as exc:  # no token: the connection is useless, start over
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("stream: %s; reconnecting", self.last_error)
+                self._drop(ws)
+        self._sender.submit(job)
 
-    def _send(self, frame: str) -> None:
-        ws = self._ws
-        if ws is None:
-            return
+    def _send(self, ws: Any, frame: str) -> bool:
         try:
             ws.send(frame)
+            return True
         except (OSError, websocket.WebSocketException) as exc:
-            # the reader sees the broken socket and reconnects; the frame is re-sent then
-            log.debug("send failed: %s", exc)
+            # a frame may be half written: start over on a new connection, which sends
+            # every subscription again
+            self.stats["send_failures"] += 1
+            log.info("send failed (%s); reconnecting", type(exc).__name__)
+            self._drop(ws)
+            return False
+
+    def _drop(self, ws: Any) -> None:
+        with self._lock:
+            if self._ws is not ws:
+                return
+        self._reconnect_now = True
+        _shutdown(ws)
 
     def _start(self) -> None:
         if self._thread is None:
@@ -256,7 +346,7 @@ class Connection:
                                             daemon=True)
             self._thread.start()
 
-    # --- the thread ---------------------------------------------------------------------------
+    # --- the reader thread --------------------------------------------------------------------
 
     def _run(self) -> None:
         attempt = 0
@@ -268,14 +358,11 @@ class Connection:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("connect to %s failed: %s", self.url, self.last_error)
                 attempt += 1
-                self._sleep_backoff(attempt)
+                self._closing.wait(self.policy.backoff(attempt))
                 continue
             healthy = False
             try:
                 healthy = self._serve(ws, lost_at)
-            except InviaError as exc:  # e.g. the token provider cannot renew the token
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("stream: %s; reconnecting", self.last_error)
             except Exception:
                 log.exception("stream thread: unexpected error; reconnecting")
             finally:
@@ -286,21 +373,14 @@ class Connection:
                 lost_at = time.time()
             attempt = 0 if healthy else attempt + 1
             self.stats["reconnects"] += 1
-            self._sleep_backoff(attempt)
+            self._closing.wait(self.policy.backoff(attempt))
         self.connected.clear()
-
-    def _sleep_backoff(self, attempt: int) -> None:
-        if attempt <= 0:
-            delay = self.reconnect_delay * random.uniform(0.2, 0.6)
-        else:
-            delay = min(self.max_reconnect_delay, self.reconnect_delay * 2 ** (attempt - 1))
-            delay *= random.uniform(0.5, 1.0)
-        self._closing.wait(delay)
 
     def _connect(self) -> websocket.WebSocket:
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True,
                                  sslopt=self._sslopt)
         ws.connect(self.url, timeout=self.connect_timeout)
+        ws.sock.settimeout(TICK)
         return ws
 
     def _serve(self, ws: websocket.WebSocket, lost_at: float | None) -> bool:
@@ -314,14 +394,19 @@ class Connection:
             self._reconnect_now = False
             subs = list(self._subs)
             for sub in subs:
+                sub.sent_on = None
                 if lost_at is not None:
                     sub.reconnects += 1
-                sub.retry_at = None
-                self._resubscribe(sub)
+                sub.retry.retry_at = None
         self.stats["connects"] += 1
         self.connected.set()
-        if lost_at is not None and self._on_reconnect is not None:
-            self._on_reconnect(subs, lost_at)
+        if lost_at is not None:
+            # cursors are read before anything is subscribed again, so the first new message
+            # cannot hide the outage from the backfill
+            for sub in subs:
+                self._gap(sub, sub.cursor(), lost_at)
+        for sub in subs:
+            self._queue_subscribe(sub, ws, force=False)
         return self._read_loop(ws)
 
     def _disconnected(self, ws: websocket.WebSocket) -> None:
@@ -334,11 +419,10 @@ class Connection:
         if self._closing.is_set():
             return
         for sub in subs:
-            sub.frame._set_status("reconnecting")
+            sub.writer.set_status("reconnecting")
 
     def _read_loop(self, ws: websocket.WebSocket) -> bool:
         sock = ws.sock
-        sock.settimeout(TICK)
         reader = FrameReader()
         got_data = False
         last_recv = last_tick = time.monotonic()
@@ -373,10 +457,11 @@ class Connection:
                 last_tick = now
                 if not self._tick(now):
                     return got_data
-                if now - last_recv > 2 * self.ping_interval:
+                action = self.policy.keepalive(now, last_recv, pinged)
+                if action == RECONNECT:
                     log.warning("no bytes for %.0f s, reconnecting", now - last_recv)
                     return got_data
-                if not pinged and now - last_recv > self.ping_interval:
+                if action == PING:
                     pinged = True
                     self.stats["pings"] += 1
                     try:
@@ -406,43 +491,68 @@ class Connection:
 
     def _process(self, payloads: list[bytes], now: float) -> bool:
         groups, events = self._session.receive_many(payloads)
-        touched: dict[LiveFrame, None] = {}
+        if events:
+            self._malformed_gaps(events)
+        touched: dict[FrameWriter, None] = {}
         if groups:
             wall = time.time()
+            policy = self.policy
             for route, (count, items) in groups.items():
                 sub = route.target
                 sub.messages += count
                 sub.meter.add(now, count)
-                sub.last_message = now
+                policy.message(sub.retry, now)
                 if not sub.settled.is_set():
                     sub.settled.set()
-                applied, failure = sub.frame._apply_many(items, wall, count)
+                cursor = sub.cursor() if sub.kind in BACKFILLED_KINDS else None
+                applied, failure = sub.writer.apply(items, wall, count)
                 if applied:
-                    touched[sub.frame] = None
+                    touched[sub.writer] = None
                 if failure is not None:
                     sub.errors += 1
                     self.stats["malformed"] += 1
                     _log_counted(self.stats["malformed"], "bad %s data: %s", sub.kind, failure)
+                    self._gap(sub, cursor, wall)
         for kind, route, value in events:
             self._event(kind, route, value, now)
-        for frame in touched:
-            frame._notify()
+        for writer in touched:
+            writer.publish()
         return bool(groups)
+
+    def _malformed_gaps(self, events: list[Any]) -> None:
+        """A malformed frame may have carried data: open a gap on the subscription it names,
+        or on every backfilled subscription when it names none (read before this batch's data
+        is applied, so the gap starts before the lost message)."""
+        named = [route.target for kind, route, _ in events if kind == MALFORMED and route]
+        anonymous = any(kind == MALFORMED and route is None for kind, route, _ in events)
+        if not named and not anonymous:
+            return
+        targets = dict.fromkeys(named)
+        if anonymous:
+            with self._lock:
+                targets.update(dict.fromkeys(s for s in self._subs if s.kind in BACKFILLED_KINDS))
+        wall = time.time()
+        for sub in targets:
+            self._gap(sub, sub.cursor(), wall)
+
+    def _gap(self, sub: Sub, cursor: Any, lost_at: float) -> None:
+        sub.gaps += 1
+        if self._on_gap is not None:
+            self._on_gap(sub, cursor, lost_at)
 
     def _event(self, kind: int, route: Route | None, value: Any, now: float) -> None:
         if kind == CONFIRMED:
             sub = route.target
-            sub.auth_retries = 0
-            sub.transient_retries = 0
+            self.policy.confirmed(sub.retry)
             sub.settled.set()
-            if sub.frame.status in ("connecting", "reconnecting", "stale"):
-                sub.frame._set_status("live")
+            if sub.frame._status in ("connecting", "reconnecting", "stale"):
+                sub.writer.set_status("live")
         elif kind == REJECTED:
             status, message = value
             if route is None:
                 self._orphan_error(status, message)
             else:
-                self._rejected(route.target, status, message)
+                self._rejected(route.target, status, message, now)
         elif kind == UNKNOWN:
             self.stats["unknown_guid"] += 1
             _log_counted(self.stats["unknown_guid"], "frame for unknown guid %r", value)
@@ -454,41 +564,54 @@ class Connection:
         elif kind == DATA:  # only from Session.receive(); receive_many groups data
             raise StreamError("data events are applied in batches")
 
-    def _rejected(self, sub: Sub, status: int, message: str) -> None:
+    def _rejected(self, sub: Sub, status: int, message: str, now: float) -> None:
         sub.errors += 1
         self.stats["error_frames"] += 1
-        if status == 401 and sub.auth_retries < AUTH_RETRIES:
-            sub.auth_retries += 1
+        decision = self.policy.rejected(sub.retry, status, message, now,
+                                        on_cws=self._fallback_to_ws)
+        with self._lock:
+            ws = self._ws
+            self._session.forget(sub.route)
+        if decision == SWITCH_TO_WS:
+            self._switch_to_ws(sub, status, message)
+        elif decision == RESEND:
             log.info("%s %s: token rejected (%s); re-sending with a fresh token",
                      sub.kind, sub.symbol, message)
             self._refresh_token()
-            with self._lock:
-                if sub in self._subs and self._ws is not None:
-                    self._session.forget(sub.route)
-                    self._resubscribe(sub)
-            return
-        if (status == 429 or status >= 500) and sub.transient_retries < TRANSIENT_RETRIES:
-            # the server is busy or failing, not refusing this request: try it again later
-            sub.transient_retries += 1
-            delay = min(30.0, self.reconnect_delay * 2 ** sub.transient_retries)
-            sub.retry_at = time.monotonic() + delay * random.uniform(0.5, 1.0)
+            if ws is not None:
+                self._queue_subscribe(sub, ws, force=True)
+        elif decision == RETRY:
             log.info("%s %s: server error %s (%s); retrying in %.1f s", sub.kind, sub.symbol,
-                     status, message, sub.retry_at - time.monotonic())
-            with self._lock:
-                self._session.forget(sub.route)
-            return
-        error = error_for_status(status, message or "subscription rejected",
-                                 request=sub.request.opcode)
-        # the caller still waiting gets the exception; a later rejection has only this log
-        log.log(logging.INFO if sub.awaited else logging.WARNING, "%s %s rejected: %s",
-                sub.kind, sub.symbol, error)
+                     status, message, sub.retry.retry_at - now)
+        else:
+            assert decision == FAIL
+            error = error_for_status(status, message or "subscription rejected",
+                                     request=sub.request.opcode)
+            self._fail(sub, error, f"{sub.kind} {sub.symbol} rejected",
+                       level=logging.INFO if sub.awaited else logging.WARNING)
+
+    def _fail(self, sub: Sub, error: BaseException, what: str,
+              level: int = logging.WARNING) -> None:
+        """``sub`` is refused for good: the caller still waiting gets the exception; a later
+        failure has only this log line and the frame's error status."""
+        log.log(level, "%s: %s", what, error)
         with self._lock:
             self._session.forget(sub.route)
             if sub in self._subs:
                 self._subs.remove(sub)
         sub.rejection = error
         sub.settled.set()
-        sub.frame._set_status("error", error)
+        sub.writer.set_status("error", error)
+
+    def _switch_to_ws(self, sub: Sub, status: int, message: str) -> None:
+        parts = urlsplit(self.url)
+        self.url = urlunsplit((parts.scheme, parts.netloc, "/ws", "", ""))
+        self._fallback_to_ws = False
+        log.info("%s %s refused on /cws (%s %s): data subscriptions move to %s",
+                 sub.kind, sub.symbol, status, message, self.url)
+        sub.errors -= 1  # an expected answer, not an error of the subscription
+        self.stats["error_frames"] -= 1
+        self._reconnect_now = True
 
     def _orphan_error(self, status: int, message: str) -> None:
         """An error frame with an empty or unknown guid: count it; after a 401, re-send the
@@ -500,13 +623,13 @@ class Connection:
             return
         self._refresh_token()
         with self._lock:
-            if self._ws is None:
+            ws = self._ws
+            if ws is None:
                 return
-            for sub in list(self._subs):
-                if not sub.route.confirmed and sub.auth_retries < AUTH_RETRIES:
-                    sub.auth_retries += 1
-                    self._session.forget(sub.route)
-                    self._resubscribe(sub)
+            resend = self.policy.orphan_401((sub, sub.retry, sub.route.confirmed)
+                                            for sub in self._subs)
+        for sub in resend:
+            self._queue_subscribe(sub, ws, force=True)
 
     def _refresh_token(self) -> None:
         if self._invalidate is not None and self._last_token is not None:
@@ -519,26 +642,21 @@ class Connection:
         """Due re-sends and the staleness watchdog; False asks for a reconnect."""
         with self._lock:
             subs = list(self._subs)
-            for sub in subs:
-                if sub.retry_at is not None and now >= sub.retry_at and self._ws is not None:
-                    sub.retry_at = None
-                    self._resubscribe(sub)
-        stale = []
-        for sub in subs:
-            if self.stale_after is None or sub.kind not in WATCHED_KINDS:
-                continue
-            if sub.frame.status in ("closed", "error"):
-                continue
-            last = max(sub.last_message or 0.0, sub.sent_at)
-            if now - last > self.stale_after:
-                stale.append(sub)
+            ws = self._ws
+        if ws is not None:
+            for sub in self.policy.due(((s, s.retry) for s in subs), now):
+                sub.retry.retry_at = None
+                self._queue_subscribe(sub, ws, force=True)
+        live = [(s, s.kind, s.retry) for s in subs
+                if s.frame._status not in ("closed", "error")]
+        stale = self.policy.stale(live, now)
         if not stale:
             return True
         self.stats["stale"] += 1
         for sub in stale:
             log.warning("%s %s: no message for %.1f s, reconnecting", sub.kind, sub.symbol,
-                        now - max(sub.last_message or 0.0, sub.sent_at))
-            sub.frame._set_status("stale")
+                        self.policy.silence(sub.retry, now))
+            sub.writer.set_status("stale")
         return False
 
 
@@ -565,4 +683,4 @@ def _log_counted(count: int, message: str, *args: Any) -> None:
         log.debug(message, *args)
 
 
-__all__ = ["Connection", "Sub"]
+__all__ = ["Connection", "Sub", "Sender"]

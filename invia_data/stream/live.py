@@ -1,9 +1,15 @@
 """LiveFrame: a DataFrame that the stream keeps current.
 
-The stream thread applies messages to the reducer under the frame's lock and bumps
-``version``; readers take a snapshot under the same lock and build the DataFrame outside it,
-once per version (cached). Callbacks and waiters are notified after the lock is released, so
-a callback may subscribe, unsubscribe or read ``.df`` without deadlocking.
+The stream writes through a :class:`FrameWriter` (its whole internal API: apply a batch of
+messages, merge a backfill, read the reducer, set the status, publish). Messages are applied
+to the reducer under the frame's lock and bump ``version``; readers take a snapshot under the
+same lock and build the DataFrame outside it, once per version (cached).
+
+Callbacks never run on the thread that writes: :meth:`FrameWriter.publish` wakes waiters and
+hands the frame to a :class:`Dispatcher`, whose worker threads call each frame's callbacks
+with the latest version (updates that arrived while a callback ran are delivered once, and
+counted in ``callbacks_skipped``). The callbacks of one frame never overlap; a slow callback
+delays only its own frame's callbacks, never ingest.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import html
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +30,43 @@ from ..errors import InvalidArgument, InviaError, StreamClosed, StreamTimeout
 log = logging.getLogger("invia_data.stream")
 
 STATUSES = ("connecting", "live", "reconnecting", "stale", "error", "closed")
+CALLBACK_WORKERS = 4
+
+
+class Dispatcher:
+    """Daemon worker threads that run LiveFrame callbacks. A frame is queued at most once at
+    a time; its worker delivers until no newer update is pending, so one frame's callbacks
+    never overlap and a slow one holds up a single worker, never the stream thread."""
+
+    def __init__(self, workers: int = CALLBACK_WORKERS) -> None:
+        self._workers = workers
+        self._queue: queue.SimpleQueue[LiveFrame] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def schedule(self, frame: LiveFrame) -> None:
+        if len(self._threads) < self._workers:
+            self._start_worker()
+        self._queue.put(frame)
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if len(self._threads) >= self._workers:
+                return
+            thread = threading.Thread(target=self._work, daemon=True,
+                                      name=f"invia-data-callbacks-{len(self._threads) + 1}")
+            self._threads.append(thread)
+            thread.start()
+
+    def on_worker(self) -> bool:
+        return threading.current_thread() in self._threads
+
+    def _work(self) -> None:
+        while True:
+            self._queue.get()._deliver()
+
+
+DISPATCHER = Dispatcher()
 
 
 class LiveFrame:
@@ -34,7 +78,9 @@ class LiveFrame:
     """
 
     def __init__(self, kind: str, symbol: str | None, params: dict[str, Any], state: Any,
-                 closer: Callable[[LiveFrame], None] | None = None) -> None:
+                 closer: Callable[[LiveFrame], None] | None = None, *,
+                 stale_after: float | None = None,
+                 dispatcher: Dispatcher | None = None) -> None:
         self.kind = kind
         self.symbol = symbol
         self.params = dict(params)
@@ -50,8 +96,14 @@ class LiveFrame:
         self._cache: tuple[int, pd.DataFrame] | None = None
         self._closer = closer
         self.callback_errors = 0
+        self.callbacks_skipped = 0  # updates superseded before their callbacks ran
         self._failed_callbacks: set[int] = set()
         self._sinks: tuple[Callable[[Any, float], Any], ...] = ()
+        self._stale_after = stale_after
+        self._dispatcher = dispatcher or DISPATCHER
+        self._delivering = False     # a worker holds this frame
+        self._pending_since: float | None = None  # monotonic: oldest undelivered publish
+        self._delivered_version = 0
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -87,7 +139,20 @@ class LiveFrame:
 
     @property
     def status(self) -> str:
-        return self._status
+        """``live`` only while the data is fresh: a live frame with no update for more than
+        the stream's ``stale_after`` reads ``stale``."""
+        status = self._status
+        if status == "live" and self._stale_after is not None:
+            updated = self._updated
+            if updated is not None and time.time() - updated > self._stale_after:
+                return "stale"
+        return status
+
+    @property
+    def callback_lag(self) -> float:
+        """Seconds the oldest update not yet handed to the callbacks has waited (0.0: none)."""
+        since = self._pending_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
     @property
     def error(self) -> BaseException | None:
@@ -97,10 +162,13 @@ class LiveFrame:
     # --- callbacks and waiting -----------------------------------------------------------------
 
     def on_update(self, fn: Callable[[LiveFrame], Any]) -> int:
-        """Call ``fn(live_frame)`` on the stream thread after each batch of updates and on
-        status changes. Returns a handle for :meth:`remove_callback`. Exceptions raised by
-        ``fn`` are counted (``callback_errors``), never propagated, and logged: the first
-        with its traceback at ERROR, the later ones of the same ``fn`` at DEBUG."""
+        """Call ``fn(live_frame)`` after updates and on status changes, on a callback worker
+        thread (never the stream thread). Calls for one frame never overlap; updates that
+        arrive while a call runs are handed over together in the next one (the frame shows
+        the latest version; ``callbacks_skipped`` counts the versions no call saw). Returns a
+        handle for :meth:`remove_callback`. Exceptions raised by ``fn`` are counted
+        (``callback_errors``), never propagated, and logged: the first with its traceback at
+        ERROR, the later ones of the same ``fn`` at DEBUG."""
         if not callable(fn):
             raise InvalidArgument(f"on_update needs a callable, got {fn!r}")
         handle = next(self._handles)
@@ -157,42 +225,7 @@ class LiveFrame:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- used by the stream thread -------------------------------------------------------------
-
-    def _apply(self, data: Any) -> bool:
-        applied, failure = self._apply_many((data,), time.time())
-        if failure is not None:
-            raise failure
-        return applied == 1
-
-    def _apply_many(self, items: Any, now: float,
-                    messages: int | None = None) -> tuple[int, Exception | None]:
-        """Apply a batch of messages (one socket read) under one lock. Returns how many
-        changed the state and the last error of a message the reducer refused (the others
-        of the batch are still applied). ``messages``: how many messages ``items`` stand for
-        when superseded ones were dropped (a conflated order book); the version counts them."""
-        failure = None
-        count = 0
-        with self._lock:
-            if self._status == "closed":
-                return 0, None
-            apply = self._state.apply
-            for data in items:
-                try:
-                    if apply(data):
-                        count += 1
-                except Exception as exc:  # bad data in one message must not stop the batch
-                    failure = exc
-            if count:
-                if messages is not None and messages > len(items):
-                    count += messages - len(items)
-                self._version += count
-                self._updated = now
-                if self._status != "live" and self._status != "error":
-                    self._status = "live"
-        for sink in self._sinks:
-            sink(items, now)
-        return count, failure
+    # --- delivery (see FrameWriter) -------------------------------------------------------------
 
     def _add_sink(self, sink: Callable[[Any, float], Any]) -> tuple[pd.DataFrame, float | None]:
         """From now on ``sink(items, now)`` receives every batch of wire objects the stream
@@ -209,21 +242,47 @@ class LiveFrame:
         with self._lock:
             self._sinks = tuple(s for s in self._sinks if s is not sink)
 
-    def _modify(self, change: Callable[[Any], Any]) -> Any:
-        """Apply ``change(state)`` under the lock (an HTTP backfill merge); bumps the version
-        when it reports a change."""
+    def _publish(self) -> None:
         with self._cond:
-            if self._status == "closed":
-                return 0
-            result = change(self._state)
-            if result:
-                self._version += 1
-                self._updated = time.time()
-            return result
+            self._cond.notify_all()
+            if not self._callbacks:
+                return
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
+            if self._delivering:
+                return  # the worker holding this frame delivers it again when its call ends
+            self._delivering = True
+        self._dispatcher.schedule(self)
 
-    def _read_state(self, read: Callable[[Any], Any]) -> Any:
-        with self._cond:
-            return read(self._state)
+    def _deliver(self) -> None:
+        """Run on a dispatcher worker: call the callbacks until no update is pending."""
+        while True:
+            with self._cond:
+                if self._pending_since is None or not self._callbacks:
+                    self._delivering = False
+                    self._pending_since = None
+                    return
+                self._pending_since = None
+                version = self._version
+                skipped = version - self._delivered_version - 1
+                self._delivered_version = version
+                callbacks = list(self._callbacks.items())
+            if skipped > 0:
+                self.callbacks_skipped += skipped
+            for handle, fn in callbacks:
+                self._call(handle, fn)
+
+    def _call(self, handle: int, fn: Callable[[LiveFrame], Any]) -> None:
+        try:
+            fn(self)
+        except Exception:
+            self.callback_errors += 1
+            if handle in self._failed_callbacks:  # a traceback per update would flood
+                log.debug("callback %r of %s raised again", fn, self._label(), exc_info=True)
+                return
+            self._failed_callbacks.add(handle)
+            log.exception("callback %r of %s raised (its later errors are logged at DEBUG "
+                          "and counted in callback_errors)", fn, self._label())
 
     def _set_status(self, status: str, error: BaseException | None = None) -> None:
         with self._cond:
@@ -234,23 +293,7 @@ class LiveFrame:
             self._status = status
             if error is not None:
                 self._error = error
-        self._notify()
-
-    def _notify(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-            callbacks = list(self._callbacks.items()) if self._callbacks else ()
-        for handle, fn in callbacks:
-            try:
-                fn(self)
-            except Exception:
-                self.callback_errors += 1
-                if handle in self._failed_callbacks:  # a traceback per update would flood
-                    log.debug("callback %r of %s raised again", fn, self._label(), exc_info=True)
-                    continue
-                self._failed_callbacks.add(handle)
-                log.exception("callback %r of %s raised (its later errors are logged at DEBUG "
-                              "and counted in callback_errors)", fn, self._label())
+        self._publish()
 
     # --- display --------------------------------------------------------------------------------
 
@@ -284,3 +327,81 @@ class LiveFrame:
         body = self.df._repr_html_() or ""
         return (f'<div><div style="font-family:monospace;color:{colour}">'
                 f"&#9679; {status}</div>{body}</div>")
+
+
+class FrameWriter:
+    """The stream's side of one :class:`LiveFrame`: everything that changes it goes through
+    here (a replay or a test drives a LiveFrame the same way).
+
+    ``apply(items, now, messages)`` applies a batch of wire messages under one lock;
+    ``merge(change)`` runs ``change(reducer)`` under the lock (an HTTP backfill);
+    ``read(fn)`` reads the reducer under the lock; ``set_status(status, error)``;
+    ``publish()`` wakes waiters and schedules the callbacks (call it after the writes of
+    one batch, with no lock held)."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: LiveFrame) -> None:
+        self.frame = frame
+
+    def apply(self, items: Any, now: float,
+              messages: int | None = None) -> tuple[int, Exception | None]:
+        """Apply a batch of messages (one socket read). Returns how many changed the state
+        and the last error of a message the reducer refused (the others of the batch are
+        still applied). ``messages``: how many messages ``items`` stand for when superseded
+        ones were dropped (a conflated order book); the version counts them. ``now``: unix
+        time the messages were received."""
+        frame = self.frame
+        failure = None
+        count = 0
+        with frame._lock:
+            if frame._status == "closed":
+                return 0, None
+            apply = frame._state.apply
+            for data in items:
+                try:
+                    if apply(data):
+                        count += 1
+                except Exception as exc:  # bad data in one message must not stop the batch
+                    failure = exc
+            if count:
+                if messages is not None and messages > len(items):
+                    count += messages - len(items)
+                frame._version += count
+                frame._updated = now
+                if frame._status != "live" and frame._status != "error":
+                    frame._status = "live"
+        for sink in frame._sinks:
+            sink(items, now)
+        return count, failure
+
+    def apply_one(self, data: Any, now: float | None = None) -> bool:
+        """Apply one message and publish; raises what the reducer raised."""
+        applied, failure = self.apply((data,), time.time() if now is None else now)
+        if failure is not None:
+            raise failure
+        if applied:
+            self.publish()
+        return applied == 1
+
+    def merge(self, change: Callable[[Any], Any]) -> Any:
+        """``change(reducer)`` under the lock; bumps the version when it reports a change."""
+        frame = self.frame
+        with frame._cond:
+            if frame._status == "closed":
+                return 0
+            result = change(frame._state)
+            if result:
+                frame._version += 1
+                frame._updated = time.time()
+            return result
+
+    def read(self, fn: Callable[[Any], Any]) -> Any:
+        with self.frame._cond:
+            return fn(self.frame._state)
+
+    def set_status(self, status: str, error: BaseException | None = None) -> None:
+        self.frame._set_status(status, error)
+
+    def publish(self) -> None:
+        self.frame._publish()

@@ -15,11 +15,13 @@ Incoming frames (REFERENCE.md §4.3) are told apart by their keys:
 * error  ``{"requestGuid": g, "httpCode": >=400, "message"}``-> ``(REJECTED, route, (status, message))``
   (``route`` is None when the guid is empty or unknown)
 * anything else                                                -> ``(MALFORMED, route, reason)``
-  (``route`` set when the frame names a known guid but its ``data`` is not an object)
+  (``route`` set when the frame still names a known guid: its ``data`` is not an object, or
+  the text is cut or broken after the guid)
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ OPCODES = {
     "stop_orders": "StopOrdersGetAndSubscribeV2",
 }
 _loads = orjson.loads
+_GUID_IN_FRAME = re.compile(rb'"guid"\s*:\s*"([^"\\]{1,100})"')
 _JSONDecodeError = orjson.JSONDecodeError
 
 
@@ -186,8 +189,16 @@ class Session:
         try:
             obj = _loads(payload)
         except _JSONDecodeError:
-            return (MALFORMED, None, "invalid JSON")
+            return (MALFORMED, self._named(payload), "invalid JSON")
         return self._classify(obj)
+
+    def _named(self, payload: str | bytes) -> Route | None:
+        """The route whose guid a broken frame still carries (it may have lost it)."""
+        raw = payload.encode() if isinstance(payload, str) else payload
+        found = _GUID_IN_FRAME.search(raw)
+        if found is None:
+            return None
+        return self.routes.get(found.group(1).decode("utf-8", "replace"))
 
     def receive_many(self, payloads: list[bytes]) -> tuple[dict[Route, list[Any]], list[Event]]:
         """Many frames at once (one socket read). Returns the data grouped by route as
@@ -202,7 +213,7 @@ class Session:
             try:
                 obj = loads(payload)
             except _JSONDecodeError:
-                events.append((MALFORMED, None, "invalid JSON"))
+                events.append((MALFORMED, self._named(payload), "invalid JSON"))
                 continue
             if type(obj) is dict:
                 data = obj.get("data")

@@ -274,9 +274,10 @@ class TradesState:
         value = _get(last, self._time) if last else None
         return float(value) if isinstance(value, (int, float)) else None
 
-    def cursor(self) -> float | None:
-        """Where an HTTP backfill starts: the time (ms) of the newest trade held."""
-        return self.last_time_ms()
+    def cursor(self) -> int | None:
+        """Where an HTTP backfill starts: the id of the newest trade held."""
+        last = self.last()
+        return None if last is None else last["id"]
 
     def snapshot(self) -> tuple[int, int, list[Wire]]:
         return self._epoch, self._first_seq, list(self.trades)

@@ -6,8 +6,9 @@ first use) and waits up to ``timeout`` seconds for the server's answer: a reject
 the matching error (``NotFound``, ``BadRequest``, ``AuthError``, ``Forbidden``); silence
 returns the LiveFrame, which goes live when the server answers.
 
-After a reconnect, candles and trades missed during the outage are fetched over HTTP (when an
-``http`` is given) and merged without duplicates; every outage is recorded as a gap.
+After a reconnect, or a malformed frame that may have carried data, candles and trades missed
+are fetched over HTTP (when an ``http`` is given, following every page) and merged without
+duplicates; every such gap is recorded in :meth:`Stream.gaps`, with whether it was filled.
 """
 
 from __future__ import annotations
@@ -19,20 +20,29 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
 from .. import validate
 from ..auth import decode_claims
 from ..errors import InvalidArgument, InviaError, StreamClosed
-from ..history import server_now
-from ..market import check_board, check_count, check_exchange, parse_symbol
+from ..history import Query, fetch_range, server_now
+from ..market import (
+    MAX_PAGES,
+    TRADES_PAGE,
+    all_trades_after,
+    check_board,
+    check_count,
+    check_exchange,
+    parse_symbol,
+)
 from ..schema import normalize_format
 from ..timeframes import to_seconds, to_wire
 from ..times import to_epoch_seconds
 from .connection import Connection, Sub
 from .live import LiveFrame
+from .policy import WATCHED_KINDS, Backfill, Policy
 from .protocol import (
     MIN_FREQUENCY,
     Request,
@@ -47,7 +57,9 @@ MAX_BOOK_DEPTH = 50
 MAX_RECENT_TRADES = 5000
 DEFAULT_BAR_COUNT = 500
 HEALTH_COLUMNS = ("kind", "symbol", "status", "messages", "messages_per_s",
-                  "last_message_age", "reconnects", "errors", "gaps")
+                  "last_message_age", "data_age", "callback_lag", "callbacks_skipped",
+                  "reconnects", "errors", "gaps", "unfilled_gaps")
+GAP_COLUMNS = ["kind", "symbol", "start", "end", "backfilled", "filled", "error"]
 
 
 def _with_path(url: str, path: str | None) -> str:
@@ -110,15 +122,20 @@ class Stream:
         self.subscribe_timeout = subscribe_timeout
         self.http = http
         self.url = _with_path(ws_url, path)
-        self._conn = Connection(self.url, token_provider, stale_after=stale_after,
-                                ping_interval=ping_interval, reconnect_delay=reconnect_delay,
-                                max_reconnect_delay=max_reconnect_delay, sslopt=sslopt,
-                                on_reconnect=self._after_reconnect)
+        self.stale_after = stale_after
+        self.policy = Policy(stale_after=stale_after, ping_interval=ping_interval,
+                             reconnect_delay=reconnect_delay,
+                             max_reconnect_delay=max_reconnect_delay)
+        self._conn = Connection(self.url, token_provider, policy=self.policy, sslopt=sslopt,
+                                on_gap=self._on_gap, fallback_to_ws=path is None)
         self._lock = threading.Lock()
         self._frames: dict[LiveFrame, list[Sub]] = {}
         self._gaps: deque[dict[str, Any]] = deque(maxlen=1000)
-        self._backfills: queue.Queue[tuple[Sub, float, float, Any] | None] = queue.Queue()
+        self._backfills: queue.Queue[Sub | None] = queue.Queue()
+        self._pending: dict[Sub, tuple[Backfill, float]] = {}  # queued, not yet fetched
         self._backfill_thread: threading.Thread | None = None
+        self.backfill_page = TRADES_PAGE
+        self.backfill_max_pages = MAX_PAGES
         self._closed = False
 
     # --- market data ---------------------------------------------------------------------------
@@ -279,16 +296,25 @@ class Stream:
     # --- health and lifetime -------------------------------------------------------------------
 
     def health(self) -> pd.DataFrame:
-        """One row per subscription: ``kind``, ``symbol``, ``status``, ``messages``,
-        ``messages_per_s`` (over the last 5 s, kept across reconnects), ``last_message_age``
-        (s), ``reconnects``, ``errors``, ``gaps``. ``attrs["connection"]`` holds the connection counters (malformed frames, unknown
-        guids, error frames, reconnects, stale events)."""
+        """One row per subscription: ``kind``, ``symbol``, ``status`` (``stale`` when live but
+        silent for more than ``stale_after``), ``messages``, ``messages_per_s`` (over the last
+        5 s, kept across reconnects), ``last_message_age`` (s since the last message
+        arrived), ``data_age`` (s since what ``.df`` shows was last updated),
+        ``callback_lag`` (s the oldest update not yet handed to the callbacks has waited),
+        ``callbacks_skipped`` (versions superseded before a callback saw them),
+        ``reconnects``, ``errors`` (bad frames and data of this subscription, failed
+        backfills, callback errors), ``gaps`` (outages and possible losses) and
+        ``unfilled_gaps`` (gaps the HTTP backfill could not fill completely; see
+        :meth:`gaps`). ``attrs["connection"]`` holds the connection counters (malformed
+        frames, unknown guids, error frames, reconnects, stale events, failed sends)."""
         now = time.monotonic()
         with self._lock:
             items = [(frame, list(subs)) for frame, subs in self._frames.items()]
         rows = []
         for frame, subs in items:
             for sub in subs:
+                last = sub.last_message
+                age = frame.age
                 rows.append({
                     "kind": sub.kind,
                     "symbol": (f"{sub.exchange}:{sub.symbol}" if sub.kind == "quotes"
@@ -296,28 +322,35 @@ class Stream:
                     "status": frame.status,
                     "messages": sub.messages,
                     "messages_per_s": sub.meter.rate(now),
-                    "last_message_age": (now - sub.last_message
-                                         if sub.last_message is not None else float("nan")),
+                    "last_message_age": now - last if last is not None else float("nan"),
+                    "data_age": age if age is not None else float("nan"),
+                    "callback_lag": frame.callback_lag,
+                    "callbacks_skipped": frame.callbacks_skipped,
                     "reconnects": sub.reconnects,
                     "errors": sub.errors + frame.callback_errors,
                     "gaps": sub.gaps,
+                    "unfilled_gaps": sub.unfilled,
                 })
         table = pd.DataFrame(rows, columns=list(HEALTH_COLUMNS))
         table = table.astype({"messages": "int64", "messages_per_s": "float64",
-                              "last_message_age": "float64", "reconnects": "int64",
-                              "errors": "int64", "gaps": "int64"})
+                              "last_message_age": "float64", "data_age": "float64",
+                              "callback_lag": "float64", "callbacks_skipped": "int64",
+                              "reconnects": "int64", "errors": "int64", "gaps": "int64",
+                              "unfilled_gaps": "int64"})
         table.attrs["connection"] = dict(self._conn.stats)
         table.attrs["connected"] = self._conn.connected.is_set()
+        table.attrs["url"] = self._conn.url
         return table
 
     def gaps(self) -> pd.DataFrame:
-        """Outages seen by each subscription: ``kind``, ``symbol``, ``start``, ``end`` (UTC),
-        ``backfilled`` (rows fetched over HTTP and merged), ``error`` (why a backfill failed)."""
-        table = pd.DataFrame(list(self._gaps), columns=["kind", "symbol", "start", "end",
-                                                       "backfilled", "error"])
+        """Gaps seen by each subscription (an outage, or a malformed frame that may have
+        carried data): ``kind``, ``symbol``, ``start``, ``end`` (UTC), ``backfilled`` (rows
+        fetched over HTTP and merged), ``filled`` (False: the gap may still miss data: the
+        backfill failed, was cut short, or the kind cannot be backfilled), ``error`` (why)."""
+        table = pd.DataFrame(list(self._gaps), columns=GAP_COLUMNS)
         for column in ("start", "end"):
             table[column] = pd.to_datetime(table[column].astype("float64"), unit="s", utc=True)
-        return table.astype({"backfilled": "int64"})
+        return table.astype({"backfilled": "int64", "filled": "bool"})
 
     def record(self, path: Any, frames: Iterable[LiveFrame] | None = None,
                **options: Any) -> Any:
@@ -363,7 +396,7 @@ class Stream:
         self._backfills.put(None)
         thread = self._backfill_thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
+            thread.join(0.1)  # a fetch in flight ends on its own (daemon thread)
 
     def __enter__(self) -> Stream:
         return self
@@ -394,7 +427,8 @@ class Stream:
         wait = self.subscribe_timeout if timeout is None else validate.seconds(timeout)
         if self._closed:
             raise StreamClosed("the stream is closed")
-        frame = LiveFrame(kind, label, params, state, closer=self._close_frame)
+        frame = LiveFrame(kind, label, params, state, closer=self._close_frame,
+                          stale_after=self.stale_after if kind in WATCHED_KINDS else None)
         subs = [Sub(frame, request, sym, ex, refresh) for request, sym, ex in requests]
         for sub in subs:
             sub.awaited = not self._conn.on_thread()  # see _await
@@ -431,41 +465,54 @@ class Stream:
         for sub in subs:
             self._conn.remove(sub)
 
-    # --- backfill after a reconnect ------------------------------------------------------------
+    # --- backfill of gaps ----------------------------------------------------------------------
 
-    def _after_reconnect(self, subs: list[Sub], lost_at: float) -> None:
-        """Runs on the stream thread: record the gap; queue an HTTP backfill where possible."""
-        now = time.time()
-        for sub in subs:
-            sub.gaps += 1
-            if sub.kind in ("all_trades", "bars") and self.http is not None:
-                # the cursor is read before the new connection delivers anything, so the
-                # first live message cannot hide the outage from the backfill
-                cursor = sub.frame._read_state(lambda state: state.cursor())
-                self._start_backfill()
-                self._backfills.put((sub, lost_at, now, cursor))
-            else:
-                self._gaps.append({"kind": sub.kind, "symbol": sub.frame.symbol,
-                                   "start": lost_at, "end": now, "backfilled": 0,
-                                   "error": None if sub.kind not in ("all_trades", "bars")
-                                   else "no HTTP client to backfill with"})
+    def _on_gap(self, sub: Sub, cursor: Any, lost_at: float) -> None:
+        """Runs on the stream thread: queue an HTTP backfill of the gap, or record it."""
+        plan = self.policy.backfill(sub.kind, cursor, lost_at)
+        if plan is None or self.http is None:
+            kind_fills_itself = plan is None  # books and rows: the next message is complete
+            if not kind_fills_itself:
+                sub.unfilled += 1
+            self._record_gap(sub, lost_at, 0, kind_fills_itself,
+                             None if kind_fills_itself else "no HTTP client to backfill with")
+            return
+        with self._lock:
+            pending = self._pending.get(sub)
+            if pending is not None:  # not fetched yet: one fetch covers both gaps
+                self._pending[sub] = (self.policy.merge_backfills(pending[0], plan), pending[1])
+                return
+            self._pending[sub] = (plan, lost_at)
+        self._start_backfill()
+        self._backfills.put(sub)
+
+    def _record_gap(self, sub: Sub, lost_at: float, added: int, filled: bool,
+                    error: str | None) -> None:
+        self._gaps.append({"kind": sub.kind, "symbol": sub.frame.symbol, "start": lost_at,
+                           "end": time.time(), "backfilled": added, "filled": filled,
+                           "error": error})
 
     def _start_backfill(self) -> None:
-        if self._backfill_thread is None:
+        with self._lock:
+            if self._backfill_thread is not None:
+                return
             self._backfill_thread = threading.Thread(target=self._backfill_loop,
                                                      name="invia-data-backfill", daemon=True)
-            self._backfill_thread.start()
+        self._backfill_thread.start()
 
     def _backfill_loop(self) -> None:
         while True:
-            job = self._backfills.get()
-            if job is None or self._closed:
+            sub = self._backfills.get()
+            if sub is None or self._closed:
                 return
-            sub, lost_at, now, cursor = job
+            with self._lock:
+                plan, lost_at = self._pending.pop(sub)
             error = None
-            added = 0
+            added, complete = 0, False
             try:
-                added = self._backfill(sub, lost_at, cursor)
+                added, complete = self._backfill(sub, plan)
+                if not complete:
+                    error = f"more than {self.backfill_max_pages} pages to fetch"
             except InviaError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # never let the worker die on one bad response
@@ -473,46 +520,42 @@ class Stream:
                 log.exception("backfill of %s %s failed", sub.kind, sub.symbol)
             if error is not None:
                 sub.errors += 1
-                log.warning("backfill of %s %s failed: %s", sub.kind, sub.symbol, error)
-            self._gaps.append({"kind": sub.kind, "symbol": sub.frame.symbol, "start": lost_at,
-                               "end": now, "backfilled": added, "error": error})
+                sub.unfilled += 1
+                log.warning("backfill of %s %s left a gap: %s", sub.kind, sub.symbol, error)
+            self._record_gap(sub, lost_at, added, error is None, error)
 
-    def _backfill(self, sub: Sub, lost_at: float, cursor: Any) -> int:
-        """Fetch what the outage missed, from ``cursor`` (the last trade time in ms or the
-        last candle time in s held when the connection came back) or from ``lost_at``."""
+    def _backfill(self, sub: Sub, plan: Backfill) -> tuple[int, bool]:
+        """Fetch what the gap missed, after ``plan.cursor`` (the last trade id, or the last
+        candle's start) or from ``plan.lost_at``: ``(rows merged, every page fetched)``."""
         frame = sub.frame
         if frame.status in ("closed", "error"):
-            return 0
+            return 0, True
         fields = sub.request.fields
         fmt = fields["format"]
-        board = {"instrumentGroup": fields["instrumentGroup"]} \
-            if "instrumentGroup" in fields else {}
-        if sub.kind == "all_trades":
-            since = int(cursor // 1000) if cursor is not None else int(lost_at)
-            path = (f"/md/v2/Securities/{quote(sub.exchange, safe='')}/"
-                    f"{quote(sub.symbol, safe='')}/alltrades")
-            # no `to`: everything up to the server's now (its clock may differ from ours)
-            payload = self.http.get(path, {"from": since, "format": fmt, **board})
-            trades = payload.get("list", []) if isinstance(payload, dict) else payload or []
-            added = frame._modify(lambda s: s.merge(trades))
+        board = fields.get("instrumentGroup")
+        if sub.kind == "bars":
+            since = int(plan.cursor) if plan.cursor is not None else int(plan.lost_at)
+            tf = int(frame.params["tf"])
+            # up to the server's now (its clock may differ from ours), following `next`
+            end = server_now(self.http) + tf
+            columns = fetch_range(self.http, Query(sub.symbol, sub.exchange, board, tf, fmt),
+                                  since, end)
+            added = sub.writer.merge(lambda state: state.merge_columns(columns))
+            complete = True
         else:
-            since = int(cursor) if cursor is not None else int(lost_at)
-            now = server_now(self.http)
-            payload = self.http.get("/md/v2/history", {
-                "symbol": sub.symbol, "exchange": sub.exchange, "tf": fields["tf"],
-                "from": since, "to": now + int(frame.params["tf"]), "format": fmt, **board})
-            candles = []
-            if isinstance(payload, dict):
-                candles = payload.get("h") or payload.get("history") or []
-            added = frame._modify(lambda s: s.merge(candles))
+            trades, complete = all_trades_after(
+                self.http, sub.exchange, sub.symbol, after_id=plan.cursor,
+                start=None if plan.cursor is not None else int(plan.lost_at), board=board,
+                fmt=fmt, page=self.backfill_page, max_pages=self.backfill_max_pages)
+            added = sub.writer.merge(lambda state: state.merge(trades))
         if added:
-            frame._notify()
-        return int(added)
+            sub.writer.publish()
+        return int(added), complete
 
 
 def _bars_from_last_candle(sub: Sub) -> Request:
     """On resubscription, bars restart from the last candle held (the open one is resent)."""
-    last = sub.frame._read_state(lambda s: s.last_time())
+    last = sub.writer.read(lambda s: s.last_time())
     if last is None:
         return sub.request
     return sub.request.with_fields(**{"from": int(last)})

@@ -211,8 +211,12 @@ def test_malformed_frames_are_counted_and_the_rest_carries_on(fresh_sim):
         assert stream.health().attrs["connection"]["reconnects"] == 0
 
 
+INLINE = SimpleNamespace(submit=lambda job: job(), stop=lambda: None)  # sends at once
+
+
 def _offline_connection():
-    connection = Connection("ws://127.0.0.1:9/cws", lambda: "t", stale_after=None)
+    connection = Connection("ws://127.0.0.1:9/cws", lambda: "t", stale_after=None,
+                            sender=INLINE)
     frame = LiveFrame("orderbook", "MOEX:SBER", {}, BookState("Slim"))
     sub = Sub(frame, instrument_request("orderbook", "SBER", "MOEX"), "SBER", "MOEX")
     connection._subs.append(sub)
@@ -345,10 +349,10 @@ def test_server_errors_are_retried_later_then_given_up():
                              + b'","httpCode":503,"message":"busy"}'], time.monotonic())
         if attempt <= 5:
             assert frame.status == "connecting" and not sub.settled.is_set()
-            assert sub.retry_at is not None
-            connection._tick(sub.retry_at - 0.01)
+            assert sub.retry.retry_at is not None
+            connection._tick(sub.retry.retry_at - 0.01)
             assert len(connection._ws.sent) == attempt - 1  # not due yet
-            connection._tick(sub.retry_at + 0.01)
+            connection._tick(sub.retry.retry_at + 0.01)
             sent = connection._ws.sent[-1]
             assert len(connection._ws.sent) == attempt
             assert sent["opcode"] == "OrderBookGetAndSubscribe" and sent["guid"] != guid
@@ -362,10 +366,10 @@ def test_a_confirmation_resets_the_server_error_budget():
     connection._ws = RecordingSocket()
     connection._process([b'{"requestGuid":"' + sub.route.guid.encode()
                          + b'","httpCode":429,"message":"slow down"}'], time.monotonic())
-    connection._tick(sub.retry_at + 0.01)
+    connection._tick(sub.retry.retry_at + 0.01)
     connection._process([b'{"requestGuid":"' + sub.route.guid.encode()
                          + b'","httpCode":200,"message":"ok"}'], time.monotonic())
-    assert sub.transient_retries == 0 and frame.status == "live"
+    assert sub.retry.transient_retries == 0 and frame.status == "live"
 
 
 def test_a_quiet_connection_is_kept_alive_with_pings(fresh_sim):

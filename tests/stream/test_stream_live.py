@@ -226,12 +226,15 @@ def test_health_counts_messages(sim, token):
         time.sleep(1.2)
         health = stream.health()
         assert list(health.columns) == ["kind", "symbol", "status", "messages", "messages_per_s",
-                                        "last_message_age", "reconnects", "errors", "gaps"]
+                                        "last_message_age", "data_age", "callback_lag",
+                                        "callbacks_skipped", "reconnects", "errors", "gaps",
+                                        "unfilled_gaps"]
         row = health.iloc[0]
         assert (row["kind"], row["symbol"], row["status"]) == ("orderbook", "MOEX:SBER", "live")
         assert row["messages"] >= 5 and row["messages_per_s"] > 0
         assert 0 <= row["last_message_age"] < 5
-        assert (row["reconnects"], row["errors"], row["gaps"]) == (0, 0, 0)
+        assert (row["reconnects"], row["errors"], row["gaps"], row["unfilled_gaps"]) == (0, 0, 0, 0)
+        assert 0 <= row["data_age"] < 5 and row["callback_lag"] == 0.0
         assert health.attrs["connection"]["connects"] == 1 and health.attrs["connected"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 
 import numpy as np
 import orjson
@@ -14,7 +15,7 @@ import pytest
 from invia_data.errors import InvalidArgument, NotFound, StreamClosed, StreamError, StreamTimeout
 from invia_data.frames import dtypes, to_frame
 from invia_data.schema import CANDLE, ORDERBOOK, POSITION, TRADE
-from invia_data.stream.live import LiveFrame
+from invia_data.stream.live import FrameWriter, LiveFrame
 from invia_data.stream.state import (
     BarsState,
     BookState,
@@ -221,11 +222,18 @@ def _book_frame():
     return LiveFrame("orderbook", "MOEX:SBER", {"depth": 2}, BookState("Slim"))
 
 
+def _until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
+
+
 def test_live_frame_version_cache_and_snapshot_isolation():
     live = _book_frame()
     assert (live.version, live.age, live.updated_at, live.status) == (0, None, None, "connecting")
     assert live.df.empty
-    live._apply(orjson.loads(SLIM_BOOK))
+    FrameWriter(live).apply_one(orjson.loads(SLIM_BOOK))
     assert live.version == 1 and live.status == "live"
     assert isinstance(live.updated_at, pd.Timestamp) and live.age >= 0
     first = live.df
@@ -238,6 +246,7 @@ def test_live_frame_version_cache_and_snapshot_isolation():
 
 def test_callbacks_run_after_unlocking_and_errors_are_counted():
     live = _book_frame()
+    writer = FrameWriter(live)
     seen = []
 
     def reader(frame):
@@ -249,27 +258,30 @@ def test_callbacks_run_after_unlocking_and_errors_are_counted():
 
     handle = live.on_update(reader)
     live.on_update(broken)
-    live._apply(orjson.loads(SLIM_BOOK))
-    live._notify()
-    assert seen == [3] and live.callback_errors == 1
+    writer.apply_one(orjson.loads(SLIM_BOOK))
+    assert _until(lambda: live.callback_errors == 1)
+    assert seen == [3]
     live.remove_callback(handle)
-    live._notify()
-    assert seen == [3, "nested"] and live.callback_errors == 2
+    writer.publish()
+    assert _until(lambda: live.callback_errors == 2)
+    assert seen == [3, "nested"]
     with pytest.raises(InvalidArgument):
         live.on_update(42)
 
 
 def test_a_failing_callback_logs_its_traceback_once(caplog):
     live = _book_frame()
-    live._apply(orjson.loads(SLIM_BOOK))
+    writer = FrameWriter(live)
+    writer.apply_one(orjson.loads(SLIM_BOOK))
 
     def broken(frame):
         raise RuntimeError("boom")
 
     live.on_update(broken)
     with caplog.at_level(logging.DEBUG, logger="invia_data.stream"):
-        for _ in range(5):
-            live._notify()
+        for count in range(1, 6):
+            writer.publish()
+            assert _until(lambda: live.callback_errors == count)  # noqa: B023
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
     assert "callback_errors" in errors[0].getMessage()
@@ -283,7 +295,7 @@ def test_wait_counts_updates_and_reports_errors_and_closing():
         live.wait(0, timeout=0.05)
     assert isinstance(timed_out.value, StreamTimeout)
     assert isinstance(timed_out.value, StreamError)
-    timer = threading.Timer(0.05, lambda: (live._apply(orjson.loads(SLIM_BOOK)), live._notify()))
+    timer = threading.Timer(0.05, lambda: FrameWriter(live).apply_one(orjson.loads(SLIM_BOOK)))
     timer.start()
     assert live.wait(0, timeout=5) is live
     timer.join()
@@ -293,7 +305,7 @@ def test_wait_counts_updates_and_reports_errors_and_closing():
     with pytest.raises(InvalidArgument):
         live.wait(-1)
     error = NotFound("instrument not found", request="OrderBookGetAndSubscribe")
-    live._set_status("error", error)
+    FrameWriter(live).set_status("error", error)
     assert live.error is error and live.status == "error"
     with pytest.raises(NotFound):
         live.wait(1, timeout=1)
@@ -304,7 +316,7 @@ def test_wait_counts_updates_and_reports_errors_and_closing():
     assert closed == [other] and other.status == "closed"
     with pytest.raises(StreamClosed):
         other.wait(1, timeout=1)
-    assert not other._apply({"b": [], "a": []})
+    assert not FrameWriter(other).apply_one({"b": [], "a": []})
 
 
 def test_concurrent_readers_never_see_a_half_applied_book():
@@ -313,14 +325,14 @@ def test_concurrent_readers_never_see_a_half_applied_book():
     stop = threading.Event()
     problems = []
 
-    def writer():
+    def write():
+        writer = FrameWriter(live)
         for n in range(3000):
             mid = 100.0 + (n % 50) * 0.01
             book = {"b": [{"p": round(mid - 0.01 * (i + 1), 2), "v": n + 1} for i in range(depth)],
                     "a": [{"p": round(mid + 0.01 * (i + 1), 2), "v": n + 1} for i in range(depth)],
                     "t": 1_700_000_000_000 + n}
-            live._apply(book)
-            live._notify()
+            writer.apply_one(book)
         stop.set()
 
     def reader():
@@ -338,7 +350,7 @@ def test_concurrent_readers_never_see_a_half_applied_book():
     readers = [threading.Thread(target=reader) for _ in range(4)]
     for thread in readers:
         thread.start()
-    writer()
+    write()
     for thread in readers:
         thread.join(10)
     assert not problems
