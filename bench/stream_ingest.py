@@ -136,16 +136,17 @@ def run_floor(ws_url: str, token: str, seconds: float) -> tuple[float, float]:
 
 def df_time(levels: int = 50, reads: int = 300) -> float:
     """Median seconds of ``LiveFrame.df`` right after an update (no cached frame)."""
-    from invia_data.stream.live import LiveFrame
+    from invia_data.stream.live import FrameWriter, LiveFrame
     from invia_data.stream.state import BookState
 
     live = LiveFrame("orderbook", "SBER", {}, BookState("Slim"))
+    writer = FrameWriter(live)
     times = []
     for n in range(reads):
         book = {"b": [{"p": 100.0 - i * 0.01, "v": n + i} for i in range(levels)],
                 "a": [{"p": 100.01 + i * 0.01, "v": n + i} for i in range(levels)],
                 "t": 1_700_000_000_000 + n, "h": False}
-        live._apply(book)
+        writer.apply_one(book)
         start = time.perf_counter()
         frame = live.df
         times.append(time.perf_counter() - start)
@@ -156,18 +157,19 @@ def df_time(levels: int = 50, reads: int = 300) -> float:
 def trades_df_time(rows: int = 100_000, new: int = 200, reads: int = 20) -> tuple[float, float]:
     """Seconds of ``LiveFrame.df`` for a full trades ring buffer: the first read, and the
     median read after ``new`` more trades (only the new rows are built)."""
-    from invia_data.stream.live import LiveFrame
+    from invia_data.stream.live import FrameWriter, LiveFrame
     from invia_data.stream.state import TradesState
 
     live = LiveFrame("all_trades", "SBER", {}, TradesState("Slim", maxlen=rows))
+    writer = FrameWriter(live)
     next_id = 0
 
     def add(count: int) -> None:
         nonlocal next_id
         for _ in range(count):
             next_id += 1
-            live._apply({"id": next_id, "t": 1_700_000_000_000 + next_id, "px": 100.0,
-                         "q": 1, "s": "buy", "sym": "SBER", "bd": "TQBR", "oi": 0, "h": False})
+            writer.apply_one({"id": next_id, "t": 1_700_000_000_000 + next_id, "px": 100.0,
+                              "q": 1, "s": "buy", "sym": "SBER", "bd": "TQBR", "oi": 0, "h": False})
 
     add(rows)
     start = time.perf_counter()

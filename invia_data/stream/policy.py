@@ -19,8 +19,8 @@ from typing import Any
 AUTH_RETRIES = 3
 TRANSIENT_RETRIES = 5
 MAX_RETRY_DELAY = 30.0
-WATCHED_KINDS = frozenset({"orderbook", "quotes", "bars", "all_trades", "trades"})
-BACKFILLED_KINDS = frozenset({"all_trades", "trades", "bars"})
+WATCHED_KINDS = frozenset({"orderbook", "quotes", "bars", "all_trades"})
+BACKFILLED_KINDS = frozenset({"all_trades", "bars"})
 
 # what a server says when it does not know an opcode on this endpoint
 _UNKNOWN_OPERATION = re.compile(r"(unknown|unsupported|not supported|not found|invalid)"
