@@ -217,6 +217,14 @@ def _validator(schema_name: str) -> Any:
     return jsonschema.Draft7Validator(root)
 
 
+def inline_errors(instance: Any, schema: dict[str, Any]) -> list[Any]:
+    """The jsonschema errors of ``instance`` against a schema written inline in the spec."""
+    import jsonschema
+
+    root = {**_closed(_nullable(schema)), "components": {"schemas": spec_schemas()}}
+    return list(jsonschema.Draft7Validator(root).iter_errors(instance))
+
+
 def validation_errors(instance: Any, schema_name: str) -> list[Any]:
     """The jsonschema errors of ``instance`` against the spec's ``schema_name`` (unfiltered)."""
     return list(_validator(schema_name).iter_errors(instance))

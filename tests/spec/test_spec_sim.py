@@ -17,6 +17,7 @@ from .support import (
     SPEC_EXAMPLE_SHAPES,
     SPEC_QUIRKS,
     http_operations,
+    inline_errors,
     unexplained,
     validation_errors,
     ws_operations,
@@ -143,11 +144,24 @@ def test_simulator_ws_messages_match_the_spec(sim, ws_client, op, fmt, portfolio
     if op["opcode"] == "BarsGetAndSubscribe":
         fields["from"] = int(sim.market.now()) - 600
     guid = client.subscribe(op["opcode"], guid=str(uuid.uuid4()), format=fmt, **fields)
-    assert client.result(guid)["httpCode"] == 200
+    result = client.result(guid)
+    assert result["httpCode"] == 200
+    assert not unexplained(inline_errors(result, op["results"]["200"]["schema"]), set())
     messages = [client.wait_for(lambda f: f.get("guid") == guid and "data" in f)]
     messages += [f for f in client.drain(0.05) if f.get("guid") == guid and "data" in f]
     for message in messages[:50]:
         check(message, op["schemas"][fmt], f"{op['opcode']} {fmt} {portfolio or ''}")
+
+
+@pytest.mark.parametrize("opcode", ["OrderBookGetAndSubscribe", "PositionsGetAndSubscribeV2"])
+def test_simulator_rejects_a_bad_token_with_the_spec_result(ws_client, opcode):
+    (op,) = [o for o in ws_operations() if o["opcode"] == opcode]
+    client = ws_client()
+    fields = _ws_fields(op, "D39004")
+    guid = client.subscribe(opcode, token="not-a-jwt", format="Slim", **fields)
+    result = client.result(guid)
+    assert result == {**op["results"]["401"]["examples"][0], "requestGuid": guid}
+    assert not inline_errors(result, op["results"]["401"]["schema"])
 
 
 def test_the_deprecated_stop_order_stream_is_refused(ws_client):

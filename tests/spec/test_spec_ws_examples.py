@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from invia_data.stream.protocol import DATA, OPCODES, Request, Route, Session
+from invia_data.stream.protocol import CONFIRMED, DATA, OPCODES, REJECTED, Request, Route, Session
 from invia_data.stream.state import make_state
 
 from .support import assert_documented_columns, assert_no_value_lost, ws_operations
@@ -89,3 +89,18 @@ def test_spec_ws_example_through_its_reducer(op, ex):
     assert_documented_columns(frame, SUBSCRIPTION[op["opcode"]])
     dropped = DROPPED.get(op["opcode"], {}).get(ex["format"], {})
     assert_no_value_lost(ex["value"]["data"], frame, dropped=dropped)
+
+
+@pytest.mark.parametrize("code", ["200", "401"])
+def test_spec_result_frames_through_the_protocol(code):
+    op = next(o for o in ws_operations() if o["opcode"] == "OrderBookGetAndSubscribe")
+    (frame,) = op["results"][code]["examples"]
+    session = Session(new_guid=lambda: frame["requestGuid"])
+    route = Route(Request("orderbook", {"format": "Slim"}), target=None)
+    session.subscribe(route, token="a-token")
+    event, routed, payload = session.receive(orjson.dumps(frame))
+    assert routed is route
+    if code == "200":
+        assert (event, payload, route.confirmed) == (CONFIRMED, "Handled successfully", True)
+    else:
+        assert (event, payload) == (REJECTED, (401, "Invalid JWT token!"))
