@@ -3,7 +3,8 @@
 Each instrument's return (daily and minute by minute) is a mix of independent, unit-variance
 parts: the market factor (the Russian equity market as a whole), its sector's factor (banks,
 oil & gas, metals, ...), and its own noise. FX pairs share an FX factor (the rouble) instead
-of the market; an SPB share its own market. The weights are shares of variance:
+of the market; an SPB share its own market; federal bonds a rates factor (and a little of the
+market: when shares rise, yields tend to fall). The weights are shares of variance:
 
     return = vol x (sqrt(m) x market + sqrt(s) x sector + sqrt(1 - m - s) x own)
 
@@ -35,6 +36,7 @@ HEAVYWEIGHTS = frozenset({
 MARKET_SHARE = {"heavy": 0.5, "rest": 0.3}  # share of variance explained by the market
 SECTOR_SHARE = 0.2  # share of variance explained by the sector
 FX_SHARE = 0.6  # FX pairs: share explained by the FX factor (no equity market)
+RATES_SHARE = 0.7  # federal bonds: share explained by the rates factor
 _TAIL = 5  # Student-t degrees of freedom of the daily shocks (fat tails)
 _CACHE_BLOCKS = 48
 
@@ -47,6 +49,8 @@ def loadings(spec: Spec) -> list[tuple[str, float]]:
         return []
     if spec.sector == "fx":
         return [("fx", math.sqrt(FX_SHARE))]
+    if spec.bond is not None:  # in price terms: rates down (prices up) with the market up
+        return [("sector:ofz", math.sqrt(RATES_SHARE)), ("market", math.sqrt(0.1))]
     if spec.exchange == "SPBX":
         return [(f"market:{spec.exchange}", math.sqrt(MARKET_SHARE["heavy"]))]
     market = MARKET_SHARE["heavy" if spec.symbol in HEAVYWEIGHTS else "rest"]
@@ -95,14 +99,14 @@ class Factors:
             self._daily[name] = found
         return found
 
-    def daily_shocks(self, spec: Spec, own: np.ndarray) -> np.ndarray:
+    def daily_shocks(self, spec: Spec, own: np.ndarray, vol: float | None = None) -> np.ndarray:
         """An instrument's daily log-return shocks (before mean reversion): its factors'
-        shocks and its ``own`` unit-variance ones, mixed, scaled by its volatility and by
-        the market's volatility regime."""
+        shocks and its ``own`` unit-variance ones, mixed, scaled by its volatility (or
+        ``vol``) and by the market's volatility regime."""
         mixed = own * own_weight(spec)
         for name, weight in loadings(spec):
             mixed = mixed + weight * self.daily(name)
-        return mixed * (spec.daily_vol * self.regime())
+        return mixed * ((spec.daily_vol if vol is None else vol) * self.regime())
 
     def minute_block(self, name: str, block: int) -> np.ndarray:
         """Standard normal minute steps of a factor for one block of days (cached)."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .bonds import YIELD_LOG_VOL, day_of
 from .factors import Factors
 from .instruments import INSTRUMENTS, Spec
 
@@ -203,6 +204,8 @@ class History:
         underlying = futures_underlying(spec)
         if underlying is not None:
             return self._futures_walk(spec, underlying)
+        if spec.bond is not None:
+            return self._bond_walk(spec)
         rng = np.random.default_rng([self.seed, spec.code, 0xDA11])
         own = rng.standard_t(5, WALK_DAYS) / math.sqrt(5 / 3)
         # The market, sector (or FX) factors and the instrument's own part; volatility
@@ -221,6 +224,29 @@ class History:
         out -= np.minimum(np.arange(1, WALK_DAYS + 1) / (pin + 1), 1.0) * out[pin]
         ticks = np.rint(np.exp(out + centre)).astype(np.int64)
         return np.maximum(ticks, 20)
+
+    def _bond_walk(self, spec: Spec) -> np.ndarray:
+        """A bond's daily closes: its yield walks (mean-reverting in log, driven by the rates
+        factor, pinned to the yield of ``ref_price`` on PIN_DAY) and the price follows from the
+        yield and the coupon schedule, so it is pulled to par as maturity nears."""
+        terms = spec.bond
+        assert terms is not None
+        rng = np.random.default_rng([self.seed, spec.code, 0xB0D])
+        own = rng.standard_t(5, WALK_DAYS) / math.sqrt(5 / 3)
+        # The factor mix is in price terms: a price shock up is a yield shock down.
+        shocks = -self.factors.daily_shocks(spec, own, vol=YIELD_LOG_VOL)
+        level = 0.0
+        keep = 1.0 - _REVERSION
+        out = np.empty(WALK_DAYS)
+        for i, shock in enumerate(shocks.tolist()):
+            level = level * keep + shock
+            out[i] = level
+        pin = PIN_DAY - ANCHOR_DAY
+        out -= np.minimum(np.arange(1, WALK_DAYS + 1) / (pin + 1), 1.0) * out[pin]
+        ref_yield = float(terms.yields(np.array([spec.ref_price]), day_of(PIN_DAY * DAY))[0])
+        days = ANCHOR_DAY + np.arange(WALK_DAYS)
+        clean = terms.clean_path(ref_yield * np.exp(out), days)
+        return np.maximum(np.rint(clean / spec.min_step).astype(np.int64), 20)
 
     def _futures_walk(self, spec: Spec, underlying: Spec) -> np.ndarray:
         """A future's daily closes follow its underlying: contract size x spot x carry (15% a

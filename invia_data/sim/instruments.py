@@ -14,6 +14,8 @@ from datetime import date, datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
+from .bonds import BondTerms
+
 NORMAL_TRADING = 17
 NORMAL_TRADING_INFO = "нормальный период торгов"
 
@@ -44,6 +46,7 @@ class Spec:
     boards: tuple[str, ...] = ()
     sector: str = ""  # drives the correlation of returns (see :mod:`.factors`)
     live_from_start: bool = False  # its order flow runs from the market's start, not on first use
+    bond: BondTerms | None = None  # coupon terms of a bond (its price is percent of face)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -69,6 +72,10 @@ class Spec:
         if self.min_step >= 1:
             return float(ticks * self.min_step)
         return ticks / self.steps_per_unit
+
+    def unit_value(self, price: float) -> float:
+        """The money value of one unit at ``price``: a bond's price is percent of its face."""
+        return price * self.face_value / 100.0 if self.bond is not None else price
 
     def prices(self, ticks: Any) -> Any:
         """Vectorised :meth:`price`: dividing by an integer gives the double nearest to the
@@ -274,7 +281,32 @@ _MORE: tuple[Spec, ...] = tuple(
             decimals=3, live=False),
 )
 
-INSTRUMENTS: tuple[Spec, ...] = _CORE + _MORE
+
+
+def _ofz(number: int, secid: str, isin: str, rate: float, issue: date, maturity: date,
+         price: float, minute_volume: float) -> Spec:
+    """An OFZ-PD on TQOB: price in percent of a 1000 RUB face, step 0.001 (see :mod:`.bonds`)."""
+    return Spec(symbol=secid, exchange="MOEX", board="TQOB", market="FOND",
+                short_name=f"ОФЗ {number}", description=f"ОФЗ-ПД {number} {maturity:%d/%m/%y}",
+                type="EUSOV", lot_size=1, min_step=0.001, decimals=3, ref_price=price,
+                currency="RUB", isin=isin, cfi_code="DBFUFR", face_value=1000.0,
+                daily_vol=0.004, minute_volume=minute_volume, risk_category=1,
+                boards=("TQOB",), sector="ofz",
+                bond=BondTerms(face=1000.0, rate=rate, issue=issue, maturity=maturity))
+
+
+# Federal loan bonds (OFZ-PD): numbers, codes, ISINs, coupons and maturities of the exchange's;
+# the coupon schedule is the regular 182-day one counted back from maturity.
+_BONDS: tuple[Spec, ...] = (
+    _ofz(26212, "SU26212RMFS9", "RU000A0JTK38", 0.0705, date(2013, 1, 23), date(2028, 1, 19),
+         91.35, 400),
+    _ofz(26218, "SU26218RMFS6", "RU000A0JVW48", 0.085, date(2016, 10, 19), date(2031, 9, 17),
+         84.6, 300),
+    _ofz(26221, "SU26221RMFS0", "RU000A0JXFM1", 0.077, date(2017, 2, 15), date(2033, 3, 23),
+         77.9, 500),
+)
+
+INSTRUMENTS: tuple[Spec, ...] = _CORE + _MORE + _BONDS
 
 CURRENCY_PAIRS = (
     ("USD", "RUB", "USD000UTSTOM"),
@@ -288,8 +320,10 @@ RISK_CATEGORIES = {1: "LowRisk", 2: "StandardRisk", 3: "HighRisk", 4: "Special",
 _BASE_RATES = {1: (12.0, 13.5), 2: (16.0, 18.0), 3: (22.0, 24.5), 4: (9.0, 9.5), 5: (30.0, 33.0)}
 
 
-def security_record(spec: Spec, last_price: float, rating: float) -> dict[str, Any]:
-    """The canonical SECURITY record of ``spec``; limits and margins follow ``last_price``."""
+def security_record(spec: Spec, last_price: float, rating: float,
+                    bond_yield: float | None = None) -> dict[str, Any]:
+    """The canonical SECURITY record of ``spec``; limits and margins follow ``last_price``;
+    ``bond_yield`` (percent) is a bond's yield at that price."""
     limit = 0.2 if not spec.is_future else 0.1
     margin = last_price * (0.14 if spec.is_future else 0.0)
     record: dict[str, Any] = {
@@ -324,7 +358,7 @@ def security_record(spec: Spec, last_price: float, rating: float) -> dict[str, A
         "theor_price": 0.0,
         "theor_price_limit": 0.0,
         "volatility": 0.0,
-        "yield": None,
+        "yield": bond_yield,
         "complex_product_category": "2" if spec.is_future else "",
         "price_multiplier": 1.0,
         "price_shown_units": 1.0,
@@ -362,8 +396,8 @@ def risk_rate_records(risk_category_id: int) -> list[dict[str, Any]]:
             "exchange": spec.exchange,
             "risk_category_id": risk_category_id,
             "security_risk_category_id": float(spec.risk_category),
-            "asset_type": {"FOND": "stock", "SPBX": "stock", "FORTS": "futures",
-                           "CURR": "currency"}[spec.market],
+            "asset_type": "bond" if spec.bond is not None else {
+                "FOND": "stock", "SPBX": "stock", "FORTS": "futures", "CURR": "currency"}[spec.market],
             "underlying_asset": spec.underlying if spec.is_future else None,
             "set_name": None,
             "isin": spec.isin,

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .bonds import day_of
 from .book import BUY, SELL, LiveFlow, opening_interest
 from .history import (
     ANCHOR_DAY,
@@ -107,6 +108,7 @@ class Market:
         self._prev_close_cache: dict[tuple[Key, int], int] = {}
         self._volume_cache: dict[tuple[Key, int], int] = {}  # yesterday's volume, for ratings
         self._generated_day: dict[tuple[Key, int], Bars] = {}  # today before the start
+        self._yield_cache: dict[tuple[str, Any], dict[int, float | None]] = {}
         for spec in INSTRUMENTS:
             if spec.live_from_start:
                 self._activate(spec.key, self.start)
@@ -226,7 +228,8 @@ class Market:
             return None
         exchange, wanted = exchange.upper(), symbol.upper()
         candidates = [s for s in INSTRUMENTS
-                      if wanted in (s.symbol.upper(), s.short_name.upper())
+                      if (wanted in (s.symbol.upper(), s.short_name.upper())
+                          or (s.bond is not None and wanted == s.isin))
                       and (exchange == "ITS" or s.exchange == exchange)]
         if not candidates:
             return None
@@ -267,7 +270,8 @@ class Market:
                 volume = int(daily.volume[0]) if len(daily) else 0
                 self._volume_cache[(key, yesterday)] = volume
         rating = volume * spec.lot_size * spec.price(prev) * (1 if spec.currency == "RUB" else 80)
-        return security_record(spec, spec.price(prev), rating)
+        bond_yield = self._bond_figures(spec, prev, self.now())[1] if spec.bond else None
+        return security_record(spec, spec.price(prev), rating, bond_yield)
 
     def boards(self, key: Key) -> list[str]:
         return list(self._specs[key].boards)
@@ -332,9 +336,16 @@ class Market:
                 cached[1][depth] = record
         return dict(record)
 
-    @staticmethod
-    def _book_record(spec: Spec, at: float, bids: list, asks: list) -> dict:
+    def _book_record(self, spec: Spec, at: float, bids: list, asks: list) -> dict:
         price = spec.price
+        if spec.bond is not None:  # each level's yield (Slim "y")
+            yields = self._yields(spec, [p for p, _ in bids] + [p for p, _ in asks], at)
+            return {
+                "bids": [{"price": price(p), "volume": v, "yield": yields[p]} for p, v in bids],
+                "asks": [{"price": price(p), "volume": v, "yield": yields[p]} for p, v in asks],
+                "time": int(at * 1000), "existing": True, "snapshot": True,
+                "timestamp_s": round(at, 3),
+            }
         return {
             "bids": [{"price": price(p), "volume": v} for p, v in bids],
             "asks": [{"price": price(p), "volume": v} for p, v in asks],
@@ -343,6 +354,38 @@ class Market:
             "snapshot": True,
             "timestamp_s": round(at, 3),
         }
+
+    def _yields(self, spec: Spec, ticks: list[int], at: float) -> dict[int, float | None]:
+        """Yields to maturity (percent, 2 decimals) of a bond at prices in ticks on the day of
+        ``at``; remembered per day and price, so a moving book costs only its new levels."""
+        terms = spec.bond
+        assert terms is not None
+        day = day_of(at)
+        if not terms.issue <= day < terms.maturity:
+            return dict.fromkeys(ticks)
+        cache = self._yield_cache.setdefault((spec.symbol, day), {})
+        if len(self._yield_cache) > 64:
+            self._yield_cache.clear()
+            cache = self._yield_cache.setdefault((spec.symbol, day), {})
+        missing = sorted({t for t in ticks if t not in cache})
+        if missing:
+            values = terms.yields(spec.prices(np.array(missing, dtype=np.int64)), day)
+            cache.update(zip(missing, np.round(values * 100.0, 2).tolist(), strict=True))
+        return {t: cache[t] for t in ticks}
+
+    def _bond_figures(self, spec: Spec, last_ticks: int, at: float) -> tuple[float, float | None]:
+        """(accrued interest in RUB, yield in percent at the last price) of a bond on the day
+        of ``at``; (0.0, None) for anything else or outside the bond's life."""
+        if spec.bond is None or not spec.bond.issue <= day_of(at) < spec.bond.maturity:
+            return 0.0, None
+        return self.accrued_interest(spec.key, at), self._yields(spec, [last_ticks], at)[last_ticks]
+
+    def accrued_interest(self, key: Key, at: float) -> float:
+        """A bond's accrued interest per unit (RUB) on the day of ``at``; 0 for the rest."""
+        terms = self._specs[key].bond
+        if terms is None or not terms.issue <= day_of(at) < terms.maturity:
+            return 0.0
+        return terms.accrued(day_of(at))
 
     def _snapshot_at(self, key: Key, t: float) -> tuple[float, list, list]:
         ring = self._snapshots[key]
@@ -382,6 +425,10 @@ class Market:
         last = price(last_ticks)
         prev = price(prev_close)
         flow = self._flow(key)
+        accrued, bond_yield = self._bond_figures(spec, last_ticks, at)
+        lot_value = last * spec.lot_size
+        if spec.bond is not None:  # a bond's price is percent of its face
+            lot_value = last / 100.0 * spec.face_value * spec.lot_size
         return {
             "symbol": spec.symbol, "exchange": spec.exchange, "description": spec.description,
             "last_price": last, "last_price_time": last_ms // 1000,
@@ -398,10 +445,10 @@ class Market:
             "change_percent": round((last - prev) / prev * 100, 2) if prev else 0.0,
             "volume": float(today.volume[0]) if len(today) else 0.0,
             "open_interest": flow.open_interest if spec.is_future else None,
-            "accrued_interest": 0.0, "accrued_interest_legacy": 0.0,
-            "yield": None,
+            "accrued_interest": accrued, "accrued_interest_legacy": accrued,
+            "yield": bond_yield,
             "lot_size": float(spec.lot_size),
-            "lot_value": round(last * spec.lot_size, 4),
+            "lot_value": round(lot_value, 4),
             "face_value": spec.face_value,
             "type": spec.type,
             "currency": spec.currency,

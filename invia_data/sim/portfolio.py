@@ -299,7 +299,8 @@ class Portfolios:
             "side": "buy" if side == BUY else "sell", "status": "working",
             "price": spec.price(price), "qty_units": units, "qty_batch": lots,
             "filled_qty_units": 0.0, "filled_qty_batch": 0.0,
-            "volume": round(spec.price(price) * units, 4), "time_in_force": "oneday",
+            "volume": round(spec.unit_value(spec.price(price)) * units, 4),
+            "time_in_force": "oneday",
             "trans_time": _iso(t), "update_time": _iso(t),
             "end_time": _iso(math.floor(t / DAY) * DAY + DAY - 0.001),
             "comment": "demo", "iceberg": None, "existing": False, "qty": lots, "filled": 0.0,
@@ -352,7 +353,8 @@ class Portfolios:
     def _apply_trade(self, account: Account, spec: Spec, side: int, price: float, lots: int,
                      t: float, trade_id: str, order_no: str) -> dict:
         units = lots * spec.lot_size
-        volume = price * units
+        volume = spec.unit_value(price) * units
+        accrued = self.market.accrued_interest(spec.key, t) * units  # a bond's buyer pays it
         commission = round(volume * COMMISSION[account.id if account.id in COMMISSION
                                                else STOCK], 2)
         if account.kind == "fx":
@@ -366,14 +368,15 @@ class Portfolios:
             commission = None
         else:
             account.holdings.setdefault(spec.key, Holding()).apply(side * units, price)
-            account.money["RUB"] -= side * volume + commission
+            account.money["RUB"] -= side * (volume + accrued) + commission
             account.commission += commission
         return {
             "id": trade_id, "order_no": order_no, "symbol": spec.symbol,
             "short_name": spec.short_name, "exchange": spec.exchange, "board": spec.board,
             "broker_symbol": f"{spec.exchange}:{spec.symbol}",
             "side": "buy" if side == BUY else "sell", "price": price, "qty_units": units,
-            "qty_batch": lots, "qty": lots, "volume": round(volume, 4), "accrued_interest": 0.0,
+            "qty_batch": lots, "qty": lots, "volume": round(volume, 4),
+            "accrued_interest": round(accrued, 2),
             "commission": commission, "currency": spec.currency, "date": _iso(t),
             "settle_date": _iso(math.floor(t / DAY) * DAY + DAY), "comment": "demo",
             "repo_specific_fields": None, "existing": False,
@@ -398,7 +401,8 @@ class Portfolios:
             "status": "working", "stop_price": stop, "price": 0.0, "avg_price": 0.0,
             "qty_units": float(lots * spec.lot_size), "qty_batch": lots,
             "filled_qty_units": 0.0, "filled_qty_batch": 0.0,
-            "volume": round(stop * lots * spec.lot_size, 4), "time_in_force": "oneday",
+            "volume": round(spec.unit_value(stop) * lots * spec.lot_size, 4),
+            "time_in_force": "oneday",
             "protecting_seconds": 15, "trans_time": _iso(t), "update_time": _iso(t),
             "end_time": _iso(math.floor(t / DAY) * DAY + DAY - 0.001), "error": None,
             "comment": "demo stop", "iceberg": None, "existing": False, "qty": lots,
@@ -511,15 +515,15 @@ class Portfolios:
         units = float(holding.units)
         lots = units / spec.lot_size
         open_lots = opening.units / spec.lot_size
-        volume = units * holding.avg_price
-        current = units * last
+        volume = units * spec.unit_value(holding.avg_price)
+        current = units * spec.unit_value(last)
         return {
             "portfolio": account.id, "symbol": spec.symbol, "exchange": spec.exchange,
             "broker_symbol": f"{spec.exchange}:{spec.symbol}", "short_name": spec.short_name,
             "is_currency": False, "lot_size": float(spec.lot_size), "qty_units": units,
             "open_units": float(opening.units), "avg_price": round(holding.avg_price, 6),
             "volume": round(volume, 4), "current_volume": round(current, 4),
-            "daily_unrealised_pl": round(units * (last - prev), 4),
+            "daily_unrealised_pl": round(units * spec.unit_value(last - prev), 4),
             "unrealised_pl": round(current - volume, 4),
             "qty_t0": units, "qty_t1": units, "qty_t2": units, "qty_t_future": units,
             "qty_t0_batch": lots, "qty_t1_batch": lots, "qty_t2_batch": lots,
@@ -570,7 +574,7 @@ class Portfolios:
         for key, holding in holdings.items():
             spec = self._specs[key]
             price = self._prev_close(key) if morning else self._price(key)
-            exposure = holding.units * price
+            exposure = holding.units * spec.unit_value(price)
             rate = rates[spec.symbol]
             if account.kind == "forts":
                 value += holding.units * (price - holding.avg_price)
