@@ -56,7 +56,7 @@ from .cache import (
     years_of,
 )
 from .errors import APIError, InvalidArgument, InviaError, NotFound
-from .frames import convert, convert_tz, epoch_to_utc
+from .frames import STR_DTYPE, convert, convert_tz, epoch_to_utc
 from .market import parse_symbol
 from .schema import CANDLE, HISTORY, normalize_format
 from .timeframes import CODES, label, to_seconds, to_wire
@@ -522,7 +522,8 @@ def _finish(frames: list[pd.DataFrame], open_candles: list[pd.Timestamp | None],
         frame = frames[0]
         opened: Any = open_candles[0]
     else:
-        frame = pd.concat(frames, keys=plan.symbols, names=["symbol", "time"])
+        frame = pd.concat(frames, keys=pd.Index(plan.symbols, dtype=STR_DTYPE),
+                          names=["symbol", "time"])
         opened = dict(zip(plan.symbols, open_candles, strict=True))
     if plan.tz is not None:
         frame = _to_zone(frame, plan.tz)

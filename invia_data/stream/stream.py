@@ -27,6 +27,7 @@ import pandas as pd
 from .. import validate
 from ..auth import decode_claims
 from ..errors import InvalidArgument, InviaError, StreamClosed
+from ..frames import STR_DTYPE
 from ..history import Query, fetch_range, server_now
 from ..market import (
     MAX_PAGES,
@@ -332,7 +333,8 @@ class Stream:
                     "unfilled_gaps": sub.unfilled,
                 })
         table = pd.DataFrame(rows, columns=list(HEALTH_COLUMNS))
-        table = table.astype({"messages": "int64", "messages_per_s": "float64",
+        table = table.astype({"kind": STR_DTYPE, "symbol": STR_DTYPE, "status": STR_DTYPE,
+                              "messages": "int64", "messages_per_s": "float64",
                               "last_message_age": "float64", "data_age": "float64",
                               "callback_lag": "float64", "callbacks_skipped": "int64",
                               "reconnects": "int64", "errors": "int64", "gaps": "int64",
@@ -350,7 +352,8 @@ class Stream:
         table = pd.DataFrame(list(self._gaps), columns=GAP_COLUMNS)
         for column in ("start", "end"):
             table[column] = pd.to_datetime(table[column].astype("float64"), unit="s", utc=True)
-        return table.astype({"backfilled": "int64", "filled": "bool"})
+        return table.astype({"kind": STR_DTYPE, "symbol": STR_DTYPE, "backfilled": "int64",
+                             "filled": "bool", "error": STR_DTYPE})
 
     def record(self, path: Any, frames: Iterable[LiveFrame] | None = None,
                **options: Any) -> Any:
