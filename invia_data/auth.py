@@ -24,7 +24,15 @@ import orjson
 import pandas as pd
 import requests
 
-from .errors import AuthError, InvalidArgument, ServerError, TransportError, error_for_status
+from .errors import (
+    AuthError,
+    DecodeError,
+    InvalidArgument,
+    RequestTimeout,
+    ServerError,
+    TransportError,
+    error_for_status,
+)
 
 __all__ = ["TokenManager", "decode_claims", "redact"]
 
@@ -240,16 +248,19 @@ class TokenManager:
         url = f"{self.auth_url}/refresh"
         started = time.perf_counter()
         failure = None
+        timed_out = False
         try:
             response = self._session.post(url, params={"token": self._refresh_token},
                                           timeout=self._timeout)
         except requests.RequestException as exc:
             failure = type(exc).__name__
+            timed_out = isinstance(exc, requests.Timeout)
         if failure is not None:
             # raised outside the handler: the request's exception (whose text holds the URL
             # with the token) must not ride along as __context__
-            raise TransportError(f"POST {self.auth_url}/refresh: no answer from the token "
-                                 f"server ({failure})")
+            kind = RequestTimeout if timed_out else TransportError
+            raise kind(f"POST {self.auth_url}/refresh: no answer from the token server "
+                       f"({failure})")
         elapsed = (time.perf_counter() - started) * 1000
         log.info("POST /refresh %d %.0f ms", response.status_code, elapsed)
         if response.status_code != 200:
@@ -261,17 +272,17 @@ class TokenManager:
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise AuthError("the token server answered with a body that is not JSON",
-                            request="POST /refresh") from None
+            raise DecodeError("the token server answered with a body that is not JSON",
+                              status=response.status_code, request="POST /refresh") from None
         jwt = (body.get("AccessToken") or body.get("accessToken")) if isinstance(body, dict) else None
         if not isinstance(jwt, str):
-            raise AuthError("the token server's answer has no AccessToken",
-                            request="POST /refresh")
+            raise DecodeError("the token server's answer has no AccessToken",
+                              status=response.status_code, request="POST /refresh")
         try:
             decode_claims(jwt)
         except InvalidArgument as exc:
-            raise AuthError(f"the token server returned an unreadable token: {exc}",
-                            request="POST /refresh") from None
+            raise DecodeError(f"the token server returned an unreadable token: {exc}",
+                              status=response.status_code, request="POST /refresh") from None
         return jwt
 
 

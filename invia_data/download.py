@@ -159,7 +159,7 @@ def _download(http: Any, series: Sequence[Series], path: str | os.PathLike[str],
         raise InvalidArgument(f"progress: expected None, True or False, got {progress!r}")
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise InvalidArgument(f"max_workers: expected a positive int, got {max_workers!r}")
-    now = server_now(http) if hi is None or hi > time.time() - 86_400 else int(time.time())
+    now = server_now(http)  # the server's clock decides what is closed, never the local one
     hi = min(now + 1 if hi is None else hi, closed_before(tf_seconds, now))
     store = DatasetStore(root)
     tf_label = label(tf_seconds)

@@ -12,11 +12,16 @@ Every error the library raises on purpose derives from :class:`InviaError`::
     │   │                                 (also a PermissionError)
     │   ├── NotFound           404        unknown instrument, order, position (also a LookupError)
     │   ├── RateLimited        429        still limited after the bounded retries
-    │   └── ServerError        5xx        still failing after the bounded retries
+    │   ├── ServerError        5xx        still failing after the bounded retries
+    │   └── DecodeError                   a body that is not JSON or not of the documented
+    │                                     shape (an HTTP route's, the token server's)
     ├── TransportError (ConnectionError)  no answer: connection refused, reset, timed out
+    │   └── RequestTimeout (Timeout)      an HTTP request (or the token server) timed out
+    ├── Timeout (TimeoutError)            anything awaited did not come in time:
+    │                                     RequestTimeout, StreamTimeout
     └── StreamError                       the live stream failed outside an HTTP-like status
         ├── StreamClosed                  the stream was closed by the user
-        └── StreamTimeout (TimeoutError)  awaited stream data did not arrive in time
+        └── StreamTimeout (Timeout)       awaited stream data did not arrive in time
 
 ``APIError`` carries ``status``, ``message`` (the server's text) and ``request`` (a short
 "METHOD path" or the WebSocket opcode). Error texts never contain a token.
@@ -35,7 +40,10 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "ServerError",
+    "DecodeError",
     "TransportError",
+    "RequestTimeout",
+    "Timeout",
     "StreamError",
     "StreamClosed",
     "StreamTimeout",
@@ -96,8 +104,25 @@ class ServerError(APIError):
     status = 500
 
 
+class DecodeError(APIError):
+    """The server answered, but its body is not JSON or not of the documented shape: a
+    server-side fault, not the caller's input (so not an InvalidArgument), and for the token
+    server not a refused credential (so not an AuthError). ``status`` is the answer's."""
+
+
 class TransportError(InviaError, ConnectionError):
     """The request got no answer (connection refused or reset, timeout, TLS failure)."""
+
+
+class Timeout(InviaError, TimeoutError):
+    """Something awaited did not come in time; also the builtin ``TimeoutError``.
+    ``except TimeoutError`` catches both kinds: :class:`RequestTimeout` and
+    :class:`StreamTimeout`."""
+
+
+class RequestTimeout(TransportError, Timeout):
+    """An HTTP request (or the token server, e.g. in ``connect()``) timed out, after the
+    bounded retries; a TransportError and a TimeoutError."""
 
 
 class StreamError(InviaError):
@@ -108,7 +133,7 @@ class StreamClosed(StreamError):
     """The stream (or the subscription) was closed by the user."""
 
 
-class StreamTimeout(StreamError, TimeoutError):
+class StreamTimeout(StreamError, Timeout):
     """Awaited stream data did not arrive in time (``LiveFrame.wait``); also a TimeoutError."""
 
 

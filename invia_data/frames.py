@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import APIError, InvalidArgument
+from .errors import DecodeError, InvalidArgument
 from .schema import SCHEMAS, Field, Schema
 
 UTC_DTYPE = "datetime64[ns, UTC]"
@@ -135,7 +135,7 @@ def _wire_column(schema: Schema, field: Field, objs: Sequence[Mapping[str, Any]]
     try:
         return _column(field, objs, fmt)
     except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise APIError(f"malformed {schema.name} data: field {field.name} ({field.kind}): "
+        raise DecodeError(f"malformed {schema.name} data: field {field.name} ({field.kind}): "
                        f"{type(exc).__name__}: {exc}"[:300], status=200) from None
 
 

@@ -55,7 +55,7 @@ from .cache import (
     year_bounds,
     years_of,
 )
-from .errors import APIError, InvalidArgument, InviaError, NotFound
+from .errors import DecodeError, InvalidArgument, InviaError
 from .frames import STR_DTYPE, convert, convert_tz, epoch_to_utc
 from .market import parse_symbol
 from .schema import CANDLE, HISTORY, normalize_format
@@ -178,11 +178,11 @@ def _parse_json(body: bytes, fmt: str) -> tuple[Columns, int | None]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise APIError("the server answered with a body that is not JSON", status=200,
-                       request=f"GET {HISTORY_PATH}") from None
+        raise DecodeError("the server answered with a body that is not JSON", status=200,
+                          request=f"GET {HISTORY_PATH}") from None
     if not isinstance(payload, dict):
-        raise APIError("the history body is not a JSON object", status=200,
-                       request=f"GET {HISTORY_PATH}")
+        raise DecodeError("the history body is not a JSON object", status=200,
+                          request=f"GET {HISTORY_PATH}")
     keys = HISTORY.field("history").keys(fmt)
     candles = next((payload[k] for k in keys if payload.get(k) is not None), [])
     try:
@@ -190,8 +190,8 @@ def _parse_json(body: bytes, fmt: str) -> tuple[Columns, int | None]:
         nxt = payload.get("next")
         return columns, None if nxt is None else int(nxt)
     except (AttributeError, TypeError, ValueError) as exc:
-        raise APIError(f"malformed history body ({type(exc).__name__}: {exc})"[:300],
-                       status=200, request=f"GET {HISTORY_PATH}") from None
+        raise DecodeError(f"malformed history body ({type(exc).__name__}: {exc})"[:300],
+                          status=200, request=f"GET {HISTORY_PATH}") from None
 
 
 def _json_columns(candles: list[dict[str, Any]], fmt: str) -> Columns:
@@ -306,15 +306,21 @@ def _instruments(names: list[str], exchange: str) -> tuple[list[str], list[str]]
 
 # --- I/O ----------------------------------------------------------------------------------------
 
-def server_now(http: Any) -> int:
+def server_seconds(http: Any) -> float:
     """The server's clock in unix seconds (delayed by 15 minutes for anonymous access, like the
-    data); the local clock when the server has no time route."""
-    try:
-        value = http.get(TIME_PATH)
-        return int(value)
-    except (NotFound, TypeError, ValueError):
-        logger.debug("no server time; using the local clock")
-        return int(time.time())
+    data). No fallback to the local clock: the server's clock decides which candle is still
+    open, and a local clock ahead of it would cache an open candle as closed. A failed request
+    raises its error; an answer that is not a number raises DecodeError."""
+    value = http.get(TIME_PATH)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise DecodeError(f"the server's time is not a number: {str(value)[:80]!r}",
+                          status=200, request=f"GET {TIME_PATH}")
+    return value
+
+
+def server_now(http: Any) -> int:
+    """:func:`server_seconds` rounded down to a whole second."""
+    return math.floor(server_seconds(http))
 
 
 def fetch_range(http: Any, query: Query, start: int, end: int) -> Columns:
@@ -406,7 +412,7 @@ def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
     """
     plan = _plan(symbols, tf, start, end, exchange, board, format, tz, cache, cache_dir,
                  progress, max_workers)
-    start_s, end_s, now = _resolve_range(http, plan)
+    start_s, end_s, now, server_clock = _resolve_range(http, plan)
     environment = (getattr(http, "cache_environment", None)
                    or environment_name(getattr(http, "base_url", "") or "default"))
     queries = [replace(plan.query, exchange=ex, symbol=s)
@@ -414,6 +420,10 @@ def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
     keys = [CacheKey(environment, q.exchange, q.symbol, q.board, label(q.tf_seconds))
             for q in queries]
     known = [_from_cache(plan.cache, key, start_s, end_s) for key in keys]
+    if plan.cache is not None and not server_clock and any(gaps for _, gaps in known):
+        # what is stored as closed is decided by the server's clock, which may be far from
+        # ours (a simulator started in the past), never by the local one
+        now = server_now(http)
     fetched = _fetch_gaps(http, plan, queries, [gaps for _, gaps in known])
 
     frames: list[pd.DataFrame] = []
@@ -471,19 +481,19 @@ def _fetch_task(http: Any, query: Query, start: int, end: int) -> Callable[[], C
     return lambda: fetch_range(http, query, start, end)
 
 
-def _resolve_range(http: Any, plan: Plan) -> tuple[int, int, int]:
-    """(start, end, now) in unix seconds, filling the defaults."""
+def _resolve_range(http: Any, plan: Plan) -> tuple[int, int, int, bool]:
+    """(start, end, now, whether now is the server's) in unix seconds, filling the defaults.
+    The local clock stands in for the server's only for an ``end`` long past, where it decides
+    nothing but ``attrs["open_candle"]``; the cache asks the server before storing."""
     local_now = time.time()
-    if plan.end is None or plan.end > local_now - RECENT_SECONDS:
-        now = server_now(http)
-    else:
-        now = math.floor(local_now)
+    server_clock = plan.end is None or plan.end > local_now - RECENT_SECONDS
+    now = server_now(http) if server_clock else math.floor(local_now)
     end = now + 1 if plan.end is None else plan.end
     start = end - default_window(plan.query.tf_seconds) if plan.start is None else plan.start
     if start > end:
         raise InvalidArgument(f"start ({pd.Timestamp(start, unit='s', tz='UTC')}) is after "
                               f"the end ({pd.Timestamp(end, unit='s', tz='UTC')})")
-    return start, end, now
+    return start, end, now, server_clock
 
 
 def candle_ends(times: np.ndarray, tf_seconds: int) -> np.ndarray:

@@ -33,7 +33,15 @@ import orjson
 import requests
 
 from .auth import TokenManager, redact
-from .errors import APIError, ClientClosed, InvalidArgument, TransportError, error_for_status
+from .errors import (
+    APIError,
+    ClientClosed,
+    DecodeError,
+    InvalidArgument,
+    RequestTimeout,
+    TransportError,
+    error_for_status,
+)
 from .validate import quote_segment
 
 __all__ = ["Http", "RateLimiter", "RetryPolicy"]
@@ -184,8 +192,8 @@ class Http:
         try:
             return orjson.loads(response.content) if response.content else None
         except orjson.JSONDecodeError:
-            raise APIError("the server answered with a body that is not JSON",
-                           status=response.status_code, request=f"GET {path}") from None
+            raise DecodeError("the server answered with a body that is not JSON",
+                              status=response.status_code, request=f"GET {path}") from None
 
     def get_bytes(self, path: str, params: Mapping[str, Any] | None = None, *,
                   auth: bool = True, what: str | None = None) -> bytes:
@@ -218,7 +226,8 @@ class Http:
                     transport_failures += 1
                     waited += self._pause(delay)
                     continue
-                raise TransportError(
+                kind = RequestTimeout if isinstance(exc, requests.Timeout) else TransportError
+                raise kind(
                     f"{label}: no answer from {self.base_url} "
                     f"({type(exc).__name__}: {redact(str(exc))[:300]})") from exc
             status = response.status_code

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import validate
-from .errors import APIError, InvalidArgument
+from .errors import DecodeError, InvalidArgument
 from .frames import STR_DTYPE, epoch_to_utc, record_frame, to_frame
 from .schema import (
     BOOK_LEVEL,
@@ -158,10 +158,10 @@ def book_frame(book: Mapping[str, Any], *, symbol: str | None = None,
     return frame
 
 
-def malformed(what: str, payload: Any) -> APIError:
+def malformed(what: str, payload: Any) -> DecodeError:
     """The error of a body whose shape is not the documented one."""
     shape = type(payload).__name__
-    return APIError(f"malformed body for {what}: unexpected {shape} {str(payload)[:80]!r}",
+    return DecodeError(f"malformed body for {what}: unexpected {shape} {str(payload)[:80]!r}",
                     status=200)
 
 
@@ -231,10 +231,9 @@ class MarketData(DataCalls):
         Anonymous callers get the time of 15 minutes ago (the API's delay for public data).
         """
         check_tz(tz)
-        seconds = self.http.get("/md/v2/time")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise InvalidArgument(f"the server's time is not a number: {seconds!r}")
-        stamp = pd.Timestamp(seconds, unit="s", tz="UTC")
+        from .history import server_seconds
+
+        stamp = pd.Timestamp(server_seconds(self.http), unit="s", tz="UTC")
         return stamp.tz_convert(tz) if tz else stamp
 
     def securities(self, query: str | None = None, *, exchange: str | None = None,

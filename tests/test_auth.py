@@ -13,7 +13,14 @@ import requests
 from fakes import FakeClock, demo_claims, make_jwt, scripted_session, sequence
 
 from invia_data.auth import TokenManager, decode_claims, redact
-from invia_data.errors import AuthError, Forbidden, InvalidArgument, TransportError
+from invia_data.errors import (
+    APIError,
+    AuthError,
+    DecodeError,
+    Forbidden,
+    InvalidArgument,
+    TransportError,
+)
 
 REFRESH = "refresh-secret-0123456789abcdef"
 
@@ -207,11 +214,13 @@ def test_server_error_is_retried_then_succeeds(caplog):
 
 
 @pytest.mark.parametrize("body", [b"<html>", {"token": "x"}, {"AccessToken": "nope"}])
-def test_unusable_token_server_answer_is_auth_error(body):
+def test_unusable_token_server_answer_is_a_decode_error_not_an_auth_error(body):
     clock = FakeClock()
     tokens, _ = manager(sequence((200, body, {})), clock)
-    with pytest.raises(AuthError):
+    with pytest.raises(DecodeError) as caught:
         tokens.token()
+    assert isinstance(caught.value, APIError) and not isinstance(caught.value, AuthError)
+    assert caught.value.status == 200 and caught.value.request == "POST /refresh"
 
 
 def test_redact_leaves_words_that_contain_a_short_secret():
