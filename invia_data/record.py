@@ -27,6 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -103,67 +104,67 @@ def _utc(us: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(us.astype("datetime64[us]")).tz_localize("UTC")
 
 
-def book_table(books: Sequence[dict[str, Any]], times: Sequence[float], fmt: str
-               ) -> pd.DataFrame:
-    """Order-book messages -> long form: one row per level, ``snapshot_id`` = receive time in
-    microseconds x 1000 + the message's place in its read (unique and increasing)."""
-    bids_keys = ORDERBOOK.field("bids").keys(fmt)
-    asks_keys = ORDERBOOK.field("asks").keys(fmt)
-    time_keys = ORDERBOOK.field("time").keys(fmt)
+BOOK_SCHEMA = pa.schema([
+    ("snapshot_id", pa.int64()), ("side", pa.string()), ("level", pa.int64()),
+    ("price", pa.float64()), ("volume", pa.int64()), ("yield", pa.float64()),
+    ("exchange_time", TIME_TYPE), ("receive_time", TIME_TYPE)])
+DAY_US = 86_400_000_000
+SIDES = pa.array(["ask", "bid"])
+
+
+def book_table(books: Sequence[dict[str, Any]], times: Sequence[float], fmt: str) -> pa.Table:
+    """Order-book messages -> long form (an Arrow table of ``BOOK_SCHEMA``): one row per level,
+    bids then asks, best first; ``snapshot_id`` = receive time in microseconds x 1000 + the
+    message's place among the messages of its read (unique and increasing)."""
+    bids_key = ORDERBOOK.field("bids").keys(fmt)[0]
+    asks_key = ORDERBOOK.field("asks").keys(fmt)[0]
+    time_key = ORDERBOOK.field("time").keys(fmt)[0]
     price_key = BOOK_LEVEL.field("price").key(fmt)
     volume_key = BOOK_LEVEL.field("volume").key(fmt)
     yield_key = BOOK_LEVEL.field("yield").key(fmt)
-
-    def pick(book: dict[str, Any], keys: tuple[str, ...]) -> Any:
-        for key in keys:
-            if key in book:
-                return book[key]
-        return None
-
-    n_bids, n_asks, stamps, levels = [], [], [], []
-    for book in books:
-        bids = pick(book, bids_keys) or []
-        asks = pick(book, asks_keys) or []
-        n_bids.append(len(bids))
-        n_asks.append(len(asks))
-        stamps.append(pick(book, time_keys) or np.nan)
-        levels.extend(bids)
-        levels.extend(asks)
-    n_bids_a = np.array(n_bids, dtype="int64")
-    n_asks_a = np.array(n_asks, dtype="int64")
-    counts = n_bids_a + n_asks_a
+    n = len(books)
+    bids = [book.get(bids_key) or () for book in books]
+    asks = [book.get(asks_key) or () for book in books]
+    counts = np.empty(2 * n, dtype="int64")          # bids of book 0, asks of book 0, ...
+    counts[0::2] = np.fromiter(map(len, bids), dtype="int64", count=n)
+    counts[1::2] = np.fromiter(map(len, asks), dtype="int64", count=n)
+    levels = [level for pair in zip(bids, asks, strict=True) for side in pair for level in side]
+    total = len(levels)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    is_bid = np.repeat(np.tile(np.array([True, False]), n), counts)
+    per_book = counts[0::2] + counts[1::2]
     received = _receive_column(times)
-    snapshot = received * 1000
     # messages of one read share a receive time: number them within it
-    same = np.concatenate([[False], received[1:] == received[:-1]]) if len(received) else []
-    run = np.zeros(len(received), dtype="int64")
-    for i in np.flatnonzero(same):
-        run[i] = run[i - 1] + 1
-    snapshot += run
-    total = int(counts.sum())
-    side = np.empty(total, dtype=object)
-    level = np.empty(total, dtype="int64")
-    pos = 0
-    for nb, na in zip(n_bids, n_asks, strict=True):
-        side[pos:pos + nb] = "bid"
-        level[pos:pos + nb] = np.arange(nb)
-        pos += nb
-        side[pos:pos + na] = "ask"
-        level[pos:pos + na] = np.arange(na)
-        pos += na
-    stamps_ms = np.array(stamps, dtype="float64")
-    exchange_ms = np.repeat(stamps_ms, counts)
-    return pd.DataFrame({
-        "snapshot_id": np.repeat(snapshot, counts),
-        "side": pd.array(side, dtype=STR_DTYPE),
-        "level": level,
-        "price": np.array([lv.get(price_key) for lv in levels], dtype="float64"),
-        "volume": pd.array([lv.get(volume_key) for lv in levels], dtype="Int64"),
-        "yield": (np.array([lv.get(yield_key) for lv in levels], dtype="float64") if yield_key
-                  else np.full(total, np.nan)),
-        "exchange_time": _ms_to_utc(exchange_ms),
-        "receive_time": _utc(np.repeat(received, counts)),
-    })
+    run = np.arange(n, dtype="int64")
+    if n:
+        new_time = np.concatenate([[True], received[1:] != received[:-1]])
+        run -= np.maximum.accumulate(np.where(new_time, run, 0))
+    stamps = np.array([book.get(time_key) or 0 for book in books], dtype="float64")
+    exchange = np.repeat(np.round(stamps * 1000).astype("int64"), per_book)
+    sides = pa.DictionaryArray.from_arrays(pa.array(is_bid.astype("int8")), SIDES)
+    return pa.table([
+        pa.array(np.repeat(received * 1000 + run, per_book)),
+        sides.cast(pa.string()),
+        pa.array(np.arange(total, dtype="int64") - starts),
+        pa.array(_level_values(levels, price_key, "float64")),
+        pa.array(_level_values(levels, volume_key, "int64")),
+        pa.array(_level_values(levels, yield_key, "float64")),
+        pa.array(exchange, TIME_TYPE, mask=exchange == 0),
+        pa.array(np.repeat(received, per_book), TIME_TYPE),
+    ], schema=BOOK_SCHEMA)
+
+
+def _level_values(levels: list[dict[str, Any]], key: str | None, dtype: str) -> np.ndarray:
+    """One field of every level (NaN or 0 where a level lacks it)."""
+    missing = np.nan if dtype == "float64" else 0
+    if key is None or not levels or key not in levels[0]:
+        if key is None or all(key not in level for level in levels[:64]):
+            return np.full(len(levels), missing, dtype=dtype)
+    try:
+        return np.fromiter(map(itemgetter(key), levels), dtype=dtype, count=len(levels))
+    except (KeyError, TypeError):   # a level without the field, or null: the slow way
+        return np.array([missing if level.get(key) is None else level[key] for level in levels],
+                        dtype=dtype)
 
 
 def _ms_to_utc(ms: np.ndarray) -> pd.DatetimeIndex:
@@ -189,7 +190,7 @@ def record_table(kind: str, items: Sequence[dict[str, Any]], times: Sequence[flo
     return frame
 
 
-def frame_table(kind: str, frame: pd.DataFrame, now: float) -> pd.DataFrame:
+def frame_table(kind: str, frame: pd.DataFrame, now: float) -> pd.DataFrame | pa.Table:
     """What a LiveFrame held (its ``.df``) -> the rows of the dataset, received at ``now``."""
     received = _utc(np.full(len(frame), receive_us(now), dtype="int64"))
     if kind == "orderbook":
@@ -199,7 +200,8 @@ def frame_table(kind: str, frame: pd.DataFrame, now: float) -> pd.DataFrame:
         table["exchange_time"] = pd.DatetimeIndex(
             [stamp if stamp is not None else pd.NaT] * len(frame), tz="UTC").as_unit("us")
         table["receive_time"] = received
-        return table
+        return _cast_times(pa.Table.from_pandas(table, preserve_index=False)
+                           ).replace_schema_metadata(None).cast(BOOK_SCHEMA)
     table = frame.reset_index() if kind in INDEXED else frame.reset_index(drop=True)
     table = table.drop(columns=["is_closed"], errors="ignore")
     stamp = EXCHANGE_TIME.get(kind)
@@ -412,7 +414,7 @@ class Recorder:
             for source, initial, items, times in due:
                 self._write_source(source, initial, items, times)
 
-    def _write_source(self, source: _Source, initial: pd.DataFrame | None, items: list[Any],
+    def _write_source(self, source: _Source, initial: Any, items: list[Any],
                       times: list[float]) -> None:
         tables = [] if initial is None else [initial]
         if items:
@@ -420,21 +422,34 @@ class Recorder:
                           else record_table(source.kind, items, times, source.fmt))
         if not tables:
             return
-        table = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
-        table = self._fresh(source, table)
-        if not len(table):
-            return
-        symbols = self._partition_values(source, table)
         key = partition_key(source.kind)
-        table = table.drop(columns=[key], errors="ignore")
-        days = table["receive_time"].dt.strftime("%Y-%m-%d")
+        if source.kind == "orderbook":
+            table = pa.concat_tables(tables)
+            values = np.full(table.num_rows, _plain(source.symbol), dtype=object)
+        else:
+            frame = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+            frame = self._fresh(source, frame)
+            values = self._partition_values(source, frame).to_numpy(dtype=object)
+            frame = frame.drop(columns=[key], errors="ignore")
+            table = _cast_times(pa.Table.from_pandas(frame, preserve_index=False))
+        if not table.num_rows:
+            return
+        received = table.column("receive_time").to_numpy().astype("datetime64[us]")
+        days = received.astype("int64") // DAY_US
         written = 0
-        for (symbol, day), part in table.groupby([symbols.to_numpy(), days.to_numpy()],
-                                                 sort=False):
-            self._write_file(source.kind, key, str(symbol), str(day), part)
-            written += len(part)
-            with self._lock:
-                source.files += 1
+        uniform = values[0] == values[-1] and (len(values) < 3 or (values == values[0]).all())
+        for value in ([values[0]] if uniform else list(dict.fromkeys(values))):
+            rows = None if uniform else np.flatnonzero(values == value)
+            part = table if rows is None else table.take(rows)
+            part_days = days if rows is None else days[rows]
+            # receive order: the rows of one day are one run
+            edges = np.flatnonzero(np.diff(part_days)) + 1
+            for lo, hi in zip(np.r_[0, edges], np.r_[edges, len(part_days)], strict=True):
+                day = np.datetime64(int(part_days[lo]), "D").astype(str)
+                self._write_file(source.kind, key, str(value), day, part.slice(lo, hi - lo))
+                written += int(hi - lo)
+                with self._lock:
+                    source.files += 1
         with self._lock:
             source.rows += written
 
@@ -446,22 +461,20 @@ class Recorder:
                  else _plain(source.symbol))
         return pd.Series(value, index=table.index)
 
-    def _write_file(self, kind: str, key: str, value: str, day: str, part: pd.DataFrame) -> None:
+    def _write_file(self, kind: str, key: str, value: str, day: str, part: pa.Table) -> None:
         folder = self.path / f"kind={kind}" / f"{key}={_safe(value)}" / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
-        first = int(part["receive_time"].iloc[0].value // 1000)
+        first = part.column("receive_time")[0].value
         with self._lock:
             self._seq += 1
             seq = self._seq
         name = f"part-{first}-{os.getpid()}-{seq:06d}.parquet"
         temporary = folder / f".{name}.tmp"
-        table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
-        table = _cast_times(table)
-        pq.write_table(table, temporary, compression="zstd")
+        pq.write_table(part, temporary, compression="zstd")
         os.replace(temporary, folder / name)
         with self._lock:
             self._files += 1
-            self._rows += len(part)
+            self._rows += part.num_rows
 
     # --- deduplication across reconnects and restarts ----------------------------------------
 
@@ -541,9 +554,10 @@ class Recorder:
                 "error": pd.array([row.error], dtype=STR_DTYPE),
             })
             part["receive_time"] = part["end"]
+            table = _cast_times(pa.Table.from_pandas(part, preserve_index=False))
             day = row.start.strftime("%Y-%m-%d")
             for symbol in str(row.symbol).split(","):
-                self._write_file("gaps", "symbol", _plain(symbol), day, part)
+                self._write_file("gaps", "symbol", _plain(symbol), day, table)
             self._gaps_written += 1
 
     def _remove_temporary_files(self) -> None:

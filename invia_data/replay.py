@@ -34,6 +34,7 @@ from .history import candle_frame
 from .market import check_count, parse_symbol
 from .record import PORTFOLIO_KINDS, SCHEMAS, partition_key, receive_us
 from .stream.live import FrameWriter, LiveFrame
+from .stream.state import book_frame
 from .timeframes import to_seconds
 from .times import iso_time, to_utc
 
@@ -134,7 +135,8 @@ class BookReplay(_Replayed):
         super().__init__(_times(rows)[starts] if len(ids) else np.zeros(0, dtype="int64"))
         self.offsets = np.append(starts, len(rows))
         self.stamps = list(rows["exchange_time"].iloc[starts]) if len(ids) else []
-        self.table = rows[["side", "level", "price", "volume", "yield"]]
+        types = book_frame({}, "Simple").dtypes.to_dict()    # the live book's columns
+        self.table = rows[list(types)].astype(types)
         self.attrs = attrs
 
     def frame(self, position: int) -> pd.DataFrame:
