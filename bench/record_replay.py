@@ -98,9 +98,7 @@ def start(script: str) -> tuple[subprocess.Popen, list[str]]:
 def _open(stream, kind: str):
     if kind == "books":
         return stream.orderbook("SBER", depth=10)
-    if hasattr(stream, "all_trades"):
-        return stream.all_trades("SBER", maxlen=10_000)
-    return stream.trades("SBER", maxlen=10_000)
+    return stream.all_trades("SBER", maxlen=10_000)
 
 
 def run_stream(ws_url: str, token: str, kind: str, seconds: float) -> float:
@@ -202,10 +200,7 @@ def bench_replay(n: int) -> dict[str, float]:
         rp.close()
     # naive: the live reducer, one trade at a time
     count = min(n, 200_000)
-    try:
-        state = make_state("all_trades", "Slim", maxlen=100_000)
-    except Exception:
-        state = make_state("trades", "Slim", maxlen=100_000)
+    state = make_state("all_trades", "Slim", maxlen=100_000)
     live = LiveFrame("all_trades", "SBER", {}, state)
     items = [{"id": i, "t": 1_700_000_000_000 + i, "px": 100.0, "q": 1, "s": "buy",
               "sym": "SBER", "bd": "TQBR", "oi": 0, "h": False} for i in range(1, count + 1)]

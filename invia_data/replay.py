@@ -371,7 +371,7 @@ class Replay:
         state = BookReplay(rows, depth, {"symbol": sym, "exchange": ex, "depth": depth})
         return self._open("orderbook", f"{ex}:{sym}", {"depth": depth}, state)
 
-    def all_trades(self, symbol: str, recent: int = 0, maxlen: int = 100_000, *,
+    def all_trades(self, symbol: str, *, recent: int = 0, maxlen: int = 100_000,
                    exchange: str | None = None, **ignored: Any) -> LiveFrame:
         """The recorded trades, the last ``maxlen`` received by the simulated time."""
         maxlen = check_count(maxlen, "maxlen")

@@ -66,8 +66,7 @@ def test_the_stream_plays_the_recorded_books_and_trades(sample_recording):
     with invia_data.sim.run(port=0, replay=sample_recording, speed=1) as sim, \
             invia_data.connect(sim.refresh_token, env=sim.url) as inv:
         book = inv.stream.orderbook("SBER", depth=10)
-        trades = (inv.stream.all_trades("SBER", recent=5) if hasattr(inv.stream, "all_trades")
-                  else inv.stream.trades("SBER", depth=5))
+        trades = inv.stream.all_trades("SBER", recent=5)
         book.wait(3, timeout=WAIT)
         assert tuple(book.df["price"]) in snapshots
         trades.wait(2, timeout=WAIT)
