@@ -172,7 +172,7 @@ def synthetic_recording(path: Path, n: int) -> None:
 
 def bench_replay(n: int) -> dict[str, float]:
     import invia_data
-    from invia_data.stream.live import LiveFrame
+    from invia_data.stream.live import FrameWriter, LiveFrame
     from invia_data.stream.state import make_state
 
     out: dict[str, float] = {}
@@ -202,16 +202,17 @@ def bench_replay(n: int) -> dict[str, float]:
     count = min(n, 200_000)
     state = make_state("all_trades", "Slim", maxlen=100_000)
     live = LiveFrame("all_trades", "SBER", {}, state)
+    writer = FrameWriter(live)
     items = [{"id": i, "t": 1_700_000_000_000 + i, "px": 100.0, "q": 1, "s": "buy",
               "sym": "SBER", "bd": "TQBR", "oi": 0, "h": False} for i in range(1, count + 1)]
     t0 = time.perf_counter()
     for item in items:
-        live._apply_many([item], 0.0)
+        writer.apply([item], 0.0)
     out["naive_rate"] = count / (time.perf_counter() - t0)
     assert len(live.df) == 100_000
     times = []
     for i in range(20):
-        live._apply_many([{**items[-1], "id": count + i + 1}], 0.0)
+        writer.apply([{**items[-1], "id": count + i + 1}], 0.0)
         t0 = time.perf_counter()
         frame = live.df
         times.append(time.perf_counter() - t0)
