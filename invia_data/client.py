@@ -151,28 +151,54 @@ class Client(MarketData, PortfolioData):
     @suggests_symbols
     def history(self, symbols: str | list[str], tf: str | int = "1min", *,
                 start: TimeLike | None = None, end: TimeLike | None = None,
-                exchange: str | None = None, board: str | None = None,
-                format: str | None = None, tz: str | None = None, cache: bool = True,
-                cache_dir: str | os.PathLike[str] | None = None,
-                progress: bool | None = None) -> pd.DataFrame:
+                period: str | None = None, exchange: str | None = None,
+                board: str | None = None, format: str | None = None, tz: str | None = None,
+                cache: bool = True, cache_dir: str | os.PathLike[str] | None = None,
+                progress: bool | None = None, errors: str = "raise",
+                closed_only: bool = False, field: str | None = None) -> pd.DataFrame:
         """Candles of one symbol (``"SBER"``, ``"ITS:SOGN"``) or a list of them, paged and
-        cached on disk; details in :func:`invia_data.history.history`.
+        cached on disk.
 
         Returns a DataFrame indexed by ``time`` (the candle start, tz-aware UTC unless ``tz``),
         or by (``symbol``, ``time``) for a list, with ``open``, ``high``, ``low``, ``close``
-        (float64) and ``volume`` (int64, lots). ``attrs["open_candle"]`` is the start (ISO
-        string) of the last candle when it had not closed yet (per symbol for a list),
-        ``attrs["tf"]`` the timeframe. ``tf``: seconds, ``"1min"``, ``"5min"``, ``"1h"``,
-        ``"D"``, ``"W"``/``"1wk"``, ``"M"``/``"1mo"`` (``"1M"`` is refused as ambiguous);
-        ``start`` inclusive, ``end`` exclusive (default: now), naive times are UTC; without
-        ``start``, a window before ``end`` that grows with ``tf``.
+        (float64) and ``volume`` (int64, lots). ``attrs``: ``tf``; ``open_candle``, the start
+        (ISO string) of the last candle if it had not closed yet, else None (a dict per symbol
+        for a list); ``failed`` with ``errors="warn"``/``"ignore"``.
+
+        ``tf``, the timeframe: seconds (``60``, ``"300"``); ``"1min"``, ``"5min"``, ``"15min"``,
+        ``"1h"``, ``"4h"`` (also ``"5m"``, ``"1hour"``, ``"M1"``, ``"H1"``...); days ``"D"``,
+        ``"1d"``; weeks ``"W"``, ``"1wk"``; months ``"M"``, ``"1mo"``; years ``"Y"``, ``"1y"``.
+        ``"1M"`` is refused: a minute or a month?
+
+        ``start`` (inclusive), ``end`` (exclusive, default now), by name: ``"2024-02-01"``,
+        ``"2024-02-01 10:00"``, ``"2024-02-01T10:00+03:00"``, ``"01.02.2024"`` (day first),
+        ``20240201``, a ``datetime``/``date``/``pd.Timestamp``, or epoch seconds. Times without
+        a zone are UTC. Without ``start``, a window before ``end`` that grows with ``tf``;
+        or ``period``: ``"5d"``, ``"1wk"``, ``"1mo"``, ``"3mo"``, ``"1y"``, ``"2y"``, ``"ytd"``,
+        ``"max"``, back from ``end``.
+
+        For a list: ``errors="raise"`` (default) fails on the first bad symbol; ``"warn"`` or
+        ``"ignore"`` returns the others and lists the failed ones in ``attrs["failed"]``.
+        ``closed_only=True`` drops candles still open. ``field="close"`` (or ``"open"``,
+        ``"high"``, ``"low"``, ``"volume"``) returns that column as a time x symbol frame.
+        ``exchange``/``board`` pick the market, ``tz`` converts the index, ``cache=False``
+        skips the disk cache (``cache_dir``, ``$INVIA_CACHE_DIR``, ``~/.cache/invia-data``),
+        ``progress`` forces the progress bar on or off, ``format`` the wire format.
+
+        Examples::
+
+            inv.history("SBER", "1min", start="2024-01-01", end="2024-02-01")
+            inv.history(["SBER", "GAZP", "LKOH"], "D", period="2y", field="close")
+
+        Details: :func:`invia_data.history.history` and docs/history.md.
         """
         from .history import history
 
-        return history(self.http, symbols, tf, start, end, exchange=exchange or self.exchange,
-                       board=board, format=format or self.format, tz=tz, cache=cache,
-                       cache_dir=cache_dir or self._scratch_cache_dir(),
-                       progress=progress)
+        return history(self.http, symbols, tf, start, end, period=period,
+                       exchange=exchange or self.exchange, board=board,
+                       format=format or self.format, tz=tz, cache=cache,
+                       cache_dir=cache_dir or self._scratch_cache_dir(), progress=progress,
+                       errors=errors, closed_only=closed_only, field=field)
 
     def _scratch_cache_dir(self) -> str | None:
         # the embedded simulator declares its identity (see connect), so its candles share the

@@ -1,5 +1,7 @@
 """The exception tree of invia-data.
 
+Warnings it gives are :class:`InviaWarning` (a UserWarning): a partial result, for example.
+
 Every error the library raises on purpose derives from :class:`InviaError`::
 
     InviaError
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 __all__ = [
     "InviaError",
+    "InviaWarning",
     "InvalidArgument",
     "ClientClosed",
     "APIError",
@@ -53,6 +56,10 @@ __all__ = [
 
 class InviaError(Exception):
     """Base class of every error raised by invia-data."""
+
+
+class InviaWarning(UserWarning):
+    """A warning of invia-data: the call worked, but not completely (see its message)."""
 
 
 class InvalidArgument(InviaError, ValueError):

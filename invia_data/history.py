@@ -27,7 +27,9 @@ import io
 import logging
 import math
 import os
+import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -55,7 +57,7 @@ from .cache import (
     year_bounds,
     years_of,
 )
-from .errors import DecodeError, InvalidArgument, InviaError
+from .errors import DecodeError, InvalidArgument, InviaError, InviaWarning
 from .frames import STR_DTYPE, convert, convert_tz, epoch_to_utc
 from .market import parse_symbol
 from .schema import CANDLE, HISTORY, normalize_format
@@ -388,10 +390,11 @@ def _progress_bar(total: int, description: str) -> Any:
 
 def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
             start: TimeLike | None = None, end: TimeLike | None = None, *,
-            exchange: str = "MOEX", board: str | None = None, format: str | None = None,
-            tz: str | None = None, cache: bool = True,
+            period: str | None = None, exchange: str = "MOEX", board: str | None = None,
+            format: str | None = None, tz: str | None = None, cache: bool = True,
             cache_dir: str | os.PathLike[str] | None = None, progress: bool | None = None,
-            max_workers: int = 4) -> pd.DataFrame:
+            max_workers: int = 4, errors: str = "raise", closed_only: bool = False,
+            field: str | None = None) -> pd.DataFrame:
     """Candles of one symbol (``"SBER"``) or several (``["SBER", "GAZP"]``) as a DataFrame.
 
     A symbol is on ``exchange`` unless it names its own (``"ITS:SOGN"``); the frame's
@@ -406,13 +409,24 @@ def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
     shows a bar above ``PROGRESS_MIN_REQUESTS`` requests, ``True``/``False`` force it.
     ``max_workers``: parallel requests.
 
+    ``period`` (instead of ``start``): ``"5d"``, ``"1wk"``, ``"1mo"``, ``"3mo"``, ``"1y"``,
+    ``"2y"``, ``"ytd"`` or ``"max"``, counted back from ``end`` (default now). ``errors``
+    (a list of symbols): ``"raise"`` the first failure, or ``"warn"``/``"ignore"`` to return
+    the symbols that worked, with the failed ones in ``attrs["failed"]`` (symbol -> message);
+    if every symbol fails the first error is raised all the same. ``closed_only``: drop
+    candles that had not closed yet. ``field`` (``"close"``, ``"volume"``...): that column
+    alone, wide: one column per symbol.
+
     Raises InvalidArgument (before any request) for an unknown timeframe or format, an empty
     symbol list, unreadable times, ``start`` after ``end`` or an unknown time zone; NotFound
     for an unknown instrument; the other errors of ``errors.py`` as the server answers.
     """
+    options = _check_options(period, start, errors, closed_only, field)
     plan = _plan(symbols, tf, start, end, exchange, board, format, tz, cache, cache_dir,
                  progress, max_workers)
     start_s, end_s, now, server_clock = _resolve_range(http, plan)
+    if period is not None:
+        start_s = period_start(period, end_s)
     environment = (getattr(http, "cache_environment", None)
                    or environment_name(getattr(http, "base_url", "") or "default"))
     queries = [replace(plan.query, exchange=ex, symbol=s)
@@ -424,18 +438,26 @@ def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
         # what is stored as closed is decided by the server's clock, which may be far from
         # ours (a simulator started in the past), never by the local one
         now = server_now(http)
-    fetched = _fetch_gaps(http, plan, queries, [gaps for _, gaps in known])
+    failures: dict[int, InviaError] | None = None if options.errors == "raise" else {}
+    fetched = _fetch_gaps(http, plan, queries, [gaps for _, gaps in known], failures)
 
     frames: list[pd.DataFrame] = []
     open_candles: list[pd.Timestamp | None] = []
     tf_seconds = plan.query.tf_seconds
-    for key, (cached, gaps), new in zip(keys, known, fetched, strict=True):
+    for i, (key, (cached, gaps), new) in enumerate(zip(keys, known, fetched, strict=True)):
+        if failures and i in failures:
+            continue
         if plan.cache is not None and gaps:
             _remember(plan.cache, key, new, gaps, tf_seconds, _cacheable_until(http, now))
         columns = sort_unique(concat_columns([cached, new]))
+        if options.closed_only:
+            columns = _closed(columns, tf_seconds, now)
         frames.append(candle_frame(columns))
         open_candles.append(_open_candle(columns, tf_seconds, now))
-    return _finish(frames, open_candles, plan)
+    failed = None if failures is None else {plan.symbols[i]: str(e) for i, e in failures.items()}
+    if failures:
+        plan = _without_failed(plan, failures, options.errors)
+    return _shape(_finish(frames, open_candles, plan), plan, options.field, failed)
 
 
 Gaps = list[tuple[int, int]]
@@ -449,18 +471,114 @@ def _from_cache(cache: CandleCache | None, key: CacheKey, start: int, end: int
     return cache.lookup(key, start, end)
 
 
-def _fetch_gaps(http: Any, plan: Plan, queries: list[Query], gaps: list[Gaps]
-                ) -> list[Columns]:
+def _fetch_gaps(http: Any, plan: Plan, queries: list[Query], gaps: list[Gaps],
+                failures: dict[int, InviaError] | None = None) -> list[Columns]:
     """Every gap of every symbol, cut into bounded requests run by one pool; per symbol the
-    candles fetched (in no particular order)."""
+    candles fetched (in no particular order). With ``failures`` (a dict), a symbol whose
+    request fails is recorded there (index -> error) instead of failing the call."""
     tf_seconds = plan.query.tf_seconds
     pieces = [(i, a, b) for i, symbol_gaps in enumerate(gaps) for gap in symbol_gaps
               for a, b in split_range(*gap, tf_seconds, CANDLES_PER_REQUEST)]
     tasks = [_fetch_task(http, queries[i], a, b) for i, a, b in pieces]
+    if failures is not None:
+        tasks = [_catching(task) for task in tasks]
     what = plan.symbols[0] if plan.single else f"{len(plan.symbols)} symbols"
-    results = _run(tasks, plan.progress, plan.max_workers, f"{what} {label(tf_seconds)}")
-    return [concat_columns([r for (j, _, _), r in zip(pieces, results, strict=True) if j == i])
-            for i in range(len(queries))]
+    results: list[Any] = _run(tasks, plan.progress, plan.max_workers,
+                              f"{what} {label(tf_seconds)}")
+    out = []
+    for i in range(len(queries)):
+        mine = [r for (j, _, _), r in zip(pieces, results, strict=True) if j == i]
+        failed = [r for r in mine if isinstance(r, InviaError)]
+        if failed and failures is not None:
+            failures[i] = failed[0]
+        out.append(concat_columns([r for r in mine if not isinstance(r, InviaError)]))
+    return out
+
+
+def _catching(task: Callable[[], Columns]) -> Callable[[], Any]:
+    def run() -> Any:
+        try:
+            return task()
+        except InviaError as exc:  # this symbol failed; the others go on
+            return exc
+    return run
+
+
+# --- the options of a research call: period, partial results, closed only, one wide field -------
+
+PERIODS = "'5d', '1wk', '1mo', '3mo', '6mo', '1y', '2y', '5y', '10y', 'ytd' or 'max'"
+_PERIOD = re.compile(r"^(\d+)(d|wk|mo|y)$")
+_PERIOD_UNITS = {"d": "days", "wk": "weeks", "mo": "months", "y": "years"}
+MAX_PERIOD_START = pd.Timestamp("2000-01-01", tz="UTC")  # before any candle the API serves
+ERRORS = ("raise", "warn", "ignore")
+FIELDS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class Options:
+    errors: str
+    closed_only: bool
+    field: str | None
+
+
+def _check_options(period: Any, start: Any, errors: Any, closed_only: Any, field: Any
+                   ) -> Options:
+    if period is not None:
+        if start is not None:
+            raise InvalidArgument("period and start both say where to begin: pass one of them")
+        period_start(period, 0)
+    if errors not in ERRORS:
+        raise InvalidArgument(f"errors must be 'raise', 'warn' or 'ignore', got {errors!r}")
+    if not isinstance(closed_only, bool):
+        raise InvalidArgument(f"closed_only: expected True or False, got {closed_only!r}")
+    if field is not None and field not in FIELDS:
+        raise InvalidArgument(f"field must be one of {', '.join(FIELDS)}, got {field!r}")
+    return Options(errors, closed_only, field)
+
+
+def period_start(period: Any, end: int) -> int:
+    """Unix seconds of the start of ``period`` counted back from ``end``: ``"5d"``, ``"1wk"``,
+    ``"3mo"``, ``"2y"`` (calendar months and years), ``"ytd"`` (1 January, UTC), ``"max"``."""
+    text = period.strip().lower() if isinstance(period, str) else None
+    stamp = pd.Timestamp(end, unit="s", tz="UTC")
+    if text == "max":
+        return int(MAX_PERIOD_START.timestamp())
+    if text == "ytd":
+        return int(pd.Timestamp(year=stamp.year, month=1, day=1, tz="UTC").timestamp())
+    match = _PERIOD.match(text or "")
+    if not match or int(match.group(1)) < 1:
+        raise InvalidArgument(f"unknown period {period!r}: use {PERIODS}")
+    offset = pd.DateOffset(**{_PERIOD_UNITS[match.group(2)]: int(match.group(1))})
+    return int(max(stamp - offset, MAX_PERIOD_START).timestamp())
+
+
+def _without_failed(plan: Plan, failures: dict[int, InviaError], errors: str) -> Plan:
+    """The plan of the symbols that worked; all failed: the first error, whatever ``errors``."""
+    if len(failures) == len(plan.symbols):
+        raise next(iter(failures.values()))
+    if errors == "warn":
+        names = ", ".join(plan.symbols[i] for i in failures)
+        warnings.warn(f"history: no candles for {names} (see attrs['failed'])", InviaWarning,
+                      stacklevel=3)
+    keep = [i for i in range(len(plan.symbols)) if i not in failures]
+    return replace(plan, symbols=[plan.symbols[i] for i in keep],
+                   exchanges=[plan.exchanges[i] for i in keep])
+
+
+def _shape(frame: pd.DataFrame, plan: Plan, field: str | None,
+           failed: dict[str, str] | None) -> pd.DataFrame:
+    attrs = dict(frame.attrs)
+    if failed is not None:
+        attrs["failed"] = failed
+    if field is not None:
+        if plan.single:
+            frame = frame[[field]].rename(columns={field: plan.symbols[0]})
+        else:
+            frame = frame[field].unstack("symbol").reindex(columns=plan.symbols)
+        frame.columns.name = "symbol"
+        attrs["field"] = field
+    frame.attrs = attrs
+    return frame
 
 
 def _remember(cache: CandleCache, key: CacheKey, fetched: Columns, gaps: Gaps,

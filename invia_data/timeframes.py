@@ -31,6 +31,7 @@ _UNITS = {
 _ALIASES = {"M1": 60, "M5": 300, "M10": 600, "M15": 900, "M30": 1800, "H1": 3600, "H4": 14_400,
             "D1": 86_400, "W1": 604_800, "MN1": 2_592_000, "MS": 2_592_000, "ME": 2_592_000,
             "MONTH": 2_592_000, "Y": 31_536_000, "YEAR": 31_536_000}
+_DATE_LIKE = re.compile(r"^\d{1,4}[-./]\d{1,2}([-./]\d{1,4})?([ T].*)?$")
 _PATTERN = re.compile(r"^\s*(\d+)?\s*([a-zA-Z]+)\s*$")
 
 
@@ -62,6 +63,10 @@ def to_seconds(tf: str | int) -> int:
         seconds = _UNITS.get(unit.lower())
         if seconds and count > 0:
             return count * seconds
+    if _DATE_LIKE.match(text):
+        raise InvalidArgument(
+            f"timeframe {tf!r} looks like a date: the argument after the symbol is the "
+            f"timeframe; pass dates by name, e.g. history('SBER', 'D', start={text!r})")
     raise InvalidArgument(
         f"unknown timeframe {tf!r}: use seconds (60), '1min', '5min', '1h', 'D' or '1d', "
         f"'W' or '1wk', 'M' or '1mo', 'Y' or '1y'")

@@ -12,8 +12,9 @@ from invia_data import errors
 EXPECTED = {
     "APIError", "AuthError", "BadRequest", "Client", "Forbidden", "InvalidArgument",
     "InviaError", "LiveFrame", "NotFound", "RateLimited", "ServerError", "Stream",
-    "StreamClosed", "ClientClosed", "StreamError", "StreamTimeout", "TransportError",
-    "DecodeError", "RequestTimeout", "Timeout", "__version__", "connect", "Replay", "replay",
+    "StreamClosed", "ClientClosed", "InviaWarning", "StreamError", "StreamTimeout",
+    "TransportError", "DecodeError", "RequestTimeout", "Timeout", "__version__", "connect",
+    "Replay", "replay",
 }
 
 

@@ -75,3 +75,9 @@ def test_history_refuses_1M_before_any_request():
     with pytest.raises(InvalidArgument, match="1mo"):
         history(http, "SBER", "1M")
     assert http.calls == []
+
+
+@pytest.mark.parametrize("text", ["2024-01-01", "01.02.2024", "2024-01-01 10:00"])
+def test_a_date_in_place_of_the_timeframe_says_so(text):
+    with pytest.raises(InvalidArgument, match="looks like a date.*start="):
+        to_seconds(text)
