@@ -27,10 +27,12 @@ def test_all_is_exactly_the_public_api():
 
 def test_exceptions_are_the_tree_of_errors_py():
     for name in EXPECTED - {"Client", "connect", "__version__", "LiveFrame", "Stream", "Replay",
-                            "replay"}:
+                            "replay", "InviaWarning"}:
         cls = getattr(invia_data, name)
         assert cls is getattr(errors, name)
         assert issubclass(cls, errors.InviaError)
+    assert invia_data.InviaWarning is errors.InviaWarning
+    assert issubclass(errors.InviaWarning, UserWarning)
 
 
 def test_live_frame_and_stream_are_the_stream_layer():
