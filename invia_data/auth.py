@@ -128,7 +128,8 @@ class TokenManager:
         self._leeway = float(leeway)
         self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()           # the token and its claims
+        self._refresh_lock = threading.Lock()   # one renewal at a time
         self._token: str | None = None
         self._claims: dict[str, Any] = {}
         self._stale = False
@@ -148,15 +149,28 @@ class TokenManager:
         return self._token is not None
 
     def token(self) -> str:
-        """A JWT valid for at least the leeway; refreshes (once, under a lock) when needed."""
+        """A JWT valid for at least the leeway; refreshes (once, under a lock) when needed.
+        While another thread renews a token that has not expired yet, that token is returned
+        at once: a slow token server delays only the thread that renews."""
         with self._lock:
             if self._token is not None and not self._stale and not self._expiring():
                 return self._token
             if not self.can_refresh:
                 raise AuthError(self._static_token_problem(), request="token")
+            usable = self._token if self._token is not None and not self._stale \
+                and not self._expired() else None
+        if not self._refresh_lock.acquire(blocking=usable is None):
+            assert usable is not None
+            return usable
+        try:
+            with self._lock:  # another thread may have renewed it meanwhile
+                if self._token is not None and not self._stale and not self._expiring():
+                    return self._token
             self._refresh_locked()
             assert self._token is not None
             return self._token
+        finally:
+            self._refresh_lock.release()
 
     def close(self) -> None:
         """Close the pooled connections to the token server (a session passed in is left
@@ -220,6 +234,10 @@ class TokenManager:
         leeway = min(self._leeway, max(0.0, 0.1 * (exp - start)))
         return self._clock() >= exp - leeway
 
+    def _expired(self) -> bool:
+        exp = self._claims.get("exp")
+        return isinstance(exp, (int, float)) and self._clock() >= exp
+
     def _static_token_problem(self) -> str:
         exp = self._claims.get("exp")
         if self._stale:
@@ -236,8 +254,10 @@ class TokenManager:
             if attempt:
                 self._sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
             try:
-                self._adopt(self._fetch())
-                self.refresh_count += 1
+                token = self._fetch()  # the slow part, with only the renewal lock held
+                with self._lock:
+                    self._adopt(token)
+                    self.refresh_count += 1
                 return
             except (TransportError, ServerError) as exc:  # no answer or 5xx: worth a retry
                 last_error = exc

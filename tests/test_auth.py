@@ -236,3 +236,30 @@ def test_redact_hides_secrets_queries_and_jwts():
     cleaned = redact(text, ["secret"])
     assert REFRESH not in cleaned and jwt not in cleaned and "secret" not in cleaned
     assert "a=1" in cleaned
+
+
+def test_a_slow_renewal_holds_up_only_the_thread_that_renews():
+    """While one thread waits for the token server, others get the token that is expiring
+    but still valid; the renewal then replaces it."""
+    now = 100_000.0
+    released = threading.Event()
+    renewed = make_jwt(**demo_claims(now, lifetime=1800))
+
+    def slow(request):
+        released.wait(10)
+        return (200, {"AccessToken": renewed}, {})
+
+    session, _ = scripted_session(slow)
+    first = make_jwt(**demo_claims(now - 1770, lifetime=1800))  # 30 s left, inside the leeway
+    tokens = TokenManager(refresh_token="r", token=first, auth_url="https://auth.test",
+                          session=session, leeway=60, clock=lambda: now)
+    renewing = threading.Thread(target=tokens.token)
+    renewing.start()
+    deadline = time.monotonic() + 5
+    while not tokens._refresh_lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert tokens._refresh_lock.locked()
+    assert tokens.token() == first  # still valid: no waiting for the token server
+    released.set()
+    renewing.join(5)
+    assert tokens.token() == renewed and tokens.refresh_count == 1

@@ -30,6 +30,7 @@ _DEFAULTS: dict[str, Any] = {
     "token_lifetime": 1800.0,    # seconds, lifetime of access tokens issued from now on
     "drop_every": 0.0,           # seconds; > 0 cuts every WebSocket connection periodically
     "stalled": False,            # subscriptions stop sending data, connections stay open
+    "refuse_data_on_cws": False,  # data subscriptions on /cws answer 400 "Unknown opcode"
 }
 _MALFORMED_KINDS = ("truncated", "garbage")
 
@@ -46,6 +47,7 @@ class Faults:
     token_lifetime: float
     drop_every: float
     stalled: bool
+    refuse_data_on_cws: bool
 
     def __init__(self, seed: int = 1, **settings: Any) -> None:
         self._lock = threading.Lock()
@@ -164,9 +166,9 @@ def _number(name: str, value: Any) -> float:
 
 
 def _validated(name: str, value: Any) -> Any:
-    if name == "stalled":
+    if name in ("stalled", "refuse_data_on_cws"):
         if not isinstance(value, bool):
-            raise InvalidArgument(f"fault setting stalled must be a bool, got {value!r}")
+            raise InvalidArgument(f"fault setting {name} must be a bool, got {value!r}")
         return value
     if name == "malformed_kind":
         if value not in _MALFORMED_KINDS:

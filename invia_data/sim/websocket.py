@@ -72,6 +72,7 @@ class Connection:
         self.server = server
         self.ws = ws
         self.transport = request.transport
+        self.path = request.path.rstrip("/")
         self.subscriptions: dict[str, Subscription] = {}
         self.queue: deque[bytes] = deque()
         self._wake = asyncio.Event()
@@ -184,6 +185,9 @@ class Connection:
         if opcode.lower() in REFUSED_OPCODES:
             raise Problem(400, REFUSED_OPCODES[opcode.lower()])
         if kind is None and opcode.lower() not in CONTROL_OPCODES:
+            raise Problem(400, f"Unknown opcode {opcode!r}")
+        if kind is not None and self.path == "/cws" and self.server.faults.refuse_data_on_cws:
+            # a server that keeps /cws for order commands (as ALOR's spec has it)
             raise Problem(400, f"Unknown opcode {opcode!r}")
         try:
             claims = self.server.claims_for(message.get("token"))
