@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 import invia_data
@@ -45,7 +46,7 @@ def test_an_outage_longer_than_a_page_is_backfilled_page_by_page(fresh_sim):
         sim.faults.drop_connections()
         assert _until(lambda: len(stream.gaps()) == 1)
         gap = stream.gaps().iloc[0]
-        assert gap["filled"] and gap["error"] is None
+        assert gap["filled"] and pd.isna(gap["error"])
         assert gap["backfilled"] > 3 * stream.backfill_page
         trades.wait(2, timeout=WAIT)
         assert _same_ids_as_the_server(inv, trades)
