@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .books import book_stats
 from .client import Client, connect
 from .errors import (
     APIError,
@@ -52,6 +53,7 @@ __all__ = [
     "Timeout",
     "TransportError",
     "__version__",
+    "book_stats",
     "connect",
     "replay",
 ]

@@ -6,6 +6,8 @@ times a second, and per-row pandas access would cost more than the HTML)."""
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -13,7 +15,7 @@ import pandas as pd
 
 from .errors import InvalidArgument
 
-__all__ = ["Sides", "book_sides", "book_stats", "check_depth", "price_decimals", "side_arrays",
+__all__ = ["Sides", "book_sides", "book_stats", "sample_book", "check_depth", "price_decimals", "side_arrays",
            "sides_stats"]
 
 
@@ -89,16 +91,43 @@ def sides_stats(s: Sides) -> dict[str, float]:
         "spread": spread,
         "spread_bps": spread / mid * 10_000 if mid else math.nan,
         "mid": mid,
+        "weighted_mid": (_vwap(s.bid_price, s.bid_volume) + _vwap(s.ask_price, s.ask_volume)) / 2,
+        "microprice": _microprice(s),
         "bid_volume": bid_volume,
         "ask_volume": ask_volume,
         "imbalance": (bid_volume - ask_volume) / total if total > 0 else math.nan,
     }
 
 
+def _vwap(price: np.ndarray, volume: np.ndarray) -> float:
+    total = float(volume.sum())
+    return float((price * volume).sum() / total) if total > 0 else math.nan
+
+
+def _microprice(s: Sides) -> float:
+    """The best prices weighted by the opposite side's volume at them: a large bid queue
+    pulls the fair price towards the ask (Stoikov's micro-price, first-order form)."""
+    if not len(s.bid_price) or not len(s.ask_price):
+        return math.nan
+    bid_size, ask_size = float(s.bid_volume[0]), float(s.ask_volume[0])
+    if bid_size + ask_size <= 0:
+        return math.nan
+    return (float(s.bid_price[0]) * ask_size + float(s.ask_price[0]) * bid_size) / (
+        bid_size + ask_size)
+
+
 def book_stats(df: pd.DataFrame, depth: int | None = None) -> dict[str, float]:
-    """Best bid/ask, spread (absolute and in basis points of mid), mid and the volume
-    imbalance ``(bid volume - ask volume) / (bid volume + ask volume)`` over the first
-    ``depth`` levels of each side (all levels when None). Undefined figures are NaN."""
+    """Figures of a long-form order book (``inv.orderbook(...)`` or ``live.df``), over the
+    first ``depth`` levels of each side (all levels when None). Undefined figures are NaN.
+
+    * ``best_bid``, ``best_ask``, ``spread`` (and ``spread_bps``, in basis points of ``mid``),
+      ``mid`` = (best bid + best ask) / 2;
+    * ``weighted_mid``: the mean of the two sides' volume-weighted average prices;
+    * ``microprice`` = (best bid x best ask size + best ask x best bid size) / (both sizes):
+      the best prices weighted by the opposite queue;
+    * ``bid_volume``, ``ask_volume`` and ``imbalance`` = (bid - ask) / (bid + ask) volume.
+
+    Over time, on a live book: :meth:`invia_data.LiveFrame.sample`."""
     if depth is not None:
         depth = check_depth(depth)
     return sides_stats(side_arrays(df, depth))
@@ -113,3 +142,44 @@ def price_decimals(prices: Any, most: int = 8) -> int:
         if np.all(np.abs(scaled - np.round(scaled)) < 1e-6 * np.maximum(1.0, np.abs(scaled))):
             return decimals
     return most
+
+
+def sample_book(live: Any, every: Any = "1s", duration: Any = "30s", depth: int | None = None,
+                *, clock: Callable[[], float] = time.monotonic,
+                sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
+    """:func:`book_stats` of a live order book every ``every`` for ``duration`` (anything
+    ``pd.Timedelta`` reads: ``"250ms"``, ``"1s"``, ``"2min"``, or seconds), as a frame indexed
+    by the UTC time of each sample, with ``book_time`` (the exchange's time of the book shown)
+    and the figures as columns. Blocks for ``duration``, not longer."""
+    step, span = _seconds(every, "every"), _seconds(duration, "duration")
+    if step > span:
+        raise InvalidArgument(f"every ({every!r}) is longer than duration ({duration!r})")
+    depth = check_depth(depth) if depth is not None else None
+    start = clock()
+    rows, times = [], []
+    for k in range(math.floor(span / step + 1e-9) + 1):
+        wait = start + k * step - clock()
+        if wait > 0:
+            sleep(wait)
+        book = live.df
+        times.append(pd.Timestamp.now(tz="UTC"))
+        stamp = book.attrs.get("time")
+        rows.append({"book_time": pd.Timestamp(stamp) if stamp else pd.NaT,
+                     **book_stats(book, depth)})
+    frame = pd.DataFrame(rows, index=pd.DatetimeIndex(times, name="time").as_unit("ns"))
+    frame["book_time"] = pd.to_datetime(frame["book_time"], utc=True).astype(
+        "datetime64[ns, UTC]")
+    frame.attrs = {"symbol": getattr(live, "symbol", None), "depth": depth}
+    return frame
+
+
+def _seconds(value: Any, name: str) -> float:
+    try:
+        seconds = (float(value) if isinstance(value, (int, float)) and not isinstance(value, bool)
+                   else pd.Timedelta(value).total_seconds())
+    except (ValueError, TypeError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidArgument(f"{name} must be a positive duration such as '1s' or 0.5, "
+                              f"got {value!r}")
+    return seconds

@@ -69,6 +69,16 @@ class Dispatcher:
 DISPATCHER = Dispatcher()
 
 
+SHOWN_ROWS = 10
+
+
+def _is_column(frame: LiveFrame, name: str) -> bool:
+    try:
+        return name in frame.df.columns
+    except Exception:  # a frame not built yet (or closed) has no columns to offer
+        return False
+
+
 class LiveFrame:
     """A live view of one subscription (or a group, e.g. several quotes).
 
@@ -310,6 +320,38 @@ class LiveFrame:
 
     def __repr__(self) -> str:
         return f"<LiveFrame {self.status_line()}>"
+
+    def __str__(self) -> str:
+        """The status line and the head of the frame, like the notebook's HTML view."""
+        frame = self.df
+        more = f"\n... {len(frame) - SHOWN_ROWS} more rows" if len(frame) > SHOWN_ROWS else ""
+        return f"{self.status_line()}\n{frame.head(SHOWN_ROWS).to_string()}{more}"
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names a LiveFrame lacks: a DataFrame's (live.tail(), live.side)
+        if not name.startswith("_") and (hasattr(pd.DataFrame, name) or _is_column(self, name)):
+            raise AttributeError(
+                f"'LiveFrame' object has no attribute {name!r}: a LiveFrame holds a frame that "
+                f"changes; take the current one with .df, e.g. live.df.{name}")
+        raise AttributeError(f"'LiveFrame' object has no attribute {name!r}")
+
+    def __getitem__(self, key: Any) -> Any:
+        raise TypeError(f"a LiveFrame is not subscriptable: index the current frame, "
+                        f"live.df[{key!r}]")
+
+    def sample(self, every: Any = "1s", duration: Any = "30s", depth: int | None = None
+               ) -> pd.DataFrame:
+        """For an order book: mid, spread, weighted mid, microprice, imbalance... (see
+        :func:`invia_data.book_stats`) every ``every`` for ``duration``, as a time-indexed
+        frame. Blocks for ``duration``: ``book.sample("250ms", "10s")``."""
+        if self.kind != "orderbook":
+            from ..errors import InvalidArgument
+
+            raise InvalidArgument(f"sample() reads order books; this frame is {self.kind}: "
+                                  "use on_update(fn) to collect its changes")
+        from ..books import sample_book
+
+        return sample_book(self, every, duration, depth)
 
     def widget(self, **options: Any) -> Any:
         """An ipywidgets view that refreshes itself at a capped rate (default 4 Hz): a price

@@ -1,0 +1,98 @@
+"""A LiveFrame met as a DataFrame: mistakes point to .df, print shows the frame, and an order
+book samples its figures over time."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+import invia_data
+from invia_data.books import book_stats, sample_book
+from invia_data.errors import InvalidArgument
+
+BOOK = pd.DataFrame({"side": ["bid", "bid", "ask", "ask"], "level": [0, 1, 0, 1],
+                     "price": [99.0, 98.0, 101.0, 102.0], "volume": [30, 10, 10, 50]})
+
+
+def test_book_figures_follow_their_definitions():
+    stats = book_stats(BOOK)
+    assert stats["mid"] == 100.0 and stats["spread"] == 2.0
+    # microprice: best prices weighted by the opposite queue (30 lots bid, 10 ask)
+    assert stats["microprice"] == pytest.approx((99 * 10 + 101 * 30) / 40)
+    bid_vwap = (99 * 30 + 98 * 10) / 40
+    ask_vwap = (101 * 10 + 102 * 50) / 60
+    assert stats["weighted_mid"] == pytest.approx((bid_vwap + ask_vwap) / 2)
+    assert stats["imbalance"] == pytest.approx((40 - 60) / 100)
+    top = book_stats(BOOK, depth=1)
+    assert top["imbalance"] == pytest.approx((30 - 10) / 40)
+    assert math.isnan(book_stats(BOOK[BOOK["side"] == "bid"])["microprice"])
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class Book:
+    symbol = "SBER"
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    @property
+    def df(self) -> pd.DataFrame:
+        self.reads += 1
+        frame = BOOK.copy()
+        frame["price"] += self.reads  # the book moves up one each read
+        frame.attrs["time"] = "2024-03-01T07:00:00+00:00"
+        return frame
+
+
+def test_sampling_reads_the_book_on_a_schedule_and_blocks_no_longer_than_asked():
+    clock, book = FakeClock(), Book()
+    frame = sample_book(book, "250ms", "1s", clock=clock, sleep=clock.sleep)
+    assert len(frame) == 5 and book.reads == 5
+    assert clock.now == pytest.approx(1.0) and sum(clock.slept) == pytest.approx(1.0)
+    assert frame["mid"].tolist() == [101.0, 102.0, 103.0, 104.0, 105.0]
+    assert {"microprice", "weighted_mid", "imbalance", "spread_bps"} <= set(frame.columns)
+    assert str(frame["book_time"].dtype) == "datetime64[ns, UTC]"
+    assert frame.index.is_monotonic_increasing and frame.attrs["symbol"] == "SBER"
+    assert str(frame.index.dtype) == "datetime64[ns, UTC]"
+
+
+@pytest.mark.parametrize("every, duration", [("0s", "1s"), ("2s", "1s"), ("soon", "1s"),
+                                             ("1s", -3), (True, "1s")])
+def test_sampling_refuses_durations_that_make_no_sense(every, duration):
+    with pytest.raises(InvalidArgument):
+        sample_book(Book(), every, duration, sleep=lambda s: None)
+
+
+def test_dataframe_habits_on_a_live_frame_point_to_df(client):
+    with client.stream.orderbook("SBER", 5) as book:
+        book.wait(timeout=10)
+        for attempt in (lambda: book.tail(), lambda: book.side, lambda: book.shape):
+            with pytest.raises(AttributeError, match=r"\.df"):
+                attempt()
+        with pytest.raises(TypeError, match=r"live\.df\['price'\]"):
+            _ = book["price"]
+        with pytest.raises(AttributeError) as info:
+            _ = book.no_such_thing
+        assert ".df" not in str(info.value)
+        text = str(book)
+        assert text.splitlines()[0].startswith("orderbook MOEX:SBER: live, version")
+        assert "price" in text and "bid" in text and len(text.splitlines()) == 12
+        samples = book.sample("100ms", "300ms", depth=3)
+        assert len(samples) == 4 and samples["spread"].gt(0).all()
+    with client.stream.quotes("SBER") as quotes, pytest.raises(InvalidArgument, match="order books"):
+        quotes.sample()
+    assert invia_data.book_stats is book_stats
