@@ -213,11 +213,7 @@ class History:
         shocks = self.factors.daily_shocks(spec, own)
         centre = math.log(spec.ref_price / spec.min_step)
         keep = 1.0 - _REVERSION
-        level = 0.0
-        out = np.empty(WALK_DAYS)
-        for i, shock in enumerate(shocks.tolist()):
-            level = level * keep + shock
-            out[i] = level
+        out = mean_reverting(shocks, keep)
         # Bend the path so that it closes at ref_price on PIN_DAY: prices near "now" are the
         # realistic levels of the instrument table (a drift of a few basis points a day).
         pin = PIN_DAY - ANCHOR_DAY
@@ -235,12 +231,7 @@ class History:
         own = rng.standard_t(5, WALK_DAYS) / math.sqrt(5 / 3)
         # The factor mix is in price terms: a price shock up is a yield shock down.
         shocks = -self.factors.daily_shocks(spec, own, vol=YIELD_LOG_VOL)
-        level = 0.0
-        keep = 1.0 - _REVERSION
-        out = np.empty(WALK_DAYS)
-        for i, shock in enumerate(shocks.tolist()):
-            level = level * keep + shock
-            out[i] = level
+        out = mean_reverting(shocks, 1.0 - _REVERSION)
         pin = PIN_DAY - ANCHOR_DAY
         out -= np.minimum(np.arange(1, WALK_DAYS + 1) / (pin + 1), 1.0) * out[pin]
         ref_yield = float(terms.yields(np.array([spec.ref_price]), day_of(PIN_DAY * DAY))[0])
@@ -421,6 +412,21 @@ class History:
         if len(self._trades) > _CACHE_TRADE_DAYS:
             self._trades.popitem(last=False)
         return found
+
+
+def mean_reverting(shocks: np.ndarray, keep: float, chunk: int = 512) -> np.ndarray:
+    """``level[i] = keep * level[i - 1] + shocks[i]`` from ``level[-1] = 0``, vectorised over
+    chunks: inside one, ``level[i] = keep ** (i + 1) * before + sum_j keep ** (i - j) *
+    shocks[j]`` (the powers stay within a few units of 1 over a chunk)."""
+    out = np.empty(len(shocks))
+    powers = keep ** np.arange(chunk, dtype=float)
+    level = 0.0
+    for lo in range(0, len(shocks), chunk):
+        part = shocks[lo:lo + chunk]
+        n = len(part)
+        out[lo:lo + n] = np.cumsum(part / powers[:n]) * powers[:n] + level * keep * powers[:n]
+        level = out[lo + n - 1]
+    return out
 
 
 def carry(spec: Spec, t: Any) -> Any:
