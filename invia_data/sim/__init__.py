@@ -72,10 +72,22 @@ class Simulator:
         self.cert_path: str | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Any = None
         self._stop_event: asyncio.Event | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
+
+    def active_subscriptions(self) -> int:
+        """How many subscriptions the clients hold open now, over all WebSocket connections
+        (read on the server's loop, so the count is consistent)."""
+        if self._loop is None or not self.running:
+            return 0
+
+        async def count() -> int:
+            return sum(len(conn.subscriptions) for conn in self._server.connections)
+
+        return asyncio.run_coroutine_threadsafe(count(), self._loop).result(_STOP_TIMEOUT)
 
     @property
     def identity(self) -> str:
@@ -198,6 +210,7 @@ class Simulator:
         self._stop_event = asyncio.Event()
         server = SimServer(self.market, self._issuer, self.faults, firehose=self.firehose,
                            guid_reuse=self.guid_reuse, local_only=self.local_only)
+        self._server = server
         runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,
                                shutdown_timeout=1.0)
         await runner.setup()

@@ -99,6 +99,10 @@ class Stream:
     no byte received reconnects. ``sslopt``: websocket-client TLS options for ``wss://``.
     ``portfolio``: the default portfolio, or a callable ``(kind, portfolio) -> id`` that
     resolves it as the HTTP calls do (the client passes its own).
+
+    Asking for a subscription that is already open (the same kind, instruments and
+    parameters: a notebook cell run again) returns the LiveFrame already streaming it, so a
+    re-run adds nothing on the wire; closing that frame closes it for every holder.
     """
 
     def __init__(self, ws_url: str, token_provider: Callable[[], str], *, http: Any = None,
@@ -131,6 +135,7 @@ class Stream:
                                 on_gap=self._on_gap, fallback_to_ws=path is None)
         self._lock = threading.Lock()
         self._frames: dict[LiveFrame, list[Sub]] = {}
+        self._by_identity: dict[tuple[Any, ...], LiveFrame] = {}
         self._gaps: deque[dict[str, Any]] = deque(maxlen=1000)
         self._backfills: queue.Queue[Sub | None] = queue.Queue()
         self._pending: dict[Sub, tuple[Backfill, float]] = {}  # queued, not yet fetched
@@ -410,7 +415,11 @@ class Stream:
     def __repr__(self) -> str:
         state = "closed" if self._closed else (
             "connected" if self._conn.connected.is_set() else "not connected")
-        return f"<Stream {self.url} {state}, {len(self._frames)} live frame(s)>"
+        with self._lock:
+            frames = len(self._frames)
+            wire = sum(len(subs) for subs in self._frames.values())
+        return (f"<Stream {self.url} {state}, {frames} live frame(s), "
+                f"{wire} subscription(s) on the wire>")
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -430,6 +439,11 @@ class Stream:
         wait = self.subscribe_timeout if timeout is None else validate.seconds(timeout)
         if self._closed:
             raise StreamClosed("the stream is closed")
+        key = _identity(kind, label, params, [request for request, _, _ in requests])
+        with self._lock:
+            shared = self._by_identity.get(key)
+            if shared is not None and shared in self._frames and shared.status != "error":
+                return shared  # the same subscription again (a re-run cell): one on the wire
         frame = LiveFrame(kind, label, params, state, closer=self._close_frame,
                           stale_after=self.stale_after if kind in WATCHED_KINDS else None)
         subs = [Sub(frame, request, sym, ex, refresh) for request, sym, ex in requests]
@@ -437,6 +451,7 @@ class Stream:
             sub.awaited = not self._conn.on_thread()  # see _await
         with self._lock:
             self._frames[frame] = subs
+            self._by_identity[key] = frame
         try:
             for sub in subs:
                 self._conn.add(sub)
@@ -465,6 +480,8 @@ class Stream:
     def _close_frame(self, frame: LiveFrame) -> None:
         with self._lock:
             subs = self._frames.pop(frame, [])
+            for key in [k for k, f in self._by_identity.items() if f is frame]:
+                del self._by_identity[key]
         for sub in subs:
             self._conn.remove(sub)
 
@@ -554,6 +571,15 @@ class Stream:
         if added:
             sub.writer.publish()
         return int(added), complete
+
+
+def _identity(kind: str, label: str, params: dict[str, Any], requests: list[Request]
+              ) -> tuple[Any, ...]:
+    """What makes two subscribing calls the same: the kind, the instruments, the caller's
+    parameters and what goes on the wire (less ``from``, which a default start moves)."""
+    wire = tuple(repr(sorted((k, v) for k, v in r.fields.items() if k != "from"))
+                 for r in requests)
+    return (kind, label, repr(sorted(params.items(), key=lambda kv: kv[0])), wire)
 
 
 def _bars_from_last_candle(sub: Sub) -> Request:

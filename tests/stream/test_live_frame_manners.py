@@ -96,3 +96,20 @@ def test_dataframe_habits_on_a_live_frame_point_to_df(client):
     with client.stream.quotes("SBER") as quotes, pytest.raises(InvalidArgument, match="order books"):
         quotes.sample()
     assert invia_data.book_stats is book_stats
+
+
+def test_a_cell_run_twenty_times_keeps_one_subscription_on_the_wire(sim):
+    inv = invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
+                             ws_url=sim.ws_url)
+    before = sim.active_subscriptions()
+    for _ in range(20):
+        live = inv.stream.orderbook("SBER", depth=10)  # the cell, run again and again
+    assert sim.active_subscriptions() == before + 1
+    assert "1 live frame(s), 1 subscription(s) on the wire" in repr(inv.stream)
+    assert inv.stream.orderbook("sber", 10) is live  # the same request, spelt otherwise
+    other = inv.stream.orderbook("SBER", depth=5)     # another depth is another subscription
+    assert other is not live and sim.active_subscriptions() == before + 2
+    live.close()
+    again = inv.stream.orderbook("SBER", depth=10)   # closed: asking again subscribes anew
+    assert again is not live and again.wait(timeout=10).status == "live"
+    inv.close()
