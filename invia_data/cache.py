@@ -38,8 +38,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import InvalidArgument
-
 __all__ = [
     "CacheKey",
     "CacheWarning",
@@ -138,9 +136,9 @@ def default_cache_dir() -> Path:
 def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """``cache_dir`` if given, else ``$INVIA_CACHE_DIR``, else :func:`default_cache_dir`."""
     if cache_dir is not None:
-        if not isinstance(cache_dir, (str, os.PathLike)) or not str(cache_dir):
-            raise InvalidArgument(f"cache_dir must be a path, got {cache_dir!r}")
-        return Path(cache_dir).expanduser()
+        from .validate import local_path
+
+        return local_path(cache_dir, "cache_dir")
     from_env = os.environ.get("INVIA_CACHE_DIR")
     return Path(from_env).expanduser() if from_env else default_cache_dir()
 

@@ -195,10 +195,10 @@ class Client(MarketData, PortfolioData):
         from .history import history
 
         return history(self.http, symbols, tf, start, end, period=period,
-                       exchange=exchange or self.exchange, board=board,
-                       format=format or self.format, tz=tz, cache=cache,
-                       cache_dir=cache_dir or self._scratch_cache_dir(), progress=progress,
-                       errors=errors, closed_only=closed_only, field=field)
+                       exchange=self.exchange if exchange is None else exchange, board=board,
+                       format=self.format if format is None else format, tz=tz, cache=cache,
+                       cache_dir=self._scratch_cache_dir() if cache_dir is None else cache_dir,
+                       progress=progress, errors=errors, closed_only=closed_only, field=field)
 
     def _scratch_cache_dir(self) -> str | None:
         # the embedded simulator declares its identity (see connect), so its candles share the

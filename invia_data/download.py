@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from . import history as history_module
+from . import validate
 from .cache import PART_FILE, Columns, concat_columns, sort_unique, years_of
 from .dataset import DatasetStore, series_key
 from .errors import InvalidArgument, InviaError
@@ -49,7 +50,6 @@ from .history import (
     Query,
     _instruments,
     _symbol_list,
-    _text,
     _year_pieces,
     closed_before,
     fetch_range,
@@ -71,6 +71,7 @@ logger = logging.getLogger("invia_data.http")
 SUMMARY_COLUMNS = ["exchange", "symbol", "board", "status", "candles", "files", "requests",
                    "error"]
 FILE_COLUMNS = ["symbol", "year", "candles", "path"]
+MAX_WORKERS = 64  # parallel requests: far above what the rate limit lets through
 UNITS_IN_FLIGHT_PER_WORKER = 2  # series-years whose pages are queued or running, per worker
 
 
@@ -157,8 +158,7 @@ def _download(http: Any, series: Sequence[Series], path: str | os.PathLike[str],
         raise InvalidArgument(f"start ({start!r}) is after end ({end!r})")
     if progress is not None and not isinstance(progress, bool):
         raise InvalidArgument(f"progress: expected None, True or False, got {progress!r}")
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-        raise InvalidArgument(f"max_workers: expected a positive int, got {max_workers!r}")
+    validate.count(max_workers, "max_workers", high=MAX_WORKERS)
     now = server_now(http)  # the server's clock decides what is closed, never the local one
     hi = min(now + 1 if hi is None else hi, closed_before(tf_seconds, now))
     store = DatasetStore(root)
@@ -171,9 +171,7 @@ def _download(http: Any, series: Sequence[Series], path: str | os.PathLike[str],
 
 
 def _dataset_root(path: str | os.PathLike[str]) -> Path:
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise InvalidArgument(f"path: expected a directory path, got {path!r}")
-    root = Path(path).expanduser()
+    root = validate.local_path(path)
     if root.exists() and not root.is_dir():
         raise InvalidArgument(f"path: {str(root)!r} is a file; a dataset is a folder")
     return root
@@ -332,10 +330,15 @@ def _progress_bar(total: int, description: str) -> Any:
 def _names(value: str | Iterable[str] | None, name: str) -> list[str] | None:
     if value is None:
         return None
-    items = [value] if isinstance(value, str) else list(value)
-    if not items or not all(isinstance(v, str) and v.strip() for v in items):
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, (list, tuple, set)):
+        items = list(value)
+    else:
         raise InvalidArgument(f"{name}: expected a name or a list of names, got {value!r}")
-    return [v.strip().upper() for v in items]
+    if not items:
+        raise InvalidArgument(f"{name}: the list is empty (pass None for no filter)")
+    return [validate.board(v, name) or "" for v in items]
 
 
 def select_instruments(instruments: pd.DataFrame, *, boards: str | Iterable[str] | None = None,
@@ -373,7 +376,7 @@ def download_universe(list_instruments: Callable[[str | None], pd.DataFrame], ht
     into the dataset at ``path``. Returns the summary frame (one row per instrument: exchange,
     symbol, board, status ``written``/``complete``/``no candles``/``failed``, candles written,
     files written, requests, error)."""
-    _text(exchange, "exchange")
+    validate.exchange(exchange)
     to_seconds(tf)
     normalize_format(DEFAULT_FORMAT if format is None else format)
     _dataset_root(path)
@@ -404,8 +407,8 @@ def history_to_dataset(http: Http, symbols: str | Sequence[str], path: str | os.
     error is raised at the end."""
     root = _dataset_root(path)
     names, _ = _symbol_list(symbols)
-    exchanges, bare = _instruments(names, _text(exchange, "exchange").upper())
-    board = None if board is None else _text(board, "board")
+    exchanges, bare = _instruments(names, validate.exchange(exchange))
+    board = validate.board(board)
     if start is None:
         ends = None if end is None else to_epoch_seconds(end, name="end")
         stop = server_now(http) + 1 if ends is None else ends

@@ -31,6 +31,8 @@ Every error the library raises on purpose derives from :class:`InviaError`::
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "InviaError",
     "InviaWarning",
@@ -63,7 +65,24 @@ class InviaWarning(UserWarning):
 
 
 class InvalidArgument(InviaError, ValueError):
-    """An argument is invalid; raised before any request is made."""
+    """An argument is invalid; raised before any request is made.
+
+    A value quoted in the message is cut to a readable length (a 10,000-character symbol is
+    shown by its start and its length), so the message stays short enough to read the fix."""
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        if isinstance(message, str) and len(message) > _LONG_MESSAGE:
+            message = _LONG_WORD.sub(_shorten, message)
+        super().__init__(message, *args)
+
+
+_LONG_MESSAGE = 300
+_LONG_WORD = re.compile(r"\S{81,}")
+
+
+def _shorten(match: re.Match[str]) -> str:
+    word = match.group(0)
+    return f"{word[:40]}...({len(word)} characters)"
 
 
 class ClientClosed(InviaError):

@@ -42,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from . import validate
 from .cache import (
     COLUMN_DTYPES,
     COLUMNS,
@@ -242,15 +243,9 @@ def _symbol_list(symbols: str | Sequence[str]) -> tuple[list[str], bool]:
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise InvalidArgument(f"symbols: expected non-empty tickers, got {name!r}")
-        if name.strip() not in cleaned:
-            cleaned.append(name.strip())
+        if name.strip(" ") not in cleaned:  # a newline is refused, not stripped
+            cleaned.append(name.strip(" "))
     return cleaned, single
-
-
-def _text(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidArgument(f"{name}: expected a non-empty string, got {value!r}")
-    return value.strip()
 
 
 @dataclass(frozen=True)
@@ -276,9 +271,9 @@ def _plan(symbols: str | Sequence[str], tf: str | int, start: TimeLike | None,
     names, single = _symbol_list(symbols)
     tf_seconds = to_seconds(tf)
     fmt = normalize_format(DEFAULT_FORMAT if format is None else format)
-    exchange = _text(exchange, "exchange").upper()
+    exchange = validate.exchange(exchange)
     exchanges, names = _instruments(names, exchange)
-    board = None if board is None else _text(board, "board")
+    board = validate.board(board)
     first, last = check_range(start, end)
     lo = None if first is None else to_epoch_seconds(first)
     hi = None if last is None else to_epoch_seconds(last)
@@ -289,6 +284,8 @@ def _plan(symbols: str | Sequence[str], tf: str | int, start: TimeLike | None,
         raise InvalidArgument(f"progress: expected None, True or False, got {progress!r}")
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise InvalidArgument(f"max_workers: expected a positive int, got {max_workers!r}")
+    if cache_dir is not None:
+        validate.local_path(cache_dir, "cache_dir")
     store = CandleCache(resolve_cache_dir(cache_dir)) if cache else None
     query = Query(names[0], exchanges[0], board, tf_seconds, fmt)
     return Plan(names, exchanges, single, query, lo, hi, tz, store, progress, max_workers)

@@ -208,7 +208,9 @@ class DataCalls:
     def _wire_format(self, fmt: str | None, *, bulk: bool = False) -> str:
         """The wire format of a call: ``fmt``, else the client's, else Heavy (Slim for bulk
         calls: history, all trades)."""
-        return normalize_format(fmt or self.format or ("Slim" if bulk else "Heavy"))
+        if fmt is not None:
+            return normalize_format(fmt)
+        return normalize_format(self.format or ("Slim" if bulk else "Heavy"))
 
 
 class MarketData(DataCalls):
@@ -217,7 +219,7 @@ class MarketData(DataCalls):
     # --- helpers ---------------------------------------------------------------------------
 
     def _instrument(self, symbol: str, exchange: str | None) -> tuple[str, str]:
-        return parse_symbol(symbol, exchange or self.exchange)
+        return parse_symbol(symbol, exchange if exchange is not None else self.exchange)
 
     def _instrument_path(self, symbol: str, exchange: str | None) -> tuple[str, str, str]:
         ex, sym = self._instrument(symbol, exchange)
@@ -256,17 +258,18 @@ class MarketData(DataCalls):
         """
         fmt = self._wire_format(format)
         check_tz(tz)
-        if query is not None and (not isinstance(query, str) or not query.strip()):
-            raise InvalidArgument(f"query must be a non-empty string, got {query!r}")
+        query = validate.free_text(query, "query") if query is not None else None
         if sector is not None:
             sector = check_market(sector, SECTORS, "sector")
         params = without_none({
-            "query": query.strip() if query else None,
+            "query": query,
             "exchange": check_exchange(exchange) if exchange is not None else None,
             "instrumentGroup": check_board(board),
             "sector": sector,
-            "cficode": cfi_code,
-            "includeNonBaseBoards": flag(include_non_base_boards) if include_non_base_boards else None,
+            "cficode": (validate.code(cfi_code, "cfi_code", "ESXXXX")
+                        if cfi_code is not None else None),
+            "includeNonBaseBoards": (flag(True) if check_flag(include_non_base_boards,
+                                                              "include_non_base_boards") else None),
             "limit": check_count(limit, "limit"),
             "offset": check_count(offset, "offset", low=0),
             "format": fmt,
@@ -404,7 +407,8 @@ class MarketData(DataCalls):
                   "to": int(hi.value // 10**9) if hi is not None else None,
                   "instrumentGroup": check_board(board), "format": fmt}
         what = f"trades of {ex}:{sym}"
-        if history:
+        descending = check_flag(descending, "descending")
+        if check_flag(history, "history"):
             if any(v is not None for v in (side, from_id, to_id, qty_from, qty_to, price_from,
                                            price_to)) or descending:
                 raise InvalidArgument("past-session trades (history=True) filter by time only")
@@ -517,9 +521,5 @@ def _optional_int(value: Any, name: str) -> int | None:
 
 
 def _optional_float(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0:
-        raise InvalidArgument(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
+    return None if value is None else validate.number(value, name)
 

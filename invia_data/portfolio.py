@@ -25,6 +25,7 @@ from .market import (
     check_board,
     check_count,
     check_exchange,
+    check_flag,
     check_side,
     flag,
     listing,
@@ -84,15 +85,6 @@ def portfolio_table(portfolios: list[str], agreements: list[str],
         "exchange": pd.array([exchange] * len(portfolios), dtype=STR_DTYPE),
         "agreement": pd.array([agreement_of(p, agreements) for p in portfolios], dtype=STR_DTYPE),
     })
-
-
-def _order_id(order_id: Any) -> str:
-    if isinstance(order_id, bool):
-        raise InvalidArgument(f"order id must be a positive integer, got {order_id!r}")
-    text = str(order_id).strip()
-    if not text.isdigit() or int(text) <= 0:
-        raise InvalidArgument(f"order id must be a positive integer, got {order_id!r}")
-    return text
 
 
 def _before(date: Any, end: pd.Timestamp) -> bool:
@@ -183,7 +175,9 @@ class PortfolioData(DataCalls):
         check_tz(tz)
         ex, p = self._base(portfolio, exchange)
         payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/positions",
-                            {"format": fmt, "withoutCurrency": flag(without_currency)})
+                            {"format": fmt,
+                             "withoutCurrency": flag(check_flag(without_currency,
+                                                                "without_currency"))})
         return to_frame(POSITION, records(payload), fmt, tz=tz)
 
     def position(self, symbol: str, portfolio: str | None = None, *,
@@ -208,10 +202,11 @@ class PortfolioData(DataCalls):
             login = self.tokens.login if self.tokens is not None else None
             if not login:
                 raise InvalidArgument("no login: the token has no 'sub' claim; pass login=")
-        if not isinstance(login, str) or not login.strip().isalnum():
-            raise InvalidArgument(f"invalid login {login!r}")
-        payload = self._get(f"/md/v2/Clients/{path_part(login.strip())}/positions",
-                            {"format": fmt, "withoutCurrency": flag(without_currency)})
+        login = validate.login(login)
+        payload = self._get(f"/md/v2/Clients/{path_part(login)}/positions",
+                            {"format": fmt,
+                             "withoutCurrency": flag(check_flag(without_currency,
+                                                                "without_currency"))})
         return to_frame(POSITION, records(payload), fmt, tz=tz)
 
     def risk(self, portfolio: str | None = None, *, exchange: str | None = None,
@@ -293,7 +288,7 @@ class PortfolioData(DataCalls):
                    tz: str | None) -> pd.DataFrame:
         fmt = self._wire_format(format)
         check_tz(tz)
-        oid = _order_id(order_id)
+        oid = validate.order_id(order_id)
         ex, p = self._base(portfolio, exchange)
         payload = self._get(f"/md/v2/Clients/{ex}/{path_part(p)}/{route}/{oid}",
                             {"format": fmt}, what=f"{what} {oid} of {p}")
@@ -311,13 +306,14 @@ class PortfolioData(DataCalls):
         fmt = self._wire_format(format)
         check_tz(tz)
         ex, p = self._base(portfolio, exchange)
+        repo, board = check_flag(with_repo, "with_repo"), check_board(board)
         if symbol is None:
             path = f"/md/v2/Clients/{ex}/{path_part(p)}/trades"
-            params = {"format": fmt, "withRepo": flag(with_repo) if with_repo else None}
+            params = {"format": fmt, "withRepo": flag(True) if repo else None}
         else:
             ex, sym = parse_symbol(symbol, ex)
             path = f"/md/v2/Clients/{ex}/{path_part(p)}/{path_part(sym)}/trades"
-            params = {"format": fmt, "instrumentGroup": check_board(board)}
+            params = {"format": fmt, "instrumentGroup": board}
         return to_frame(OWN_TRADE, records(self._get(path, params)), fmt, tz=tz)
 
     def own_trades_history(self, portfolio: str | None = None, *, symbol: str | None = None,
@@ -338,14 +334,14 @@ class PortfolioData(DataCalls):
         limit = check_count(limit, "limit") if limit is not None else None
         params: dict[str, Any] = without_none({
             "format": fmt, "side": check_side(side), "instrumentGroup": check_board(board),
-            "withRepo": flag(with_repo) if with_repo else None,
+            "withRepo": flag(True) if check_flag(with_repo, "with_repo") else None,
             "dateFrom": lo.strftime("%Y-%m-%dT%H:%M:%SZ") if lo is not None else None,
         })
         path = f"/md/v2/Stats/{ex}/{path_part(p)}/history/trades"
         if symbol is not None:
             ex, sym = parse_symbol(symbol, ex)
             path = f"/md/v2/Stats/{ex}/{path_part(p)}/history/trades/{path_part(sym)}"
-        if descending and hi is not None:
+        if check_flag(descending, "descending") and hi is not None:
             # the newest trades before `end`: read forwards up to `end`, then reverse
             trades = self._stats_pages(path, params, None, hi)[::-1][:limit]
         else:

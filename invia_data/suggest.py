@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,13 +43,16 @@ def suggesting(http: Any, pairs: Sequence[tuple[str, str]]) -> Iterator[None]:
 def suggests_symbols(method: F) -> F:
     """For a call whose first argument is a symbol (or symbols) and whose ``exchange=`` keyword
     defaults to the client's: its NotFound carries the hint of :func:`suggesting`."""
+    first = list(inspect.signature(method).parameters)[1]  # after self, by name or position
+
     @functools.wraps(method)
-    def call(self: Any, symbols: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, symbols, *args, **kwargs)
+            return method(self, *args, **kwargs)
         except NotFound:
             from .market import parse_symbol
 
+            symbols = args[0] if args else kwargs.get(first)
             pairs = [parse_symbol(s, kwargs.get("exchange") or self.exchange)
                      for s in _names(symbols)]
             with suggesting(self.http, pairs):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from .errors import InvalidArgument
 
 CODES = {"D": 86_400, "W": 604_800, "M": 2_592_000, "Y": 31_536_000}
@@ -36,17 +38,35 @@ _PATTERN = re.compile(r"^\s*(\d+)?\s*([a-zA-Z]+)\s*$")
 
 
 def to_seconds(tf: str | int) -> int:
-    """Any accepted timeframe spelling -> its length in seconds (``"M"`` is a 30-day month)."""
-    if isinstance(tf, bool):
+    """Any accepted timeframe spelling -> its length in seconds (``"M"`` is a 30-day month),
+    at most a year (``"Y"``)."""
+    seconds = _seconds(tf)
+    if seconds > MAX_SECONDS:
+        raise InvalidArgument(f"timeframe {_shown(tf)} is longer than a year: the longest "
+                              "candle is 'Y' (31536000 seconds)")
+    return seconds
+
+
+MAX_SECONDS = 31_536_000
+
+
+def _shown(tf: object) -> str:
+    text = repr(tf) if not isinstance(tf, int) or tf.bit_length() < 200 else "a huge integer"
+    return text if len(text) <= 40 else text[:30] + "..."
+
+
+def _seconds(tf: str | int) -> int:
+    if isinstance(tf, (bool, np.bool_)):
         raise InvalidArgument(f"unknown timeframe {tf!r}")
-    if isinstance(tf, int):
+    if isinstance(tf, (int, np.integer)):
         if tf > 0:
-            return tf
+            return int(tf)
         raise InvalidArgument(f"timeframe must be a positive number of seconds, got {tf!r}")
-    if not isinstance(tf, str):
-        raise InvalidArgument(f"unknown timeframe {tf!r}")
+    if not isinstance(tf, str) or len(tf) > 32:
+        raise InvalidArgument(f"unknown timeframe {_shown(tf)}: use seconds (60), '1min', "
+                              "'5min', '1h', 'D', 'W', 'M' or 'Y'")
     text = tf.strip()
-    if text.isdigit() and int(text) > 0:
+    if text.isascii() and text.isdigit() and int(text) > 0:
         return int(text)
     if text in CODES:
         return CODES[text]
@@ -68,7 +88,7 @@ def to_seconds(tf: str | int) -> int:
             f"timeframe {tf!r} looks like a date: the argument after the symbol is the "
             f"timeframe; pass dates by name, e.g. history('SBER', 'D', start={text!r})")
     raise InvalidArgument(
-        f"unknown timeframe {tf!r}: use seconds (60), '1min', '5min', '1h', 'D' or '1d', "
+        f"unknown timeframe {_shown(tf)}: use seconds (60), '1min', '5min', '1h', 'D' or '1d', "
         f"'W' or '1wk', 'M' or '1mo', 'Y' or '1y'")
 
 

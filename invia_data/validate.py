@@ -31,6 +31,7 @@ from .errors import InvalidArgument
 __all__ = [
     "INT64_MAX",
     "board",
+    "code",
     "count",
     "exchange",
     "flag",
@@ -61,6 +62,7 @@ _SYMBOL = re.compile(r"[A-Za-z0-9_.\-@+]+")
 _EXCHANGE = re.compile(r"[A-Za-z]+")
 _BOARD = re.compile(r"[A-Za-z0-9_.\-]+")
 _PORTFOLIO = re.compile(r"[A-Za-z0-9]+")
+_ALNUM = re.compile(r"[A-Za-z0-9]+")
 _LOGIN = re.compile(r"[A-Za-z0-9_.\-@]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # RFC 3986 pchar minus "%": what a path segment keeps unencoded
@@ -123,6 +125,11 @@ def portfolio_id(value: Any, name: str = "portfolio") -> str:
 
 def login(value: Any, name: str = "login") -> str:
     return _code(value, name, _LOGIN, SYMBOL_MAX, "P039004", "ASCII letters and digits")
+
+
+def code(value: Any, name: str, example: str) -> str:
+    """A letters-and-digits code sent as a query parameter (a CFI pattern such as ``"ESXXXX"``)."""
+    return _code(value, name, _ALNUM, SYMBOL_MAX, example, "ASCII letters and digits")
 
 
 def instrument(value: Any, default_exchange: str, name: str = "symbol") -> tuple[str, str]:
@@ -204,7 +211,7 @@ def seconds(value: Any, name: str = "timeout", high: float = 86_400.0) -> float:
 
 def local_path(value: Any, name: str = "path") -> Path:
     """A local file or folder path: ``str`` or ``PathLike``, no control characters, no name
-    longer than 255 bytes; ``~`` expanded."""
+    longer than 255 bytes; ``~`` expanded, made absolute."""
     if not isinstance(value, (str, os.PathLike)) or isinstance(value, bytes):
         raise InvalidArgument(f"{name} must be a str or pathlib.Path, got {_shown(value)}")
     text = os.fspath(value)
@@ -212,7 +219,7 @@ def local_path(value: Any, name: str = "path") -> Path:
         raise InvalidArgument(f"{name} must be a non-empty path, got {_shown(value)}")
     if _CONTROL.search(text):
         raise InvalidArgument(f"{name} {_shown(value)} holds a control character")
-    path = Path(text).expanduser()
+    path = Path(text).expanduser().absolute()  # "MOEX:x" is a folder, not a URI scheme
     for part in path.parts:
         if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX_BYTES:
             raise InvalidArgument(f"{name}: the name {_shown(part)} is longer than "

@@ -57,7 +57,7 @@ def test_order_ids_are_positive_64_bit_integers():
 
 def test_local_paths_refuse_what_the_file_system_would(tmp_path):
     assert validate.local_path(tmp_path / "a") == tmp_path / "a"
-    assert validate.local_path("~") == Path.home()
+    assert validate.local_path("~") == Path.home().absolute()
     for bad in ("", " ", "a\nb", "x" * 300, b"dir", 5, None):
         with pytest.raises(InvalidArgument, match="path"):
             validate.local_path(bad)

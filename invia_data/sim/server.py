@@ -79,8 +79,9 @@ class SimServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for conn in list(self.connections):
             conn.abort("server shutting down")
-        if self.workers is not None:
-            self.workers.shutdown(wait=True, cancel_futures=True)
+        workers, self.workers = self.workers, None  # later steps run on the loop itself
+        if workers is not None:
+            workers.shutdown(wait=True, cancel_futures=True)
 
     async def _ticker(self) -> None:
         """Runs the market's order flow up to its clock; a failing step is logged, not fatal."""

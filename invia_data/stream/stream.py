@@ -152,7 +152,7 @@ class Stream:
         """The order book, long form (``side``, ``level``, ``price``, ``volume``, ``yield``),
         replaced by each message; ``df.attrs["time"]`` is the exchange timestamp."""
         depth = check_count(depth, "depth", high=MAX_BOOK_DEPTH)
-        ex, sym = parse_symbol(symbol, exchange or self.exchange)
+        ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)
         fmt = self._format(format, "orderbook")
         request = instrument_request("orderbook", sym, ex, board=check_board(board),
                                      format=fmt, depth=depth,
@@ -174,7 +174,8 @@ class Stream:
             raise InvalidArgument(f"symbols must be a string or a list, got {symbols!r}")
         if not items:
             raise InvalidArgument("symbols is empty")
-        pairs = list(dict.fromkeys(parse_symbol(s, exchange or self.exchange) for s in items))
+        default = self.exchange if exchange is None else exchange
+        pairs = list(dict.fromkeys(parse_symbol(s, default) for s in items))
         fmt = self._format(format, "quotes")
         freq = self._frequency(frequency, fmt)
         board = check_board(board)
@@ -193,7 +194,7 @@ class Stream:
         wire's ``depth``)."""
         recent = check_count(recent, "recent", low=0, high=MAX_RECENT_TRADES)
         maxlen = check_count(maxlen, "maxlen")
-        ex, sym = parse_symbol(symbol, exchange or self.exchange)
+        ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)
         fmt = self._format(format, "all_trades")
         board = check_board(board)
         request = instrument_request("all_trades", sym, ex, board=board, format=fmt,
@@ -213,7 +214,7 @@ class Stream:
         ``maxlen`` candles are held (48 bytes each), the oldest dropped first."""
         maxlen = check_count(maxlen, "maxlen")
         tf_seconds = to_seconds(tf)
-        ex, sym = parse_symbol(symbol, exchange or self.exchange)
+        ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)
         fmt = self._format(format, "bars")
         board = check_board(board)
         if start is None:
@@ -235,7 +236,7 @@ class Stream:
                          timeout: float | None = None) -> LiveFrame:
         """Trading status and limits of an instrument: one row, later messages update the
         fields that changed."""
-        ex, sym = parse_symbol(symbol, exchange or self.exchange)
+        ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)
         fmt = self._format(format, "instrument_state")
         board = check_board(board)
         request = instrument_request("instrument_state", sym, ex, board=board, format=fmt)
@@ -283,7 +284,7 @@ class Stream:
     def _portfolio(self, kind: str, portfolio: str | None, exchange: str | None,
                    format: str | None, timeout: float | None) -> LiveFrame:
         portfolio = self._resolve_portfolio(kind, portfolio)
-        ex = check_exchange(exchange or self.exchange)
+        ex = check_exchange(self.exchange if exchange is None else exchange)
         fmt = self._format(format, kind)
         request = portfolio_request(kind, portfolio, ex, format=fmt)
         return self._open(kind, portfolio, [(request, portfolio, ex)], make_state(kind, fmt),
@@ -369,6 +370,9 @@ class Stream:
         Recorder's (``batch_rows``, ``batch_seconds``, ``max_pending_rows``)."""
         from ..record import Recorder
 
+        path = validate.local_path(path)
+        if frames is not None and not isinstance(frames, (list, tuple, set)):
+            raise InvalidArgument(f"frames must be a list of LiveFrames, got {frames!r}"[:200])
         frames = self.frames if frames is None else list(frames)
         for frame in frames:
             if not isinstance(frame, LiveFrame):
