@@ -66,7 +66,7 @@ KIND_BY_NAME = {
     "exchange": "code", "board": "code", "login": "code", "portfolio": "portfolio",
     "markets": "codes", "boards": "codes", "types": "codes",
     "market": "enum", "sector": "enum", "side": "enum", "format": "enum", "env": "enum",
-    "tz": "enum", "query": "text", "search": "text", "cfi_code": "text", "tf": "tf",
+    "tz": "enum", "period": "enum", "errors": "enum", "field": "enum", "query": "text", "search": "text", "cfi_code": "text", "tf": "tf",
     "start": "time", "end": "time", "path": "path", "cache_dir": "path",
     "timeout": "seconds", "rate_limit": "seconds", "order_id": "order_id",
     "refresh_token": "token", "token": "token", "base_url": "url", "ws_url": "url",
