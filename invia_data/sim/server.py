@@ -110,7 +110,11 @@ class SimServer:
     async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self.workers is None or self.loop is None:
             return fn(*args)
-        return await self.loop.run_in_executor(self.workers, fn, *args)
+        try:
+            future = self.loop.run_in_executor(self.workers, fn, *args)
+        except RuntimeError:  # the interpreter is exiting and took the worker threads along
+            return fn(*args)
+        return await future
 
     def _drop_all_threadsafe(self) -> None:
         loop = self.loop
