@@ -15,6 +15,8 @@ import pandas as pd
 
 from . import plots
 
+MSK = "Europe/Moscow"  # the exchange's wall clock on the charts
+
 
 def _save(out: Path, name: str, draw: Callable[[Any], Any],
           figsize: tuple[float, float] = (10, 5)) -> Path:
@@ -62,16 +64,16 @@ def make_pictures(client: Any, out: str | Path, symbol: str = "SBER") -> list[Pa
     positions = client.positions()
     quotes = book_series(client, symbol)
     written = [
-        _save(out, "candles", lambda ax: plots.candles(candles, ax=ax), (11, 5)),
-        _save(out, "depth", lambda ax: plots.depth(book, ax=ax)),
-        _save(out, "spread", lambda ax: plots.spread(quotes, ax=ax)),
-        _save(out, "trade_tape", lambda ax: plots.trade_tape(trades.tail(500), ax=ax)),
+        _save(out, "candles", lambda ax: plots.candles(candles, ax=ax, tz=MSK), (11, 5)),
+        _save(out, "depth", lambda ax: plots.depth(book, ax=ax, tz=MSK)),
+        _save(out, "spread", lambda ax: plots.spread(quotes, ax=ax, tz=MSK)),
+        _save(out, "trade_tape", lambda ax: plots.trade_tape(trades.tail(500), ax=ax, tz=MSK)),
         _save(out, "volume_profile", lambda ax: plots.volume_profile(trades, ax=ax), (6, 6)),
         _save(out, "volume_profile_candles",
               lambda ax: plots.volume_profile(candles, ax=ax), (6, 6)),
         _save(out, "pnl", lambda ax: plots.pnl(positions, ax=ax), (8, 4)),
     ]
-    ax = plots.candles(candles)  # the two-row layout of a new figure
+    ax = plots.candles(candles, tz=MSK)  # the two-row layout of a new figure
     try:
         ax.figure.savefig(out / "candles_with_volume.png", dpi=96)
         written.append(out / "candles_with_volume.png")

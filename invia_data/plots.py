@@ -2,8 +2,10 @@
 profile, unrealised P&L.
 
 Every function takes ``ax=`` (draws into it, or into a new figure when None) and returns the
-axes it drew the main series in; none calls ``plt.show()``. Times are shown as wall-clock
-times of ``tz`` (the exchange zone, ``Europe/Moscow``, by default) and the axis label says so.
+axes it drew the main series in; none calls ``plt.show()``. Times are shown in the zone of the
+frame (UTC, as the calls return it, or what their ``tz=`` asked for); ``tz=`` converts the axes
+as it converts a call's frame (``tz="Europe/Moscow"`` for the exchange's wall clock), and the
+axis label names the zone.
 Prices are labelled "price, RUB" when the frame's ``attrs["currency"]`` is known. An empty
 frame gives an empty, labelled axes with a "no data" note. A ``LiveFrame`` is drawn as its
 snapshot ``.df`` of the moment. Wrong input raises
@@ -87,6 +89,17 @@ def _times(df: pd.DataFrame, what: str) -> pd.DatetimeIndex:
     return values
 
 
+def _zone(df: pd.DataFrame, tz: Any, what: str) -> Any:
+    """``tz`` when given (checked), else the zone of the frame's own times, so the axes show
+    what the frame holds."""
+    if tz is not None:
+        return check_tz(tz)
+    try:
+        return _times(df, what).tz
+    except InvalidArgument:
+        return "UTC"
+
+
 def _local(times: pd.DatetimeIndex, tz: Any) -> np.ndarray:
     """UTC times -> matplotlib date numbers of the wall-clock time in ``tz``."""
     wall = times.tz_convert(tz).tz_localize(None)
@@ -153,25 +166,49 @@ def _boxes(x: np.ndarray, bottom: np.ndarray, top: np.ndarray, width: float,
 
 
 def _interval_seconds(df: pd.DataFrame, times: pd.DatetimeIndex) -> float:
+    """The candle interval the data shows: the median step of the times. ``attrs["tf"]`` is
+    used when it agrees (within half) or when there is one candle: pandas carries ``attrs``
+    through ``resample``, so a frame resampled to 15 minutes may still say ``"1min"``."""
+    tf = _attrs_seconds(df)
+    step = _median_step(times)
+    if step is None:
+        return tf or 60.0
+    return tf if tf and abs(step - tf) <= tf / 2 else step
+
+
+def _interval_label(df: pd.DataFrame) -> str:
+    tf = _attrs_seconds(df)
+    try:
+        step = _median_step(_times(df, "candle"))
+    except InvalidArgument:
+        step = None
+    seconds = tf if step is None or (tf and abs(step - tf) <= tf / 2) else step
+    return timeframes.label(int(round(seconds))) if seconds else ""
+
+
+def _attrs_seconds(df: pd.DataFrame) -> float | None:
     tf = df.attrs.get("tf")
-    if tf is not None:
-        try:
-            return float(timeframes.to_seconds(tf))
-        except InvalidArgument:
-            pass
-    if len(times) > 1:
-        steps = np.diff(times.asi8) / 1e9
-        steps = steps[steps > 0]
-        if len(steps):
-            return float(np.min(steps))
-    return 60.0
+    if tf is None:
+        return None
+    try:
+        return float(timeframes.to_seconds(tf))
+    except InvalidArgument:
+        return None
+
+
+def _median_step(times: pd.DatetimeIndex) -> float | None:
+    if len(times) < 2:
+        return None
+    steps = np.diff(times.asi8) / 1e9
+    steps = steps[steps > 0]
+    return float(np.median(steps)) if len(steps) else None
 
 
 # --- candles -----------------------------------------------------------------------------------
 
 
 def candles(df: pd.DataFrame, ax: Axes | None = None, volume: bool = True,
-            tz: Any = EXCHANGE_TZ, title: str | None = None) -> Axes:
+            tz: Any = None, title: str | None = None) -> Axes:
     """Candlesticks (wicks as one ``vlines`` collection, bodies as one ``PolyCollection``, width
     70 % of the candle interval) with the volume under them.
 
@@ -185,7 +222,7 @@ def candles(df: pd.DataFrame, ax: Axes | None = None, volume: bool = True,
     bars go on a twin axis of ``ax`` (``ax.figure.axes[-1]``), scaled to its lower fifth.
     """
     df = _one_symbol(_check_frame(df, "candle", ("open", "high", "low", "close")))
-    tz = check_tz(tz)
+    tz = _zone(df, tz, "candle")
     _check_ax(ax)
     with_volume = bool(volume) and "volume" in df.columns
     if ax is None:
@@ -220,11 +257,12 @@ def _one_symbol(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def draw_candles(ax: Axes, df: pd.DataFrame, *, vax: Axes | None = None,
-                 volume_below: bool = True, tz: Any = EXCHANGE_TZ,
+                 volume_below: bool = True, tz: Any = None,
                  title: str | None = None) -> None:
     """Draw candles into ``ax`` (and volume into ``vax``), both assumed empty."""
-    symbol, tf = _symbol(df), df.attrs.get("tf")
-    default_title = " · ".join(p for p in (symbol, timeframes.label(tf) if tf else "") if p)
+    tz = _zone(df, tz, "candle")
+    symbol, tf = _symbol(df), _interval_label(df)
+    default_title = " · ".join(p for p in (symbol, tf) if p)
     _title(ax, title, default_title or "candles")
     ax.set_ylabel(_price_label(df))
     _plain_numbers(ax)
@@ -273,7 +311,7 @@ def draw_candles(ax: Axes, df: pd.DataFrame, *, vax: Axes | None = None,
 
 
 def depth(book_df: pd.DataFrame, ax: Axes | None = None, depth: int | None = None,
-          tz: Any = EXCHANGE_TZ, title: str | None = None) -> Axes:
+          tz: Any = None, title: str | None = None) -> Axes:
     """Order-book depth: cumulative volume from the best level outwards as steps (bids green to
     the left, asks red to the right) with a dashed line at mid. ``book_df`` is the long-form
     book (``inv.orderbook()``, ``book.df``); ``depth`` limits the levels of each side."""
@@ -286,9 +324,9 @@ def depth(book_df: pd.DataFrame, ax: Axes | None = None, depth: int | None = Non
     when = book_df.attrs.get("time")
     stamp = ""
     if when is not None and not pd.isna(when):
-        when = pd.Timestamp(when)
+        when = pd.Timestamp(when)  # an ISO string with its offset, as the calls write it
         when = when.tz_localize("UTC") if when.tzinfo is None else when
-        stamp = when.tz_convert(tz).strftime("%Y-%m-%d %H:%M:%S")
+        stamp = (when if tz is None else when.tz_convert(tz)).strftime("%Y-%m-%d %H:%M:%S")
     symbol = _symbol(book_df)
     _title(ax, title, " · ".join(p for p in (f"{symbol} order book".strip(), stamp) if p))
     ax.set_xlabel(_price_label(book_df))
@@ -339,15 +377,16 @@ def _best_quotes(df: pd.DataFrame) -> pd.DataFrame:
     return out[out["bid"].notna() | out["ask"].notna()].sort_index()
 
 
-def spread(quotes_or_books_df: pd.DataFrame, ax: Axes | None = None, tz: Any = EXCHANGE_TZ,
+def spread(quotes_or_books_df: pd.DataFrame, ax: Axes | None = None, tz: Any = None,
            title: str | None = None) -> Axes:
     """Mid and the bid-ask band over time on ``ax`` (returned), the spread on a twin axis
     (``ax.figure.axes[-1]``). Input: quotes with ``bid``/``ask`` and a time (DatetimeIndex,
     ``time`` or ``ob_time`` column), or stacked long-form books with a ``time`` column."""
     df = _check_frame(quotes_or_books_df, "quote")
-    tz = check_tz(tz)
+    check_tz(tz)
     ax = _axes(ax)
     quotes = _best_quotes(df)
+    tz = _zone(quotes, tz, "quote")
     symbol = _symbol(df)
     _title(ax, title, f"{symbol} spread and mid".strip())
     _time_axis(ax, tz)
@@ -382,13 +421,13 @@ def spread(quotes_or_books_df: pd.DataFrame, ax: Axes | None = None, tz: Any = E
 SIDE_COLORS = {"buy": UP, "sell": DOWN}
 
 
-def trade_tape(trades_df: pd.DataFrame, ax: Axes | None = None, tz: Any = EXCHANGE_TZ,
+def trade_tape(trades_df: pd.DataFrame, ax: Axes | None = None, tz: Any = None,
                title: str | None = None, max_size: float = 200.0) -> Axes:
     """Trades as dots over time: y the price, area proportional to the quantity (the largest
     trade gets ``max_size`` points^2), green buys, red sells, grey when the side is unknown.
     One scatter collection per side, in the legend."""
     df = _check_frame(trades_df, "trade", ("price", "qty"))
-    tz = check_tz(tz)
+    tz = _zone(df, tz, "trade")
     ax = _axes(ax)
     symbol = _symbol(df)
     clean = df[df["price"].notna()]
@@ -553,7 +592,7 @@ def pnl(positions_df: pd.DataFrame, ax: Axes | None = None, title: str | None = 
 
 
 def live_candles(bars_liveframe: Any, ax: Axes | None = None, max_rate: float = 1.0,
-                 last: int = 120, tz: Any = EXCHANGE_TZ, *, refresher: Any = None) -> Any:
+                 last: int = 120, tz: Any = None, *, refresher: Any = None) -> Any:
     """A widget showing the last ``last`` candles of a bars LiveFrame, redrawn at most
     ``max_rate`` times a second when the frame changes (see
     :func:`invia_data.widgets.candles_widget`)."""

@@ -665,7 +665,7 @@ class CandlesWidget(LiveWidget):
     """
 
     def __init__(self, live_bars: Any, ax: Any = None, max_rate: float = 1.0, last: int = 120,
-                 tz: Any = "Europe/Moscow", *, refresher: Refresher | None = None) -> None:
+                 tz: Any = None, *, refresher: Refresher | None = None) -> None:
         from matplotlib.axes import Axes
         from matplotlib.figure import Figure
 
@@ -729,7 +729,7 @@ def health_widget(stream: Any, *, refresher: Refresher | None = None) -> HealthW
 
 
 def candles_widget(live_bars: Any, ax: Any = None, max_rate: float = 1.0, last: int = 120,
-                   tz: Any = "Europe/Moscow", *,
+                   tz: Any = None, *,
                    refresher: Refresher | None = None) -> CandlesWidget:
     """A live candle chart of a bars LiveFrame: the last ``last`` candles with volume, redrawn
     at most ``max_rate`` times a second, only when the frame changed."""

@@ -84,7 +84,7 @@ def msk(seconds):
 
 def test_candles_new_figure_has_price_and_volume_rows():
     df = make_candles(30)
-    ax = plots.candles(df)
+    ax = plots.candles(df, tz="Europe/Moscow")
     try:
         fig = ax.figure
         assert len(fig.axes) == 2 and fig.axes[0] is ax
@@ -134,7 +134,7 @@ def test_candles_without_volume_and_interval_from_steps(new_ax):
     del df.attrs["tf"]
     plots.candles(df, ax=new_ax, volume=False)
     assert len(new_ax.figure.axes) == 1
-    assert new_ax.get_ylabel() == "price" and new_ax.get_title() == "SBER"
+    assert new_ax.get_ylabel() == "price" and new_ax.get_title() == "SBER · 5min"
     body = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
     assert np.ptp(body.get_paths()[0].vertices[:, 0]) == pytest.approx(0.7 * 300 / 86_400)
 
@@ -164,7 +164,7 @@ def test_candles_of_an_empty_frame_say_no_data():
         assert "no data" in texts(ax)
         assert len(ax.collections) == 0
         assert ax.get_title() == "candles"
-        assert ax.figure.axes[1].get_xlabel() == "time (Europe/Moscow)"
+        assert ax.figure.axes[1].get_xlabel() == "time (UTC)"  # the frame's zone
     finally:
         plt.close(ax.figure)
 
@@ -201,7 +201,7 @@ BOOK = make_book(bids=[(250.10, 10), (250.09, 20), (250.07, 30)],
 
 
 def test_depth_draws_cumulative_steps_and_mid(new_ax):
-    assert plots.depth(BOOK, ax=new_ax) is new_ax
+    assert plots.depth(BOOK, ax=new_ax, tz="Europe/Moscow") is new_ax
     lines = {line.get_label(): line for line in new_ax.get_lines()}
     assert set(lines) == {"bids", "asks", "mid 250.11"}
     bids, asks = lines["bids"], lines["asks"]
@@ -240,7 +240,7 @@ def test_spread_from_quotes(new_ax):
     quotes = pd.DataFrame({"bid": [100.0, 100.1, 100.2, 100.1],
                            "ask": [100.2, 100.2, 100.5, 100.3]}, index=times)
     quotes.attrs["currency"] = "RUB"
-    assert plots.spread(quotes, ax=new_ax) is new_ax
+    assert plots.spread(quotes, ax=new_ax, tz="Europe/Moscow") is new_ax
     twin = new_ax.figure.axes[-1]
     mid = [line for line in new_ax.get_lines() if line.get_label() == "mid"][0]
     assert list(mid.get_ydata()) == pytest.approx([100.1, 100.15, 100.35, 100.2])
@@ -286,7 +286,7 @@ TRADES = make_trades([(0, "buy", 250.10, 10), (1, "sell", 250.09, 40), (2, "buy"
 
 
 def test_trade_tape_one_scatter_per_side_sized_by_qty(new_ax):
-    assert plots.trade_tape(TRADES, ax=new_ax, max_size=100) is new_ax
+    assert plots.trade_tape(TRADES, ax=new_ax, max_size=100, tz="Europe/Moscow") is new_ax
     dots = {c.get_label(): c for c in new_ax.collections if isinstance(c, PathCollection)}
     assert set(dots) == {"buy", "sell"}
     assert len(dots["buy"].get_offsets()) == 3 and len(dots["sell"].get_offsets()) == 2
@@ -519,3 +519,42 @@ def test_charts_take_a_live_frame_as_its_snapshot(client, new_ax):
     finally:
         book.close()
         trades.close()
+
+
+def test_axes_show_the_zone_of_the_frame_unless_tz_says_otherwise(new_ax):
+    utc = make_candles(3)
+    plots.candles(utc, ax=new_ax, volume=False)
+    first = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
+    left_utc = first.get_paths()[0].vertices[:, 0].min()
+    assert new_ax.get_xlabel() == "time (UTC)"
+    new_ax.cla()
+    moscow = utc.tz_convert("Europe/Moscow")  # what inv.history(..., tz="Europe/Moscow") gives
+    plots.candles(moscow, ax=new_ax, volume=False)
+    body = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
+    assert new_ax.get_xlabel() == "time (Europe/Moscow)"
+    left_msk = body.get_paths()[0].vertices[:, 0].min()
+    assert left_msk - left_utc == pytest.approx(3 / 24)  # three hours later on the wall clock
+    new_ax.cla()
+    plots.candles(utc, ax=new_ax, volume=False, tz="Europe/Moscow")
+    again = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
+    assert again.get_paths()[0].vertices[:, 0].min() == pytest.approx(left_msk)
+
+
+def test_a_resampled_frame_is_drawn_at_its_own_interval_not_its_stale_attrs(new_ax):
+    minutes = make_candles(60)  # attrs say tf=60
+    fifteen = minutes.resample("15min").agg({"open": "first", "high": "max", "low": "min",
+                                             "close": "last", "volume": "sum"})
+    assert fifteen.attrs["tf"] == 60  # pandas carried the attrs through resample
+    plots.candles(fifteen, ax=new_ax, volume=False)
+    body = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
+    assert np.ptp(body.get_paths()[0].vertices[:, 0]) == pytest.approx(0.7 * 900 / 86_400)
+    assert new_ax.get_title() == "SBER · 15min"
+
+
+def test_gaps_between_sessions_do_not_shrink_the_candles(new_ax):
+    day = make_candles(10)
+    night = day.copy()
+    night.index = night.index + pd.Timedelta(hours=15)  # the next session, after a gap
+    plots.candles(pd.concat([day, night]), ax=new_ax, volume=False)
+    body = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
+    assert np.ptp(body.get_paths()[0].vertices[:, 0]) == pytest.approx(0.7 * 60 / 86_400)
