@@ -251,6 +251,15 @@ def section() -> str:
         "`Heavy`); times are tz-aware UTC (`tz=` converts); an empty answer is an empty "
         "frame with these columns and dtypes.",
         "",
+        "Dtypes, one rule for every frame: text is `str`; times `datetime64[ns, UTC]`; prices "
+        "and money `float64`; quantities in units (`*_units`) `float64` (a currency or bond "
+        "position holds fractions of a unit); quantities in lots keep the API's documented "
+        "type, `Int64` (nullable) for whole lots and `float64` where it documents a number "
+        "(positions, whose money lots are fractional, and orders' filled lots); candle volume "
+        "`int64`. Ids of the account's own records (orders, stop orders, own trades) are `str`, "
+        "as the API sends them; the exchange's all-trades numbers are `Int64`, since "
+        "`from_id`/`to_id` filter them as numbers.",
+        "",
         "| Call | Route | DataFrame: index; columns |",
         "|---|---|---|",
         *(cells.call(call) for call in CALLS),

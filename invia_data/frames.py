@@ -33,8 +33,18 @@ _DTYPES: dict[str, Any] = {
 }
 
 
+def frame_kind(field: Field) -> str:
+    """The kind of a field's column in frames: its wire kind, except that a quantity in units
+    (``*_units``) is always float64. The API documents it as an integer for orders and own
+    trades and as a number for positions and stop orders, and a currency or bond position holds
+    fractions of a unit; one column name, one dtype. Lots keep the documented type."""
+    if field.name.endswith("_units") and field.kind in ("int", "i8"):
+        return "float"
+    return field.kind
+
+
 def dtype_of(field: Field) -> Any:
-    return _DTYPES.get(field.kind, object)
+    return _DTYPES.get(frame_kind(field), object)
 
 
 def dtypes(schema: Schema) -> dict[str, Any]:
@@ -100,7 +110,7 @@ def _column(field: Field, objs: Sequence[Mapping[str, Any]], fmt: str) -> Any:
     if sub is not None:
         nested = SCHEMAS[sub]
         values = [_decode_nested(nested, v, fmt) for v in values]
-    return convert(values, field.kind)
+    return convert(values, frame_kind(field))
 
 
 def _decode_nested(schema: Schema, value: Any, fmt: str) -> Any:

@@ -123,3 +123,21 @@ def test_times_in_attrs_are_iso_strings_that_read_back_exactly(client):
         assert isinstance(value, str)
         assert pd.Timestamp(value).isoformat() == value
     assert pd.Timestamp(many.attrs["open_candle"]["SBER"]) == many.xs("SBER").index[-1]
+
+
+def test_one_dtype_rule_for_quantities_and_ids(client):
+    """Units are float64 everywhere; lots follow the API's documented type (Int64 or
+    float64); ids of the account's own records are str, exchange trade numbers Int64."""
+    frames = {name: CALLS[name](client) for name in ("orders", "stop_orders", "own_trades",
+                                                      "own_trades_history", "positions",
+                                                      "all_trades", "orderbook", "quotes")}
+    units = {(n, c): str(t) for n, f in frames.items() for c, t in f.dtypes.items()
+             if c.endswith("_units")}
+    assert units and set(units.values()) == {"float64"}, units
+    for name in ("orders", "stop_orders", "own_trades", "own_trades_history"):
+        assert str(frames[name]["id"].dtype) == "str", name
+    assert str(frames["all_trades"]["id"].dtype) == "Int64"
+    lots = {str(frames[n][c].dtype) for n, c in [("orders", "qty_batch"), ("own_trades", "qty"),
+                                                 ("all_trades", "qty"), ("orderbook", "volume"),
+                                                 ("quotes", "bid_vol")]}
+    assert lots == {"Int64"}
