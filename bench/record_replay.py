@@ -126,8 +126,9 @@ def run_recording(ws_url: str, token: str, kind: str, seconds: float, out: Path,
         recorder = stream.record(out, [frame], batch_seconds=1.0)
         sub = stream._frames[frame][0]
         time.sleep(0.5)
-        recorder.flush()
-        rows0, start, t0 = recorder.rows, sub.messages, time.perf_counter()
+        start, t0 = sub.messages, time.perf_counter()
+        recorder.flush()           # rows0 then holds at least every message counted above
+        rows0 = recorder.rows
         deadline = t0 + seconds
         while time.perf_counter() < deadline:
             time.sleep(min(1.0, deadline - time.perf_counter()))
@@ -141,6 +142,49 @@ def run_recording(ws_url: str, token: str, kind: str, seconds: float, out: Path,
         recorder.close()
     per_message = 20 if kind == "books" else 1     # a 10-level book is 20 rows
     return taken / elapsed, rows / per_message / elapsed
+
+
+PLAIN_SIM = """
+import sys
+import invia_data.sim as sim
+server = sim.start(port=0, speed=10)
+print(server.url, server.refresh_token, flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
+def run_many_books(count: int, seconds: float, out: Path) -> tuple[int, float, float, float]:
+    """``count`` 10-level books of the plain simulator (market clock 10x): the books it sent
+    per second, the snapshots written per second, the ratio, the process's CPU share."""
+    import invia_data
+
+    sim, (url, refresh) = start(PLAIN_SIM)
+    try:
+        with invia_data.connect(refresh, env=url) as inv:
+            listed = inv.instruments("MOEX")
+            symbols = listed.loc[listed["board"] == "TQBR", "symbol"].head(count).tolist()
+            frames = [inv.stream.orderbook(symbol, depth=10) for symbol in symbols]
+            recorder = inv.stream.record(out, frames, batch_seconds=1.0)
+            time.sleep(1.0)
+            subs = [inv.stream._frames[f][0] for f in frames]
+            start_messages = sum(s.messages for s in subs)
+            recorder.flush()           # rows0 then holds at least every message counted above
+            rows0 = recorder.rows
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            time.sleep(seconds)
+            messages = sum(s.messages for s in subs) - start_messages
+            for frame, source in zip(frames, recorder._sources, strict=True):
+                frame._remove_sink(source.sink)
+            recorder.flush()
+            elapsed = time.perf_counter() - t0
+            cpu = (time.process_time() - cpu0) / elapsed
+            written = (recorder.rows - rows0) / 20
+            recorder.close()
+    finally:
+        sim.stdin.close()
+        sim.wait(10)
+    return len(symbols), messages / elapsed, written / elapsed, cpu
 
 
 # --- replay ----------------------------------------------------------------------------------
@@ -246,6 +290,10 @@ def main() -> None:
             unit = "snapshots" if kind == "books" else "trades"
             print(f"{kind}: stream alone {a / 1e3:.1f} k msg/s; recording: stream {t / 1e3:.1f} k "
                   f"msg/s, written {w / 1e3:.1f} k {unit}/s: ratio {w / a:.2f}")
+        count, sent, written, cpu = run_many_books(40, args.seconds * 3, tmp / "many")
+        print(f"{count} books of the plain simulator: stream {sent:.0f} msg/s, written "
+              f"{written:.0f} snapshots/s: ratio {written / sent:.2f}; client CPU "
+              f"{cpu * 100:.0f} % of a core")
         if args.soak > 0:
             rss: list[float] = []
             rate, rows = run_recording(urls["books"], token, "books", args.soak, tmp / "soak",

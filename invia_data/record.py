@@ -21,6 +21,7 @@ candles skip versions identical to the last one written.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -34,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from .errors import InvalidArgument
@@ -190,6 +193,126 @@ def record_table(kind: str, items: Sequence[dict[str, Any]], times: Sequence[flo
     return frame
 
 
+# --- frames' bytes -> Arrow, parsed by Arrow's JSON reader off the interpreter lock ---------------
+
+RAW_KINDS = frozenset({"orderbook", "all_trades"})   # the firehose kinds: parsed from bytes
+_WIRE_TYPES = {"float": pa.float64(), "int": pa.int64(), "i8": pa.int64(), "str": pa.string(),
+               "bool": pa.bool_(), "ts_ms": pa.float64(), "ts_s": pa.float64(),
+               "iso": pa.string()}
+
+
+def _read_frames(payloads: Sequence[bytes], data: pa.DataType) -> pa.StructArray:
+    """WebSocket data frames (``{"data": {...}, "guid": ...}``) -> their ``data`` objects."""
+    options = pa_json.ParseOptions(explicit_schema=pa.schema([("data", data)]),
+                                   unexpected_field_behavior="ignore")
+    table = pa_json.read_json(io.BytesIO(b"\n".join(payloads)), parse_options=options,
+                              read_options=pa_json.ReadOptions(block_size=1 << 24))
+    return table.column("data").combine_chunks()
+
+
+def _numpy(array: pa.Array, dtype: str, missing: Any) -> np.ndarray:
+    return array.fill_null(missing).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def raw_book_table(payloads: Sequence[bytes], times: Sequence[float], fmt: str) -> pa.Table:
+    """Order-book frames' bytes -> the same table as :func:`book_table`."""
+    bids_key = ORDERBOOK.field("bids").keys(fmt)[0]
+    asks_key = ORDERBOOK.field("asks").keys(fmt)[0]
+    time_key = ORDERBOOK.field("time").keys(fmt)[0]
+    level_fields = [(BOOK_LEVEL.field(name).key(fmt), kind) for name, kind in
+                    (("price", pa.float64()), ("volume", pa.int64()), ("yield", pa.float64()))]
+    level = pa.struct([(key, kind) for key, kind in level_fields if key])
+    data = _read_frames(payloads, pa.struct([(bids_key, pa.list_(level)),
+                                             (asks_key, pa.list_(level)),
+                                             (time_key, pa.float64())]))
+    n = len(data)
+    received = _receive_column(times)
+    run = np.arange(n, dtype="int64")
+    if n:
+        new_time = np.concatenate([[True], received[1:] != received[:-1]])
+        run -= np.maximum.accumulate(np.where(new_time, run, 0))
+    sides = [data.field(bids_key), data.field(asks_key)]
+    lengths = [_numpy(pc.list_value_length(side), "int64", 0) for side in sides]
+    per_book = lengths[0] + lengths[1]
+    first = np.cumsum(per_book) - per_book             # each book's first row
+    total = int(per_book.sum())
+    columns = {"price": np.full(total, np.nan), "volume": np.zeros(total, dtype="int64"),
+               "yield": np.full(total, np.nan)}
+    is_bid = np.zeros(total, dtype=bool)
+    level_no = np.zeros(total, dtype="int64")
+    for index, side in enumerate(sides):
+        flat = pc.list_flatten(side)
+        parent = _numpy(pc.list_parent_indices(side), "int64", 0)
+        starts = np.cumsum(lengths[index]) - lengths[index]
+        within = np.arange(len(parent), dtype="int64") - starts[parent]
+        rows = first[parent] + within + (lengths[0][parent] if index else 0)
+        level_no[rows] = within
+        is_bid[rows] = index == 0
+        for (key, _), name in zip(level_fields, ("price", "volume", "yield"), strict=True):
+            if key:
+                columns[name][rows] = _numpy(flat.field(key), columns[name].dtype.name,
+                                             0 if name == "volume" else np.nan)
+    stamps = _numpy(data.field(time_key), "float64", 0.0)
+    exchange = np.repeat(np.round(stamps * 1000).astype("int64"), per_book)
+    return pa.table([
+        pa.array(np.repeat(received * 1000 + run, per_book)),
+        pa.DictionaryArray.from_arrays(pa.array(is_bid.astype("int8")), SIDES).cast(pa.string()),
+        pa.array(level_no), pa.array(columns["price"]), pa.array(columns["volume"]),
+        pa.array(columns["yield"]),
+        pa.array(exchange, TIME_TYPE, mask=exchange == 0),
+        pa.array(np.repeat(received, per_book), TIME_TYPE),
+    ], schema=BOOK_SCHEMA)
+
+
+_SCHEMA_CACHE: dict[str, pa.Schema] = {}
+
+
+def kind_schema(kind: str) -> pa.Schema:
+    """The Arrow schema of a non-book kind's files (partition column left out)."""
+    if kind not in _SCHEMA_CACHE:
+        empty = record_table(kind, [], [], "Simple").drop(columns=[partition_key(kind)],
+                                                          errors="ignore")
+        _SCHEMA_CACHE[kind] = _cast_times(pa.Table.from_pandas(empty, preserve_index=False)
+                                          ).schema
+    return _SCHEMA_CACHE[kind]
+
+
+def raw_record_table(kind: str, payloads: Sequence[bytes], times: Sequence[float],
+                     fmt: str) -> pa.Table:
+    """Frames' bytes of a non-book kind -> the Arrow table of ``kind_schema(kind)``."""
+    schema = SCHEMAS[kind]
+    fields = [f for f in schema.fields if not f.legacy]
+    wire = {f.name: f.key(fmt) for f in fields}
+    data = _read_frames(payloads, pa.struct([(key, _WIRE_TYPES.get(f.kind, pa.string()))
+                                             for f in fields if (key := wire[f.name])]))
+    target = kind_schema(kind)
+    columns: dict[str, pa.Array] = {}
+    for f in fields:
+        if f.name not in target.names:
+            continue
+        key = wire[f.name]
+        kind_type = target.field(f.name).type
+        if key is None:
+            columns[f.name] = pa.nulls(len(data), kind_type)
+            continue
+        values = data.field(key)
+        if f.kind in ("ts_ms", "ts_s"):
+            scale = 1000 if f.kind == "ts_ms" else 1_000_000
+            number = _numpy(values, "float64", 0.0)
+            us = np.round(number * scale).astype("int64")
+            columns[f.name] = pa.array(us, TIME_TYPE, mask=number == 0)
+        elif f.kind == "iso":
+            parsed = pd.to_datetime(values.to_pandas(), utc=True, format="ISO8601")
+            columns[f.name] = pa.array(pd.DatetimeIndex(parsed).as_unit("us"), TIME_TYPE)
+        else:
+            columns[f.name] = values.cast(kind_type)
+    stamp = EXCHANGE_TIME.get(kind)
+    columns["exchange_time"] = (columns[stamp] if stamp in columns
+                                else pa.nulls(len(data), TIME_TYPE))
+    columns["receive_time"] = pa.array(_receive_column(times), TIME_TYPE)
+    return pa.table([columns[name] for name in target.names], schema=target)
+
+
 def frame_table(kind: str, frame: pd.DataFrame, now: float) -> pd.DataFrame | pa.Table:
     """What a LiveFrame held (its ``.df``) -> the rows of the dataset, received at ``now``."""
     received = _utc(np.full(len(frame), receive_us(now), dtype="int64"))
@@ -223,6 +346,9 @@ class _Source:
         self.symbol = frame.symbol
         self.items: list[Any] = []
         self.times: list[float] = []
+        self.payloads: list[bytes] = []      # frames' bytes (RAW_KINDS), parsed by Arrow
+        self.payload_times: list[float] = []
+        self.weight = 2 * int(frame.params.get("depth") or 10) if kind == "orderbook" else 1
         self.messages = 0
         self.rows = 0
         self.files = 0
@@ -291,8 +417,9 @@ class Recorder:
         source = _Source(frame, kind, fmt)
         self._seed(source)
 
-        def sink(items: Sequence[Any], now: float, source: _Source = source) -> None:
-            self._receive(source, items, now)
+        def sink(items: Sequence[Any], now: float, raw: Sequence[bytes] | None = None,
+                 source: _Source = source) -> None:
+            self._receive(source, items, now, raw)
 
         source.sink = sink
         with self._lock:
@@ -335,7 +462,7 @@ class Recorder:
         with self._lock:
             rows = [{"kind": s.kind, "symbol": s.symbol, "status": s.frame.status,
                      "messages": s.messages, "rows": s.rows, "files": s.files,
-                     "pending": len(s.items),
+                     "pending": len(s.items) + len(s.payloads),
                      "lag": 0.0 if s.oldest is None else max(0.0, now - s.oldest)}
                     for s in self._sources]
         table = pd.DataFrame(rows, columns=["kind", "symbol", "status", "messages", "rows",
@@ -368,14 +495,20 @@ class Recorder:
 
     # --- the stream thread's side -------------------------------------------------------------
 
-    def _receive(self, source: _Source, items: Sequence[Any], now: float) -> None:
+    def _receive(self, source: _Source, items: Sequence[Any], now: float,
+                 raw: Sequence[bytes] | None = None) -> None:
+        rows = len(items) * source.weight
         with self._lock:
             if source.oldest is None:
                 source.oldest = now
-            source.items.extend(items)
-            source.times.extend([now] * len(items))
+            if raw is not None and source.kind in RAW_KINDS and len(raw) == len(items):
+                source.payloads.extend(raw)
+                source.payload_times.extend([now] * len(raw))
+            else:
+                source.items.extend(items)
+                source.times.extend([now] * len(items))
             source.messages += len(items)
-            self._pending += len(items)
+            self._pending += rows
             pending = self._pending
         if pending >= self.max_pending_rows:
             self._write_all(force=True)   # the writer is behind: keep memory bounded
@@ -403,35 +536,60 @@ class Recorder:
         with self._write_lock:
             now = self._clock()
             with self._lock:
-                due = [(s, s.initial, s.items, s.times) for s in self._sources
-                       if (s.items or s.initial is not None)
+                due = [s for s in self._sources
+                       if (s.items or s.payloads or s.initial is not None)
                        and (force or self._pending >= self.batch_rows
                             or now - (s.oldest or now) >= self.batch_seconds)]
-                for source, _, items, _ in due:
+                batches = []
+                for source in due:
+                    batches.append((source, source.initial, source.items, source.times,
+                                    source.payloads, source.payload_times))
+                    self._pending -= (len(source.items) + len(source.payloads)) * source.weight
                     source.items, source.times, source.oldest = [], [], None
+                    source.payloads, source.payload_times = [], []
                     source.initial = None
-                    self._pending -= len(items)
-            for source, initial, items, times in due:
-                self._write_source(source, initial, items, times)
+            for batch in batches:
+                self._write_source(*batch)
 
     def _write_source(self, source: _Source, initial: Any, items: list[Any],
-                      times: list[float]) -> None:
-        tables = [] if initial is None else [initial]
-        if items:
-            tables.append(book_table(items, times, source.fmt) if source.kind == "orderbook"
-                          else record_table(source.kind, items, times, source.fmt))
-        if not tables:
-            return
+                      times: list[float], payloads: list[bytes],
+                      payload_times: list[float]) -> None:
         key = partition_key(source.kind)
         if source.kind == "orderbook":
-            table = pa.concat_tables(tables)
+            tables = [] if initial is None else [initial]
+            if items:
+                tables.append(book_table(items, times, source.fmt))
+            if payloads:
+                tables.append(raw_book_table(payloads, payload_times, source.fmt))
+            table = _in_receive_order(tables)
             values = np.full(table.num_rows, _plain(source.symbol), dtype=object)
         else:
-            frame = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
-            frame = self._fresh(source, frame)
-            values = self._partition_values(source, frame).to_numpy(dtype=object)
-            frame = frame.drop(columns=[key], errors="ignore")
-            table = _cast_times(pa.Table.from_pandas(frame, preserve_index=False))
+            frames = [] if initial is None else [initial]
+            if items:
+                frames.append(record_table(source.kind, items, times, source.fmt))
+            frame = (None if not frames else frames[0] if len(frames) == 1
+                     else pd.concat(frames, ignore_index=True))
+            if frame is not None and source.kind == "bars":
+                frame = self._fresh_bars(source, frame)
+            tables, values = [], np.empty(0, dtype=object)
+            if frame is not None:
+                values = self._partition_values(source, frame).to_numpy(dtype=object)
+                frame = frame.drop(columns=[key], errors="ignore")
+                table = _cast_times(pa.Table.from_pandas(frame, preserve_index=False))
+                if source.kind in RAW_KINDS:   # the same schema as the parsed frames
+                    table = table.cast(kind_schema(source.kind))
+                tables.append(table)
+            if payloads:
+                tables.append(raw_record_table(source.kind, payloads, payload_times,
+                                               source.fmt))
+                values = np.concatenate([values, np.full(len(payloads), _plain(source.symbol),
+                                                         dtype=object)])
+            if len(tables) > 1 and source.kind != "all_trades":
+                raise InvalidArgument(f"{source.kind} has no raw path")   # pragma: no cover
+            table = _in_receive_order(tables)
+            if source.kind == "all_trades":
+                table = self._fresh_trades(source, table)
+                values = np.full(table.num_rows, _plain(source.symbol), dtype=object)
         if not table.num_rows:
             return
         received = table.column("receive_time").to_numpy().astype("datetime64[us]")
@@ -478,23 +636,17 @@ class Recorder:
 
     # --- deduplication across reconnects and restarts ----------------------------------------
 
-    def _fresh(self, source: _Source, table: pd.DataFrame) -> pd.DataFrame:
-        if source.kind == "all_trades":
-            return self._fresh_trades(source, table)
-        if source.kind == "bars":
-            return self._fresh_bars(source, table)
-        return table
-
-    def _fresh_trades(self, source: _Source, table: pd.DataFrame) -> pd.DataFrame:
+    def _fresh_trades(self, source: _Source, table: pa.Table) -> pa.Table:
         """Trades above the highest id written (ids increase per instrument)."""
         symbol = _plain(source.symbol)
         last = self._last_id.get(symbol, -1)
-        ids = table["id"].to_numpy(dtype="int64", na_value=-1)
+        ids = _numpy(table.column("id").combine_chunks(), "int64", -1)
+        if not len(ids):
+            return table
         before = np.maximum.accumulate(np.concatenate([[last], ids[:-1]]))
+        self._last_id[symbol] = int(max(last, ids.max()))
         keep = ids > before
-        if len(ids):
-            self._last_id[symbol] = int(max(last, ids.max()))
-        return table[keep].reset_index(drop=True)
+        return table if keep.all() else table.filter(pa.array(keep))
 
     def _fresh_bars(self, source: _Source, table: pd.DataFrame) -> pd.DataFrame:
         """Candle versions that differ from the last one written for the same candle."""
@@ -567,6 +719,16 @@ class Recorder:
                 temporary.unlink()
             except OSError:
                 pass
+
+
+def _in_receive_order(tables: list[pa.Table]) -> pa.Table:
+    """One table from batches that may interleave (parsed frames and Python objects)."""
+    if len(tables) == 1:
+        return tables[0]
+    table = pa.concat_tables(tables)
+    order = np.argsort(table.column("receive_time").to_numpy().astype("datetime64[us]"),
+                       kind="stable")
+    return table.take(pa.array(order))
 
 
 def _max_statistic(file: Path, column: str) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -238,3 +239,34 @@ def test_record_command_needs_something_to_record(sim, tmp_path):
     done = subprocess.run([sys.executable, "-m", "invia_data.cli", "record", "--out",
                            str(tmp_path)], env=env, capture_output=True, timeout=60)
     assert done.returncode == 1 and b"nothing to record" in done.stderr
+
+
+def test_frames_parsed_from_their_bytes_give_the_same_rows_as_the_decoded_objects():
+    import orjson
+
+    from invia_data.record import (
+        book_table,
+        kind_schema,
+        raw_book_table,
+        raw_record_table,
+        record_table,
+    )
+
+    times = [1_700_000_000.25, 1_700_000_000.25, 1_700_000_001.5]
+    books = [{"b": [{"p": 100.0 - i, "v": i + 1} for i in range(n)],
+              "a": [{"p": 101.0 + i, "v": i + 2} for i in range(m)], "t": 1_700_000_000_100 + n}
+             for n, m in ((3, 2), (0, 1), (2, 0))]
+    frames = [orjson.dumps({"data": book, "guid": "g"}) for book in books]
+    parsed = raw_book_table(frames, times, "Slim").to_pandas()
+    decoded = book_table(books, times, "Slim").to_pandas()
+    pd.testing.assert_frame_equal(parsed, decoded)
+    assert parsed["snapshot_id"].nunique() == 3 and len(parsed) == 8
+    trades = [_trade(i, 1_700_000_000_000 + i) for i in (5, 6, 7)]
+    trades[1]["oi"] = None
+    frames = [orjson.dumps({"data": trade, "guid": "g"}) for trade in trades]
+    parsed = raw_record_table("all_trades", frames, times, "Simple")
+    decoded = record_table("all_trades", trades, times, "Simple").drop(columns="symbol")
+    decoded = pa.Table.from_pandas(decoded, preserve_index=False).cast(kind_schema("all_trades"))
+    assert parsed.schema == kind_schema("all_trades")
+    pd.testing.assert_frame_equal(parsed.to_pandas(), decoded.to_pandas())
+    assert parsed.column("oi").null_count == 1

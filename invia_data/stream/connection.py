@@ -497,7 +497,7 @@ class Connection:
         if groups:
             wall = time.time()
             policy = self.policy
-            for route, (count, items) in groups.items():
+            for route, (count, items, *raw) in groups.items():
                 sub = route.target
                 sub.messages += count
                 sub.meter.add(now, count)
@@ -505,7 +505,7 @@ class Connection:
                 if not sub.settled.is_set():
                     sub.settled.set()
                 cursor = sub.cursor() if sub.kind in BACKFILLED_KINDS else None
-                applied, failure = sub.writer.apply(items, wall, count)
+                applied, failure = sub.writer.apply(items, wall, count, raw[0] if raw else None)
                 if applied:
                     touched[sub.writer] = None
                 if failure is not None:

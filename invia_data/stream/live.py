@@ -108,7 +108,7 @@ class LiveFrame:
         self.callback_errors = 0
         self.callbacks_skipped = 0  # updates superseded before their callbacks ran
         self._failed_callbacks: set[int] = set()
-        self._sinks: tuple[Callable[[Any, float], Any], ...] = ()
+        self._sinks: tuple[Callable[..., Any], ...] = ()
         self._stale_after = stale_after
         self._dispatcher = dispatcher or DISPATCHER
         self._delivering = False     # a worker holds this frame
@@ -237,9 +237,10 @@ class LiveFrame:
 
     # --- delivery (see FrameWriter) -------------------------------------------------------------
 
-    def _add_sink(self, sink: Callable[[Any, float], Any]) -> tuple[pd.DataFrame, float | None]:
-        """From now on ``sink(items, now)`` receives every batch of wire objects the stream
-        applies (a recorder); it runs on the stream thread, so it must only hand the batch over.
+    def _add_sink(self, sink: Callable[..., Any]) -> tuple[pd.DataFrame, float | None]:
+        """From now on ``sink(items, now, raw)`` receives every batch of wire objects the stream
+        applies, with their frames' bytes when the route keeps them (``Route.raw``) or None (a
+        recorder); it runs on the stream thread, so it must only hand the batch over.
         Returns what the frame held when the sink was attached (its ``.df`` and the time of its
         last update), so that nothing is missed or counted twice."""
         with self._lock:
@@ -248,7 +249,7 @@ class LiveFrame:
             updated = self._updated
         return self._state.frame(snapshot), updated
 
-    def _remove_sink(self, sink: Callable[[Any, float], Any]) -> None:
+    def _remove_sink(self, sink: Callable[..., Any]) -> None:
         with self._lock:
             self._sinks = tuple(s for s in self._sinks if s is not sink)
 
@@ -386,13 +387,14 @@ class FrameWriter:
     def __init__(self, frame: LiveFrame) -> None:
         self.frame = frame
 
-    def apply(self, items: Any, now: float,
-              messages: int | None = None) -> tuple[int, Exception | None]:
+    def apply(self, items: Any, now: float, messages: int | None = None,
+              raw: list[bytes] | None = None) -> tuple[int, Exception | None]:
         """Apply a batch of messages (one socket read). Returns how many changed the state
         and the last error of a message the reducer refused (the others of the batch are
         still applied). ``messages``: how many messages ``items`` stand for when superseded
         ones were dropped (a conflated order book); the version counts them. ``now``: unix
-        time the messages were received."""
+        time the messages were received. ``raw``: the frames' bytes, one per item, for the
+        sinks (when the route was asked for them)."""
         frame = self.frame
         failure = None
         count = 0
@@ -414,7 +416,7 @@ class FrameWriter:
                 if frame._status != "live" and frame._status != "error":
                     frame._status = "live"
         for sink in frame._sinks:
-            sink(items, now)
+            sink(items, now, raw)
         return count, failure
 
     def apply_one(self, data: Any, now: float | None = None) -> bool:

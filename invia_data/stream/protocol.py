@@ -124,6 +124,7 @@ class Route:
     guid: str = ""
     confirmed: bool = False
     conflate: bool = False  # each data message supersedes the previous one (order books)
+    raw: bool = False       # also hand over each data frame's bytes (a recorder parses them)
 
 
 def _subscribe_frame(request: Request, guid: str, token: str) -> str:
@@ -203,8 +204,8 @@ class Session:
     def receive_many(self, payloads: list[bytes]) -> tuple[dict[Route, list[Any]], list[Event]]:
         """Many frames at once (one socket read). Returns the data grouped by route as
         ``route -> [message count, [data, ...]]`` (arrival order; a ``conflate`` route keeps
-        only its latest data) and every other event in order. The stream thread's hot path:
-        one call per read."""
+        only its latest data; a ``raw`` route has a third list, the frames' bytes) and every
+        other event in order. The stream thread's hot path: one call per read."""
         groups: dict[Route, list[Any]] = {}
         events: list[Event] = []
         routes_get = self.routes.get
@@ -221,7 +222,15 @@ class Session:
                     route = routes_get(obj.get("guid"))
                     if route is not None:
                         found = groups.get(route)
-                        if found is None:
+                        if route.raw:
+                            if found is None:
+                                groups[route] = [1, [data], [payload]]
+                            else:
+                                found[0] += 1
+                                found[1].append(data)
+                                if len(found) > 2:   # (raw may be switched on mid-read)
+                                    found[2].append(payload)
+                        elif found is None:
                             groups[route] = [1, [data]]
                         elif route.conflate:
                             found[0] += 1

@@ -381,6 +381,7 @@ class Stream:
                 subs = list(self._frames.get(frame, ()))
             for sub in subs:  # a recording keeps every book, not only the latest of a read
                 sub.route.conflate = False
+                sub.route.raw = frame.kind in ("orderbook", "all_trades")  # parsed by Arrow
         return Recorder(path, frames, stream=self, **options)
 
     @property
