@@ -32,6 +32,7 @@ from .routing import (
 )
 
 MAX_CANDLES = 50_000
+MAX_TRADE_HISTORY_SECONDS = 31 * 86_400  # every trade of the range is built for one page
 PREV_LOOKBACK_CANDLES = 20_000  # how far back `prev` is looked for, in candles
 
 
@@ -210,6 +211,9 @@ def all_trades_history(req: Request) -> Any:
     now = int(req.market.now())
     end = now if end is None else end
     start = end - 86_400 if start is None else start
+    if end - start > MAX_TRADE_HISTORY_SECONDS:
+        raise bad(f"the range from 'from' to 'to' spans {(end - start) / 86_400:.0f} days; "
+                  f"past trades are served {MAX_TRADE_HISTORY_SECONDS // 86_400} days per request")
     page = req.market.past_trades(key, start, end + 1, offset=offset, limit=limit)
     return {"total": req.market.past_trade_count(key, start, end + 1),
             "list": [encode.encode("trade", encode.trade_record(t, True), req.fmt) for t in page]}
@@ -505,12 +509,15 @@ def _parse_date(text: str) -> str:
     import pandas as pd
 
     try:
-        stamp = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        raise bad(f"parameter 'dateFrom' must be a date or an ISO datetime, got {text!r}") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return stamp.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+        stamp = pd.Timestamp(text) if len(text) <= 40 else pd.NaT
+        if stamp is not pd.NaT:
+            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            stamp = stamp if 1970 <= stamp.year <= 9999 else pd.NaT
+    except (ValueError, TypeError, OverflowError):
+        stamp = pd.NaT
+    if stamp is pd.NaT:
+        raise bad(f"parameter 'dateFrom' must be a date or an ISO datetime, got {text[:40]!r}")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
 
 
 @route("/md/v2/Stats/{exchange}/{portfolio}/history/trades")

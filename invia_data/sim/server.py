@@ -89,7 +89,7 @@ class SimServer:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             try:
-                await self._in_worker(self.market.advance)
+                await self.in_worker(self.market.advance)
                 failures = 0
             except Exception:
                 failures += 1
@@ -107,7 +107,7 @@ class SimServer:
             elif every <= 0:
                 last = time.monotonic()
 
-    async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self.workers is None or self.loop is None:
             return fn(*args)
         try:
@@ -196,7 +196,7 @@ class SimServer:
             claims = self._request_claims(request, matched.public)
             ctx = Request(self, args, Params(request.query), claims)
             ctx.fmt = ctx.params.format()
-            payload = await self._in_worker(matched.handler, ctx)
+            payload = await self.in_worker(matched.handler, ctx)
         except Problem as problem:
             return problem_response(problem)
         if isinstance(payload, bytes):

@@ -28,7 +28,16 @@ from ..schema import SCHEMAS
 from . import encode
 from .auth import TokenRejected
 from .routes import MAX_CANDLES
-from .routing import EXCHANGES, Problem, check_range, parse_format, parse_tf, pick
+from .routing import (
+    EXCHANGES,
+    INT64_MAX,
+    INT64_MIN,
+    Problem,
+    check_range,
+    parse_format,
+    parse_tf,
+    pick,
+)
 from .server import SimServer
 
 log = logging.getLogger("invia_data.sim")
@@ -250,11 +259,13 @@ class Subscription:
         value = self.field(name)
         if value is None:
             return default
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        text = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if text.isascii() and text.isdigit() and len(text) <= 19:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise Problem(400, f"field '{name}' must be an integer, got {value!r}")
-        return check_range(name, value, lo, hi)
+        return check_range(name, value, INT64_MIN if lo is None else lo,
+                           INT64_MAX if hi is None else hi)
 
     def boolean(self, name: str, default: bool = False) -> bool:
         value = self.field(name)
@@ -479,11 +490,16 @@ class BarSubscription(Subscription):
                     last = row
 
     async def _history(self, start: int, end: int) -> tuple | None:
+        """The candles from ``start``: at most the last ``MAX_CANDLES`` (one HTTP page), built
+        on a worker thread so a long replay does not hold up the other connections."""
         last = None
         window = self.tf * MAX_CANDLES
+        start = max(start, end - window)
         while start < end:
             stop = min(end, start + window)
-            for row in self._rows(self.market.candles(self.key, self.tf, start, stop)):
+            candles = await self.server.in_worker(self.market.candles, self.key, self.tf,
+                                                  start, stop)
+            for row in self._rows(candles):
                 await self.emit_bulk(self._encode(row))
                 last = row
             start = stop
