@@ -49,6 +49,7 @@ RISK_RATES_PAGE = 1000
 TRADES_PAGE = 5_000             # trades per request when paging the current session
 MAX_PAGES = 10_000             # a bound on any paging loop, far above real needs
 SECTORS = ("FORTS", "FOND", "CURR")
+INT32_MAX = 2**31 - 1          # the spec's int32 parameters (riskCategoryId)
 MARKETS = ("FORTS", "FOND", "CURR", "SPBX")
 
 
@@ -491,7 +492,7 @@ class MarketData(DataCalls):
         count: a bare list, or one bare record as in the spec's example, which is one row).
         """
         check_tz(tz)
-        category = check_count(risk_category_id, "risk_category_id", low=0)
+        category = check_count(risk_category_id, "risk_category_id", low=0, high=INT32_MAX)
         limit = check_count(limit, "limit") if limit is not None else None
         offset = check_count(offset, "offset", low=0)
         base = without_none({

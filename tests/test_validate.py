@@ -136,3 +136,32 @@ def test_closed_clients_leave_no_socket_open(fresh_sim):
     for inv in clients:
         inv.close()
     assert _established_to(server.port) == 0
+
+
+# --- the inputs that used to change the route or escape the tree --------------------------------
+
+@pytest.mark.parametrize("call", [
+    lambda inv: inv.security(".."), lambda inv: inv.security("."),
+    lambda inv: inv.futures_quote(".."), lambda inv: inv.security("MOEX:.."),
+    lambda inv: inv.position("."), lambda inv: inv.own_trades(symbol="."),
+    lambda inv: inv.orderbook("a/b"), lambda inv: inv.security("x" * 10_000),
+    lambda inv: inv.history("x" * 10_000, "D"), lambda inv: inv.history("SBER", "D", exchange="x" * 10_000),
+    lambda inv: inv.order("²"), lambda inv: inv.order("9" * 5000),
+    lambda inv: inv.risk_rates(10**30), lambda inv: inv.risk_rates(1, ticker="SBER\n"),
+    lambda inv: inv.all_trades("SBER", history="yes"),
+    lambda inv: inv.positions(without_currency="yes"),
+    lambda inv: inv.security("SBER", exchange=""), lambda inv: inv.quotes("SBER", format=""),
+    lambda inv: inv.history("SBER", "D", start="0001-01-01"),
+    lambda inv: inv.history("SBER", "D", end="9999-12-31"),
+    lambda inv: inv.history("SBER", 10**12),
+    lambda inv: inv.stream.orderbook("SBER", timeout="5"),
+    lambda inv: inv.stream.all_trades("SBER", exchange=""),
+    lambda inv: inv.stream.positions("d3900"),
+])
+def test_inputs_a_user_gets_wrong_fail_clearly_before_any_request(counted, call):
+    inv, adapter = counted
+    before = len(adapter.sent)
+    with pytest.raises(InvalidArgument) as info:
+        call(inv)
+    assert len(adapter.sent) == before
+    assert len(str(info.value)) < 300
