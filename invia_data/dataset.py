@@ -24,6 +24,7 @@ returns the frame of ``history()``.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -346,8 +347,8 @@ def _series(parts: list[SeriesFile], symbols: str | Sequence[str] | None, exchan
         places.setdefault(part.symbol, set()).add((part.exchange, part.board))
     twice = {s: p for s, p in places.items() if len(p) > 1}
     if twice:
-        symbol, where = next(iter(sorted(twice.items())))
-        spots = ", ".join(f"{ex} board {bd}" for ex, bd in sorted(where))
+        symbol, places_of_symbol = next(iter(sorted(twice.items())))
+        spots = ", ".join(f"{ex} board {bd}" for ex, bd in sorted(places_of_symbol))
         raise InvalidArgument(f"symbols: {symbol} is in the dataset on {spots}; pass board= or "
                               "exchange= to pick one")
     if symbols is None:
@@ -439,7 +440,7 @@ class _DaskReader:
             frame.insert(0, "symbol", pd.Series([symbol] * len(frame), index=frame.index,
                                                 dtype=_symbol_dtype()))
         if self.tz is not None:
-            frame.index = frame.index.tz_convert(self.tz)
+            frame.index = pd.DatetimeIndex(frame.index).tz_convert(self.tz)
         return frame
 
 
@@ -509,14 +510,10 @@ def _duckdb(names: list[str], lo: int, hi: int, connection: Any, fs: Any) -> Any
 
 def _import_engine(engine: str) -> Any:
     try:
-        if engine == "dask":
-            import dask.dataframe as module
-        else:
-            import duckdb as module
+        return importlib.import_module("dask.dataframe" if engine == "dask" else "duckdb")
     except ImportError as exc:
         raise InvalidArgument(f"engine={engine!r} needs {engine}, which is not installed: "
                               f"{SCALE_HINT}") from exc
-    return module
 
 
 def symbols_in(path: str | os.PathLike[str] | Location, tf: str | int | None = None) -> list[str]:

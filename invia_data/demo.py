@@ -180,7 +180,7 @@ def execute_notebook(path: Path, result: DemoResult, env: dict[str, str], timeou
 
 
 def _save_pictures(nb, out: Path, stem: str) -> list[Path]:
-    paths = []
+    paths: list[Path] = []
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             data = output.get("data", {})

@@ -383,7 +383,8 @@ def download_universe(list_instruments: Callable[[str | None], pd.DataFrame], ht
     if start is None:
         raise InvalidArgument("start: a download needs a start (e.g. start='2024-01-01')")
     market_names = _names(markets, "markets")
-    frames = [list_instruments(m) for m in (market_names or [None])]
+    asked: list[str | None] = list(market_names) if market_names else [None]  # None: all
+    frames = [list_instruments(m) for m in asked]
     listed = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     series = select_instruments(listed, boards=boards, types=types)
     if not series and not listed.empty:

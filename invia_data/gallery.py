@@ -74,9 +74,11 @@ def make_pictures(client: Any, out: str | Path, symbol: str = "SBER") -> list[Pa
         _save(out, "pnl", lambda ax: plots.pnl(positions, ax=ax), (8, 4)),
     ]
     ax = plots.candles(candles, tz=MSK)  # the two-row layout of a new figure
+    figure = ax.get_figure(root=True)
+    assert figure is not None
     try:
-        ax.figure.savefig(out / "candles_with_volume.png", dpi=96)
+        figure.savefig(out / "candles_with_volume.png", dpi=96)
         written.append(out / "candles_with_volume.png")
     finally:
-        plt.close(ax.figure)
+        plt.close(figure)
     return written

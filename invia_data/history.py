@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cache as memoize
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import orjson
@@ -187,7 +187,8 @@ def _parse_json(body: bytes, fmt: str) -> tuple[Columns, int | None]:
         raise DecodeError("the history body is not a JSON object", status=200,
                           request=f"GET {HISTORY_PATH}")
     keys = HISTORY.field("history").keys(fmt)
-    candles = next((payload[k] for k in keys if payload.get(k) is not None), [])
+    candles: list[dict[str, Any]] = next(
+        (payload[k] for k in keys if payload.get(k) is not None), [])
     try:
         columns = _json_columns(candles, fmt)
         nxt = payload.get("next")
@@ -200,7 +201,7 @@ def _parse_json(body: bytes, fmt: str) -> tuple[Columns, int | None]:
 def _json_columns(candles: list[dict[str, Any]], fmt: str) -> Columns:
     columns: Columns = {}
     for field in CANDLE.fields:
-        key = field.key(fmt)
+        key = CANDLE.required_key(field.name, fmt)
         values = [c.get(key) for c in candles]
         if field.kind == "float":
             columns[field.name] = convert(values, "float")
@@ -658,8 +659,8 @@ def _finish(frames: list[pd.DataFrame], open_candles: list[pd.Timestamp | None],
 
 def _to_zone(frame: pd.DataFrame, tz: str) -> pd.DataFrame:
     if isinstance(frame.index, pd.MultiIndex):
-        times = frame.index.levels[1].tz_convert(tz)
-        frame.index = frame.index.set_levels(times, level="time")
+        times = pd.DatetimeIndex(frame.index.levels[1]).tz_convert(tz)
+        frame.index = cast(Any, frame.index).set_levels(times, level="time")  # stubs lag
         return frame
     return convert_tz(frame, tz)
 

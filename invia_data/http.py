@@ -167,7 +167,7 @@ class Http:
         self.limiter = limiter or RateLimiter(rate)
         if isinstance(retries, int) and not isinstance(retries, bool):
             retries = RetryPolicy(retries=retries, transport_retries=min(retries, 2))
-        self.retry = retries or RetryPolicy()
+        self.retry = retries if isinstance(retries, RetryPolicy) else RetryPolicy()
         self.timeout = timeout
         self._sleep = sleep
         self._rng = random.Random()

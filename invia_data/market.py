@@ -15,7 +15,7 @@ column accept ``tz=`` too, so code can pass one zone everywhere.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 import numpy as np
@@ -151,7 +151,8 @@ def book_frame(book: Mapping[str, Any], *, symbol: str | None = None,
     asks = list(book.get("asks") or [])
     frame = record_frame(BOOK_LEVEL, bids + asks)
     frame.insert(0, "level", np.concatenate([np.arange(len(bids)), np.arange(len(asks))]).astype("int64"))
-    frame.insert(0, "side", pd.array(["bid"] * len(bids) + ["ask"] * len(asks), dtype=STR_DTYPE))
+    sides = pd.array(["bid"] * len(bids) + ["ask"] * len(asks), dtype=STR_DTYPE)
+    frame.insert(0, "side", cast(Any, sides))
     stamp = book.get("time")
     time = epoch_to_utc(np.array([stamp if stamp is not None else np.nan], dtype="float64"), "ms")[0]
     frame.attrs.update(time=iso_time(time, tz), existing=book.get("existing"), symbol=symbol,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
@@ -118,7 +118,7 @@ def _time_axis(ax: Axes, tz: Any) -> None:
     ax.set_xlabel(f"time ({_tz_name(tz)})")
 
 
-def _plain_numbers(ax: Axes, axis: str = "y") -> None:
+def _plain_numbers(ax: Axes, axis: Literal["both", "x", "y"] = "y") -> None:
     """Prices as they are (250.12), not as an offset from 2.5e2."""
     try:
         ax.ticklabel_format(axis=axis, useOffset=False, style="plain")
@@ -155,13 +155,13 @@ def _no_data(ax: Axes) -> None:
 
 
 def _boxes(x: np.ndarray, bottom: np.ndarray, top: np.ndarray, width: float,
-           colors: Sequence[str], faces: Sequence[str] | None = None,
+           colors: Sequence[str] | np.ndarray, faces: Sequence[str] | np.ndarray | None = None,
            **kwargs: Any) -> PolyCollection:
     """One collection of rectangles: far faster to draw than one patch per bar."""
     left, right = x - width / 2, x + width / 2
     verts = np.stack([np.column_stack([left, bottom]), np.column_stack([left, top]),
                       np.column_stack([right, top]), np.column_stack([right, bottom])], axis=1)
-    return PolyCollection(verts, facecolors=colors if faces is None else faces,
+    return PolyCollection(list(verts), facecolors=colors if faces is None else faces,
                           edgecolors=colors, **kwargs)
 
 
@@ -284,7 +284,7 @@ def draw_candles(ax: Axes, df: pd.DataFrame, *, vax: Axes | None = None,
     width = 0.7 * _interval_seconds(df, times) / 86_400
     o, h, low, c = (clean[k].to_numpy(dtype="float64") for k in ("open", "high", "low", "close"))
     colors = np.where(c >= o, UP, DOWN)
-    ax.vlines(x, low, h, colors=colors, linewidth=0.8, zorder=2)
+    ax.vlines(x, low, h, colors=list(colors), linewidth=0.8, zorder=2)
     faces = colors
     if "is_closed" in clean.columns:  # a live frame's open candle is drawn hollow
         still_open = ~clean["is_closed"].astype("boolean").fillna(True).to_numpy(dtype=bool)
@@ -397,7 +397,7 @@ def spread(quotes_or_books_df: pd.DataFrame, ax: Axes | None = None, tz: Any = N
     if quotes.empty:
         _no_data(ax)
         return ax
-    x = _local(quotes.index, tz)
+    x = _local(pd.DatetimeIndex(quotes.index), tz)
     bid, ask = quotes["bid"].to_numpy(), quotes["ask"].to_numpy()
     mid = (bid + ask) / 2
     ax.fill_between(x, bid, ask, step="post", color=NEUTRAL, alpha=0.25, label="bid-ask")
@@ -566,7 +566,7 @@ def pnl(positions_df: pd.DataFrame, ax: Axes | None = None, title: str | None = 
     if "is_currency" in df.columns:
         df = df[~df["is_currency"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
     df = df[df[column].notna()]
-    portfolios = df["portfolio"].dropna().unique() if "portfolio" in df.columns else []
+    portfolios = list(df["portfolio"].dropna().unique()) if "portfolio" in df.columns else []
     what = "daily unrealised P&L" if column.startswith("daily") else "unrealised P&L"
     default = f"{what} · {portfolios[0]}" if len(portfolios) == 1 else what
     _title(ax, title, default)

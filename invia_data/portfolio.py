@@ -353,8 +353,8 @@ class PortfolioData(DataCalls):
     def _stats_pages(self, path: str, params: dict[str, Any], limit: int | None,
                      end: pd.Timestamp | None) -> list[Any]:
         fmt = params["format"]
-        id_key = OWN_TRADE.key("id", fmt)
-        date_key = OWN_TRADE.key("date", fmt)
+        id_key = OWN_TRADE.required_key("id", fmt)
+        date_key = OWN_TRADE.required_key("date", fmt)
         ascending = "descending" not in params
         trades: list[Any] = []
         seen: set[str] = set()

@@ -82,7 +82,7 @@ class Schema:
         self.by_name = {f.name: f for f in self.fields}
         self.columns: tuple[str, ...] = tuple(f.name for f in self.fields if not f.legacy)
         self._encode_plan = {
-            fmt: tuple((f.name, f.key(fmt), f.sub) for f in self.fields if f.key(fmt))
+            fmt: tuple((f.name, key, f.sub) for f in self.fields if (key := f.key(fmt)))
             for fmt in FORMATS
         }
         self._decode_plan = {
@@ -99,6 +99,13 @@ class Schema:
     def key(self, name: str, fmt: str) -> str | None:
         """The wire key of canonical field ``name`` in ``fmt``."""
         return self.by_name[name].key(fmt)
+
+    def required_key(self, name: str, fmt: str) -> str:
+        """The wire key of ``name`` in ``fmt``, a field every format carries (KeyError if not)."""
+        key = self.by_name[name].key(fmt)
+        if key is None:
+            raise KeyError(f"{self.name}.{name} has no wire key in {fmt}")
+        return key
 
     def encode(self, record: Mapping[str, Any], fmt: str) -> dict[str, Any]:
         """Canonical record -> wire object in ``fmt``. Only keys present in ``record`` are emitted,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import numbers
 import re
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from .errors import InvalidArgument
 
 __all__ = ["TimeLike", "iso_time", "to_utc", "to_epoch_seconds", "to_epoch_ms", "check_range", "check_tz", "utc_now"]
 
-TimeLike = pd.Timestamp | dt.datetime | dt.date | np.datetime64 | str | int | float
+TimeLike: TypeAlias = pd.Timestamp | dt.datetime | dt.date | np.datetime64 | str | int | float
 
 _MS_THRESHOLD = 1e11  # 1e11 s is the year 5138; 1e11 ms is 1973
 _DOTTED = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](.+))?$")

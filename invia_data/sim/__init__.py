@@ -218,7 +218,7 @@ class Simulator:
             site = web.TCPSite(runner, self.host, self.port, ssl_context=ssl_context,
                                reuse_address=True)
             await site.start()
-            sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+            sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr, attr-defined]
             self.port = sockets[0].getsockname()[1]
             self._ready.set()
             await self._stop_event.wait()

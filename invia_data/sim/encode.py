@@ -70,7 +70,7 @@ def candles_json(columns: Mapping[str, np.ndarray], fmt: str) -> bytes:
     bytes template: no Python dict or float object per candle."""
     if len(columns["time"]) == 0:
         return b"[]"
-    keys = [CANDLE.key(name, fmt).encode() for name in CANDLE_COLUMNS]
+    keys = [CANDLE.required_key(name, fmt).encode() for name in CANDLE_COLUMNS]
     template = b"{" + b",".join(b'"%s":%%s' % key for key in keys) + b"}"
     texts = [_column_texts(columns[name], np.int64 if name in ("time", "volume") else np.float64)
              for name in CANDLE_COLUMNS]

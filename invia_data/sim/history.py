@@ -432,6 +432,7 @@ def mean_reverting(shocks: np.ndarray, keep: float, chunk: int = 512) -> np.ndar
 def carry(spec: Spec, t: Any) -> Any:
     """Futures price / (contract size x spot) at unix time(s) ``t``: 15% a year over at most
     the last quarter before expiry."""
+    assert spec.cancellation is not None  # a future's last trading day
     expiry = int(np.datetime64(spec.cancellation[:10], "D").astype(np.int64)) * DAY
     return 1.0 + 0.15 * np.clip((expiry - np.asarray(t)) / DAY, 0, 91) / 365.0
 

@@ -577,11 +577,11 @@ class Market:
             return {"time": p.time, "id": p.id, "price": p.price, "qty": p.qty, "side": p.side,
                     "oi": oi}
         kept = max(split, flow.kept_from_ms)
-        oi = flow.open_interest if spec.is_future else 0
+        interest = flow.open_interest if spec.is_future else 0
         parts = [self.history.trades(spec, t0_ms, min(t1_ms, split)),
                  self._rederived_trades(key, max(t0_ms, split), min(t1_ms, kept), kept)]
         columns = [{"time": p.time, "id": p.id, "price": p.price, "qty": p.qty, "side": p.side,
-                    "oi": np.full(len(p), oi, dtype=np.int64)} for p in parts]
+                    "oi": np.full(len(p), interest, dtype=np.int64)} for p in parts]
         lo = flow.index_at_ms(max(t0_ms, kept))
         hi = flow.index_at_ms(t1_ms) if t1_ms > kept else lo
         columns.append(flow.trade_columns(lo, hi))

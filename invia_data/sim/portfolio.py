@@ -199,6 +199,7 @@ class Portfolios:
             key = account.keys[0]
             flow = self.market.flow(key)
             bid, ask = flow.book.best(BUY), flow.book.best(SELL)
+            assert bid is not None and ask is not None  # the simulated books are never empty
             self._place(account, key, BUY, ask + 2, 1, t)
             order_id = self._place(account, key, BUY, bid - 3, 1, t)
             self._cancel(account, order_id, t)
@@ -355,21 +356,22 @@ class Portfolios:
         units = lots * spec.lot_size
         volume = spec.unit_value(price) * units
         accrued = self.market.accrued_interest(spec.key, t) * units  # a bond's buyer pays it
-        commission = round(volume * COMMISSION[account.id if account.id in COMMISSION
-                                               else STOCK], 2)
+        charged = round(volume * COMMISSION[account.id if account.id in COMMISSION
+                                            else STOCK], 2)
+        commission: float | None = charged
         if account.kind == "fx":
             currency = spec.underlying or "USD"
             account.money[currency] = account.money.get(currency, 0.0) + side * units
-            account.money["RUB"] -= side * volume + commission
-            account.commission += commission
+            account.money["RUB"] -= side * volume + charged
+            account.commission += charged
         elif account.kind == "forts":
             account.holdings.setdefault(spec.key, Holding()).apply(side * units, price)
             account.fee += FORTS_FEE * lots
             commission = None
         else:
             account.holdings.setdefault(spec.key, Holding()).apply(side * units, price)
-            account.money["RUB"] -= side * (volume + accrued) + commission
-            account.commission += commission
+            account.money["RUB"] -= side * (volume + accrued) + charged
+            account.commission += charged
         return {
             "id": trade_id, "order_no": order_no, "symbol": spec.symbol,
             "short_name": spec.short_name, "exchange": spec.exchange, "board": spec.board,
@@ -565,10 +567,10 @@ class Portfolios:
         money = ({c: h.units for c, h in account.opening.items() if isinstance(c, str)}
                  if morning else account.money)
         for currency, amount in money.items():
-            rate = self._rate(currency)
-            value += amount * rate
+            fx = self._rate(currency)
+            value += amount * fx
             if currency != "RUB":
-                margin += abs(amount * rate) * 0.09
+                margin += abs(amount * fx) * 0.09
         holdings = ({k: h for k, h in account.opening.items() if not isinstance(k, str)}
                     if morning else account.holdings)
         for key, holding in holdings.items():

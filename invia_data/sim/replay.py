@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,9 @@ class ReplayMarket(Market):
             rec.quotes = rows
             rec.quote_us = _us(rows["receive_time"])
 
-    def _position(self, times: np.ndarray, delay: float = 0) -> int:
+    def _position(self, times: np.ndarray | None, delay: float = 0) -> int:
+        if times is None:  # nothing of that kind was recorded
+            return 0
         now_us = int((self.now() - delay) * 1_000_000)
         return int(np.searchsorted(times, now_us, side="right"))
 
@@ -170,13 +172,14 @@ class ReplayMarket(Market):
         rows = rows[keep]
         if last is not None:
             rows = rows.iloc[-last:] if last > 0 else rows.iloc[:0]
-        return self._trade_records(key, rows)
+        return self._recorded_trade_records(key, rows)
 
     def trades_since(self, key: Key, after_id: int) -> list[dict]:
         rows = self._trade_rows(key)
         if rows is None:
             return super().trades_since(key, after_id)
-        return self._trade_records(key, rows[rows["id"].to_numpy(dtype="int64") > after_id])
+        return self._recorded_trade_records(
+            key, rows[rows["id"].to_numpy(dtype="int64") > after_id])
 
     def last_trade_id(self, key: Key) -> int:
         rows = self._trade_rows(key)
@@ -184,10 +187,11 @@ class ReplayMarket(Market):
             return super().last_trade_id(key)
         return int(rows["id"].iloc[-1]) if len(rows) else -1
 
-    def _trade_records(self, key: Key, rows: pd.DataFrame) -> list[dict]:
+    def _recorded_trade_records(self, key: Key, rows: pd.DataFrame) -> list[dict]:
         ms = (_us(rows["time"]) // 1000).tolist()
         records = []
-        for i, row in enumerate(rows.itertuples(index=False)):
+        tuples: Iterable[Any] = rows.itertuples(index=False)
+        for i, row in enumerate(tuples):
             stamp = pd.Timestamp(ms[i], unit="ms", tz="UTC")
             records.append({
                 "time": ms[i], "id": int(row.id), "symbol": key[1], "board": _wire(row.board),
@@ -236,10 +240,10 @@ class ReplayMarket(Market):
             return base
         frame = recorded
         if tf_seconds > 60:
-            bucket = frame.index.floor(f"{tf_seconds}s")
+            bucket = pd.DatetimeIndex(frame.index).floor(f"{tf_seconds}s")
             frame = frame.groupby(bucket).agg({"open": "first", "high": "max", "low": "min",
                                                "close": "last", "volume": "sum"})
-        times = frame.index.asi8 // 1_000_000_000
+        times = pd.DatetimeIndex(frame.index).asi8 // 1_000_000_000
         first = int(times[0])
         keep = (times >= start) & (times < end)
         ours = {"time": times[keep].astype("int64"),
@@ -264,13 +268,13 @@ class ReplayMarket(Market):
             index = pd.DatetimeIndex(rows["time"]).as_unit("ns")
             return pd.DataFrame({c: rows[c].to_numpy() for c in
                                  ("open", "high", "low", "close", "volume")}, index=index)
-        rows = self._trade_rows(key)
-        if rows is None or not len(rows):
+        trades = self._trade_rows(key)
+        if trades is None or not len(trades):
             return None
-        series = pd.DataFrame({"price": rows["price"].to_numpy(),
-                               "qty": rows["qty"].to_numpy(dtype="int64")},
-                              index=pd.DatetimeIndex(rows["time"]).as_unit("ns"))
-        grouped = series.groupby(series.index.floor("60s"))
+        minutes = pd.DatetimeIndex(trades["time"]).as_unit("ns")
+        series = pd.DataFrame({"price": trades["price"].to_numpy(),
+                               "qty": trades["qty"].to_numpy(dtype="int64")}, index=minutes)
+        grouped = series.groupby(minutes.floor("60s"))
         return pd.DataFrame({"open": grouped["price"].first(), "high": grouped["price"].max(),
                              "low": grouped["price"].min(), "close": grouped["price"].last(),
                              "volume": grouped["qty"].sum()})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..errors import InvalidArgument
 from ..schema import normalize_format
@@ -57,6 +57,18 @@ class Params:
         if value is None and required:
             raise bad(f"parameter '{name}' is required")
         return value
+
+    @overload
+    def integer(self, name: str, default: int, *, required: bool = False,
+                lo: int | None = None, hi: int | None = None) -> int: ...
+
+    @overload
+    def integer(self, name: str, default: None = None, *, required: Literal[True],
+                lo: int | None = None, hi: int | None = None) -> int: ...
+
+    @overload
+    def integer(self, name: str, default: None = None, *, required: bool = False,
+                lo: int | None = None, hi: int | None = None) -> int | None: ...
 
     def integer(self, name: str, default: int | None = None, *, required: bool = False,
                 lo: int | None = None, hi: int | None = None) -> int | None:

@@ -19,7 +19,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -215,6 +215,7 @@ class Connection:
         elif lowered == "authorize":
             self.reply(guid, 200, "The connection has been initialized.")
         else:
+            assert kind is not None  # not a control opcode, so a known one
             self.subscribe(kind, message, guid, claims)
 
     def subscribe(self, kind: tuple, message: dict[str, Any], guid: str,
@@ -253,6 +254,14 @@ class Subscription:
     def field(self, name: str, default: Any = None) -> Any:
         value = self.message.get(name.lower())
         return default if value is None else value
+
+    @overload
+    def integer(self, name: str, default: int, lo: int | None = None,
+                hi: int | None = None) -> int: ...
+
+    @overload
+    def integer(self, name: str, default: None, lo: int | None = None,
+                hi: int | None = None) -> int | None: ...
 
     def integer(self, name: str, default: int | None, lo: int | None = None,
                 hi: int | None = None) -> int | None:
@@ -514,7 +523,7 @@ class BarSubscription(Subscription):
 
     @property
     def _keys(self) -> list[str]:
-        return [SCHEMAS["candle"].key(n, self.fmt) for n in encode.CANDLE_COLUMNS]
+        return [SCHEMAS["candle"].required_key(n, self.fmt) for n in encode.CANDLE_COLUMNS]
 
 
 class InstrumentSubscription(Subscription):

@@ -380,7 +380,8 @@ class Connection:
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True,
                                  sslopt=self._sslopt)
         ws.connect(self.url, timeout=self.connect_timeout)
-        ws.sock.settimeout(TICK)
+        if ws.sock is not None:
+            ws.sock.settimeout(TICK)
         return ws
 
     def _serve(self, ws: websocket.WebSocket, lost_at: float | None) -> bool:
@@ -423,6 +424,7 @@ class Connection:
 
     def _read_loop(self, ws: websocket.WebSocket) -> bool:
         sock = ws.sock
+        assert sock is not None  # a connected socket
         reader = FrameReader()
         got_data = False
         last_recv = last_tick = time.monotonic()
@@ -542,6 +544,7 @@ class Connection:
 
     def _event(self, kind: int, route: Route | None, value: Any, now: float) -> None:
         if kind == CONFIRMED:
+            assert route is not None  # the protocol names the route of every result
             sub = route.target
             self.policy.confirmed(sub.retry)
             sub.settled.set()
@@ -582,7 +585,7 @@ class Connection:
                 self._queue_subscribe(sub, ws, force=True)
         elif decision == RETRY:
             log.info("%s %s: server error %s (%s); retrying in %.1f s", sub.kind, sub.symbol,
-                     status, message, sub.retry.retry_at - now)
+                     status, message, (sub.retry.retry_at or now) - now)
         else:
             assert decision == FAIL
             error = error_for_status(status, message or "subscription rejected",
@@ -660,8 +663,8 @@ class Connection:
         return False
 
 
-def _shutdown(ws: websocket.WebSocket) -> None:
-    sock = ws.sock
+def _shutdown(ws: websocket.WebSocket | None) -> None:
+    sock = ws.sock if ws is not None else None
     if sock is None:
         return
     try:

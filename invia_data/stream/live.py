@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -367,7 +367,7 @@ class LiveFrame:
         status = html.escape(self.status_line())
         colour = {"live": "#2a7", "error": "#c33", "stale": "#c80",
                   "reconnecting": "#c80"}.get(self._status, "#888")
-        body = self.df._repr_html_() or ""
+        body = cast(Any, self.df)._repr_html_() or ""
         return (f'<div><div style="font-family:monospace;color:{colour}">'
                 f"&#9679; {status}</div>{body}</div>")
 

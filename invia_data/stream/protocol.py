@@ -208,7 +208,7 @@ class Session:
         other event in order. The stream thread's hot path: one call per read."""
         groups: dict[Route, list[Any]] = {}
         events: list[Event] = []
-        routes_get = self.routes.get
+        routes_get: Callable[[Any], Route | None] = self.routes.get
         loads = _loads
         for payload in payloads:
             try:
@@ -247,7 +247,7 @@ class Session:
             return (MALFORMED, None, "not a JSON object")
         data = obj.get("data")
         if data is not None:
-            route = self.routes.get(obj.get("guid"))
+            route = self.routes.get(str(obj.get("guid")))
             if route is not None:
                 if type(data) is not dict:  # `data` is always one object (REFERENCE §4.3)
                     return (MALFORMED, route, "data is not an object")

@@ -558,6 +558,7 @@ class Stream:
         fields = sub.request.fields
         fmt = fields["format"]
         board = fields.get("instrumentGroup")
+        assert sub.symbol is not None and sub.exchange is not None  # market kinds only
         if sub.kind == "bars":
             since = int(plan.cursor) if plan.cursor is not None else int(plan.lost_at)
             tf = int(frame.params["tf"])
