@@ -546,7 +546,7 @@ def period_start(period: Any, end: int) -> int:
     match = _PERIOD.match(text or "")
     if not match or int(match.group(1)) < 1:
         raise InvalidArgument(f"unknown period {period!r}: use {PERIODS}")
-    offset = pd.DateOffset(**{_PERIOD_UNITS[match.group(2)]: int(match.group(1))})
+    offset = pd.DateOffset(**cast(Any, {_PERIOD_UNITS[match.group(2)]: int(match.group(1))}))
     return int(max(stamp - offset, MAX_PERIOD_START).timestamp())
 
 
