@@ -508,14 +508,15 @@ def _parse_date(text: str) -> str:
     """``2021-10-13`` or an ISO UTC datetime -> the ISO string the market takes (400 otherwise)."""
     import pandas as pd
 
+    stamp: pd.Timestamp | None = None
     try:
-        stamp = pd.Timestamp(text) if len(text) <= 40 else pd.NaT
-        if stamp is not pd.NaT:
-            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-            stamp = stamp if 1970 <= stamp.year <= 9999 else pd.NaT
+        read = pd.Timestamp(text) if len(text) <= 40 else pd.NaT
+        if isinstance(read, pd.Timestamp) and read is not pd.NaT:
+            read = read.tz_localize("UTC") if read.tzinfo is None else read.tz_convert("UTC")
+            stamp = read if 1970 <= read.year <= 9999 else None
     except (ValueError, TypeError, OverflowError):
-        stamp = pd.NaT
-    if stamp is pd.NaT:
+        stamp = None
+    if stamp is None:
         raise bad(f"parameter 'dateFrom' must be a date or an ISO datetime, got {text[:40]!r}")
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
 
