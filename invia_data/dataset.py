@@ -33,17 +33,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .cache import (
+    COLUMNS,
     PARQUET_SCHEMA,
     PART_FILE,
     PRIMARY_BOARD,
     CacheKey,
     CandleCache,
     Columns,
-    concat_columns,
-    empty_columns,
     from_table,
     select,
     years_of,
@@ -68,6 +68,7 @@ __all__ = [
 ENGINES = ("pandas", "dask", "duckdb")
 SCALE_HINT = "pip install 'invia-data[scale]'"
 _FAR_FUTURE = 2**40
+CANDLE_COLUMNS = COLUMNS[1:]  # open, high, low, close, volume
 
 
 class DatasetStore(CandleCache):
@@ -272,16 +273,35 @@ def _years(lo: int, hi: int) -> tuple[int, int]:
 
 # --- reading --------------------------------------------------------------------------------------
 
+def read_table(path: str, fs: Any = None) -> pa.Table:
+    """One file of a dataset as an Arrow table of the candle schema (``fs``: its fsspec
+    filesystem)."""
+    return pq.read_table(path, schema=PARQUET_SCHEMA, filesystem=fs)
+
+
 def read_columns(path: str, lo: int = 0, hi: int = _FAR_FUTURE, fs: Any = None) -> Columns:
-    """The candles of one file with ``lo <= time < hi`` (``fs``: its fsspec filesystem)."""
-    table = pq.read_table(path, schema=PARQUET_SCHEMA, filesystem=fs)
-    return select(from_table(table), lo, hi)
+    """The candles of one file with ``lo <= time < hi`` as columns (times in unix seconds)."""
+    return select(from_table(read_table(path, fs)), lo, hi)
 
 
-def _candle_frame(columns: Columns) -> pd.DataFrame:
-    from .history import candle_frame
+def table_frame(table: pa.Table, lo: int = 0, hi: int = _FAR_FUTURE) -> pd.DataFrame:
+    """Candle table(s) -> the frame of one symbol's ``history()`` (``time`` index, tz-aware UTC
+    in ns), the rows with ``lo <= time < hi``; columns stay zero-copy where Arrow allows."""
+    micros = table.column("time").cast(pa.int64()).to_numpy()
+    keep = None
+    if len(micros) and (micros[0] < lo * 1_000_000 or micros[-1] >= hi * 1_000_000):
+        keep = (micros >= lo * 1_000_000) & (micros < hi * 1_000_000)
+        micros = micros[keep]
+    index = pd.DatetimeIndex((micros * 1000).view("datetime64[ns]"), name="time").tz_localize("UTC")
+    data = {}
+    for name in CANDLE_COLUMNS:
+        values = table.column(name).to_numpy()
+        data[name] = values[keep] if keep is not None else values
+    return pd.DataFrame(data, index=index, copy=False)
 
-    return candle_frame(columns)
+
+def _empty_frame() -> pd.DataFrame:
+    return table_frame(PARQUET_SCHEMA.empty_table())
 
 
 def open(path: str | os.PathLike[str], engine: str = "pandas", *,
@@ -308,8 +328,9 @@ def open(path: str | os.PathLike[str], engine: str = "pandas", *,
       its years in order); the files of several symbols overlap, so there they are unknown.
     * ``"duckdb"``: a lazy ``duckdb`` relation with columns ``symbol``, ``time``
       (TIMESTAMPTZ, on a connection whose TimeZone is UTC), ``open``, ``high``, ``low``,
-      ``close`` (DOUBLE), ``volume`` (BIGINT), ordered by symbol and time;
-      ``.df().set_index(["symbol", "time"])`` is the pandas form. ``connection``: the DuckDB
+      ``close`` (DOUBLE), ``volume`` (BIGINT). Rows come in file order (symbols as listed,
+      then time), which DuckDB keeps without sorting (``preserve_insertion_order``), so
+      ``.df().set_index(["symbol", "time"])`` is the pandas form (time in microseconds). ``connection``: the DuckDB
       connection to use (default a new in-memory one).
 
     ``path`` may be a URL of object storage (``"s3://bucket/candles"``, ``"gs://…"``), read
@@ -375,11 +396,11 @@ def _has_series(where: Location, symbol: str, exchange: str | None, board: str |
 
 def _pandas(series: list[str], parts: list[SeriesFile], single: bool, lo: int, hi: int,
             tz: str | None, tf_label: str, fs: Any) -> pd.DataFrame:
-    by_symbol: dict[str, list[Columns]] = {s: [] for s in series}
+    by_symbol: dict[str, list[pa.Table]] = {s: [] for s in series}
     for part in parts:
-        by_symbol[part.symbol].append(read_columns(part.path, lo, hi, fs))
-    frames = [_candle_frame(concat_columns(by_symbol[s]) if by_symbol[s] else empty_columns())
-              for s in series]
+        by_symbol[part.symbol].append(read_table(part.path, fs))
+    frames = [table_frame(pa.concat_tables(by_symbol[s]), lo, hi) if by_symbol[s]
+              else _empty_frame() for s in series]
     if single:
         frame, opened = frames[0], None
     else:
@@ -395,7 +416,7 @@ def _pandas(series: list[str], parts: list[SeriesFile], single: bool, lo: int, h
 
 
 def _empty_multi() -> pd.DataFrame:
-    frame = _candle_frame(empty_columns())
+    frame = _empty_frame()
     index = pd.MultiIndex.from_arrays([pd.Index([], dtype=_symbol_dtype()), frame.index],
                                       names=["symbol", "time"])
     return frame.set_axis(index)
@@ -432,13 +453,14 @@ class _DaskReader:
 
     def __call__(self, spec: tuple[str, str] | None) -> pd.DataFrame:
         """The partition of ``spec`` (path, symbol); None: the empty frame (dask's meta)."""
-        columns = empty_columns() if spec is None else read_columns(spec[0], self.lo, self.hi,
-                                                                     self.fs)
-        frame = _candle_frame(columns)
+        if spec is None:
+            frame = _empty_frame()
+        else:
+            frame = table_frame(read_table(spec[0], self.fs), self.lo, self.hi)
         if not self.single:
             symbol = "" if spec is None else spec[1]
-            frame.insert(0, "symbol", pd.Series([symbol] * len(frame), index=frame.index,
-                                                dtype=_symbol_dtype()))
+            repeated = pa.array([symbol]).take(pa.array(np.zeros(len(frame), dtype="int32")))
+            frame.insert(0, "symbol", pd.array(repeated, dtype=_symbol_dtype()))
         if self.tz is not None:
             frame.index = pd.DatetimeIndex(frame.index).tz_convert(self.tz)
         return frame
@@ -505,7 +527,7 @@ def _duckdb(names: list[str], lo: int, hi: int, connection: Any, fs: Any) -> Any
     start = pd.Timestamp(lo, unit="s", tz="UTC").isoformat()
     end = pd.Timestamp(min(hi, 253402300799), unit="s", tz="UTC").isoformat()
     return relation.filter(f"time >= TIMESTAMPTZ '{start}' AND time < TIMESTAMPTZ '{end}'") \
-        .project("symbol, time, open, high, low, close, volume").order("symbol, time")
+        .project("symbol, time, open, high, low, close, volume")
 
 
 def _import_engine(engine: str) -> Any:
