@@ -524,10 +524,13 @@ def _duckdb(names: list[str], lo: int, hi: int, connection: Any, fs: Any) -> Any
                        "NULL::DOUBLE AS open, NULL::DOUBLE AS high, NULL::DOUBLE AS low, "
                        "NULL::DOUBLE AS close, NULL::BIGINT AS volume WHERE false")
     relation = con.read_parquet(names, hive_partitioning=True)
-    start = pd.Timestamp(lo, unit="s", tz="UTC").isoformat()
-    end = pd.Timestamp(min(hi, 253402300799), unit="s", tz="UTC").isoformat()
-    return relation.filter(f"time >= TIMESTAMPTZ '{start}' AND time < TIMESTAMPTZ '{end}'") \
-        .project("symbol, time, open, high, low, close, volume")
+    if lo > 0:
+        start = pd.Timestamp(lo, unit="s", tz="UTC").isoformat()
+        relation = relation.filter(f"time >= TIMESTAMPTZ '{start}'")
+    if hi < _FAR_FUTURE:
+        end = pd.Timestamp(hi, unit="s", tz="UTC").isoformat()
+        relation = relation.filter(f"time < TIMESTAMPTZ '{end}'")
+    return relation.project("symbol, time, open, high, low, close, volume")
 
 
 def _import_engine(engine: str) -> Any:
