@@ -354,6 +354,7 @@ class _Source:
         self.files = 0
         self.oldest: float | None = None   # receive time of the oldest message not written
         self.initial: pd.DataFrame | None = None   # what the frame held when recording began
+        self.resume_from: int | None = None   # last receive time (us) an earlier run wrote
         self.sink: Callable[[Sequence[Any], float], None] | None = None
 
 
@@ -588,8 +589,13 @@ class Recorder:
                 raise InvalidArgument(f"{source.kind} has no raw path")   # pragma: no cover
             table = _in_receive_order(tables)
             if source.kind == "all_trades":
+                received_first = table
                 table = self._fresh_trades(source, table)
                 values = np.full(table.num_rows, _plain(source.symbol), dtype=object)
+        if source.resume_from is not None and (source.kind == "all_trades"
+                                               and received_first.num_rows or table.num_rows):
+            self._downtime_gap(source, received_first if source.kind == "all_trades"
+                               else table, table)
         if not table.num_rows:
             return
         received = table.column("receive_time").to_numpy().astype("datetime64[us]")
@@ -632,7 +638,8 @@ class Recorder:
         os.replace(temporary, folder / name)
         with self._lock:
             self._files += 1
-            self._rows += part.num_rows
+            if kind != "gaps":
+                self._rows += part.num_rows
 
     # --- deduplication across reconnects and restarts ----------------------------------------
 
@@ -667,14 +674,23 @@ class Recorder:
 
     def _seed(self, source: _Source) -> None:
         """Read what an earlier run wrote for this instrument, so a restart appends without
-        repeating: the highest trade id, the last version of recent candles."""
-        if source.kind not in ("all_trades", "bars"):
+        repeating: the highest trade id, the last version of recent candles, the last receive
+        time (the start of the gap while the recorder was not running)."""
+        if source.kind == "quotes":
+            return
+        key = partition_key(source.kind)
+        value = (source.frame.params.get("portfolio") if key == "portfolio"
+                 else _plain(source.symbol))
+        if not value:
             return
         symbol = _plain(source.symbol)
-        folder = self.path / f"kind={source.kind}" / f"symbol={_safe(symbol)}"
+        folder = self.path / f"kind={source.kind}" / f"{key}={_safe(str(value))}"
         days = sorted(folder.glob("date=*"))[-2:]
         files = [f for day in days for f in sorted(day.glob("*.parquet"))]
         if not files:
+            return
+        source.resume_from = max(_max_statistic(f, "receive_time") for f in files)
+        if source.kind not in ("all_trades", "bars"):
             return
         if source.kind == "all_trades":
             last = max((_max_statistic(f, "id") for f in files), default=-1)
@@ -698,19 +714,45 @@ class Recorder:
             self._gap_keys.add(key)
             fresh.append(row)
         for row in fresh:
-            part = pd.DataFrame({
-                "data_kind": pd.array([row.kind], dtype=STR_DTYPE),
-                "start": pd.DatetimeIndex([row.start]).as_unit("us"),
-                "end": pd.DatetimeIndex([row.end]).as_unit("us"),
-                "backfilled": np.array([row.backfilled], dtype="int64"),
-                "error": pd.array([row.error], dtype=STR_DTYPE),
-            })
-            part["receive_time"] = part["end"]
-            table = _cast_times(pa.Table.from_pandas(part, preserve_index=False))
-            day = row.start.strftime("%Y-%m-%d")
             for symbol in str(row.symbol).split(","):
-                self._write_file("gaps", "symbol", _plain(symbol), day, table)
+                self._write_gap(row.kind, _plain(symbol), row.start, row.end,
+                                int(row.backfilled), row.error)
             self._gaps_written += 1
+
+    def _write_gap(self, kind: str, symbol: str, start: pd.Timestamp, end: pd.Timestamp,
+                   backfilled: int, error: str | None) -> None:
+        part = pd.DataFrame({
+            "data_kind": pd.array([kind], dtype=STR_DTYPE),
+            "start": pd.DatetimeIndex([start]).as_unit("us"),
+            "end": pd.DatetimeIndex([end]).as_unit("us"),
+            "backfilled": np.array([backfilled], dtype="int64"),
+            "error": pd.array([error], dtype=STR_DTYPE),
+        })
+        part["receive_time"] = part["end"]
+        table = _cast_times(pa.Table.from_pandas(part, preserve_index=False))
+        self._write_file("gaps", "symbol", symbol, start.strftime("%Y-%m-%d"), table)
+
+    def _downtime_gap(self, source: _Source, received: pa.Table, written: pa.Table) -> None:
+        """The first batch after a restart: the time the recorder was not running, up to the
+        first message ``received``, is a gap (for trades, ``backfilled`` counts the trades of
+        that time among those ``written``, the recent ones resent on subscription)."""
+        resumed = source.resume_from
+        source.resume_from = None
+        first = pc.min(received.column("receive_time")).as_py()
+        start = pd.Timestamp(resumed, unit="us", tz="UTC")
+        if first is None or pd.Timestamp(first) <= start:
+            return
+        end = pd.Timestamp(first)
+        backfilled = 0
+        if source.kind == "all_trades":
+            times = written.column("time").to_numpy().astype("datetime64[us]").astype("int64")
+            backfilled = int(((times > resumed) & (times <= end.value // 1000)).sum())
+        key = partition_key(source.kind)
+        value = (source.frame.params.get("portfolio") if key == "portfolio"
+                 else _plain(source.symbol))
+        self._write_gap(source.kind, str(value), start, end, backfilled,
+                        "the recorder was not running")
+        self._gaps_written += 1
 
     def _remove_temporary_files(self) -> None:
         """Files a killed recorder left half written (their batch is the one lost)."""
@@ -732,13 +774,17 @@ def _in_receive_order(tables: list[pa.Table]) -> pa.Table:
 
 
 def _max_statistic(file: Path, column: str) -> int:
+    """The largest value of an integer or timestamp (as microseconds) column of a file."""
     meta = pq.ParquetFile(file).metadata
     index = meta.schema.to_arrow_schema().get_field_index(column)
     best = -1
     for group in range(meta.num_row_groups):
         stats = meta.row_group(group).column(index).statistics
         if stats is not None and stats.has_min_max:
-            best = max(best, int(stats.max))
+            value = stats.max
+            if not isinstance(value, int):   # a timestamp
+                value = pd.Timestamp(value).value // 1000
+            best = max(best, int(value))
     return best
 
 

@@ -154,11 +154,18 @@ def test_a_restart_appends_trades_above_the_last_id_written(tmp_path):
     base = 1_700_000_000.0
     for run, ids in enumerate([range(1, 41), range(30, 71)]):   # the second run repeats 30..40
         frame = _fake_trades_frame()
-        with Recorder(tmp_path, [frame], batch_rows=7) as recorder:
+        # the second run writes once, at close: its one batch holds the resent trades
+        with Recorder(tmp_path, [frame], batch_rows=7 if run == 0 else 10_000,
+                      batch_seconds=60) as recorder:
             for i in ids:
                 FrameWriter(frame).apply([_trade(i, int((base + i) * 1000))], base + run * 100 + i)
         assert recorder.rows == (40 if run == 0 else 30)
     assert sorted(_read(tmp_path, "all_trades")["id"]) == list(range(1, 71))
+    gap = _read(tmp_path, "gaps")   # the time between the two runs
+    assert len(gap) == 1 and gap["error"].iloc[0] == "the recorder was not running"
+    assert gap["start"].iloc[0] == pd.Timestamp(base + 40, unit="s", tz="UTC")
+    assert gap["end"].iloc[0] == pd.Timestamp(base + 130, unit="s", tz="UTC")
+    assert gap["backfilled"].iloc[0] == 30   # ids 41-70 traded while it was not running
 
 
 def test_a_frame_that_cannot_be_recorded_is_refused(tmp_path):
@@ -232,6 +239,9 @@ def test_a_killed_recorder_loses_at_most_its_last_batch_and_a_restart_does_not_r
     assert len(ids) == len(set(ids)), "a restart must not write a trade twice"
     assert before < set(ids)
     assert list(ids) == _server_ids_between(sim, ids), "--recent brings the downtime's trades"
+    gaps = _read(tmp_path, "gaps")
+    assert set(gaps["data_kind"]) == {"all_trades", "orderbook"}
+    assert (gaps["error"] == "the recorder was not running").all()
 
 
 def test_record_command_needs_something_to_record(sim, tmp_path):
