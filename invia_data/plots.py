@@ -199,7 +199,7 @@ def _attrs_seconds(df: pd.DataFrame) -> float | None:
 def _median_step(times: pd.DatetimeIndex) -> float | None:
     if len(times) < 2:
         return None
-    steps = np.diff(times.asi8) / 1e9
+    steps = np.diff(times.as_unit("ns").asi8) / 1e9  # whatever unit the index holds
     steps = steps[steps > 0]
     return float(np.median(steps)) if len(steps) else None
 

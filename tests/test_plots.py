@@ -558,3 +558,14 @@ def test_gaps_between_sessions_do_not_shrink_the_candles(new_ax):
     plots.candles(pd.concat([day, night]), ax=new_ax, volume=False)
     body = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
     assert np.ptp(body.get_paths()[0].vertices[:, 0]) == pytest.approx(0.7 * 60 / 86_400)
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_the_interval_is_read_whatever_unit_the_index_holds(new_ax, unit):
+    df = make_candles(5, tf=300, currency=None)
+    del df.attrs["tf"]
+    df.index = df.index.as_unit(unit)  # pandas 3's date_range makes microseconds
+    plots.candles(df, ax=new_ax, volume=False)
+    assert new_ax.get_title() == "SBER · 5min"
+    body = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
+    assert np.ptp(body.get_paths()[0].vertices[:, 0]) == pytest.approx(0.7 * 300 / 86_400)
