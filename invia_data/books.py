@@ -145,16 +145,20 @@ def price_decimals(prices: Any, most: int = 8) -> int:
 
 
 def sample_book(live: Any, every: Any = "1s", duration: Any = "30s", depth: int | None = None,
-                *, clock: Callable[[], float] = time.monotonic,
+                *, first_data: float = 10.0, clock: Callable[[], float] = time.monotonic,
                 sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
     """:func:`book_stats` of a live order book every ``every`` for ``duration`` (anything
     ``pd.Timedelta`` reads: ``"250ms"``, ``"1s"``, ``"2min"``, or seconds), as a frame indexed
     by the UTC time of each sample, with ``book_time`` (the exchange's time of the book shown)
-    and the figures as columns. Blocks for ``duration``, not longer."""
+    and the figures as columns. A frame subscribed a moment ago is first given up to
+    ``first_data`` seconds to receive its first book; then the sampling blocks for ``duration``,
+    not longer."""
     step, span = _seconds(every, "every"), _seconds(duration, "duration")
     if step > span:
         raise InvalidArgument(f"every ({every!r}) is longer than duration ({duration!r})")
     depth = check_depth(depth) if depth is not None else None
+    if hasattr(live, "wait"):
+        live.wait(0, timeout=first_data)
     start = clock()
     rows, times = [], []
     for k in range(math.floor(span / step + 1e-9) + 1):

@@ -113,3 +113,13 @@ def test_a_cell_run_twenty_times_keeps_one_subscription_on_the_wire(sim):
     again = inv.stream.orderbook("SBER", depth=10)   # closed: asking again subscribes anew
     assert again is not live and again.wait(timeout=10).status == "live"
     inv.close()
+
+
+def test_sampling_a_frame_subscribed_a_moment_ago_starts_with_its_first_book(sim):
+    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
+                            ws_url=sim.ws_url) as inv:
+        for _ in range(3):
+            fresh = inv.stream.orderbook("GAZP", depth=3)
+            samples = fresh.sample("50ms", "100ms")
+            assert samples["mid"].notna().all() and samples["book_time"].notna().all()
+            fresh.close()
