@@ -738,6 +738,8 @@ class Recorder:
         that time among those ``written``, the recent ones resent on subscription)."""
         resumed = source.resume_from
         source.resume_from = None
+        if resumed is None:  # the caller checks; this keeps the check next to its use
+            return
         first = pc.min(received.column("receive_time")).as_py()
         start = pd.Timestamp(resumed, unit="us", tz="UTC")
         if first is None or pd.Timestamp(first) <= start:
