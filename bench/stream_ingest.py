@@ -8,8 +8,14 @@ measures, alternating, for ``--seconds`` each and ``--rounds`` rounds:
   (b) websocket-client ``recv()`` + ``orjson.loads`` (``skip_utf8_validation=True``)
   (c) the floor: the raw socket read in large chunks, frames split inline, ``orjson.loads``
 
-and prints medians of messages/s and CPU microseconds per message, the ratios (a)/(b) and
-(a)/(c), and the median time of ``LiveFrame.df`` for a 50-level book.
+and then a trades firehose (every trade a new id: each message must be applied, nothing can be
+conflated):
+
+  (d) invia_data.stream into one all-trades LiveFrame (ring buffer of 100,000)
+  (e) the floor: raw socket + frame split + ``orjson.loads``
+
+and prints medians of messages/s and CPU microseconds per message, the ratios (a)/(b),
+(a)/(c) and (d)/(e), and the median time of ``LiveFrame.df`` for a 50-level book.
 
     python bench/stream_ingest.py [--seconds 3] [--rounds 3]
 """
@@ -45,7 +51,11 @@ def start_sim() -> tuple[subprocess.Popen, str, str, str]:
     return proc, ws_url, auth_url, refresh
 
 
-def subscribe_frame(token: str, guid: str) -> str:
+def subscribe_frame(token: str, guid: str, trades: bool = False) -> str:
+    if trades:
+        return json.dumps({"opcode": "AllTradesGetAndSubscribe", "code": "SBER",
+                           "exchange": "MOEX", "depth": 0, "format": "Slim", "guid": guid,
+                           "token": token})
     return json.dumps({"opcode": "OrderBookGetAndSubscribe", "code": "SBER", "exchange": "MOEX",
                        "depth": 10, "format": "Slim", "frequency": 0, "guid": guid,
                        "token": token})
@@ -67,11 +77,15 @@ class Meter:
         return messages / self.wall, self.cpu / max(messages, 1) * 1e6
 
 
-def run_ours(ws_url: str, token: str, seconds: float) -> tuple[float, float]:
+def run_ours(ws_url: str, token: str, seconds: float, trades: bool = False
+             ) -> tuple[float, float]:
     from invia_data.stream import Stream
 
     with Stream(ws_url, lambda: token, frequency=0, stale_after=None) as stream:
-        book = stream.orderbook("SBER", depth=10)
+        if trades:
+            book = stream.all_trades("SBER", maxlen=100_000)
+        else:
+            book = stream.orderbook("SBER", depth=10)
         book.wait(100, timeout=10)
         sub = stream._frames[book][0]
         start = sub.messages
@@ -98,9 +112,10 @@ def run_websocket_client(ws_url: str, token: str, seconds: float) -> tuple[float
     return meter.result(count)
 
 
-def run_floor(ws_url: str, token: str, seconds: float) -> tuple[float, float]:
+def run_floor(ws_url: str, token: str, seconds: float, trades: bool = False
+              ) -> tuple[float, float]:
     ws = websocket.create_connection(ws_url, skip_utf8_validation=True)
-    ws.send(subscribe_frame(token, str(uuid.uuid4())))
+    ws.send(subscribe_frame(token, str(uuid.uuid4()), trades))
     sock = ws.sock
     loads = orjson.loads
     buf = b""
@@ -194,7 +209,9 @@ def main() -> None:
     try:
         token = requests.post(auth_url + "/refresh", params={"token": refresh},
                               timeout=10).json()["AccessToken"]
-        runs = {"a": run_ours, "b": run_websocket_client, "c": run_floor}
+        runs = {"a": run_ours, "b": run_websocket_client, "c": run_floor,
+                "d": lambda *a: run_ours(*a, trades=True),
+                "e": lambda *a: run_floor(*a, trades=True)}
         results: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
         for _ in range(args.rounds):
             for key, run in runs.items():
@@ -205,7 +222,9 @@ def main() -> None:
         proc.wait(10)
     names = {"a": "(a) invia_data.stream -> LiveFrame",
              "b": "(b) websocket-client recv() + orjson",
-             "c": "(c) raw socket + frame split + orjson"}
+             "c": "(c) raw socket + frame split + orjson",
+             "d": "(d) invia_data.stream -> all-trades LiveFrame",
+             "e": "(e) raw socket + frame split + orjson, trades"}
     medians = {}
     print(f"firehose of 10-level Slim books, {args.rounds} rounds x {args.seconds:.0f} s, medians")
     for key, rows in results.items():
@@ -214,9 +233,11 @@ def main() -> None:
         medians[key] = (rate, cpu)
         print(f"  {names[key]:<40} {rate / 1000:8.1f} thousand msg/s {cpu:8.2f} us CPU/msg")
     (ra, ca), (rb, cb), (rc, cc) = medians["a"], medians["b"], medians["c"]
-    print(f"  throughput (a)/(b) = {ra / rb:.2f}x   (a)/(c) = {ra / rc:.2f}x")
+    (rd, cd), (re_, ce) = medians["d"], medians["e"]
+    print(f"  throughput (a)/(b) = {ra / rb:.2f}x   (a)/(c) = {ra / rc:.2f}x   "
+          f"trades (d)/(e) = {rd / re_:.2f}x")
     print(f"  CPU per message: (b)/(a) = {cb / ca:.2f}x  (c)/(a) = {cc / ca:.2f}x "
-          "(above 1 means (a) is cheaper)")
+          f"(e)/(d) = {ce / cd:.2f}x (above 1 means ours is cheaper)")
     print(f"  LiveFrame.df of a 50-level book: median {df_time() * 1e3:.3f} ms")
     first, steady = trades_df_time()
     print(f"  LiveFrame.df of 100,000 trades: first read {first * 1e3:.0f} ms, "

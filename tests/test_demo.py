@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_demo_writes_report_with_plots_and_prints_real_tables(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     done = subprocess.run(

@@ -38,7 +38,7 @@ class Simulator:
                  speed: float = 1.0, tls: bool = False, firehose: bool = False,
                  faults: Faults | Mapping[str, Any] | None = None,
                  refresh_token: str | None = None, guid_reuse: str = "replace",
-                 replay: str | Path | None = None) -> None:
+                 replay: str | Path | None = None, book_rate: float | None = None) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidArgument(f"port must be an integer in 0..65535, got {port!r}")
         if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed <= 0:
@@ -51,6 +51,11 @@ class Simulator:
         self.speed = float(speed)
         self.tls = tls
         self.firehose = firehose
+        if book_rate is not None and (isinstance(book_rate, bool)
+                                      or not isinstance(book_rate, (int, float))
+                                      or not 0 < book_rate <= 1000):
+            raise InvalidArgument(f"book_rate must be a number in (0, 1000], got {book_rate!r}")
+        self.book_rate = book_rate
         self.guid_reuse = guid_reuse
         self.faults = Faults.coerce(faults, seed)
         from .auth import TokenIssuer
@@ -209,7 +214,8 @@ class Simulator:
 
         self._stop_event = asyncio.Event()
         server = SimServer(self.market, self._issuer, self.faults, firehose=self.firehose,
-                           guid_reuse=self.guid_reuse, local_only=self.local_only)
+                           guid_reuse=self.guid_reuse, local_only=self.local_only,
+                           book_rate=self.book_rate)
         self._server = server
         runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,
                                shutdown_timeout=1.0)
@@ -241,8 +247,10 @@ def start(**kwargs: Any) -> Simulator:
 
     Arguments: ``host="127.0.0.1"``, ``port=0`` (any free port), ``seed=1``, ``speed=1.0``
     (market clock rate), ``tls=False`` (https/wss with a self-signed certificate whose path is
-    ``.cert_path``), ``firehose=False`` (order-book subscriptions send as fast as the socket
-    takes them), ``faults=None`` (a Faults object or a mapping of its settings),
+    ``.cert_path``), ``firehose=False`` (order-book and all-trades subscriptions send as fast
+    as the socket takes them; every trade has the next id), ``book_rate=None`` (a benchmark
+    mode: each order-book subscription sends that many distinct books a second, each with
+    ``"st"``, its send time in unix ns), ``faults=None`` (a Faults object or a mapping of its settings),
     ``refresh_token=None`` (a random one is made), ``guid_reuse="replace"`` (a subscribe whose
     guid is active on the same connection replaces it; ``"reject"`` answers 400 and keeps the old),
     ``replay=None`` (a recording's folder: its instruments answer from the recording, on a

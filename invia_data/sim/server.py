@@ -37,12 +37,13 @@ class SimServer:
 
     def __init__(self, market: Any, issuer: TokenIssuer, faults: Faults, *,
                  firehose: bool = False, guid_reuse: str = "replace",
-                 local_only: bool = True) -> None:
+                 local_only: bool = True, book_rate: float | None = None) -> None:
         self.market = market
         self.local_only = local_only
         self.issuer = issuer
         self.faults = faults
         self.firehose = firehose
+        self.book_rate = book_rate
         self.guid_reuse = guid_reuse
         self.connections: set[Any] = set()
         self.book_cache: dict[tuple, tuple[int, bytes]] = {}

@@ -339,6 +339,18 @@ class Subscription:
     def stalled(self) -> bool:
         return self.server.faults.stalled
 
+    async def _write_batches(self, batches: list[bytes]) -> None:
+        transport = self.conn.transport
+        for batch in batches:
+            if self.conn.closed or transport is None or transport.is_closing():
+                raise ConnectionResetError("connection closed")
+            transport.write(batch)
+            while transport.get_write_buffer_size() > FIREHOSE_HIGH_WATER:
+                await asyncio.sleep(0.001)
+                if self.conn.closed or transport.is_closing():
+                    raise ConnectionResetError("connection closed")
+        await asyncio.sleep(0)  # let the loop read requests and serve other clients
+
 
 class BookSubscription(Subscription):
     """OrderBookGetAndSubscribe: full books, the first with existing=true."""
@@ -352,6 +364,9 @@ class BookSubscription(Subscription):
     async def produce(self) -> None:
         if self.server.firehose:
             await self._firehose()
+            return
+        if self.server.book_rate:
+            await self._paced()
             return
         self.emit(self.server.book_data(self.key, self.depth, self.fmt, existing=True))
         sent_version = self.market.book_version(self.key)
@@ -383,17 +398,22 @@ class BookSubscription(Subscription):
                 else:
                     await self._write_batches(batches)
 
-    async def _write_batches(self, batches: list[bytes]) -> None:
-        transport = self.conn.transport
-        for batch in batches:
-            if self.conn.closed or transport is None or transport.is_closing():
-                raise ConnectionResetError("connection closed")
-            transport.write(batch)
-            while transport.get_write_buffer_size() > FIREHOSE_HIGH_WATER:
-                await asyncio.sleep(0.001)
-                if self.conn.closed or transport.is_closing():
-                    raise ConnectionResetError("connection closed")
-        await asyncio.sleep(0)  # let the loop read requests and serve other clients
+    async def _paced(self) -> None:
+        """``book_rate`` books a second (a benchmark mode): distinct books, each carrying
+        ``"st"``, the server's send time in unix nanoseconds, so a client can measure the
+        time from send to visible."""
+        period = 1.0 / self.server.book_rate
+        books = self._firehose_books()
+        due = time.monotonic() + random.random() * period  # subscriptions out of step
+        n = 0
+        while True:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            due += period
+            if self.stalled:
+                continue
+            book = books[n % len(books)]
+            n += 1
+            self.emit(book[:-1] + b',"st":%d}' % time.time_ns())
 
     def _firehose_books(self) -> list[bytes]:
         """Distinct books around the live one (volumes varied, time 1 ms apart), shared."""
@@ -447,6 +467,9 @@ class TradeSubscription(Subscription):
         self.boolean("includeVirtualTrades")
 
     async def produce(self) -> None:
+        if self.server.firehose:
+            await self._firehose()
+            return
         # only the replayed tail is built: a whole session can hold a million trades
         trades = self.market.trades(self.key, last=max(self.depth, 1))
         last_id = trades[-1]["id"] if trades else -1
@@ -460,6 +483,31 @@ class TradeSubscription(Subscription):
             for trade in self.market.trades_since(self.key, last_id):
                 self.emit(self.encoded("trade", encode.trade_record(trade, False)))
                 last_id = trade["id"]
+
+
+    async def _firehose(self) -> None:
+        """Trades as fast as the socket takes them, each with the next id (every one must be
+        applied: nothing to conflate). Written in batches under the transport's flow control."""
+        trades = self.market.trades(self.key, last=1)
+        template = orjson.loads(self.encoded("trade", encode.trade_record(trades[-1], False)))
+        time_key = next((k for k in ("t", "timestamp") if k in template), None)
+        next_id = int(template["id"]) + 1
+        while True:
+            if self.stalled:
+                await asyncio.sleep(0.05)
+                continue
+            stamp = time.time_ns() // 1_000_000
+            frames = []
+            for n in range(next_id, next_id + FIREHOSE_BATCH * 8):
+                template["id"] = n
+                if time_key is not None:
+                    template[time_key] = stamp
+                frames.append(encode.ws_text_frame(encode.data_frame(orjson.dumps(template),
+                                                                     self.guid_json)))
+            next_id += FIREHOSE_BATCH * 8
+            batches = [b"".join(frames[i:i + FIREHOSE_BATCH])
+                       for i in range(0, len(frames), FIREHOSE_BATCH)]
+            await self._write_batches(batches)
 
 
 class BarSubscription(Subscription):

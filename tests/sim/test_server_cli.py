@@ -42,6 +42,8 @@ def test_sim_command_prints_its_urls_then_serves_until_interrupted(as_background
         if process.poll() is None:
             process.kill()
             process.wait(timeout=5)
+        process.stdout.close()
+        process.stderr.close()
 
 
 def test_parser_has_the_sim_options():

@@ -116,11 +116,14 @@ def test_refused_connections_back_off_then_connect(fresh_sim):
 def test_token_expiry_while_streaming(fresh_sim):
     sim = fresh_sim()
     sim.faults.token_lifetime = 2.0
-    tokens = TokenManager(refresh_token=sim.refresh_token, auth_url=sim.auth_url, leeway=1.0)
+    skew = [0.0]  # the client's clock runs ahead instead of the test sleeping
+    tokens = TokenManager(refresh_token=sim.refresh_token, auth_url=sim.auth_url, leeway=1.0,
+                          clock=lambda: time.time() + skew[0])
     with Stream(sim.ws_url, tokens.token, reconnect_delay=0.1) as stream:
         book = stream.orderbook("SBER", depth=3)
         book.wait(0, timeout=WAIT)
-        time.sleep(2.5)  # the first token has expired by now
+        sim.faults.token_lifetime = 1800.0
+        skew[0] = 2.5  # the first token has expired by now
         sim.faults.drop_connections()
         assert _until(lambda: stream.health()["reconnects"].min() >= 1 and book.status == "live")
         later = stream.all_trades("SBER", timeout=5)  # a new request after expiry
@@ -150,12 +153,20 @@ class StaleFirst:
                                      timeout=10).json()["AccessToken"]
 
 
-def test_401_frame_resends_with_a_fresh_token(fresh_sim, token_for):
+def _expired_token(sim):
+    """A token the simulator signed an hour ago, expired since (no sleeping for it)."""
+    issuer = sim._issuer
+    real = issuer._clock
+    issuer._clock = lambda: real() - 3600
+    try:
+        return issuer.issue()
+    finally:
+        issuer._clock = real
+
+
+def test_401_frame_resends_with_a_fresh_token(fresh_sim):
     sim = fresh_sim()
-    sim.faults.token_lifetime = 1.0
-    stale = token_for(sim)
-    sim.faults.token_lifetime = 1800.0
-    time.sleep(2.1)
+    stale = _expired_token(sim)
     provider = StaleFirst(sim, stale)
     with Stream(sim.ws_url, provider.token) as stream:
         book = stream.orderbook("SBER", depth=3)
@@ -164,11 +175,9 @@ def test_401_frame_resends_with_a_fresh_token(fresh_sim, token_for):
         assert stream.health()["errors"].iloc[0] == 1  # the 401, counted
 
 
-def test_401_that_persists_becomes_an_auth_error(fresh_sim, token_for):
+def test_401_that_persists_becomes_an_auth_error(fresh_sim):
     sim = fresh_sim()
-    sim.faults.token_lifetime = 1.0
-    stale = token_for(sim)
-    time.sleep(2.1)
+    stale = _expired_token(sim)
     with Stream(sim.ws_url, lambda: stale) as stream:
         with pytest.raises(invia_data.AuthError):
             stream.orderbook("SBER", depth=3)
@@ -271,12 +280,9 @@ def test_close_from_another_thread_while_reading(fresh_sim):
     assert book.status == "closed"
 
 
-def test_tokens_never_reach_logs_reprs_or_errors(fresh_sim, token_for, caplog):
+def test_tokens_never_reach_logs_reprs_or_errors(fresh_sim, caplog):
     sim = fresh_sim()
-    sim.faults.token_lifetime = 1.0
-    stale = token_for(sim)
-    sim.faults.token_lifetime = 1800.0
-    time.sleep(2.1)
+    stale = _expired_token(sim)
     provider = StaleFirst(sim, stale)
     texts = []
     with caplog.at_level("DEBUG"):

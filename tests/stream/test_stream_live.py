@@ -223,7 +223,6 @@ def test_health_counts_messages(sim, token):
     with Stream(sim.ws_url, lambda: token) as stream:
         book = stream.orderbook("SBER", depth=3)
         book.wait(5, timeout=WAIT)
-        time.sleep(1.2)
         health = stream.health()
         assert list(health.columns) == ["kind", "symbol", "status", "messages", "messages_per_s",
                                         "last_message_age", "data_age", "callback_lag",

@@ -8,6 +8,7 @@ import sys
 import time
 
 import psutil
+import pytest
 import requests
 
 from invia_data.stream import Stream
@@ -25,6 +26,7 @@ SOAK_S = 25.0
 GROWTH_CEILING_MB = 25.0
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_under_the_firehose():
     proc = subprocess.Popen([sys.executable, "-c", SIM_SCRIPT], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
