@@ -227,6 +227,8 @@ def test_a_killed_recorder_loses_at_most_its_last_batch_and_a_restart_does_not_r
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
+        first.stdout.close()
+        first.stderr.close()
     for path in _files(tmp_path, "all_trades") + _files(tmp_path, "orderbook"):
         assert pq.read_metadata(path).num_rows > 0     # every file complete
     before = set(_read(tmp_path, "all_trades")["id"])

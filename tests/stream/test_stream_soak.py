@@ -68,3 +68,4 @@ def test_memory_stays_bounded_under_the_firehose():
     finally:
         proc.stdin.close()
         proc.wait(10)
+        proc.stdout.close()
