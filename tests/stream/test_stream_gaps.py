@@ -180,9 +180,9 @@ def test_data_refused_on_cws_moves_to_ws_once(fresh_sim, caplog):
             assert stream.connection.url.endswith("/ws")
             health = stream.health()
             assert health.attrs["url"].endswith("/ws")
-            assert (health["status"] == "live").all() and (health["errors"] == 0).all()
+            assert (health["status"] == "live").all() and (health["errors"] == 0).all(), health
     moves = [r for r in caplog.records if "move to" in r.getMessage()]
-    assert len(moves) == 1 and moves[0].levelno == logging.INFO
+    assert len(moves) == 1 and moves[0].levelno == logging.INFO, caplog.text
 
 
 def test_a_pinned_cws_path_does_not_move(fresh_sim):
