@@ -117,3 +117,26 @@ def test_bad_input_is_refused_with_the_fix(sample_recording, tmp_path):
             rp.orderbook("SBER", depth=20)
         with pytest.raises(InvalidArgument, match="ask for that timeframe"):
             rp.bars("SBER", "5min")
+
+
+def test_replayed_frames_draw_like_live_ones(sample_recording):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from invia_data import plots
+
+    with invia_data.replay(sample_recording, paused=True) as rp:
+        rp.seek(rp.end)
+        book = rp.orderbook("SBER", depth=10)
+        bars = rp.bars("SBER", "1min")
+        widget = book.widget()
+        assert type(widget).__name__ == "OrderBookWidget"
+        widget.close()
+        fig, (left, right) = plt.subplots(1, 2)
+        assert plots.depth(book, ax=left) is left
+        assert plots.candles(bars.df, ax=right) is right
+        assert len(left.lines) + len(left.collections) + len(left.patches) > 0
+        plt.close(fig)
+        book.close()
