@@ -402,7 +402,7 @@ class BookSubscription(Subscription):
         """``book_rate`` books a second (a benchmark mode): distinct books, each carrying
         ``"st"``, the server's send time in unix nanoseconds, so a client can measure the
         time from send to visible."""
-        period = 1.0 / self.server.book_rate
+        period = 1.0 / (self.server.book_rate or 1.0)  # only started when a rate is set
         books = self._firehose_books()
         due = time.monotonic() + random.random() * period  # subscriptions out of step
         n = 0
