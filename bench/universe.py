@@ -4,10 +4,13 @@ Download of every TQBR share (48 in the simulator), a quarter of 1-minute candle
 (the simulator in a process of its own, as a server is; the same page size,
 ``history.CANDLES_PER_REQUEST``, and the same ``--workers`` everywhere):
 
-* baseline: ``history()`` of one symbol over the span, cache off, best of ``--repeat``
-  symbols: candles/s and CPU/candle;
-* ``download_universe()`` of every TQBR share over the same span into an empty dataset:
-  candles/s (written to Parquet) and CPU/candle (this process: parsing, frames, Parquet).
+* ``--rounds`` paired rounds, the ratio that counts (the machine's load moves both halves of a
+  round alike): ``history()`` of one symbol, cache off, then the engine of
+  ``download_universe`` (``download.download``) on four other symbols into an empty dataset;
+  the median of the ratios of their candles/s;
+* then ``history()`` of one symbol (best of ``--repeat``) and ``download_universe()`` of every
+  TQBR share into an empty dataset: candles/s (written to Parquet) and CPU/candle (this
+  process: parsing, frames, Parquet, manifests).
 
 Query, over the files just written: per-symbol daily realised volatility (sqrt of the sum of
 squared 1-minute log returns inside each UTC day), four ways:
@@ -49,9 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import invia_data  # noqa: E402
 from invia_data import dataset  # noqa: E402
 from invia_data import history as history_module  # noqa: E402
+from invia_data.download import Series, download  # noqa: E402
 
 NS_PER_DAY = 86_400 * 10**9
-BASELINE_SYMBOLS = ("SBER", "GAZP", "LKOH", "GMKN")  # each asked once: the simulator generates it
 SQL = """
 WITH r AS (
     SELECT symbol, epoch_us(time) // 86400000000 AS day,
@@ -173,12 +176,38 @@ class PeakRss:
 
 # --- main -----------------------------------------------------------------------------------------
 
+def paired_rounds(args: argparse.Namespace, inv: Any, symbols: list[str]) -> list[float]:
+    """Per round: history() of one symbol, then the download engine on four others, all new to
+    the simulator; the ratio of their candles/s."""
+    ratios = []
+    fresh = iter(symbols)
+    for number in range(args.rounds):
+        one = next(fresh)
+        frame, wall, _ = timed(lambda one=one: inv.history(
+            one, "1min", start=args.start, end=args.end, cache=False, progress=False))
+        single = len(frame) / wall
+        series = [Series("MOEX", next(fresh)) for _ in range(4)]
+        with tempfile.TemporaryDirectory(prefix="invia-bench-round-") as folder:
+            (summary, _), wall, _ = timed(lambda series=series, folder=folder: download(
+                inv.http, series, folder, "1min", args.start, args.end, progress=False,
+                max_workers=args.workers))
+        ratios.append(summary["candles"].sum() / wall / single)
+        print(f"  round {number + 1}: {one} {single:,.0f} candles/s; "
+              f"{', '.join(s.symbol for s in series)} {ratios[-1] * single:,.0f} candles/s: "
+              f"{ratios[-1]:.2f}x")
+    return ratios
+
+
 def download_figures(args: argparse.Namespace, url: str, token: str, root: Path) -> None:
     with invia_data.connect(token, base_url=url, auth_url=url) as inv:
-        # every figure asks for candles that the simulator has not generated before (it keeps
-        # only the last few blocks), so both pay the same server
+        listed = inv.instruments()
+        shares = sorted(listed[listed["board"] == "TQBR"]["symbol"])
+        print(f"page size {history_module.CANDLES_PER_REQUEST:,} candles, {args.workers} workers;"
+              f" paired rounds (every symbol new to the simulator, which keeps only its last"
+              f" few generated blocks):")
+        ratios = paired_rounds(args, inv, shares[::-1])
         symbol_run = []
-        for symbol in BASELINE_SYMBOLS[:args.repeat]:
+        for symbol in shares[:args.repeat]:
             frame, wall, cpu = timed(lambda symbol=symbol: inv.history(
                 symbol, "1min", start=args.start, end=args.end, cache=False, progress=False))
             symbol_run.append((len(frame) / wall, cpu / len(frame)))
@@ -189,12 +218,12 @@ def download_figures(args: argparse.Namespace, url: str, token: str, root: Path)
     candles = int(summary["candles"].sum())
     assert set(summary["status"]) == {"written"}, summary
     universe_rate = candles / wall
-    print(f"page size {history_module.CANDLES_PER_REQUEST:,} candles, {args.workers} workers")
-    print(f"history() of one symbol, best of {args.repeat} symbols: {rate:,.0f} candles/s, "
+    print(f"  median ratio of {len(ratios)} rounds: {float(np.median(ratios)):.2f}x")
+    print(f"history() of one symbol, best of {args.repeat}: {rate:,.0f} candles/s, "
           f"{cpu_per * 1e6:.2f} us CPU/candle")
     print(f"download_universe: {len(summary)} shares, {candles:,} candles written in {wall:.1f} s"
-          f" = {universe_rate:,.0f} candles/s, {cpu / candles * 1e6:.2f} us CPU/candle written")
-    print(f"  ratio to the single-symbol rate: {universe_rate / rate:.2f}x")
+          f" = {universe_rate:,.0f} candles/s, {cpu / candles * 1e6:.2f} us CPU/candle written"
+          f" ({universe_rate / rate:.2f}x the line above)")
 
 
 def query_figures(args: argparse.Namespace, root: Path) -> None:
@@ -241,6 +270,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--dask-threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="invia-bench-universe-") as folder:
         root = Path(folder) / "candles"

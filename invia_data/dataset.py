@@ -43,9 +43,6 @@ from .cache import (
     PRIMARY_BOARD,
     CacheKey,
     CandleCache,
-    Columns,
-    from_table,
-    select,
     years_of,
 )
 from .errors import InvalidArgument
@@ -277,11 +274,6 @@ def read_table(path: str, fs: Any = None) -> pa.Table:
     """One file of a dataset as an Arrow table of the candle schema (``fs``: its fsspec
     filesystem)."""
     return pq.read_table(path, schema=PARQUET_SCHEMA, filesystem=fs)
-
-
-def read_columns(path: str, lo: int = 0, hi: int = _FAR_FUTURE, fs: Any = None) -> Columns:
-    """The candles of one file with ``lo <= time < hi`` as columns (times in unix seconds)."""
-    return select(from_table(read_table(path, fs)), lo, hi)
 
 
 def table_frame(table: pa.Table, lo: int = 0, hi: int = _FAR_FUTURE) -> pd.DataFrame:
