@@ -297,6 +297,10 @@ def run_download(args: argparse.Namespace) -> int:
     except InviaError as exc:
         print(f"invia-data download: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"invia-data download: interrupted; every file in {args.path} is complete, and "
+              "the same command fetches only what is missing", file=sys.stderr, flush=True)
+        return 130
     print(summary.to_string(index=False), flush=True)
     failed = int((summary["status"] == "failed").sum())
     print(f"{summary.attrs['candles']} candles written to {summary.attrs['path']} in "

@@ -4,6 +4,11 @@ dataset written, resuming after an interruption, failures reported, the progress
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -231,3 +236,36 @@ def test_the_command_line_downloads_and_prints_the_summary(sim, tmp_path, monkey
     status = cli.main(["download", str(tmp_path), "--env", sim.url, "--board", "NOPE",
                        "--start", START])
     assert status == 2 and "no instrument" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_the_command_line_then_a_rerun_completes_the_dataset(sim, client, tmp_path
+                                                                      ) -> None:
+    """A real SIGINT to `invia-data download` while it writes: exit 130, no partial file; the
+    same command again gives the dataset of an uninterrupted download."""
+    env = {**os.environ, "INVIA_REFRESH_TOKEN": sim.refresh_token}
+    args = ["--env", sim.url, "--board", "TQBR", "--type", "CS", "--tf", "1min", "--start",
+            "2024-01-01", "--end", "2024-02-01", "--workers", "2", "--no-progress"]
+    command = [sys.executable, "-m", "invia_data.cli", "download"]
+    part = tmp_path / "part"
+    proc = subprocess.Popen([*command, str(part), *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(part.rglob("*.parquet")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no file written in 2 minutes"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err
+    assert not [p for p in part.rglob("*") if p.name.endswith(".tmp")]
+    done_before = len(list(part.rglob("*.parquet")))
+    rerun = subprocess.run([*command, str(part), *args], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    whole = tmp_path / "whole"
+    shares = select_instruments(client.instruments(), boards="TQBR", types="CS")
+    history_to_dataset(client.http, [s.symbol for s in shares], whole, "1min", "2024-01-01",
+                       "2024-02-01", progress=False)
+    assert_same_dataset(part, whole)
+    assert 0 < done_before < len(list(whole.rglob("*.parquet")))
