@@ -327,7 +327,13 @@ class Harness:
         total = sum(self.counts.values())
         lines = [f"hostile inputs: {total} cases "
                  f"(connect, {len(self.by_call) - 1} calls on inv and inv.stream)"]
-        lines += [f"  {name:<20} {self.counts[name]:>6}" for name in OUTCOMES]
+        sides = {"connect": Counter(), "inv": Counter(), "inv.stream": Counter()}
+        for call, counts in self.by_call.items():
+            side = "inv.stream" if call.startswith("inv.stream.") else call.split(".")[0]
+            sides[side].update(counts)
+        lines.append(f"  {'':<20} {'all':>6} " + " ".join(f"{s:>10}" for s in sides))
+        lines += [f"  {name:<20} {self.counts[name]:>6} "
+                  + " ".join(f"{sides[s][name]:>10}" for s in sides) for name in OUTCOMES]
         slowest = ", ".join(f"{c} {s:.1f} s" for c, s in self.seconds.most_common(8))
         lines.append(f"slowest calls: {slowest}")
         return "\n".join(lines)
