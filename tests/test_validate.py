@@ -165,3 +165,14 @@ def test_inputs_a_user_gets_wrong_fail_clearly_before_any_request(counted, call)
         call(inv)
     assert len(adapter.sent) == before
     assert len(str(info.value)) < 300
+
+
+def test_a_live_frame_wait_refuses_a_timeout_that_is_not_a_number(client):
+    book = client.stream.orderbook("SBER", timeout=5)
+    try:
+        for bad in ("5", -1, math.inf, True):
+            with pytest.raises(InvalidArgument, match="timeout"):
+                book.wait(timeout=bad)
+        assert book.wait(0, timeout=5.0) is book
+    finally:
+        book.close()

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import pandas as pd
 
+from .. import validate
 from ..errors import InvalidArgument, InviaError, StreamClosed, StreamTimeout
 
 log = logging.getLogger("invia_data.stream")
@@ -198,7 +199,7 @@ class LiveFrame:
         is closed, :class:`StreamTimeout` (a ``TimeoutError``) on timeout."""
         if not isinstance(updates, int) or isinstance(updates, bool) or updates < 0:
             raise InvalidArgument(f"updates must be a non-negative integer, got {updates!r}")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + validate.seconds(timeout)
         with self._cond:
             target = max(self._version + updates, 1)
             while self._version < target:
