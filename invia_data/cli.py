@@ -47,7 +47,9 @@ def _configure_logging(level: str) -> None:
 # --- invia-data sim ----------------------------------------------------------------------------
 
 def _sim_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only, requests whose "
+                             "Host or Origin names another machine are refused; a public "
+                             "address such as 0.0.0.0 serves everyone)")
     parser.add_argument("--port", type=int, default=8088, help="port (default 8088; 0 = any free port)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic market (default 1)")
     parser.add_argument("--speed", type=float, default=1.0,
