@@ -226,5 +226,5 @@ def test_the_simulator_answers_hostile_requests_with_4xx_never_5xx(sim, token, m
                                             for k, v in slowest.most_common(5)))
     assert sum(counts.values()) >= 1000
     assert fivexx == [], "\n".join(fivexx)
-    assert max(probe.latencies) < 2.0  # far above the usual few ms; an event loop held up
+    assert max(probe.latencies) < 5.0  # far above the usual few ms; an event loop held up
     # by one request (a 25 s history page) would show here
