@@ -54,6 +54,10 @@ def _sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic market (default 1)")
     parser.add_argument("--speed", type=float, default=1.0,
                         help="market clock rate relative to real time (default 1.0)")
+    parser.add_argument("--start", default=None,
+                        help="market time to start at, e.g. '2025-03-14 09:55' (Moscow time) or "
+                             "'now'; default: now, or the same time of day in the last main "
+                             "session when the exchange is closed now")
     parser.add_argument("--tls", action="store_true",
                         help="serve https/wss with a self-signed certificate made at start")
     parser.add_argument("--firehose", action="store_true",
@@ -76,12 +80,12 @@ def run_sim(args: argparse.Namespace) -> int:
     try:
         server = sim.start(host=args.host, port=args.port, seed=args.seed, speed=args.speed,
                           tls=args.tls, firehose=args.firehose, guid_reuse=args.guid_reuse,
-                          replay=args.replay)
+                          replay=args.replay, start=args.start)
     except InviaError as exc:
         print(f"invia-data sim: {exc}", file=sys.stderr)
         return 1
     info = {"url": server.url, "ws_url": server.ws_url, "auth_url": server.auth_url,
-            "refresh_token": server.refresh_token}
+            "refresh_token": server.refresh_token, "market_time": server.market_time}
     if server.cert_path:
         info["cert_path"] = server.cert_path
     print(orjson.dumps(info).decode(), flush=True)

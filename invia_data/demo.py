@@ -109,7 +109,7 @@ def draw_gallery(server, result: DemoResult, pictures: Path | None = None) -> No
     inv = connect(server.refresh_token, env=server.url)
     try:
         quotes = inv.quotes(["SBER", "GAZP", "LKOH", "ITS:SOGN"])
-        candles = inv.history("SBER", tf="1h", start=_days_ago(10))
+        candles = inv.history("SBER", tf="1h", start=inv.time().floor("D") - pd.Timedelta(days=10))
         book = inv.orderbook("ITS:SOGN", depth=5)
         positions = inv.positions()
         with inv.stream.orderbook("SBER", depth=20) as live_book:
@@ -140,12 +140,6 @@ def _ladder_html(live_book) -> str:
     from .widgets import render_ladder
 
     return render_ladder(live_book.df, depth=10)
-
-
-def _days_ago(days: int):
-    import pandas as pd
-
-    return pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=days)
 
 
 def execute_notebook(path: Path, result: DemoResult, env: dict[str, str], timeout: int) -> str:

@@ -55,7 +55,7 @@ def make_pictures(client: Any, out: str | Path, symbol: str = "SBER") -> list[Pa
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    now = pd.Timestamp.now(tz="UTC")
+    now = client.time()  # the server's clock (a simulator runs on its own market time)
     candles = client.history(symbol, tf="5min", start=now - pd.Timedelta(days=1), cache=False)
     candles = candles.tail(120)
     candles.attrs["symbol"] = symbol

@@ -61,9 +61,14 @@ def loopback_only() -> Iterator[None]:
 
 # --- the simulator -----------------------------------------------------------------------------
 
+# Simulators of the tests start inside a main session (Moscow time, a Wednesday), so the market
+# trades whatever the hour and day the suite runs at; times in tests come from the market clock.
+SIM_START = "2026-11-18 12:00"
+
+
 @pytest.fixture(scope="session")
 def sim() -> Iterator[invia_data.sim.Simulator]:
-    with invia_data.sim.run(port=0, seed=1) as server:
+    with invia_data.sim.run(port=0, seed=1, start=SIM_START) as server:
         yield server
 
 
@@ -75,6 +80,7 @@ def fresh_sim() -> Iterator[Callable[..., invia_data.sim.Simulator]]:
     def make(**kwargs: Any) -> invia_data.sim.Simulator:
         kwargs.setdefault("port", 0)
         kwargs.setdefault("seed", 1)
+        kwargs.setdefault("start", SIM_START)
         server = invia_data.sim.start(**kwargs)
         started.append(server)
         return server

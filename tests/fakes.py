@@ -128,3 +128,11 @@ def counting_session() -> tuple[requests.Session, CountingAdapter]:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session, adapter
+
+
+def market_time(server: Any) -> Any:
+    """A simulator's market clock now, as a UTC Timestamp (tests take times from it: the
+    market runs on its own clock, not the host's)."""
+    import pandas as pd
+
+    return pd.Timestamp(server.market.now(), unit="s", tz="UTC")

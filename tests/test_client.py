@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
-from fakes import counting_session, make_jwt, scripted_session, sequence
+from fakes import counting_session, make_jwt, market_time, scripted_session, sequence
 
 import invia_data
 import invia_data.cache
@@ -288,7 +288,7 @@ def test_tokens_never_in_logs_reprs_or_errors(sim, caplog):
 
 def test_history_delegates_with_the_client_http(sim, tmp_path):
     with connect_to(sim) as inv:
-        end = pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(days=3)
+        end = market_time(sim).floor("h") - pd.Timedelta(days=3)
         df = inv.history("SBER", tf="1h", start=end - pd.Timedelta(days=2), end=end,
                          cache_dir=tmp_path)
         assert len(df) > 0 and list(df.columns) == ["open", "high", "low", "close", "volume"]
@@ -365,7 +365,8 @@ def test_candles_of_a_local_simulator_stay_out_of_the_user_cache(sim, no_env, mo
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
     with connect_to(sim) as inv:
         candles = inv.history("SBER", tf="1h", start="2024-03-01", end="2024-03-02")
-    assert len(candles) == 24
+    # Friday 2024-03-01 MSK: the 09:59 opening-auction print, 10:00-18:50, 19:05-23:50
+    assert len(candles) == 15
     assert not (tmp_path / "user-cache").exists()
     own = Path(client_module._simulator_cache_dir(sim.url))
     assert list(own.rglob("*.parquet")), "closed candles are cached in the simulator's folder"

@@ -52,7 +52,7 @@ def test_pandas_is_the_frame_of_history(client, hourly) -> None:
 
 
 def test_every_symbol_when_none_is_named(client, hourly) -> None:
-    frame = dataset.open(hourly, tf="1h", start="2023-01-01", end="2023-01-03")
+    frame = dataset.open(hourly, tf="1h", start="2023-01-03", end="2023-01-05")
     assert sorted(frame.index.get_level_values("symbol").unique()) == ["GAZP", "LKOH", "SBER",
                                                                        "SOGN"]
     assert not frame.index.duplicated().any()
@@ -155,14 +155,14 @@ def test_a_path_that_is_not_a_dataset(tmp_path) -> None:
 
 
 def test_a_symbol_on_two_boards_must_be_picked(client, tmp_path) -> None:
-    history_to_dataset(client.http, "SBER", tmp_path, "1h", "2024-01-01", "2024-01-03",
+    history_to_dataset(client.http, "SBER", tmp_path, "1h", "2024-01-03", "2024-01-05",
                        progress=False)
-    history_to_dataset(client.http, "SBER", tmp_path, "1h", "2024-01-01", "2024-01-03",
+    history_to_dataset(client.http, "SBER", tmp_path, "1h", "2024-01-03", "2024-01-05",
                        board="SMAL", progress=False)
     with pytest.raises(InvalidArgument, match="board"):
         dataset.open(tmp_path, symbols="SBER")
     primary = dataset.open(tmp_path, symbols="SBER", board="primary")
-    pd.testing.assert_frame_equal(primary, expected(client, "SBER", "2024-01-01", "2024-01-03"))
+    pd.testing.assert_frame_equal(primary, expected(client, "SBER", "2024-01-03", "2024-01-05"))
     assert len(dataset.open(tmp_path, symbols="SBER", board="smal")) > 0
 
 

@@ -23,7 +23,7 @@ from invia_data import history as history_module
 from invia_data.download import Series, download, history_to_dataset, select_instruments
 from invia_data.errors import InvalidArgument, NotFound
 
-START, END = "2023-12-28", "2024-01-03"  # six closed days across a new year: two files a series
+START, END = "2023-12-28", "2024-01-05"  # across a new year (closed 1-2 January): two files a series
 
 
 def dataset_files(root: Path) -> dict[str, bytes | pd.DataFrame]:

@@ -28,6 +28,7 @@ from invia_data.history import (
 )
 from invia_data.http import Http, RetryPolicy
 from invia_data.schema import CANDLE
+from invia_data.sim import calendar as sim_calendar
 from invia_data.sim import routes as sim_routes
 from invia_data.timeframes import to_seconds
 
@@ -186,7 +187,32 @@ def test_export_rejects_a_bad_path_before_any_request() -> None:
 # --- against the simulator ---
 
 DAY = 86_400
-PAST = pd.Timestamp("2024-03-01", tz="UTC")  # long closed: every candle of it is final
+PAST = pd.Timestamp("2024-02-27 07:00", tz="UTC")  # a Tuesday 10:00 MSK, long closed: final candles
+
+
+def session_candles(start: object, end: object, tf_seconds: int = 60,
+                    market: str = sim_calendar.SHARES) -> int:
+    """How many candles of ``tf_seconds`` the exchange's calendar allows in [start, end): the
+    buckets holding a minute of continuous trading or an auction's print (counted from the
+    calendar, not from the simulator's candles)."""
+    lo, hi = (int(pd.Timestamp(x).timestamp()) for x in (start, end))
+    minutes: list[np.ndarray] = []
+    for day in range(lo // DAY, (hi - 1) // DAY + 1):
+        for segment in sim_calendar.sessions(market, sim_calendar.day_date(day)):
+            auction = segment.status in (sim_calendar.OPENING_AUCTION,
+                                         sim_calendar.CLOSING_AUCTION)
+            first = segment.end - 1 if auction else segment.start
+            minutes.append(day * DAY + np.arange(first, segment.end) * 60)
+    times = np.concatenate(minutes) if minutes else np.zeros(0, dtype=np.int64)
+    times = times[(times >= lo) & (times < hi)]
+    return len(np.unique(times // tf_seconds))
+
+
+def trading_days(start: str, end: str) -> int:
+    """Trading days of the equity market in [start, end) by the exchange's calendar."""
+    first, last = (int(pd.Timestamp(x).timestamp()) // DAY for x in (start, end))
+    return sum(sim_calendar.is_trading_day(sim_calendar.SHARES, sim_calendar.day_date(d))
+               for d in range(first, last))
 
 
 class Recording:
@@ -251,7 +277,7 @@ def test_several_symbols_give_a_symbol_time_multiindex(http) -> None:
     assert list(both.index.get_level_values("symbol").unique()) == ["SBER", "GAZP"]
     for symbol in ("SBER", "GAZP"):
         alone = history(http, symbol, "1h", start, end, cache=False)
-        assert len(alone) == 72
+        assert len(alone) == session_candles(start, end, 3600) == 3 * 15
         pd.testing.assert_frame_equal(both.xs(symbol, level="symbol"), alone, check_names=False)
     assert both.attrs["open_candle"] == {"SBER": None, "GAZP": None}
 
@@ -260,7 +286,7 @@ def test_a_symbol_may_name_its_exchange_as_in_the_other_calls(http) -> None:
     start, end = PAST, PAST + pd.Timedelta(days=2)
     named = history(http, "ITS:SOGN", "1h", start, end, cache=False)
     plain = history(http, "SOGN", "1h", start, end, exchange="ITS", cache=False)
-    assert len(named) == 48
+    assert len(named) == session_candles(start, end, 3600) == 2 * 15
     pd.testing.assert_frame_equal(named, plain)
     mixed = history(http, ["SBER", "ITS:SOGN"], "1h", start, end, cache=False)
     assert list(mixed.index.get_level_values("symbol").unique()) == ["SBER", "SOGN"]
@@ -281,28 +307,34 @@ def test_export_of_a_symbol_on_another_exchange(http, tmp_path) -> None:
 def test_many_pages_equal_one_request(http, monkeypatch) -> None:
     start, end = PAST, PAST + pd.Timedelta(days=2)
     whole = history(http, "SBER", "1min", start, end, cache=False)
-    assert len(http.ranges) == 1 and len(whole) == 2 * 1440
+    assert len(http.ranges) == 1 and len(whole) == session_candles(start, end)
     http.reset()
     monkeypatch.setattr(history_module, "CANDLES_PER_REQUEST", 500)
     monkeypatch.setattr(sim_routes, "MAX_CANDLES", 200)  # the server stops early, names `next`
     paged = history(http, "SBER", "1min", start, end, cache=False, max_workers=3)
-    # 5 pieces of 500 minutes in 3 capped responses each (`to` is inclusive: 501 candles), and
-    # a last piece of 380 minutes in 2
-    assert len(http.ranges) == 5 * 3 + 2
+    # 5 pieces of 500 minutes and one of 380; each in responses of at most 200 candles (`to`
+    # is inclusive: a piece has the candles of [from, to + 1 minute))
+    first = int(start.timestamp())
+    pieces = [(a, min(a + 500 * 60, int(end.timestamp()))) for a in range(first, first + 2 * DAY,
+                                                                       500 * 60)]
+    responses = [max(1, -(-session_candles(pd.Timestamp(a, unit="s"),
+                                            pd.Timestamp(b + 60, unit="s")) // 200))
+                 for a, b in pieces]
+    assert len(http.ranges) == sum(responses)
     pd.testing.assert_frame_equal(paged, whole)
 
 
 def test_a_repeated_call_is_served_by_the_cache(http, tmp_path) -> None:
     start, end = PAST, PAST + pd.Timedelta(days=1)
     first = history(http, "SBER", "5min", start, end, cache_dir=tmp_path)
-    assert len(http.ranges) == 1 and len(first) == 288
+    assert len(http.ranges) == 1 and len(first) == session_candles(start, end, 300)
     http.reset()
     second = history(http, "SBER", "5min", start, end, cache_dir=tmp_path)
     assert http.ranges == [] and http.paths == []
     pd.testing.assert_frame_equal(second, first)
     inner = history(http, "SBER", "5min", start + pd.Timedelta(hours=1), end, cache_dir=tmp_path)
     assert http.ranges == []
-    pd.testing.assert_frame_equal(inner, first.iloc[12:])
+    pd.testing.assert_frame_equal(inner, first.loc[start + pd.Timedelta(hours=1):])
 
 
 def test_a_partial_overlap_fetches_only_the_gap(http, tmp_path) -> None:
@@ -314,7 +346,7 @@ def test_a_partial_overlap_fetches_only_the_gap(http, tmp_path) -> None:
     gaps = sorted(http.ranges)
     lo, hi = int(day1.timestamp()), int(day2.timestamp())
     assert gaps == [(lo - 7200, lo), (hi, hi + 3 * 3600)]
-    assert len(wider) == 1440 + 120 + 180
+    assert len(wider) == session_candles(day1 - pd.Timedelta(hours=2), day2 + pd.Timedelta(hours=3))
     direct = history(http, "SBER", "1min", day1 - pd.Timedelta(hours=2),
                      day2 + pd.Timedelta(hours=3), cache=False)
     pd.testing.assert_frame_equal(wider, direct)
@@ -380,11 +412,12 @@ def test_times_are_utc_and_tz_converts(http) -> None:
     moscow = history(http, ["SBER", "GAZP"], "1h", "2024-03-01", "2024-03-02",
                      tz="Europe/Moscow", cache=False)
     times = moscow.index.get_level_values("time")
-    assert str(times.tz) == "Europe/Moscow" and times[0].hour == 3
+    # the day's first candle holds the opening auction's print at 09:59 MSK
+    assert str(times.tz) == "Europe/Moscow" and times[0].hour == 9
     assert (times == utc.index.get_level_values("time")).all()
     single = history(http, "SBER", "1h", "2024-03-01", "2024-03-02", tz="Asia/Tokyo",
                      cache=False)
-    assert str(single.index.tz) == "Asia/Tokyo" and single.index[0].hour == 9
+    assert str(single.index.tz) == "Asia/Tokyo" and single.index[0].hour == 15
 
 
 def test_unknown_symbol_is_not_found(http) -> None:
@@ -399,7 +432,8 @@ def test_progress_bar_only_when_asked_or_long(http, capsys, monkeypatch) -> None
     assert "req" in capsys.readouterr().err
     monkeypatch.setattr(history_module, "CANDLES_PER_REQUEST", 100)
     long = history(http, "SBER", "1min", PAST, PAST + pd.Timedelta(hours=20), cache=False)
-    assert len(http.ranges) > 2 + history_module.PROGRESS_MIN_REQUESTS and len(long) == 1200
+    assert len(http.ranges) > 2 + history_module.PROGRESS_MIN_REQUESTS
+    assert len(long) == session_candles(PAST, PAST + pd.Timedelta(hours=20))
     assert "SBER 1min" in capsys.readouterr().err
     history(http, "SBER", "1min", PAST, PAST + pd.Timedelta(hours=20), cache=False,
             progress=False)
@@ -408,8 +442,9 @@ def test_progress_bar_only_when_asked_or_long(http, capsys, monkeypatch) -> None
 
 def test_default_start_is_a_window_before_end(http) -> None:
     frame = history(http, "SBER", "1h", end=PAST, cache=False)
-    assert frame.index[0] == PAST - pd.Timedelta(days=90) and frame.index[-1] < PAST
-    assert len(frame) == 90 * 24 and http.paths == ["/md/v2/history"]
+    assert frame.index[0] >= PAST - pd.Timedelta(days=90) and frame.index[-1] < PAST
+    assert len(frame) == session_candles(PAST - pd.Timedelta(days=90), PAST, 3600)
+    assert http.paths == ["/md/v2/history"]
 
 
 def test_export_writes_a_partitioned_dataset(http, tmp_path) -> None:
@@ -418,7 +453,8 @@ def test_export_writes_a_partitioned_dataset(http, tmp_path) -> None:
     assert sorted(zip(written["symbol"], written["year"], strict=True)) == [
         ("GAZP", 2023), ("GAZP", 2024), ("SBER", 2023), ("SBER", 2024)]
     data = pd.read_parquet(out)
-    assert len(data) == 2 * 62 and written["candles"].sum() == 2 * 62
+    days = trading_days("2023-12-01", "2024-02-01")
+    assert len(data) == 2 * days and written["candles"].sum() == 2 * days
     expected = history(http, "GAZP", "D", "2023-12-01", "2024-02-01", cache=False)
     gazp = data[data["symbol"] == "GAZP"].set_index("time").sort_index()
     np.testing.assert_array_equal(gazp["close"].to_numpy(), expected["close"].to_numpy())
@@ -498,9 +534,10 @@ def test_threads_sharing_one_cache_agree(http, tmp_path) -> None:
     http.reset()
     whole = history(http, "SBER", "1min", start, start + pd.Timedelta(hours=27),
                     cache_dir=tmp_path)
-    assert http.ranges == [] and len(whole) == 27 * 60
+    assert http.ranges == [] and len(whole) == session_candles(start, start + pd.Timedelta(hours=27))
     for i, part in results.items():
-        pd.testing.assert_frame_equal(part, whole.iloc[180 * i:180 * i + 720])
+        lo, hi = start + pd.Timedelta(hours=3 * i), start + pd.Timedelta(hours=3 * i + 12)
+        pd.testing.assert_frame_equal(part, whole[(whole.index >= lo) & (whole.index < hi)])
 
 
 def test_export_merges_existing_files_and_remembers_empty_ranges(http, tmp_path) -> None:
@@ -514,11 +551,12 @@ def test_export_merges_existing_files_and_remembers_empty_ranges(http, tmp_path)
     history_to_dataset(http, symbols, out, "D", "2024-01-01", "2024-02-01")
     http.reset()
     more = history_to_dataset(http, symbols, out, "D", "2024-01-15", "2024-03-01")
-    assert sorted(more["candles"]) == [60, 60, 60]  # Jan 1 - Feb 29, merged with the first run
+    days = trading_days("2024-01-01", "2024-03-01")  # Jan 1 - Feb 29, merged with the first run
+    assert sorted(more["candles"]) == [days] * 3
     first_day = int(pd.Timestamp("2024-02-01", tz="UTC").timestamp())
     assert all(a >= first_day for a, _ in http.ranges)  # only February was fetched
     data = pd.read_parquet(out)
-    assert len(data) == 3 * 60 and not data.duplicated(["symbol", "time"]).any()
+    assert len(data) == 3 * days and not data.duplicated(["symbol", "time"]).any()
 
 
 def test_export_holds_a_bounded_window_of_series_years(http, tmp_path, monkeypatch) -> None:

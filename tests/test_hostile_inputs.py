@@ -220,7 +220,8 @@ class Harness:
         self.inv = invia_data.connect(sim.refresh_token, base_url=sim.url,
                                       auth_url=sim.auth_url, ws_url=sim.ws_url,
                                       session=self.session)
-        week_ago = pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=7)
+        market_now = pd.Timestamp(sim.market.now(), unit="s", tz="UTC")  # the market's clock
+        week_ago = market_now.floor("D") - pd.Timedelta(days=7)
         # valid values for required parameters and cheap ones for costly defaults
         self.valid = {
             "symbol": "SBER", "symbols": "SBER", "base": "SI", "order_id": 1,

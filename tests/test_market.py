@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pandas as pd
 import pytest
-from fakes import demo_claims, make_jwt, scripted_session, sequence
+from fakes import demo_claims, make_jwt, market_time, scripted_session, sequence
 
 import invia_data
 from invia_data import market as market_module
@@ -263,8 +263,8 @@ def test_all_trades_descending_side_and_window(client):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_all_trades_in_the_future_is_an_empty_typed_frame(client, fmt):
-    start = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=365)
+def test_all_trades_in_the_future_is_an_empty_typed_frame(client, sim, fmt):
+    start = market_time(sim) + pd.Timedelta(days=365)
     df = client.all_trades("SBER", start=start, end=start + pd.Timedelta(hours=1), format=fmt)
     assert df.empty
     assert_schema(df, TRADE, index="time")
@@ -272,8 +272,9 @@ def test_all_trades_in_the_future_is_an_empty_typed_frame(client, fmt):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_all_trades_past_sessions(client, fmt):
-    end = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=1)
+def test_all_trades_past_sessions(client, sim, fmt):
+    # 11:00-13:00 MSK of the day before (a trading day: the simulator starts on a Wednesday)
+    end = market_time(sim).normalize() - pd.Timedelta(days=1) + pd.Timedelta(hours=10)
     df = client.all_trades("SBER", start=end - pd.Timedelta(hours=2), end=end, history=True, limit=500,
                            format=fmt)
     assert_schema(df, TRADE, index="time")
@@ -281,9 +282,9 @@ def test_all_trades_past_sessions(client, fmt):
     assert (df["price"] > 0).all() and df["id"].is_unique
 
 
-def test_all_trades_history_pages_until_total(counted, monkeypatch):
+def test_all_trades_history_pages_until_total(counted, sim, monkeypatch):
     inv, adapter = counted
-    end = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=2)
+    end = market_time(sim).normalize() - pd.Timedelta(days=2) + pd.Timedelta(hours=10)
     start = end - pd.Timedelta(hours=1)
     whole = inv.all_trades("SBER", start=start, end=end, history=True)
     assert len(whole) > 30

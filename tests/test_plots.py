@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from fakes import market_time
 from matplotlib.collections import LineCollection, PathCollection, PolyCollection  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
@@ -487,9 +488,9 @@ def test_live_candles_of_simulator_bars(client):
     assert w.ax.get_title() == "MOEX:SBER · 1min"
 
 
-def test_charts_of_simulator_frames(client, new_ax):
-    history = client.history("SBER", tf="5min", start=pd.Timestamp.now(tz="UTC")
-                             - pd.Timedelta(hours=6), cache=False)
+def test_charts_of_simulator_frames(client, sim, new_ax):
+    history = client.history("SBER", tf="5min", start=market_time(sim) - pd.Timedelta(hours=6),
+                             cache=False)
     plots.candles(history, ax=new_ax)
     body = [c for c in new_ax.collections if isinstance(c, PolyCollection)][0]
     assert len(body.get_paths()) == history["open"].notna().sum() > 0

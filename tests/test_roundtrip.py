@@ -97,8 +97,7 @@ def test_live_frames_round_trip(client, tmp_path):
     stream = client.stream
     frames = {"orderbook": stream.orderbook("SBER", 5), "quotes": stream.quotes("SBER"),
               "all_trades": stream.all_trades("SBER", recent=20),
-              "bars": stream.bars("SBER", "1min", start=pd.Timestamp.now(tz="UTC")
-                                  - pd.Timedelta(hours=1))}
+              "bars": stream.bars("SBER", "1min", start=client.time() - pd.Timedelta(hours=1))}
     try:
         for name, live in frames.items():
             live.wait(timeout=10)

@@ -3,6 +3,13 @@
 >>> with invia_data.sim.run(port=0, seed=1) as sim:
 ...     sim.url, sim.ws_url, sim.auth_url, sim.refresh_token
 
+The market clock starts at ``start`` and runs ``speed`` times as fast as real time:
+``run(start="2025-03-14 09:55", speed=60)`` shows an opening auction within a minute (a time
+without a zone is Moscow time). By default it starts now; when the exchange's equity market is
+closed now (night, weekend, holiday), at the same time of day in the most recent main session
+(12:00 MSK when that time of day is outside it), so a demo always shows a live market.
+``start="now"`` keeps the real clock even then.
+
 The server runs in a background thread with its own asyncio loop; leaving the ``with`` block
 (or ``sim.stop()``) stops it and joins the thread.
 """
@@ -10,12 +17,15 @@ The server runs in a background thread with its own asyncio loop; leaving the ``
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import hashlib
 import logging
+import math
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,12 +33,55 @@ from typing import Any
 from ..errors import InvalidArgument, TransportError
 from .faults import Faults
 
-__all__ = ["Simulator", "run", "start", "Faults"]
+__all__ = ["Simulator", "run", "start", "market_start", "Faults"]
 
 log = logging.getLogger("invia_data.sim")
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 10.0
 GUID_REUSE_MODES = ("replace", "reject")
+
+
+StartLike = float | int | str | dt.datetime | None
+
+
+def market_start(start: StartLike = None, now: float | None = None) -> float:
+    """The market clock's starting time (unix seconds) for ``start``: None = now, or, when the
+    equity market is closed now, the same time of day in its most recent main session (12:00
+    MSK when that time of day is outside it); ``"now"`` = the real clock as it is; a number =
+    unix seconds; a string or datetime = that moment (a naive one is Moscow time)."""
+    from . import calendar
+
+    real = time.time() if now is None else float(now)
+    if start is None:
+        return calendar.last_main_session(calendar.SHARES, real)
+    if isinstance(start, str) and start.strip().lower() == "now":
+        return real
+    if isinstance(start, bool):
+        raise InvalidArgument(f"start must be a time, got {start!r}")
+    if isinstance(start, (int, float)):
+        if not math.isfinite(start):
+            raise InvalidArgument(f"start must be a finite unix time, got {start!r}")
+        return float(start)
+    if isinstance(start, (str, dt.datetime)):
+        import pandas as pd
+
+        try:
+            stamp = pd.Timestamp(start)
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument(f"start {start!r} is not a time; write it like "
+                                  "'2025-03-14 09:55' (Moscow time) or '2025-03-14T06:55Z'") from exc
+        if stamp is pd.NaT:
+            raise InvalidArgument(f"start must be a time, got {start!r}")
+        if stamp.tzinfo is None:
+            stamp = stamp.tz_localize("Europe/Moscow")
+        return stamp.timestamp()
+    raise InvalidArgument(f"start must be None, 'now', unix seconds, a datetime or a string such "
+                          f"as '2025-03-14 09:55' (Moscow time), got {type(start).__name__}")
+
+
+def _moscow(t: float) -> str:
+    return (dt.datetime.fromtimestamp(t, dt.timezone.utc) + dt.timedelta(hours=3)).strftime(
+        "%Y-%m-%d %H:%M:%S MSK")
 
 
 class Simulator:
@@ -38,7 +91,8 @@ class Simulator:
                  speed: float = 1.0, tls: bool = False, firehose: bool = False,
                  faults: Faults | Mapping[str, Any] | None = None,
                  refresh_token: str | None = None, guid_reuse: str = "replace",
-                 replay: str | Path | None = None, book_rate: float | None = None) -> None:
+                 replay: str | Path | None = None, book_rate: float | None = None,
+                 start: StartLike = None) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidArgument(f"port must be an integer in 0..65535, got {port!r}")
         if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed <= 0:
@@ -66,7 +120,10 @@ class Simulator:
 
             self.market: Market = ReplayMarket(replay, seed=seed, speed=self.speed)
         else:
-            self.market = Market(seed=seed, speed=self.speed)
+            try:
+                self.market = Market(seed=seed, speed=self.speed, start=market_start(start))
+            except ValueError as exc:
+                raise InvalidArgument(f"start: {exc}; pick a time from 2018 on") from exc
         self.replay = None if replay is None else Path(replay)
         self._issuer = TokenIssuer(self.market.login, self.market.portfolios, self.market.agreements,
                                    refresh_token=refresh_token,
@@ -113,7 +170,13 @@ class Simulator:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"Simulator({self.url if self.port else self.host!r}, seed={self.seed}, {state})"
+        return (f"Simulator({self.url if self.port else self.host!r}, seed={self.seed}, "
+                f"market time {self.market_time}, speed={self.speed:g}, {state})")
+
+    @property
+    def market_time(self) -> str:
+        """The market clock now, as Moscow time text."""
+        return _moscow(self.market.now())
 
     @property
     def local_only(self) -> bool:
@@ -161,7 +224,8 @@ class Simulator:
             self._thread = None
             raise TransportError(f"the simulator could not start on {self.host}:{self.port}: "
                                  f"{self._startup_error}") from self._startup_error
-        log.info("simulator listening on %s", self.url)
+        log.info("simulator listening on %s; market time %s, speed %g", self.url,
+                 self.market_time, self.speed)
         return self
 
     def stop(self) -> None:
@@ -254,7 +318,8 @@ def start(**kwargs: Any) -> Simulator:
     ``refresh_token=None`` (a random one is made), ``guid_reuse="replace"`` (a subscribe whose
     guid is active on the same connection replaces it; ``"reject"`` answers 400 and keeps the old),
     ``replay=None`` (a recording's folder: its instruments answer from the recording, on a
-    clock that starts at the recording's first message).
+    clock that starts at the recording's first message), ``start=None`` (the market clock's
+    start: see :func:`market_start`; ``"2025-03-14 09:55"`` is Moscow time).
     """
     return Simulator(**kwargs).start()
 

@@ -12,6 +12,12 @@ order, or a marketable order whose side leans toward a latent fair value (a rand
 instrument's volatility; for a future, its underlying's fair value times the contract size and
 carry, plus a basis that drifts back over hours). Marketable orders trade at book prices, one trade per resting
 order they meet, so trades, last price, quotes and candles all follow the book.
+
+The flow keeps the exchange's calendar (:mod:`.calendar`): no events while its market is closed
+or in a break; at the end of a day the crowd's orders expire (the book is empty until the next
+session); a session opens with a book seeded around a fair value that moved while the market
+was closed (the overnight gap); during an auction orders rest without trading and its end
+prints one uncrossing trade at the fair value, which also fills the orders it crosses.
 Random numbers come in batches from one generator per (seed, instrument): the flow is a pure
 function of the seed, the start state and the event times.
 """
@@ -27,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from .history import VOL_PROFILE, VOLUME_PROFILE
+from . import calendar
+from .history import ANCHOR_DAY, WALK_DAYS
 from .instruments import Spec
 
 BUY, SELL = 1, -1
@@ -42,6 +49,9 @@ TARGET_ORDERS = 320
 BASIS_KEEP = 0.99999  # per event: a future's basis to its underlying decays over hours
 BASIS_NOISE = 0.000003
 _BATCH = 4096
+CLOSED_VOL = 0.5  # the fair value's volatility while the market is closed, per sqrt(second)
+AUCTION_VOLUME = {calendar.OPENING_AUCTION: 12.0, calendar.CLOSING_AUCTION: 35.0}  # minutes
+QUIET = (calendar.CLOSED, calendar.BREAK)
 
 Fill = tuple[int, int, list]  # price ticks, qty, the resting order [qty, id, owner]
 
@@ -204,6 +214,10 @@ class LiveFlow:
         self.market_qty = max(1.0, spec.minute_volume / (60.0 * P_MARKET * nominal) * scale)
         self.limit_qty = 2.0 * self.market_qty  # resting orders outsize takers, as on MOEX
         self.sigma = spec.daily_vol / math.sqrt(86_400.0)
+        shapes = calendar.day_shapes(calendar.market_of(spec.market, spec.exchange), ANCHOR_DAY,
+                                     WALK_DAYS)
+        self._kinds = shapes.day_kind
+        self._vol, self._volume = shapes.vol, shapes.volume
         self.log_fair = math.log(start_ticks)
         self.anchor: tuple[LiveFlow, float] | None = None
         self.activity = 1.0
@@ -236,6 +250,11 @@ class LiveFlow:
         self.m_first = array("q")
         self.day_stats: list[int] = [-1, 0, 0, 0, 0]  # UTC day, open, high, low, volume (live)
         self._seed_book(start_ticks)
+        self.market = calendar.market_of(spec.market, spec.exchange)
+        self.status, since, self.status_until = calendar.status_at(self.market, start)
+        self._closed_since = since
+        if self.status == calendar.CLOSED:
+            self._clear_book()
 
     # --- random numbers in batches ------------------------------------------------------
 
@@ -259,9 +278,11 @@ class LiveFlow:
     # --- the flow --------------------------------------------------------------------------
 
     def _seed_book(self, mid: int) -> None:
+        best_bid, best_ask = self.book.best(BUY), self.book.best(SELL)
         for index in range(MIN_LEVELS + 10):
             for side, price in ((BUY, mid - index), (SELL, mid + 1 + index)):
-                if price <= 0:
+                if price <= 0 or (side == BUY and best_ask is not None and price >= best_ask) \
+                        or (side == SELL and best_bid is not None and price <= best_bid):
                     continue
                 for _ in range(1 + int(self._u() * 4)):
                     self.book.add(side, price, self._limit_size(index), self._new_id())
@@ -271,9 +292,17 @@ class LiveFlow:
 
     def step(self, t: float) -> float:
         """Run the event due at ``t``; returns the time of the next one."""
+        if t >= self.status_until:
+            self._change_status(t)
+        if self.status in QUIET:
+            self.last_time = t
+            self.next_time = self.status_until
+            return self.next_time
         dt = t - self.last_time
         self.last_time = t
-        minute = int(t % 86_400) // 60
+        day = int(t // 86_400)
+        minute = int(t - day * 86_400) // 60
+        kind = self._kinds[min(max(day - ANCHOR_DAY, 0), len(self._kinds) - 1)]
         if int(t // 60) != self._activity_minute:  # bursts: taker size varies minute to minute
             self._activity_minute = int(t // 60)
             self.activity = math.exp(0.7 * self._n() - 0.245)
@@ -282,12 +311,12 @@ class LiveFlow:
             self.basis = self.basis * BASIS_KEEP + BASIS_NOISE * self._n()
             self.log_fair = other.log_fair + log_factor + self.basis
         elif dt > 0:
-            self.log_fair += self.sigma * VOL_PROFILE[minute] * math.sqrt(dt) * self._n()
+            self.log_fair += self.sigma * self._vol[kind, minute] * math.sqrt(dt) * self._n()
         book = self.book
         u = self._u()
         p_cancel = min(0.8, P_CANCEL * book.orders / TARGET_ORDERS)
-        if u < P_MARKET:
-            self._market_order(t, minute)
+        if u < P_MARKET and self.status == calendar.TRADING:
+            self._market_order(t, max(float(self._volume[kind, minute]), 0.2))
         elif u < P_MARKET + p_cancel:
             self._cancel()
         else:
@@ -311,6 +340,64 @@ class LiveFlow:
         else:
             book.cancel_random(side, int(self._u() * 5))
 
+    # --- the calendar ----------------------------------------------------------------------
+
+    def _change_status(self, t: float) -> None:
+        """Go through every phase change up to ``t``: an auction that ended prints its trade,
+        a closed market drops the crowd's orders, an opening market gets a fresh book."""
+        while t >= self.status_until:
+            ended, end = self.status, self.status_until
+            if ended in AUCTION_VOLUME:
+                self._uncross(end - 0.05, AUCTION_VOLUME[ended])
+            self.status, _, self.status_until = calendar.status_at(self.market, end)
+            if self.status == calendar.CLOSED:
+                self._clear_book()
+                self._closed_since = end
+                self.changed_at = end
+            elif ended == calendar.CLOSED:
+                if self.anchor is None:
+                    gap = max(0.0, end - self._closed_since)
+                    self.log_fair += self.sigma * CLOSED_VOL * math.sqrt(gap) * self._n()
+                else:
+                    other, log_factor = self.anchor
+                    self.log_fair = other.log_fair + log_factor + self.basis
+                self._seed_book(max(1, int(math.exp(self.log_fair))))
+                self.changed_at = end
+            self.last_time = end
+
+    def _uncross(self, t: float, minutes: float) -> None:
+        """The end of an auction: one trade at the fair value for the auction's volume plus
+        every resting order the price crosses (those orders are filled by it)."""
+        price = max(1, int(round(math.exp(self.log_fair))))
+        fills = (self.book.match(BUY, 1 << 40, limit=price - 1)
+                 + self.book.match(SELL, 1 << 40, limit=price + 1))
+        crossed = sum(f[1] for f in fills)
+        base = max(1, round(self.spec.minute_volume * minutes * (0.5 + self._u())))
+        side = BUY if self._u() < 0.5 else SELL
+        trade_id = self.first_trade_id + self.trade_count
+        self._record([(price, base + crossed, [0, 0, None])], side, t)
+        for _, qty, resting in fills:
+            if resting[2] is not None and self.on_fill is not None:
+                self.on_fill(resting[2], resting[1], price, qty, t, trade_id)
+        self.changed_at = t
+
+    def _clear_book(self) -> None:
+        """The trading day is over: the crowd's orders expire (owned ones stay)."""
+        old = self.book
+        book = OrderBook()
+        for side in (BUY, SELL):
+            for price in old.prices[side]:
+                for order in old.levels[side][price]:
+                    if order[2] is not None:
+                        book.add(side, price, order[0], order[1], order[2])
+        book.version = old.version + 1
+        self.book = book
+
+    @property
+    def trading(self) -> bool:
+        """Continuous trading now (orders match)."""
+        return self.status == calendar.TRADING
+
     def skip_to(self, t: float) -> None:
         """Jump over a stall (the caller could not keep up): no events before ``t``."""
         if self.next_time < t:
@@ -329,10 +416,10 @@ class LiveFlow:
             return math.exp(self.log_fair)
         return (bid + ask) / 2.0
 
-    def _market_order(self, t: float, minute: int) -> None:
+    def _market_order(self, t: float, busy: float) -> None:
         lean = (math.exp(self.log_fair) - self.mid()) / 3.0
         side = BUY if self._u() < 0.5 + 0.42 * math.tanh(lean) else SELL
-        size = self.market_qty * VOLUME_PROFILE[minute] * self.activity
+        size = self.market_qty * busy * self.activity
         qty = max(1, round(size * self._exponential()))
         fills = self.book.match(side, qty)
         self._record(fills, side, t)
@@ -349,7 +436,7 @@ class LiveFlow:
         behind = 1 + int(7.0 * self._exponential())
         price = opposite - behind if side == BUY else opposite + behind
         crosses = False
-        if self._u() < P_INFORMED:
+        if self._u() < P_INFORMED and self.status == calendar.TRADING:
             target = int(fair) - behind if side == BUY else int(math.ceil(fair)) + behind
             crosses = target >= opposite if side == BUY else target <= opposite
             if crosses:
@@ -408,7 +495,7 @@ class LiveFlow:
               t: float) -> tuple[list[Fill], int]:
         """A limit order of ``owner``: the marketable part trades now (returned fills, the
         owner is the aggressor), the rest rests in the book. Returns (fills, resting qty)."""
-        fills = self.book.match(side, qty, limit=price)
+        fills = self.book.match(side, qty, limit=price) if self.trading else []
         self._record(fills, side, t)
         left = qty - sum(f[1] for f in fills)
         if left > 0:

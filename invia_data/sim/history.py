@@ -2,13 +2,19 @@
 
 Nothing large is stored. Per instrument a daily-close path is computed once (a mean-reverting,
 fat-tailed random walk in log price from ``ANCHOR_DAY`` on, bent to close at the instrument's
-reference price on ``PIN_DAY``); day ``d`` opens at the close of day ``d - 1``. A day's 1440
-one-minute candles are a Brownian bridge from that open to that close. Days are drawn in blocks
+reference price on ``PIN_DAY``); day ``d`` opens at the close of day ``d - 1``. A day's path
+of 1440 minutes is a Brownian bridge from that open to that close, reached at the day's last
+traded minute. Days are drawn in blocks
 of ``BLOCK_DAYS`` from a generator seeded with ``(seed, instrument, block)``, so any block can be
-produced alone and always comes out the same. A future follows its underlying (contract size x
+produced alone and always comes out the same. The path runs through every minute, but only the
+minutes inside the exchange's sessions (:mod:`.calendar`) become candles: nights, weekends and
+holidays leave gaps in time and an overnight gap in price. Volume and volatility follow the
+session (a U-shape over each session, quieter morning, evening and weekend sessions), and each
+auction prints one uncrossing trade in its last minute. A future follows its underlying (contract size x
 spot x carry x a small basis), daily and intraday. Recent blocks stay in a bounded LRU cache;
-per-day summaries (the daily candle) are kept in small arrays so daily, weekly and monthly
-candles over years are cheap after the first request.
+per-day summaries (the early part and the evening part of each day, which may belong to
+different trading days) are kept in small arrays so daily, weekly and monthly candles over
+years are cheap after the first request.
 
 All prices are integer ticks (multiples of the instrument's ``min_step``); volumes are lots.
 """
@@ -23,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from . import calendar
 from .bonds import YIELD_LOG_VOL, day_of
+from .calendar import EVENING_FROM_MIN, DayShapes
 from .factors import Factors
 from .instruments import INSTRUMENTS, Spec
 
@@ -35,6 +43,7 @@ PIN_DAY = 20_777  # 2026-11-20: the daily path closes at each instrument's ref_p
 WALK_DAYS = 40 * 366  # the daily path reaches 40 years past the anchor
 TRADES_PER_MINUTE = 6
 _REVERSION = 1.0 / 400.0  # daily mean reversion of the log price toward log(ref_price)
+CLOSED_DAY_SCALE = 0.35  # daily move of a day without trading, relative to a trading day
 _CACHE_BLOCKS = 24
 _CACHE_TRADE_DAYS = 24
 
@@ -56,21 +65,7 @@ def iso_array(ms: np.ndarray) -> list[str]:
     return [t + "0000Z" for t in text.tolist()]
 
 
-def _intraday_profile() -> tuple[np.ndarray, np.ndarray]:
-    """Volatility and volume multipliers per minute of the UTC day: busier during the MOEX main
-    session (07:00-15:40 UTC), quieter at night; both average 1 over the day."""
-    minute = np.arange(MINUTES)
-    busy = ((minute >= 7 * 60) & (minute < 15 * 60 + 40)).astype(float)
-    evening = ((minute >= 16 * 60) & (minute < 20 * 60 + 50)).astype(float)
-    vol = 0.55 + 0.75 * busy + 0.35 * evening
-    vol /= math.sqrt(float(np.mean(vol ** 2)))
-    volume = 0.3 + 1.4 * busy + 0.5 * evening
-    volume /= float(np.mean(volume))
-    return vol, volume
-
-
-VOL_PROFILE, VOLUME_PROFILE = _intraday_profile()
-_FRACTION = np.arange(1, MINUTES + 1) / MINUTES
+_MINUTE_NUMBERS = np.arange(1, MINUTES + 1, dtype=float)
 _MINUTE_OFFSETS = np.arange(MINUTES, dtype=np.int64) * 60
 
 
@@ -134,17 +129,31 @@ def next_bucket(start: int, tf: int) -> int:
     return start + tf
 
 
-def aggregate(bars: Bars, tf: int) -> Bars:
-    """Group time-sorted candles (or trades as one-price candles) into candles of length ``tf``."""
+def aggregate(bars: Bars, tf: int, shapes: DayShapes | None = None) -> Bars:
+    """Group time-sorted candles (or trades as one-price candles) into candles of length ``tf``.
+    With ``shapes`` (a market's calendar), candles of whole days, weeks, months and years group
+    by trading day: a weekend session counts in the next trading day."""
     if not len(bars):
         return EMPTY_BARS
-    keys = bucket_start(bars.time, tf)
+    times = bars.time
+    if shapes is not None and tf % DAY == 0:
+        times = calendar.trading_day_starts(shapes, times)
+    keys = bucket_start(times, tf)
     starts = np.flatnonzero(np.diff(keys)) + 1
     starts = np.concatenate(([0], starts))
     ends = np.concatenate((starts[1:], [len(keys)]))
     return Bars(keys[starts], bars.open[starts],
                 np.maximum.reduceat(bars.high, starts), np.minimum.reduceat(bars.low, starts),
                 bars.close[ends - 1], np.add.reduceat(bars.volume, starts))
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Generated days: their session candles and the price path of every minute (ticks,
+    shape (BLOCK_DAYS, 1440))."""
+
+    bars: Bars
+    dense_close: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -185,10 +194,18 @@ class History:
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
         self._walks: dict[str, np.ndarray] = {}
-        self._days: OrderedDict[tuple[str, int], Bars] = OrderedDict()
+        self._days: OrderedDict[tuple[str, int], _Block] = OrderedDict()
         self._trades: OrderedDict[tuple[str, int], PastTrades] = OrderedDict()
-        self._summary: dict[str, np.ndarray] = {}  # symbol -> (WALK_DAYS, 3): high, low, volume
         self.factors = Factors(self.seed, WALK_DAYS, (BLOCK_DAYS, MINUTES))
+        # symbol -> (WALK_DAYS, 2, 6): per day and part (before / from 19:00 MSK) the time of
+        # the first candle (-1 not generated yet, -2 no candle), open, high, low, close, volume
+        self._summary: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def shapes(spec: Spec) -> DayShapes:
+        """The calendar tables of the instrument's market over the whole generated range."""
+        return calendar.day_shapes(calendar.market_of(spec.market, spec.exchange), ANCHOR_DAY,
+                                   WALK_DAYS)
 
     # --- the daily path -------------------------------------------------------------------
 
@@ -211,6 +228,10 @@ class History:
         # The market, sector (or FX) factors and the instrument's own part; volatility
         # clusters in a market-wide regime.
         shocks = self.factors.daily_shocks(spec, own)
+        # A day without a session (weekend, holiday) moves less: news still comes, trading does
+        # not (so a Monday opens with a gap, not with two days of moves).
+        traded = self.shapes(spec).traded_days()
+        shocks = shocks * np.where(traded[:WALK_DAYS], 1.0, CLOSED_DAY_SCALE)
         centre = math.log(spec.ref_price / spec.min_step)
         keep = 1.0 - _REVERSION
         out = mean_reverting(shocks, keep)
@@ -258,27 +279,46 @@ class History:
     # --- one day of minutes ---------------------------------------------------------------
 
     def day(self, spec: Spec, day: int) -> Bars:
-        """The 1440 one-minute candles of ``day`` (days since the epoch, UTC)."""
-        block = self._block(spec, day // BLOCK_DAYS)
-        lo = (day % BLOCK_DAYS) * MINUTES
-        return block.slice(lo, lo + MINUTES)
+        """The one-minute candles of ``day`` (days since the epoch, UTC): its session minutes."""
+        return self.minutes(spec, day * DAY, (day + 1) * DAY)
 
-    def _block(self, spec: Spec, block: int) -> Bars:
+    def _block(self, spec: Spec, block: int) -> _Block:
         key = (spec.symbol, block)
-        bars = self._days.get(key)
-        if bars is not None:
+        found = self._days.get(key)
+        if found is not None:
             self._days.move_to_end(key)
-            return bars
-        bars = self._make_block(spec, block)
-        self._days[key] = bars
+            return found
+        found = self._make_block(spec, block)
+        self._days[key] = found
         if len(self._days) > _CACHE_BLOCKS:
             self._days.popitem(last=False)
-        return bars
+        return found
 
-    def _make_block(self, spec: Spec, block: int) -> Bars:
+    def price_at(self, spec: Spec, t: float) -> int:
+        """The price path (ticks) at unix time ``t``, traded or not: where a market opening
+        then would start."""
+        minute = int(t // 60)
+        block = self._block(spec, minute // (MINUTES * BLOCK_DAYS))
+        return int(block.dense_close.ravel()[minute % (MINUTES * BLOCK_DAYS)])
+
+    def last_close(self, spec: Spec, t: float) -> int | None:
+        """The close of the last generated candle before unix time ``t`` (None when there is
+        none within 60 days)."""
+        end = int(t)
+        for span in (DAY, 7 * DAY, 60 * DAY):
+            bars = self.minutes(spec, end - span, end)
+            if len(bars):
+                return int(bars.close[-1])
+        return None
+
+    def _make_block(self, spec: Spec, block: int) -> _Block:
         """``BLOCK_DAYS`` consecutive days in one vectorised pass; one generator per
         (seed, instrument, block) so any block is reproducible on its own."""
         days = block * BLOCK_DAYS + np.arange(BLOCK_DAYS)
+        shapes = self.shapes(spec)
+        kinds = shapes.kinds(days)
+        vol_profile, in_session = shapes.vol[kinds], shapes.mask[kinds]
+        auction = shapes.auction[kinds]
         walk = self.closes(spec)
         index = np.clip(days - ANCHOR_DAY, 0, WALK_DAYS - 1)
         start_ticks = round(spec.ref_price / spec.min_step)
@@ -289,104 +329,125 @@ class History:
         steps = self.factors.minute_steps(spec, block, rng.standard_normal((BLOCK_DAYS, MINUTES)))
         # Uniform draws are four times cheaper than normal ones: used where shape matters less.
         noise = rng.random((3, BLOCK_DAYS, MINUTES), dtype=np.float32)
-        path = np.cumsum(steps * (sigma * VOL_PROFILE), axis=1)
+        path = np.cumsum(steps * (sigma * vol_profile), axis=1)
         log_open = np.log(open_ticks)[:, None]
-        gap = (np.log(close_ticks)[:, None] - log_open) - path[:, -1:]
-        bridge = path + _FRACTION * gap
+        # The day's close is its last traded minute (the path goes on, unseen, after it).
+        rows = np.arange(BLOCK_DAYS)
+        last = np.where(in_session.any(axis=1),
+                        MINUTES - 1 - in_session[:, ::-1].argmax(axis=1), MINUTES - 1)
+        fraction = np.minimum(_MINUTE_NUMBERS / (last[:, None] + 1.0), 1.0)
+        gap = (np.log(close_ticks) - log_open[:, 0]) - path[rows, last]
+        bridge = path + fraction * gap[:, None]
         underlying = futures_underlying(spec)
         if underlying is not None:
             log_close = self._futures_minutes(spec, underlying, block, days, log_open,
-                                              np.log(close_ticks)[:, None], steps)
+                                              np.log(close_ticks)[:, None], steps, fraction,
+                                              last)
         else:
             log_close = log_open + bridge
         close = np.rint(np.exp(log_close)).astype(np.int64)
-        close[:, -1] = close_ticks
+        close[rows, last] = close_ticks
         np.maximum(close, 1, out=close)
         open_ = np.empty_like(close)
         open_[:, 0] = open_ticks
         open_[:, 1:] = close[:, :-1]
+        np.copyto(open_, close, where=auction)  # an auction minute is its one trade
         top = np.maximum(open_, close)
         bottom = np.minimum(open_, close)
-        wick = sigma * 1.0 * VOL_PROFILE
+        wick = (sigma * vol_profile) * ~auction
         high = top + np.rint(top * (noise[0] * wick)).astype(np.int64)
         low = bottom - np.rint(bottom * (noise[1] * wick)).astype(np.int64)
         np.maximum(low, 1, out=low)
         moved = np.abs(close - open_) / (open_ * sigma)
         day_moved = np.abs(np.log(close_ticks / open_ticks)) / spec.daily_vol
         busy = np.exp(0.4 * rng.standard_normal(BLOCK_DAYS) - 0.08) * (0.8 + 0.2 * day_moved)
-        size = ((0.3 + 2.1 * noise[2] ** 2) * VOLUME_PROFILE * (0.75 + 0.25 * moved)
+        size = ((0.3 + 2.1 * noise[2] ** 2) * shapes.volume[kinds] * (0.75 + 0.25 * moved)
                 * busy[:, None])
-        volume = np.maximum(np.rint(spec.minute_volume * size), TRADES_PER_MINUTE)
+        volume = np.maximum(np.rint(spec.minute_volume * size), TRADES_PER_MINUTE).astype(np.int64)
         time = days[:, None] * DAY + _MINUTE_OFFSETS
-        bars = Bars(time.ravel(), open_.ravel(), high.ravel(), low.ravel(), close.ravel(),
-                    volume.astype(np.int64).ravel())
-        self._remember_summary(spec, days, high, low, volume)
-        return bars
+        self._remember_summary(spec, days, in_session, time, open_, high, low, close, volume)
+        bars = Bars(time[in_session], open_[in_session], high[in_session], low[in_session],
+                    close[in_session], volume[in_session])
+        return _Block(bars, close)
 
     def _futures_minutes(self, spec: Spec, underlying: Spec, block: int, days: np.ndarray,
                          log_open: np.ndarray, log_close: np.ndarray,
-                         steps: np.ndarray) -> np.ndarray:
-        """A future's minute closes (log ticks): the underlying's minutes x contract size x
+                         steps: np.ndarray, fraction: np.ndarray,
+                         last: np.ndarray) -> np.ndarray:
+        """A future's minute closes (log ticks): the underlying's price path x contract size x
         carry, times a basis bridged from the day's opening basis to its closing one."""
-        spot = self._block(underlying, block)
-        shape = (BLOCK_DAYS, MINUTES)
+        spot = self._block(underlying, block).dense_close
         time = days[:, None] * DAY + _MINUTE_OFFSETS
         scale = spec.face_value * underlying.min_step / spec.min_step
-        implied = np.log(spot.close.reshape(shape) * scale * carry(spec, time))
-        implied_open = np.log(spot.open.reshape(shape)[:, :1] * scale * carry(spec, time[:, :1]))
-        basis_open, basis_close = log_open - implied_open, log_close - implied[:, -1:]
+        implied = np.log(spot * scale * carry(spec, time))
+        spot_open = self.closes(underlying)[np.clip(days - 1 - ANCHOR_DAY, 0, WALK_DAYS - 1)]
+        implied_open = np.log(spot_open[:, None] * scale * carry(spec, time[:, :1]))
+        rows = np.arange(BLOCK_DAYS)
+        basis_open = log_open - implied_open
+        basis_close = log_close - implied[rows, last][:, None]
         wobble = np.cumsum(steps * 0.0001, axis=1)
-        wobble -= _FRACTION * wobble[:, -1:]
-        return implied + basis_open + _FRACTION * (basis_close - basis_open) + wobble
+        wobble -= fraction * wobble[rows, last][:, None]
+        return implied + basis_open + fraction * (basis_close - basis_open) + wobble
 
-    def _remember_summary(self, spec: Spec, days: np.ndarray, high: np.ndarray,
-                          low: np.ndarray, volume: np.ndarray) -> None:
+    def _remember_summary(self, spec: Spec, days: np.ndarray, in_session: np.ndarray,
+                          time: np.ndarray, open_: np.ndarray, high: np.ndarray,
+                          low: np.ndarray, close: np.ndarray, volume: np.ndarray) -> None:
         table = self._summary.get(spec.symbol)
         if table is None:
-            table = np.full((WALK_DAYS, 3), -1, dtype=np.int64)
+            table = np.full((WALK_DAYS, 2, 6), -1, dtype=np.int64)
             self._summary[spec.symbol] = table
         inside = (days >= ANCHOR_DAY) & (days < ANCHOR_DAY + WALK_DAYS)
         rows = days[inside] - ANCHOR_DAY
-        table[rows, 0] = high.max(axis=1)[inside]
-        table[rows, 1] = low.min(axis=1)[inside]
-        table[rows, 2] = volume.sum(axis=1)[inside].astype(np.int64)
+        every = np.arange(len(days))
+        for part, (a, b) in enumerate(((0, EVENING_FROM_MIN), (EVENING_FROM_MIN, MINUTES))):
+            mask = in_session[:, a:b]
+            has = mask.any(axis=1)
+            first = a + mask.argmax(axis=1)
+            last = b - 1 - mask[:, ::-1].argmax(axis=1)
+            values = np.stack([
+                np.where(has, time[every, first], -2),
+                open_[every, first],
+                np.where(mask, high[:, a:b], 0).max(axis=1),
+                np.where(mask, low[:, a:b], np.iinfo(np.int64).max).min(axis=1),
+                close[every, last],
+                np.where(mask, volume[:, a:b], 0).sum(axis=1),
+            ], axis=1)
+            table[rows, part] = values[inside]
 
     def minutes(self, spec: Spec, t0: int, t1: int) -> Bars:
-        """Generated one-minute candles with t0 <= time < t1."""
+        """Generated one-minute candles with t0 <= time < t1 (session minutes only)."""
         t0 = max(t0, ANCHOR_DAY * DAY)
         t1 = min(t1, (ANCHOR_DAY + WALK_DAYS) * DAY)
         if t1 <= t0:
             return EMPTY_BARS
         first = int(t0 // (DAY * BLOCK_DAYS))
         last = int((t1 - 1) // (DAY * BLOCK_DAYS))
-        parts = [self._block(spec, block) for block in range(first, last + 1)]
+        parts = [self._block(spec, block).bars for block in range(first, last + 1)]
         parts[0] = parts[0].between(t0, t1)
         if last > first:
             parts[-1] = parts[-1].between(t0, t1)
         return concat(parts)
 
     def daily(self, spec: Spec, first_day: int, end_day: int) -> Bars:
-        """Generated daily candles for days first_day <= day < end_day (from cached summaries;
-        a day not seen yet is generated once)."""
+        """Daily candles (one per trading day, timed at its 00:00 UTC) of the sessions held on
+        days first_day <= day < end_day: a weekend session or, before the Unified Trading
+        Session, a futures evening counts in the next trading day, so the first and the last
+        candle may hold only part of their trading day. From cached summaries of each day's
+        early and evening part; a day not seen yet is generated once."""
         first_day = max(first_day, ANCHOR_DAY)
         end_day = min(end_day, ANCHOR_DAY + WALK_DAYS)
         if end_day <= first_day:
             return EMPTY_BARS
         lo, hi = first_day - ANCHOR_DAY, end_day - ANCHOR_DAY
         table = self._summary.get(spec.symbol)
-        missing = range(lo, hi) if table is None else (np.flatnonzero(table[lo:hi, 0] < 0) + lo)
+        missing = range(lo, hi) if table is None else (
+            np.flatnonzero(table[lo:hi, 0, 0] == -1) + lo)
         for block in sorted({(int(i) + ANCHOR_DAY) // BLOCK_DAYS for i in missing}):
             self._block(spec, block)
-        table = self._summary[spec.symbol]
-        walk = self.closes(spec)
-        close = walk[lo:hi]
-        open_ = np.empty_like(close)
-        open_[1:] = close[:-1]
-        open_[0] = self.day_open_close(spec, first_day)[0]
-        time = np.arange(first_day, end_day, dtype=np.int64) * DAY
-        rows = table[lo:hi]
-        return Bars(time, open_, rows[:, 0].copy(), rows[:, 1].copy(), close.copy(),
-                    rows[:, 2].copy())
+        rows = self._summary[spec.symbol][lo:hi].reshape(-1, 6)
+        rows = rows[rows[:, 0] >= 0]
+        parts = Bars(*(rows[:, column].copy() for column in range(6)))
+        return aggregate(parts, DAY, self.shapes(spec))
 
     # --- past trades ----------------------------------------------------------------------
 
@@ -407,7 +468,12 @@ class History:
         if found is not None:
             self._trades.move_to_end(key)
             return found
-        found = trades_from_bars(self.day(spec, day), [self.seed, spec.code, day, 1])
+        bars = self.day(spec, day)
+        shapes = self.shapes(spec)
+        auction = shapes.auction[shapes.kinds(bars.time // DAY), (bars.time % DAY) // 60]
+        counts = np.where(auction, 1, TRADES_PER_MINUTE)
+        found = trades_from_bars(bars, [self.seed, spec.code, day, 1], counts=counts,
+                                 first_ids=(bars.time // 60) * 100)
         self._trades[key] = found
         if len(self._trades) > _CACHE_TRADE_DAYS:
             self._trades.popitem(last=False)

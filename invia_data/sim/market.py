@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from . import calendar
 from .bonds import day_of
 from .book import BUY, SELL, LiveFlow, opening_interest
 from .history import (
@@ -59,8 +60,6 @@ from .history import (
 )
 from .instruments import (
     INSTRUMENTS,
-    NORMAL_TRADING,
-    NORMAL_TRADING_INFO,
     Spec,
     currency_pair_records,
     risk_rate_records,
@@ -96,6 +95,8 @@ class Market:
         self.history = History(self.seed)
         self._lock = threading.RLock()
         self._specs: dict[Key, Spec] = {s.key: s for s in INSTRUMENTS}
+        self._markets: dict[Key, str] = {s.key: calendar.market_of(s.market, s.exchange)
+                                         for s in INSTRUMENTS}
         self._flows: dict[Key, LiveFlow] = {}
         self._heap: list[tuple[float, int]] = []
         self._streams: list[Any] = []
@@ -120,15 +121,15 @@ class Market:
 
     def _activate(self, key: Key, t: float) -> LiveFlow:
         """Start the order flow of an instrument at market time ``t``: its book opens at the
-        generated price of that minute (a future's underlying starts first, and the future
+        generated price path of the minute before (traded or not) (a future's underlying starts first, and the future
         follows it). Before that minute its candles and trades are generated history."""
         spec = self._specs[key]
         underlying = futures_underlying(spec)
         if underlying is not None and underlying.key not in self._flows:
             self._activate(underlying.key, t)
         minute = int(t // 60 * 60)
-        opening = self.history.minutes(spec, minute, minute + 60)
-        flow = LiveFlow(spec, self.seed, t, int(opening.open[0]), self.speed,
+        opening = self.history.price_at(spec, minute - 60)  # the path at the minute before
+        flow = LiveFlow(spec, self.seed, t, opening, self.speed,
                         first_trade_id=minute // 60 * 100, on_fill=self._on_fill)
         self._flows[key] = flow
         self._snapshots[key] = deque()
@@ -169,7 +170,8 @@ class Market:
         self._streams.append(stream)
 
     def __repr__(self) -> str:
-        return f"Market(seed={self.seed}, speed={self.speed}, instruments={len(self._specs)})"
+        return (f"Market(seed={self.seed}, speed={self.speed}, instruments={len(self._specs)}, "
+                f"start={self.start:.0f})")
 
     # --- the clock --------------------------------------------------------------------------
 
@@ -271,7 +273,8 @@ class Market:
                 self._volume_cache[(key, yesterday)] = volume
         rating = volume * spec.lot_size * spec.price(prev) * (1 if spec.currency == "RUB" else 80)
         bond_yield = self._bond_figures(spec, prev, self.now())[1] if spec.bond else None
-        return security_record(spec, spec.price(prev), rating, bond_yield)
+        return {**security_record(spec, spec.price(prev), rating, bond_yield),
+                **self.trading_status(key)}
 
     def boards(self, key: Key) -> list[str]:
         return list(self._specs[key].boards)
@@ -293,6 +296,13 @@ class Market:
                        or (r["isin"] or "").upper().startswith(prefix)]
         return records
 
+    def trading_status(self, key: Key) -> dict:
+        """The instrument's phase now by the exchange's calendar: ``trading_status`` (17
+        normal trading, 119 opening auction, 102 closing auction, 2 break, 18 closed) and its
+        text."""
+        status = calendar.status_at(self._markets[key], self.now())[0]
+        return {"trading_status": status, "trading_status_info": calendar.STATUS_INFO[status]}
+
     def instrument_state(self, key: Key) -> dict:
         spec = self._specs[key]
         with self._lock:
@@ -301,7 +311,7 @@ class Market:
         margin = round(prev * 0.14, 2) if spec.is_future else 0.0
         return {
             "symbol": spec.symbol, "exchange": spec.exchange, "board": spec.board,
-            "trading_status": NORMAL_TRADING, "trading_status_info": NORMAL_TRADING_INFO,
+            **self.trading_status(key),
             "price_min": round_to_step(spec, prev * (1 - limit)),
             "price_max": round_to_step(spec, prev * (1 + limit)),
             "margin_buy": margin, "margin_sell": round(margin * 1.02, 2),
@@ -491,10 +501,14 @@ class Market:
         if candle >= 0:  # that trade was let go: its minute's close
             return min(ms, (flow.m_time[candle] + 60) * 1000 - 1), flow.m_close[candle]
         minute = min(flow.live_minute, int(at // 60 * 60))
-        bars = self.history.minutes(self._specs[key], minute - 60, minute)
+        spec = self._specs[key]
+        bars = self.history.minutes(spec, minute - 60, minute)
         if len(bars):
-            return (minute - 1) * 1000, int(bars.close[-1])
-        return int(at * 1000), round(self._specs[key].ref_price / self._specs[key].min_step)
+            return int(bars.time[-1] + 59) * 1000, int(bars.close[-1])
+        close = self.history.last_close(spec, minute)
+        if close is not None:
+            return (minute - 1) * 1000, close
+        return int(at * 1000), round(spec.ref_price / spec.min_step)
 
     def _prev_close_ticks(self, key: Key, at: float | None = None) -> int:
         """The last close before the UTC day of ``at`` (final once that day has begun)."""
@@ -502,7 +516,7 @@ class Market:
         day_start = int(at // DAY * DAY)
         found = self._prev_close_cache.get((key, day_start))
         if found is None:
-            bars = self._bars(key, DAY, day_start - 7 * DAY, day_start)
+            bars = self._bars(key, DAY, day_start - 20 * DAY, day_start)
             spec = self._specs[key]
             found = int(bars.close[-1]) if len(bars) else round(spec.ref_price / spec.min_step)
             if len(self._prev_close_cache) > 4096:
@@ -689,13 +703,17 @@ class Market:
         t1 = next_bucket(last, tf)
         if until is not None:
             t1 = min(t1, int(until // 60 * 60) + 60)
+        daily = tf % DAY == 0
+        shapes = self.history.shapes(self._specs[key]) if daily else None
+        if daily:  # a trading day also holds the weekend or evening sessions before it
+            t0 = calendar.previous_trading_day(self._markets[key], t0 // DAY) * DAY
         if tf % 60 == 0:
-            base = self._minute_base(key, t0, t1, daily=tf % DAY == 0, until=until)
+            base = self._minute_base(key, t0, t1, daily=daily, until=until)
             if tf == 60:  # minutes are already one-minute candles
                 return base.between(start, end)
         else:
             base = self._trade_base(key, t0, t1, until)
-        return aggregate(base, tf).between(start, end)
+        return aggregate(base, tf, shapes).between(start, end)
 
     def _minute_base(self, key: Key, t0: int, t1: int, daily: bool, until: float | None) -> Bars:
         spec = self._specs[key]

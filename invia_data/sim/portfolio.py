@@ -153,7 +153,9 @@ class Portfolios:
                     continue
                 spec = self._specs[key]
                 bars = history.day(spec, day)
-                minute = int(rng.integers(7 * 60, 16 * 60))
+                if not len(bars):  # no session that day
+                    continue
+                minute = int(rng.integers(0, len(bars)))
                 price = spec.price(int(bars.close[minute]))
                 lots = int(rng.integers(1, 6))
                 side = self._side(account, key, lots, float(rng.random()))
@@ -199,7 +201,8 @@ class Portfolios:
             key = account.keys[0]
             flow = self.market.flow(key)
             bid, ask = flow.book.best(BUY), flow.book.best(SELL)
-            assert bid is not None and ask is not None  # the simulated books are never empty
+            if not flow.trading or bid is None or ask is None:
+                continue
             self._place(account, key, BUY, ask + 2, 1, t)
             order_id = self._place(account, key, BUY, bid - 3, 1, t)
             self._cancel(account, order_id, t)
@@ -259,7 +262,7 @@ class Portfolios:
         key = self._pick(account.keys)
         flow = self.market.flow(key)
         bid, ask = flow.book.best(BUY), flow.book.best(SELL)
-        if bid is None or ask is None:
+        if not flow.trading or bid is None or ask is None:
             return
         choice = self._u()
         working = [o for o in account.orders.values() if o["status"] == "working"]
@@ -428,6 +431,8 @@ class Portfolios:
                 spec = self._specs[key]
                 flow = self.market.flow(key)
                 side = SELL if record["side"] == "sell" else BUY
+                if not flow.trading or not flow.book.depth(-side):
+                    continue
                 far = flow.book.price_at(-side, min(10, flow.book.depth(-side) - 1))
                 order_id = self._place(account, key, side, far, record["qty_batch"], t)
                 order = account.orders[order_id]

@@ -217,8 +217,9 @@ class Stream:
         ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)
         fmt = self._format(format, "bars")
         board = check_board(board)
-        if start is None:
-            begin = int(time.time()) - DEFAULT_BAR_COUNT * tf_seconds
+        if start is None:  # the server's clock: a simulator may run on its own market time
+            now = server_now(self.http) if self.http is not None else int(time.time())
+            begin = now - DEFAULT_BAR_COUNT * tf_seconds
         else:
             begin = to_epoch_seconds(start, name="start")
         request = instrument_request("bars", sym, ex, board=board, format=fmt,

@@ -19,13 +19,16 @@ def _ignore_sigint() -> None:
 
 @pytest.mark.parametrize("as_background_job", [False, True])
 def test_sim_command_prints_its_urls_then_serves_until_interrupted(as_background_job):
+    start = ["--start", "2026-11-18 10:30"] if as_background_job else []  # Moscow time
     process = subprocess.Popen(
-        [sys.executable, "-m", "invia_data.cli", "sim", "--port", "0", "--seed", "3"],
+        [sys.executable, "-m", "invia_data.cli", "sim", "--port", "0", "--seed", "3", *start],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=_ignore_sigint if as_background_job else None)
     try:
         info = orjson.loads(process.stdout.readline())
-        assert set(info) == {"url", "ws_url", "auth_url", "refresh_token"}
+        assert set(info) == {"url", "ws_url", "auth_url", "refresh_token", "market_time"}
+        if start:
+            assert info["market_time"].startswith("2026-11-18 10:30:")
         assert info["ws_url"].startswith("ws://127.0.0.1:") and info["ws_url"].endswith("/cws")
         response = requests.post(f"{info['auth_url']}/refresh",
                                  params={"token": info["refresh_token"]}, timeout=10)
@@ -37,6 +40,7 @@ def test_sim_command_prints_its_urls_then_serves_until_interrupted(as_background
         assert process.wait(timeout=15) == 0
         log = process.stderr.read()
         assert "GET /md/v2/orderbooks/MOEX/SBER 200" in log
+        assert f"market time {info['market_time'][:16]}" in log
         assert token not in log and info["refresh_token"] not in log
     finally:
         if process.poll() is None:

@@ -45,7 +45,7 @@ def test_drop_reconnects_resubscribes_and_backfills_without_duplicates(fresh_sim
         stream = inv.stream
         book = stream.orderbook("SBER", depth=5)
         trades = stream.all_trades("SBER", maxlen=1_000_000)  # no replay: only HTTP fills gaps
-        bars = stream.bars("SBER", "1min", start=time.time() - 600)
+        bars = stream.bars("SBER", "1min", start=sim.market.now() - 600)
         for frame in (book, trades, bars):
             frame.wait(0, timeout=WAIT)
         guids_before = {sub.route.guid for sub in stream.connection.subs()}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from fakes import market_time
 
 import invia_data
 from invia_data.errors import (
@@ -59,7 +60,7 @@ def test_every_kind_matches_the_http_frame(sim, fmt):
             "orderbook": stream.orderbook("SBER", depth=5),
             "quotes": stream.quotes(["SBER", "MOEX:GAZP"]),
             "all_trades": stream.all_trades("SBER", recent=20),
-            "bars": stream.bars("SBER", "1min", start=time.time() - 3600),
+            "bars": stream.bars("SBER", "1min", start=sim.market.now() - 3600),
             "instrument_state": stream.instrument_state("SBER"),
             "positions": stream.positions(),
             "summary": stream.summary(),
@@ -78,7 +79,7 @@ def test_every_kind_matches_the_http_frame(sim, fmt):
             "orderbook": inv.orderbook("SBER", depth=5),
             "quotes": inv.quotes(["SBER", "GAZP"]),
             "all_trades": inv.all_trades("SBER", limit=5),
-            "bars": inv.history("SBER", "1min", start=pd.Timestamp.now("UTC") - pd.Timedelta("1h")),
+            "bars": inv.history("SBER", "1min", start=market_time(sim) - pd.Timedelta("1h")),
             "positions": inv.positions(),
             "summary": inv.summary(),
             "risk": inv.risk(),
@@ -132,7 +133,7 @@ def test_live_frames_hold_the_values_of_the_http_frames(sim):
 
 def test_bars_replay_history_then_keep_one_open_candle(sim, token):
     with Stream(sim.ws_url, lambda: token) as stream:
-        bars = stream.bars("SBER", "1min", start=time.time() - 1800)
+        bars = stream.bars("SBER", "1min", start=sim.market.now() - 1800)
         deadline = time.monotonic() + WAIT
         while len(bars.df) < 20 and time.monotonic() < deadline:
             bars.wait(1, timeout=WAIT)
