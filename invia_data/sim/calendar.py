@@ -338,7 +338,8 @@ class DayShapes:
 
     def traded_days(self) -> np.ndarray:
         """Whether each day from ``first_day`` has a session."""
-        return self.mask.any(axis=1)[self.day_kind]
+        has_session: np.ndarray = np.any(self.mask, axis=1)
+        return has_session[self.day_kind]
 
 
 # Activity of each part of a day relative to the main session (volume per minute).
