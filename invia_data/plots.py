@@ -355,7 +355,10 @@ def depth(book_df: pd.DataFrame, ax: Axes | None = None, depth: int | None = Non
 
 def _best_quotes(df: pd.DataFrame) -> pd.DataFrame:
     """A frame of quotes (bid/ask columns) or of stacked long-form books (side, price and a
-    time per row) -> bid, ask indexed by UTC time, sorted."""
+    time per row) -> bid, ask indexed by UTC time, sorted. A book's ``sample()`` (``best_bid``,
+    ``best_ask``) reads as quotes."""
+    if not {"bid", "ask"} & set(df.columns) and {"best_bid", "best_ask"} <= set(df.columns):
+        df = df.rename(columns={"best_bid": "bid", "best_ask": "ask"})
     if {"bid", "ask"} <= set(df.columns):
         times = _times(df, "quote")
         out = pd.DataFrame({"bid": pd.to_numeric(df["bid"]).to_numpy(dtype="float64",
@@ -372,8 +375,9 @@ def _best_quotes(df: pd.DataFrame) -> pd.DataFrame:
         ask = long[long["side"] == "ask"].groupby(level=0)["price"].min()
         out = pd.DataFrame({"bid": bid, "ask": ask})
     else:
-        raise InvalidArgument("spread needs a frame with bid and ask columns, or stacked "
-                              "order books (side, price and a time per row)")
+        raise InvalidArgument("spread needs a frame with bid and ask columns (quotes, or a "
+                              "book's sample()), or stacked order books (side, price and a "
+                              "time per row)")
     return out[out["bid"].notna() | out["ask"].notna()].sort_index()
 
 
@@ -381,7 +385,8 @@ def spread(quotes_or_books_df: pd.DataFrame, ax: Axes | None = None, tz: Any = N
            title: str | None = None) -> Axes:
     """Mid and the bid-ask band over time on ``ax`` (returned), the spread on a twin axis
     (``ax.figure.axes[-1]``). Input: quotes with ``bid``/``ask`` and a time (DatetimeIndex,
-    ``time`` or ``ob_time`` column), or stacked long-form books with a ``time`` column."""
+    ``time`` or ``ob_time`` column), a book's ``sample()`` (``best_bid``/``best_ask``), or
+    stacked long-form books with a ``time`` column."""
     df = _check_frame(quotes_or_books_df, "quote")
     check_tz(tz)
     ax = _axes(ax)

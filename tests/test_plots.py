@@ -271,6 +271,19 @@ def test_spread_from_stacked_books_and_quote_schema(new_ax):
     assert list(new_ax.figure.axes[-1].get_lines()[0].get_ydata()) == [0.5]
 
 
+def test_spread_from_a_sampled_book(new_ax):
+    """book.sample() names its columns best_bid/best_ask: spread draws it as it is."""
+    times = pd.date_range("2025-11-26 07:00", periods=3, freq="1s", tz="UTC", name="time")
+    sampled = pd.DataFrame({"book_time": times, "best_bid": [10.0, 10.1, 10.1],
+                            "best_ask": [10.2, 10.2, 10.3], "mid": [10.1, 10.15, 10.2]},
+                           index=times)
+    sampled.attrs = {"symbol": "SBER", "depth": None}
+    plots.spread(sampled, ax=new_ax)
+    assert new_ax.get_title() == "SBER spread and mid"
+    assert list(new_ax.figure.axes[-1].get_lines()[0].get_ydata()) == pytest.approx(
+        [0.2, 0.1, 0.2])
+
+
 def test_spread_rejects_frames_without_quotes_and_handles_empty(new_ax):
     with pytest.raises(InvalidArgument):
         plots.spread(pd.DataFrame({"price": [1.0]}), ax=new_ax)
