@@ -33,6 +33,8 @@ def suggesting(http: Any, pairs: Sequence[tuple[str, str]]) -> Iterator[None]:
     try:
         yield
     except NotFound as exc:
+        if http is None:  # nothing to search with (a stream without HTTP)
+            raise
         unknown = _unknown_pair(exc, pairs)
         extra = hint(http, *unknown) if unknown else None
         if not extra:

@@ -414,6 +414,15 @@ def test_a_misspelt_symbol_is_answered_with_the_near_names(client):
         client.quotes(["GAZP", "SBRE"])
 
 
+def test_a_subscription_to_an_unknown_symbol_is_answered_like_the_http_call(client):
+    with pytest.raises(NotFound, match="SOGN is listed on ITS, not MOEX: write 'ITS:SOGN'"):
+        client.stream.orderbook("SOGN")
+    with pytest.raises(NotFound, match="Did you mean 'SBER'"):
+        client.stream.all_trades("SBRE")
+    with pytest.raises(NotFound, match="MOEX:SBRE.*Did you mean 'SBER'"):
+        client.stream.quotes(["GAZP", "SBRE"])
+
+
 def test_the_hint_costs_one_request_and_only_after_a_404(counted):
     inv, adapter = counted
     start = len(adapter.sent)

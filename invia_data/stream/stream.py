@@ -39,6 +39,7 @@ from ..market import (
     parse_symbol,
 )
 from ..schema import normalize_format
+from ..suggest import suggests_symbols
 from ..timeframes import to_seconds, to_wire
 from ..times import to_epoch_seconds
 from .connection import Connection, Sub
@@ -146,6 +147,7 @@ class Stream:
 
     # --- market data ---------------------------------------------------------------------------
 
+    @suggests_symbols
     def orderbook(self, symbol: str, depth: int = 20, *, exchange: str | None = None,
                   board: str | None = None, format: str | None = None,
                   frequency: int | None = None, timeout: float | None = None) -> LiveFrame:
@@ -162,6 +164,7 @@ class Stream:
         return self._open("orderbook", f"{ex}:{sym}", [(request, sym, ex)], state,
                           {"depth": depth, "board": board, "format": fmt}, timeout)
 
+    @suggests_symbols
     def quotes(self, symbols: str | Iterable[str], *, exchange: str | None = None,
                board: str | None = None, format: str | None = None,
                frequency: int | None = None, timeout: float | None = None) -> LiveFrame:
@@ -186,6 +189,7 @@ class Stream:
                           {"symbols": [f"{ex}:{sym}" for ex, sym in pairs], "format": fmt},
                           timeout)
 
+    @suggests_symbols
     def all_trades(self, symbol: str, *, recent: int = 0, maxlen: int = 100_000,
                    exchange: str | None = None, board: str | None = None,
                    format: str | None = None, timeout: float | None = None) -> LiveFrame:
@@ -204,6 +208,7 @@ class Stream:
                           {"recent": recent, "maxlen": maxlen, "board": board, "format": fmt},
                           timeout)
 
+    @suggests_symbols
     def bars(self, symbol: str, tf: str | int = "1min", *, start: Any = None,
              maxlen: int = DEFAULT_BARS_MAXLEN, exchange: str | None = None,
              board: str | None = None, format: str | None = None,
@@ -232,6 +237,7 @@ class Stream:
                            "format": fmt},
                           timeout, refresh=_bars_from_last_candle)
 
+    @suggests_symbols
     def instrument_state(self, symbol: str, *, exchange: str | None = None,
                          board: str | None = None, format: str | None = None,
                          timeout: float | None = None) -> LiveFrame:
