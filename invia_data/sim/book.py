@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import calendar
+from .factors import FactorMoves
 from .history import ANCHOR_DAY, WALK_DAYS
 from .instruments import Spec
 
@@ -220,6 +221,7 @@ class LiveFlow:
         self._vol, self._volume = shapes.vol, shapes.volume
         self.log_fair = math.log(start_ticks)
         self.anchor: tuple[LiveFlow, float] | None = None
+        self.factors: FactorMoves | None = None  # market and sector moves shared with others
         self.activity = 1.0
         self._activity_minute = -1
         self.basis = 0.0
@@ -311,7 +313,10 @@ class LiveFlow:
             self.basis = self.basis * BASIS_KEEP + BASIS_NOISE * self._n()
             self.log_fair = other.log_fair + log_factor + self.basis
         elif dt > 0:
-            self.log_fair += self.sigma * self._vol[kind, minute] * math.sqrt(dt) * self._n()
+            noise = math.sqrt(dt) * self._n()
+            if self.factors is not None:  # the share of the move common to its factors
+                noise = noise * self.factors.own + self.factors.move(t)
+            self.log_fair += self.sigma * self._vol[kind, minute] * noise
         book = self.book
         u = self._u()
         p_cancel = min(0.8, P_CANCEL * book.orders / TARGET_ORDERS)
@@ -355,14 +360,19 @@ class LiveFlow:
                 self._closed_since = end
                 self.changed_at = end
             elif ended == calendar.CLOSED:
-                if self.anchor is None:
+                if self.anchor is None:  # the overnight gap, its common part shared by the market
                     gap = max(0.0, end - self._closed_since)
-                    self.log_fair += self.sigma * CLOSED_VOL * math.sqrt(gap) * self._n()
+                    noise = math.sqrt(gap) * self._n()
+                    if self.factors is not None:
+                        noise = noise * self.factors.own + self.factors.move(end)
+                    self.log_fair += self.sigma * CLOSED_VOL * noise
                 else:
                     other, log_factor = self.anchor
                     self.log_fair = other.log_fair + log_factor + self.basis
                 self._seed_book(max(1, int(math.exp(self.log_fair))))
                 self.changed_at = end
+            if ended == calendar.BREAK and self.factors is not None:
+                self.factors.move(end)  # a break does not move the fair value
             self.last_time = end
 
     def _uncross(self, t: float, minutes: float) -> None:

@@ -132,3 +132,80 @@ class Factors:
         for name, weight in pairs:
             mixed += weight * self.minute_block(name, block)
         return mixed
+
+
+class LiveFactors:
+    """The same factors in live market time, so live books co-move as history does.
+
+    Each factor is a standard Brownian motion (variance 1 per second) sampled on a one-second
+    grid from the market's start (value 0 there) and read at whole seconds; it is made
+    in chunks of ``CHUNK`` seconds, each from a generator seeded with ``(seed, factor, chunk)``,
+    so its values are a pure function of the seed, the start and the time asked. A flow adds
+    ``weight x (F(t) - F(its previous event))`` for each of its factors to its own noise
+    (:class:`FactorMoves`).
+    """
+
+    CHUNK = 3600
+    KEEP = 16  # chunks kept per factor (older ones are made again when asked)
+
+    def __init__(self, seed: int, start: float) -> None:
+        self.seed = int(seed)
+        self.start = float(start)
+        self._levels: dict[str, list[float]] = {}  # per factor: its value at each chunk start
+        self._chunks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+
+    def _chunk(self, name: str, index: int) -> np.ndarray:
+        """Values at seconds ``index * CHUNK ... (index + 1) * CHUNK`` after the start."""
+        key = (name, index)
+        found = self._chunks.get(key)
+        if found is not None:
+            self._chunks.move_to_end(key)
+            return found
+        levels = self._levels.setdefault(name, [0.0])
+        while len(levels) <= index:  # the starting values of the chunks before it
+            levels.append(float(self._chunk(name, len(levels) - 1)[-1]))
+        rng = np.random.default_rng([self.seed, Factors._code(name), index, 0x11FE])
+        found = np.empty(self.CHUNK + 1)
+        found[0] = levels[index]
+        np.cumsum(rng.standard_normal(self.CHUNK), out=found[1:])
+        found[1:] += levels[index]
+        self._chunks[key] = found
+        if len(self._chunks) > self.KEEP * max(1, len(self._levels)):
+            self._chunks.popitem(last=False)
+        return found
+
+    def at_second(self, name: str, second: int) -> float:
+        """The factor's value ``second`` whole seconds after the start (0 before it)."""
+        if second <= 0:
+            return 0.0
+        index, offset = divmod(second, self.CHUNK)
+        return float(self._chunk(name, index)[offset])
+
+
+class FactorMoves:
+    """What an instrument's live fair value takes from the factors: for each whole second of
+    market time passed since its previous event, ``sum(weight x factor increment)``; the
+    increments of one second are shared by every instrument loading on that factor."""
+
+    def __init__(self, factors: LiveFactors, spec: Spec, t: float) -> None:
+        self.factors = factors
+        self.pairs = loadings(spec)
+        self.own = own_weight(spec)
+        self.second = self._second(t)
+        self.marks = [factors.at_second(name, self.second) for name, _ in self.pairs]
+
+    def _second(self, t: float) -> int:
+        return int(t - self.factors.start) if t > self.factors.start else 0
+
+    def move(self, t: float) -> float:
+        """The common move (in units of one second's standard deviation) since the last call."""
+        second = self._second(t)
+        if second == self.second:
+            return 0.0
+        self.second = second
+        total = 0.0
+        for i, (name, weight) in enumerate(self.pairs):
+            value = self.factors.at_second(name, second)
+            total += weight * (value - self.marks[i])
+            self.marks[i] = value
+        return total

@@ -39,6 +39,7 @@ import numpy as np
 from . import calendar
 from .bonds import day_of
 from .book import BUY, SELL, LiveFlow, opening_interest
+from .factors import FactorMoves, LiveFactors
 from .history import (
     ANCHOR_DAY,
     DAY,
@@ -93,6 +94,7 @@ class Market:
                              f"(2017-12-29 .. 2057)")
         self.live_minute = int(self.start // 60 * 60)
         self.history = History(self.seed)
+        self.live_factors = LiveFactors(self.seed, self.start)
         self._lock = threading.RLock()
         self._specs: dict[Key, Spec] = {s.key: s for s in INSTRUMENTS}
         self._markets: dict[Key, str] = {s.key: calendar.market_of(s.market, s.exchange)
@@ -134,6 +136,7 @@ class Market:
         self._flows[key] = flow
         self._snapshots[key] = deque()
         self._snapshot(key, flow, force=True)
+        flow.factors = FactorMoves(self.live_factors, spec, t)
         if underlying is not None:
             factor = spec.face_value * carry(spec, t) * underlying.min_step / spec.min_step
             flow.follow(self._flows[underlying.key], factor)

@@ -166,3 +166,40 @@ def test_the_market_starts_only_the_core_flows_and_others_on_first_use() -> None
     future = next(s for s in INSTRUMENTS if s.is_future and s.underlying == "LKOH")
     market.book(future.key, 5)  # a future starts its underlying, and follows it
     assert ("MOEX", "LKOH") in market._flows
+
+
+def test_live_factors_are_brownian_and_a_function_of_seed_start_and_time() -> None:
+    from invia_data.sim.factors import FactorMoves, LiveFactors
+
+    factors = LiveFactors(seed=3, start=START)
+    values = np.array([factors.at_second("market", s) for s in range(0, 20_001, 10)])
+    assert values[0] == 0.0
+    assert np.var(np.diff(values)) / 10 == pytest.approx(1.0, rel=0.15)  # variance 1 a second
+    later = LiveFactors(seed=3, start=START)  # asked in another order: the same values
+    assert later.at_second("market", 15_000) == factors.at_second("market", 15_000)
+    assert LiveFactors(seed=4, start=START).at_second("market", 15_000) != values[1500]
+    sber, vtbr, usd = (FactorMoves(factors, SPECS[s], START) for s in
+                       ("SBER", "VTBR", "USD000UTSTOM"))
+    moves = np.array([[m.move(START + t) for m in (sber, vtbr, usd)]
+                      for t in np.arange(0.5, 20_000, 7.3)])
+    sber.move(START + 20_000.2)
+    assert sber.move(START + 20_000.7) == 0.0  # within one second nothing more
+    rho = np.corrcoef(moves.T)
+    assert rho[0, 1] > 0.5 and abs(rho[0, 2]) < 0.1
+    assert np.var(moves[:, 0]) / 7.3 == pytest.approx(1 - own_weight(SPECS["SBER"]) ** 2,
+                                                      rel=0.15)
+
+
+def test_live_fair_values_co_move_by_market_and_sector() -> None:
+    clock = FakeClock()
+    market = Market(seed=6, clock=clock)
+    keys = [("MOEX", s) for s in ("SBER", "VTBR", "GAZP", "USD000UTSTOM")]
+    fair = []
+    for _ in range(400):
+        clock.t += 1.0
+        market.advance()
+        fair.append([market.flow(k).log_fair for k in keys])
+    rho = np.corrcoef(np.diff(np.array(fair), axis=0).T)
+    assert rho[0, 1] > 0.5  # banks with banks
+    assert 0.25 < rho[0, 2] < rho[0, 1]  # across sectors, less
+    assert abs(rho[0, 3]) < 0.2  # the rouble on its own
