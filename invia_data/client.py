@@ -161,7 +161,8 @@ class Client(MarketData, PortfolioData):
 
         Returns a DataFrame indexed by ``time`` (the candle start, tz-aware UTC unless ``tz``),
         or by (``symbol``, ``time``) for a list, with ``open``, ``high``, ``low``, ``close``
-        (float64) and ``volume`` (int64, lots). ``attrs``: ``tf``; ``open_candle``, the start
+        (float64) and ``volume`` (int64, lots). ``attrs``: ``tf``; ``symbol`` for one symbol
+        (plots title their charts with it); ``open_candle``, the start
         (ISO string) of the last candle if it had not closed yet, else None (a dict per symbol
         for a list); ``failed`` with ``errors="warn"``/``"ignore"``.
 

@@ -404,6 +404,8 @@ def _pandas(series: list[str], parts: list[SeriesFile], single: bool, lo: int, h
 
         frame = _to_zone(frame, tz)
     frame.attrs = {"open_candle": opened, "tf": tf_label}
+    if single and series:
+        frame.attrs["symbol"] = series[0]
     return frame
 
 

@@ -8,6 +8,7 @@ list of symbols the index is a (``symbol``, ``time``) MultiIndex. ``df.attrs``:
   fetched (it is in the frame and may still change), or ``None``; for a list of symbols a dict
   symbol -> time or ``None``. The open candle is never cached.
 * ``"tf"``: the timeframe label (``"1min"``, ``"D"``).
+* ``"symbol"``: for one symbol, that symbol (bare, as in a list's index); plots title with it.
 
 Ranges: naive datetimes and strings are UTC; ``start`` is inclusive, ``end`` exclusive. The
 default ``end`` is now (the server's clock) and includes the open candle; the default
@@ -654,6 +655,8 @@ def _finish(frames: list[pd.DataFrame], open_candles: list[pd.Timestamp | None],
     if plan.tz is not None:
         frame = _to_zone(frame, plan.tz)
     frame.attrs = {"open_candle": _iso_open(opened, plan.tz), "tf": tf_label}
+    if plan.single:  # titles of plots and saved files name the instrument
+        frame.attrs["symbol"] = plan.symbols[0]
     return frame
 
 

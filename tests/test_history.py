@@ -266,7 +266,7 @@ def test_all_formats_give_the_same_frame(http, tmp_path) -> None:
     assert (slim["high"] >= slim[["open", "close"]].max(axis=1)).all()
     pd.testing.assert_frame_equal(frames["Simple"], slim)
     pd.testing.assert_frame_equal(frames["Heavy"], slim)
-    assert slim.attrs == {"open_candle": None, "tf": "1min"}
+    assert slim.attrs == {"open_candle": None, "tf": "1min", "symbol": "SBER"}
 
 
 def test_several_symbols_give_a_symbol_time_multiindex(http) -> None:
@@ -291,6 +291,7 @@ def test_a_symbol_may_name_its_exchange_as_in_the_other_calls(http) -> None:
     mixed = history(http, ["SBER", "ITS:SOGN"], "1h", start, end, cache=False)
     assert list(mixed.index.get_level_values("symbol").unique()) == ["SBER", "SOGN"]
     pd.testing.assert_frame_equal(mixed.xs("SOGN", level="symbol"), plain, check_names=False)
+    assert named.attrs["symbol"] == "SOGN" and "symbol" not in mixed.attrs  # a plot's title
 
 
 def test_export_of_a_symbol_on_another_exchange(http, tmp_path) -> None:
