@@ -59,7 +59,7 @@ from .cache import (
     year_bounds,
     years_of,
 )
-from .errors import DecodeError, InvalidArgument, InviaError, InviaWarning
+from .errors import DecodeError, InvalidArgument, InviaError, InviaWarning, NotFound
 from .frames import STR_DTYPE, convert, convert_tz, epoch_to_utc
 from .market import parse_symbol
 from .schema import CANDLE, HISTORY, normalize_format
@@ -438,7 +438,13 @@ def history(http: Http, symbols: str | Sequence[str], tf: str | int = "1min",
         # ours (a simulator started in the past), never by the local one
         now = server_now(http)
     failures: dict[int, InviaError] | None = None if options.errors == "raise" else {}
-    fetched = _fetch_gaps(http, plan, queries, [gaps for _, gaps in known], failures)
+    try:
+        fetched = _fetch_gaps(http, plan, queries, [gaps for _, gaps in known], failures)
+    except NotFound as exc:
+        if plan.single:
+            raise
+        raise NotFound(f"{exc.message}; errors='warn' returns the other symbols",
+                       status=exc.status, request=exc.request) from exc
 
     frames: list[pd.DataFrame] = []
     open_candles: list[pd.Timestamp | None] = []

@@ -423,6 +423,15 @@ def test_a_subscription_to_an_unknown_symbol_is_answered_like_the_http_call(clie
         client.stream.quotes(["GAZP", "SBRE"])
 
 
+def test_a_list_with_an_unknown_symbol_names_the_option_that_returns_the_others(client):
+    with pytest.raises(NotFound, match="MOEX:SBRE not found; errors='warn' returns the other "
+                                       "symbols. Did you mean 'SBER'"):
+        client.history(["GAZP", "SBRE"], "D", period="1mo")
+    with pytest.raises(NotFound) as single:
+        client.history("SBRE", "D", period="1mo")
+    assert "errors=" not in str(single.value)
+
+
 def test_the_hint_costs_one_request_and_only_after_a_404(counted):
     inv, adapter = counted
     start = len(adapter.sent)
