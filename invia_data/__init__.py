@@ -1,4 +1,28 @@
-"""invia-data: the Invia Broker API as pandas DataFrames, live, with an embedded simulator."""
+"""invia-data: the Invia Broker API as pandas DataFrames, live, with an embedded simulator.
+
+Start here::
+
+    import invia_data
+    inv = invia_data.connect()        # no credentials configured: the embedded simulator
+    inv.quotes(["SBER", "GAZP"])      # every call answers with a DataFrame
+    book = inv.stream.orderbook("SBER", depth=20)   # a LiveFrame: book.df, book.widget()
+
+Where to look next (each has its own ``help()``):
+
+* ``inv.securities``, ``inv.instruments``, ``inv.quotes``, ``inv.orderbook``,
+  ``inv.all_trades``: the market now.
+* ``inv.history``: candles of any range and timeframe, cached on disk (every timeframe and
+  date spelling is in its help); ``inv.history_to_dataset``, ``inv.download_universe`` and
+  :mod:`invia_data.dataset` for large downloads.
+* ``inv.portfolios``, ``inv.positions``, ``inv.summary``, ``inv.risk``, ``inv.orders``,
+  ``inv.own_trades``, ``inv.own_trades_history``: the account.
+* ``inv.stream`` (:class:`Stream`): live subscriptions as :class:`LiveFrame` objects
+  (``orderbook``, ``quotes``, ``all_trades``, ``bars``, ``positions``...), ``health()``,
+  ``record()``; :func:`replay` plays a recording back into the same LiveFrames.
+* :mod:`invia_data.plots`: candles, depth, spread, trade tape, volume profile, P&L.
+* :mod:`invia_data.errors`: one exception tree; :class:`InvalidArgument` names the fix.
+* :mod:`invia_data.sim`: the simulator on its own (``invia-data sim``).
+"""
 
 from __future__ import annotations
 

@@ -65,3 +65,23 @@ def test_the_license_is_an_spdx_string_so_installs_build_without_deprecation_war
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert '\nlicense = "MIT"\n' in text  # a TOML table here is deprecated by setuptools 77+
     assert 'requires = ["setuptools>=77"]' in text  # the first release reading that string
+
+
+def test_the_package_help_names_only_calls_that_exist():
+    """help(invia_data) is a newcomer's map: every call and module it names is there."""
+    import importlib
+    import re
+
+    doc = invia_data.__doc__ or ""
+    calls = set(re.findall(r"\binv\.(\w+)", doc))
+    assert {"history", "quotes", "stream", "own_trades_history"} <= calls
+    for name in calls:
+        assert hasattr(invia_data.Client, name), f"inv.{name}"
+    stream_bullet = doc[doc.index("``inv.stream``"):doc.index(":func:`replay`")]
+    for name in re.findall(r"``(\w+)(?:\(\))?``", stream_bullet):
+        assert hasattr(invia_data.Stream, name), f"inv.stream.{name}"
+    for module in re.findall(r":mod:`([\w.]+)`", doc):
+        importlib.import_module(module)
+    plots = importlib.import_module("invia_data.plots")
+    for chart in ("candles", "depth", "spread", "trade_tape", "volume_profile", "pnl"):
+        assert callable(getattr(plots, chart)), chart
