@@ -208,9 +208,17 @@ class LiveFrame:
                 if remaining is not None and remaining <= 0:
                     raise StreamTimeout(
                         f"{self._label()}: {updates} update(s) did not arrive within "
-                        f"{timeout} s (status {self._status})")
+                        f"{timeout} s (status {self._status}){self._holds_data_note()}")
                 self._cond.wait(remaining)
         return self
+
+    def _holds_data_note(self) -> str:
+        """For a timeout of a frame that has data: wait() counts updates after the call, and
+        some kinds (instrument state, a finished replay) may not change for a long time."""
+        if self._version < 1:
+            return ""
+        return ("; it holds data already (version " + str(self._version) + "): read .df, "
+                "or wait(0) returns at once when there is data")
 
     def _raise_if_dead(self) -> None:
         if self._status == "error" and self._error is not None:

@@ -299,7 +299,7 @@ def test_wait_counts_updates_and_reports_errors_and_closing():
     timer.start()
     assert live.wait(0, timeout=5) is live
     timer.join()
-    assert live.wait(0, timeout=0) is live  # data is there: returns at once
+    assert live.wait(0, timeout=0.01) is live  # data is there: returns at once
     with pytest.raises(StreamError):
         live.wait(1, timeout=0.05)
     with pytest.raises(InvalidArgument):
@@ -317,6 +317,18 @@ def test_wait_counts_updates_and_reports_errors_and_closing():
     with pytest.raises(StreamClosed):
         other.wait(1, timeout=1)
     assert not FrameWriter(other).apply_one({"b": [], "a": []})
+
+
+def test_a_wait_that_times_out_on_a_frame_with_data_says_that_it_has_data():
+    live = _book_frame()
+    with pytest.raises(StreamTimeout) as empty:
+        live.wait(timeout=0.05)
+    assert "holds data" not in str(empty.value)
+    FrameWriter(live).apply_one(orjson.loads(SLIM_BOOK))
+    with pytest.raises(StreamTimeout, match=r"holds data already \(version 1\): read \.df, "
+                                            r"or wait\(0\)"):
+        live.wait(timeout=0.05)
+    assert live.wait(0, timeout=0.05) is live
 
 
 def test_concurrent_readers_never_see_a_half_applied_book():
