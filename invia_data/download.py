@@ -93,6 +93,7 @@ class _Outcome:
     files: int = 0
     requests: int = 0
     missing: bool = False
+    had_candles: bool = False  # the dataset held some of the series before this run
     error: BaseException | None = None
     written: list[dict[str, Any]] = field(default_factory=list)
 
@@ -100,8 +101,8 @@ class _Outcome:
     def status(self) -> str:
         if self.error is not None:
             return "failed"
-        if not self.missing:
-            return "complete"
+        if not self.missing or (not self.candles and self.had_candles):
+            return "complete"  # a rerun that found nothing new since the last one is up to date
         return "written" if self.candles else "no candles"
 
     def row(self) -> dict[str, Any]:
@@ -183,6 +184,7 @@ def _plan_units(store: DatasetStore, series: Sequence[Series], tf_label: str, tf
     units = []
     for i, item in enumerate(series):
         key = series_key(item.exchange, item.symbol, item.board, tf_label)
+        outcomes[i].had_candles = bool(store.coverage(key))
         for year_lo, year_hi in _year_pieces(lo, hi):
             gaps = store.missing(key, year_lo, year_hi)
             if not gaps:

@@ -116,6 +116,21 @@ def test_the_universe_lands_in_one_partitioned_dataset(client, tmp_path) -> None
     assert set(again["status"]) == {"complete"} and again["requests"].sum() == 0
 
 
+def test_a_rerun_up_to_now_with_nothing_new_is_complete(client, tmp_path) -> None:
+    """Without end=, each run asks for the time since the last one; no new closed candle there
+    means the dataset is up to date, not that the instrument has no candles."""
+    start = client.time() - pd.Timedelta(days=10)
+    first = client.download_universe(tmp_path, boards="TQBR", types="PS", tf="D", start=start,
+                                     progress=False)
+    assert set(first["status"]) == {"written"} and (first["candles"] > 0).all()
+    again = client.download_universe(tmp_path, boards="TQBR", types="PS", tf="D", start=start,
+                                     progress=False)
+    assert set(again["status"]) == {"complete"} and again["candles"].sum() == 0
+    holiday = client.download_universe(tmp_path / "other", boards="TQBR", types="PS", tf="D",
+                                       start="2026-01-01", end="2026-01-03", progress=False)
+    assert set(holiday["status"]) == {"no candles"}  # the exchange was closed, nothing held
+
+
 def test_an_interrupted_download_resumes_to_the_same_dataset(client, tmp_path, monkeypatch
                                                              ) -> None:
     monkeypatch.setattr(history_module, "CANDLES_PER_REQUEST", 600)  # ~10 pages a series-year
