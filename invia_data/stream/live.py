@@ -410,13 +410,16 @@ class FrameWriter:
         with frame._lock:
             if frame._status == "closed":
                 return 0, None
-            apply = frame._state.apply
-            for data in items:
-                try:
-                    if apply(data):
-                        count += 1
-                except Exception as exc:  # bad data in one message must not stop the batch
-                    failure = exc
+            extend = getattr(frame._state, "extend", None)
+            count = extend(items) if extend is not None and len(items) > 1 else 0
+            if not count:  # no fast path, or the batch is not a plain run of new rows
+                apply = frame._state.apply
+                for data in items:
+                    try:
+                        if apply(data):
+                            count += 1
+                    except Exception as exc:  # bad data in one message must not stop the batch
+                        failure = exc
             if count:
                 if messages is not None and messages > len(items):
                     count += messages - len(items)

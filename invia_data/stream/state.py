@@ -249,6 +249,32 @@ class TradesState:
             self._first_seq += 1
         return 1
 
+    def extend(self, batch: list[Wire]) -> int:
+        """The fast path of a batch of live trades: when every message is a trade with an
+        integer id, ascending and above every id held, append them all at once and return
+        how many; otherwise change nothing and return 0 (the caller applies one by one)."""
+        try:
+            ids = [data["id"] for data in batch]
+        except (TypeError, KeyError, IndexError):
+            return 0
+        trades = self.trades
+        previous = trades[-1]["id"] if trades else None
+        for trade_id in ids:
+            if type(trade_id) is not int or (previous is not None and trade_id <= previous):
+                return 0
+            previous = trade_id
+        if any(type(data) is not dict for data in batch):
+            return 0
+        trades.extend(batch)
+        self.ids.update(ids)
+        excess = len(trades) - self.maxlen
+        if excess > 0:
+            popleft, discard = trades.popleft, self.ids.discard
+            for _ in range(excess):
+                discard(popleft()["id"])
+            self._first_seq += excess
+        return len(batch)
+
     def merge(self, objs: Iterable[Wire]) -> int:
         """Insert trades in id order, skipping known ids; returns how many were new."""
         fresh = {}

@@ -381,3 +381,23 @@ def test_bars_are_columns_bounded_by_maxlen():
     assert frame["close"].iloc[0] == 4000.5 and frame["close"].iloc[-1] == 4999.5
     with pytest.raises(InvalidArgument):
         BarsState("Slim", maxlen=0)
+
+
+def test_trades_batches_take_the_fast_path_only_when_it_equals_one_by_one():
+    batches = [[_trade(i) for i in range(1, 50)], [_trade(i) for i in range(50, 60)],
+               [_trade(58), _trade(61)], [_trade(70), {"id": "x"}], [_trade(80), [1]],
+               [_trade(i) for i in range(90, 400)]]
+    fast, slow = TradesState("Slim", maxlen=100), TradesState("Slim", maxlen=100)
+    fast_writer = FrameWriter(LiveFrame("all_trades", "X", {}, fast))
+    for batch in batches:
+        fast_writer.apply(batch, 0.0)
+        for data in batch:
+            try:
+                slow.apply(data)
+            except TypeError:
+                pass
+    assert [t["id"] for t in fast.trades] == [t["id"] for t in slow.trades]
+    assert fast.ids == slow.ids and len(fast.trades) == 100
+    pd.testing.assert_frame_equal(fast.frame(fast.snapshot()), slow.frame(slow.snapshot()))
+    assert fast.extend([_trade(1000), _trade(999)]) == 0  # not ascending: nothing changed
+    assert fast.trades[-1]["id"] == 399
