@@ -428,7 +428,10 @@ class FrameWriter:
                 if frame._status != "live" and frame._status != "error":
                     frame._status = "live"
         for sink in frame._sinks:
-            sink(items, now, raw)
+            try:
+                sink(items, now, raw)
+            except Exception:  # a broken sink must not take the connection down
+                log.exception("a sink of %s failed", frame._label())
         return count, failure
 
     def apply_one(self, data: Any, now: float | None = None) -> bool:
