@@ -327,8 +327,6 @@ class History:
         rng = np.random.default_rng([self.seed, spec.code, block])
         sigma = spec.daily_vol / math.sqrt(MINUTES)
         steps = self.factors.minute_steps(spec, block, rng.standard_normal((BLOCK_DAYS, MINUTES)))
-        # Uniform draws are four times cheaper than normal ones: used where shape matters less.
-        noise = rng.random((3, BLOCK_DAYS, MINUTES), dtype=np.float32)
         path = np.cumsum(steps * (sigma * vol_profile), axis=1)
         log_open = np.log(open_ticks)[:, None]
         # The day's close is its last traded minute (the path goes on, unseen, after it).
@@ -345,30 +343,36 @@ class History:
                                               last)
         else:
             log_close = log_open + bridge
-        close = np.rint(np.exp(log_close)).astype(np.int64)
-        close[rows, last] = close_ticks
-        np.maximum(close, 1, out=close)
-        open_ = np.empty_like(close)
-        open_[:, 0] = open_ticks
-        open_[:, 1:] = close[:, :-1]
-        np.copyto(open_, close, where=auction)  # an auction minute is its one trade
+        dense = np.rint(np.exp(log_close)).astype(np.int64)
+        dense[rows, last] = close_ticks
+        np.maximum(dense, 1, out=dense)
+        previous = np.empty_like(dense)
+        previous[:, 0] = open_ticks
+        previous[:, 1:] = dense[:, :-1]
+        # From here on only the minutes with a candle (row-major: day by day, in time order).
+        flat = np.flatnonzero(in_session)
+        row, minute = np.divmod(flat, MINUTES)
+        close, open_ = dense.ravel()[flat], previous.ravel()[flat]
+        single = auction.ravel()[flat]
+        np.copyto(open_, close, where=single)  # an auction minute is its one trade
+        # Uniform draws are four times cheaper than normal ones: used where shape matters less.
+        noise = rng.random((3, len(close)), dtype=np.float32)
         top = np.maximum(open_, close)
         bottom = np.minimum(open_, close)
-        wick = (sigma * vol_profile) * ~auction
+        wick = (sigma * vol_profile.ravel()[flat]) * ~single
         high = top + np.rint(top * (noise[0] * wick)).astype(np.int64)
         low = bottom - np.rint(bottom * (noise[1] * wick)).astype(np.int64)
         np.maximum(low, 1, out=low)
         moved = np.abs(close - open_) / (open_ * sigma)
         day_moved = np.abs(np.log(close_ticks / open_ticks)) / spec.daily_vol
         busy = np.exp(0.4 * rng.standard_normal(BLOCK_DAYS) - 0.08) * (0.8 + 0.2 * day_moved)
-        size = ((0.3 + 2.1 * noise[2] ** 2) * shapes.volume[kinds] * (0.75 + 0.25 * moved)
-                * busy[:, None])
+        size = ((0.3 + 2.1 * noise[2] ** 2) * shapes.volume[kinds[row], minute]
+                * (0.75 + 0.25 * moved) * busy[row])
         volume = np.maximum(np.rint(spec.minute_volume * size), TRADES_PER_MINUTE).astype(np.int64)
-        time = days[:, None] * DAY + _MINUTE_OFFSETS
-        self._remember_summary(spec, days, in_session, time, open_, high, low, close, volume)
-        bars = Bars(time[in_session], open_[in_session], high[in_session], low[in_session],
-                    close[in_session], volume[in_session])
-        return _Block(bars, close)
+        time = days[row] * DAY + minute * 60
+        bars = Bars(time, open_, high, low, close, volume)
+        self._remember_summary(spec, days, row, bars)
+        return _Block(bars, dense)
 
     def _futures_minutes(self, spec: Spec, underlying: Spec, block: int, days: np.ndarray,
                          log_open: np.ndarray, log_close: np.ndarray,
@@ -389,30 +393,26 @@ class History:
         wobble -= fraction * wobble[rows, last][:, None]
         return implied + basis_open + fraction * (basis_close - basis_open) + wobble
 
-    def _remember_summary(self, spec: Spec, days: np.ndarray, in_session: np.ndarray,
-                          time: np.ndarray, open_: np.ndarray, high: np.ndarray,
-                          low: np.ndarray, close: np.ndarray, volume: np.ndarray) -> None:
+    def _remember_summary(self, spec: Spec, days: np.ndarray, row: np.ndarray,
+                          bars: Bars) -> None:
+        """Keep the open, high, low, close and volume of each day's early part and evening
+        part (``row``: the day of each candle of ``bars``)."""
         table = self._summary.get(spec.symbol)
         if table is None:
             table = np.full((WALK_DAYS, 2, 6), -1, dtype=np.int64)
             self._summary[spec.symbol] = table
+        values = np.full((len(days) * 2, 6), -2, dtype=np.int64)
+        if len(bars):
+            late = (bars.time - days[row] * DAY) >= EVENING_FROM_MIN * 60
+            group = row * 2 + late
+            starts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1))
+            ends = np.concatenate((starts[1:], [len(group)]))
+            values[group[starts]] = np.stack([
+                bars.time[starts], bars.open[starts],
+                np.maximum.reduceat(bars.high, starts), np.minimum.reduceat(bars.low, starts),
+                bars.close[ends - 1], np.add.reduceat(bars.volume, starts)], axis=1)
         inside = (days >= ANCHOR_DAY) & (days < ANCHOR_DAY + WALK_DAYS)
-        rows = days[inside] - ANCHOR_DAY
-        every = np.arange(len(days))
-        for part, (a, b) in enumerate(((0, EVENING_FROM_MIN), (EVENING_FROM_MIN, MINUTES))):
-            mask = in_session[:, a:b]
-            has = mask.any(axis=1)
-            first = a + mask.argmax(axis=1)
-            last = b - 1 - mask[:, ::-1].argmax(axis=1)
-            values = np.stack([
-                np.where(has, time[every, first], -2),
-                open_[every, first],
-                np.where(mask, high[:, a:b], 0).max(axis=1),
-                np.where(mask, low[:, a:b], np.iinfo(np.int64).max).min(axis=1),
-                close[every, last],
-                np.where(mask, volume[:, a:b], 0).sum(axis=1),
-            ], axis=1)
-            table[rows, part] = values[inside]
+        table[days[inside] - ANCHOR_DAY] = values.reshape(len(days), 2, 6)[inside]
 
     def minutes(self, spec: Spec, t0: int, t1: int) -> Bars:
         """Generated one-minute candles with t0 <= time < t1 (session minutes only)."""
