@@ -143,7 +143,8 @@ def main() -> None:
         return
 
     sim_process, sim_info = start([sys.executable, "-m", "invia_data.cli", "sim", "--port", "0",
-                                   "--firehose", "--log-level", "WARNING"])
+                                   "--firehose", "--log-level", "WARNING",
+                                   "--start", "2026-11-18 12:00"])  # inside a main session
     bare_process, bare_info = start([sys.executable, __file__, "--bare-server"])
     try:
         token = token_for(sim_info)
