@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
+from . import calendar
 from .bonds import BondTerms
 
 NORMAL_TRADING = 17
@@ -103,12 +104,15 @@ _MONTH_CODES = {3: "H", 6: "M", 9: "U", 12: "Z"}
 
 def front_expiry(today: date) -> date:
     """The expiry of the nearest quarterly futures contract still trading on ``today``: the
-    third Thursday of March, June, September or December (MOEX's quarterly cycle)."""
+    third Thursday of March, June, September or December (MOEX's quarterly cycle), or the
+    trading day before it when the derivatives market does not trade that day."""
     year, month = today.year, today.month
     while True:
         if month in _MONTH_CODES:
             first = date(year, month, 1)
             expiry = first + timedelta(days=(3 - first.weekday()) % 7 + 14)
+            while not calendar.is_trading_day(calendar.FUTURES, expiry):
+                expiry -= timedelta(days=1)
             if expiry > today:
                 return expiry
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)

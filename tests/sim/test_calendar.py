@@ -263,3 +263,14 @@ def test_a_closed_market_is_quiet_with_an_empty_book_and_opens_with_a_gap() -> N
     assert book["bids"] and book["asks"] and book["bids"][0]["price"] < book["asks"][0]["price"]
     after = [t for t in market.trades_since(SBER, last["id"])]
     assert after[0]["time"] / 1000 == msk("2026-11-19 07:00") - 0.05  # the auction's print
+
+
+def test_futures_expire_on_a_trading_day() -> None:
+    from invia_data.sim.instruments import front_expiry
+
+    assert front_expiry(date(2026, 11, 18)) == date(2026, 12, 17)  # the third Thursday
+    for year in range(2018, 2027):
+        for quarter_end in (3, 6, 9, 12):
+            expiry = front_expiry(date(year, quarter_end, 1))
+            assert expiry.month == quarter_end
+            assert calendar.is_trading_day(FUTURES, expiry)
