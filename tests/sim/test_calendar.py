@@ -274,3 +274,37 @@ def test_futures_expire_on_a_trading_day() -> None:
             expiry = front_expiry(date(year, quarter_end, 1))
             assert expiry.month == quarter_end
             assert calendar.is_trading_day(FUTURES, expiry)
+
+
+# --- the clock ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("now", "expected"), [
+    ("2026-11-18 11:30", "2026-11-18 11:30"),  # a main session: the real clock
+    ("2026-11-18 07:30", "2026-11-18 07:30"),  # the morning session trades too
+    ("2026-11-18 03:00", "2026-11-17 12:00"),  # night: the last main session, at midday
+    ("2026-11-18 23:55", "2026-11-18 12:00"),  # after the evening session: that day's
+    ("2026-12-05 15:00", "2026-12-04 15:00"),  # a weekend without a session: Friday, same time
+    ("2026-11-21 15:00", "2026-11-21 15:00"),  # a weekend session is a live market
+    ("2026-01-07 11:00", "2026-01-06 11:00"),  # Christmas: 5 and 6 January traded in 2026
+])
+def test_a_demo_started_when_the_exchange_is_closed_runs_in_the_last_main_session(
+        now: str, expected: str) -> None:
+    from invia_data.sim import market_start
+
+    assert market_start(None, now=msk(now)) == msk(expected)
+    assert market_start("now", now=msk(now)) == msk(now)
+    assert market_start("2025-03-14 09:55") == msk("2025-03-14 09:55")  # naive = Moscow time
+    assert market_start("2025-03-14T06:55Z") == msk("2025-03-14 09:55")
+
+
+def test_bad_starts_name_the_fix() -> None:
+    from invia_data.errors import InvalidArgument
+    from invia_data.sim import Simulator, market_start
+
+    for bad in ("tomorrow", True, float("nan"), [2025]):
+        with pytest.raises(InvalidArgument, match="start"):
+            market_start(bad)
+    with pytest.raises(InvalidArgument, match="from 2018 on"):
+        Simulator(port=0, start="2001-01-01 12:00")
+    simulator = Simulator(port=0, start="2026-11-18 12:00", speed=60)
+    assert "market time 2026-11-18 12:0" in repr(simulator) and "speed=60" in repr(simulator)
