@@ -107,6 +107,9 @@ class Sub:
         self.route = Route(request, target=self, conflate=request.kind in CONFLATED_KINDS)
         self.refresh = refresh
         self.settled = threading.Event()
+        # set while the server serves this subscription on the current connection: a backfill
+        # waits for it, so that what it fetches meets what the new subscription sends
+        self.resumed = threading.Event()
         self.awaited = False  # a subscribing call is waiting and will raise a rejection itself
         self.rejection: BaseException | None = None
         self.retry = Retry()
@@ -420,6 +423,7 @@ class Connection:
         if self._closing.is_set():
             return
         for sub in subs:
+            sub.resumed.clear()
             sub.writer.set_status("reconnecting")
 
     def _read_loop(self, ws: websocket.WebSocket) -> bool:
@@ -506,6 +510,8 @@ class Connection:
                 policy.message(sub.retry, now)
                 if not sub.settled.is_set():
                     sub.settled.set()
+                if not sub.resumed.is_set():
+                    sub.resumed.set()
                 cursor = sub.cursor() if sub.kind in BACKFILLED_KINDS else None
                 applied, failure = sub.writer.apply(items, wall, count, raw[0] if raw else None)
                 if applied:
@@ -548,6 +554,7 @@ class Connection:
             sub = route.target
             self.policy.confirmed(sub.retry)
             sub.settled.set()
+            sub.resumed.set()
             if sub.frame._status in ("connecting", "reconnecting", "stale"):
                 sub.writer.set_status("live")
         elif kind == REJECTED:

@@ -206,7 +206,7 @@ class Stream:
         return self._open("all_trades", f"{ex}:{sym}", [(request, sym, ex)],
                           make_state("all_trades", fmt, maxlen=maxlen),
                           {"recent": recent, "maxlen": maxlen, "board": board, "format": fmt},
-                          timeout)
+                          timeout, refresh=_trades_with_recent)
 
     @suggests_symbols
     def bars(self, symbol: str, tf: str | int = "1min", *, start: Any = None,
@@ -537,6 +537,9 @@ class Stream:
             sub = self._backfills.get()
             if sub is None or self._closed:
                 return
+            # after a reconnect, fetch only once the server serves the subscription again:
+            # trades made before it did come over HTTP, the later ones on the new connection
+            sub.resumed.wait(self.subscribe_timeout)
             with self._lock:
                 plan, lost_at = self._pending.pop(sub)
             error = None
@@ -593,6 +596,16 @@ def _identity(kind: str, label: str, params: dict[str, Any], requests: list[Requ
     wire = tuple(repr(sorted((k, v) for k, v in r.fields.items() if k != "from"))
                  for r in requests)
     return (kind, label, repr(sorted(params.items(), key=lambda kv: kv[0])), wire)
+
+
+RESUBSCRIBE_RECENT = 10  # trades the server resends on a resubscription
+
+
+def _trades_with_recent(sub: Sub) -> Request:
+    """On resubscription, the server resends its latest trades (duplicates are dropped by
+    id): they cover the moment between the backfill's fetch and the new subscription."""
+    recent = max(int(sub.request.fields.get("depth") or 0), RESUBSCRIBE_RECENT)
+    return sub.request.with_fields(depth=min(recent, MAX_RECENT_TRADES))
 
 
 def _bars_from_last_candle(sub: Sub) -> Request:
