@@ -148,7 +148,8 @@ def slow_token_server() -> None:
         book = stream.orderbook("SBER", depth=3).wait(0, timeout=10)
         session.slow = True
         now[0] = tokens.claims["exp"] - 5  # a renewal is due; the token server takes 10 s
-        threading.Thread(target=tokens.token, daemon=True).start()
+        renewing = threading.Thread(target=tokens.token, daemon=True)
+        renewing.start()
         until(lambda: tokens._refresh_lock.locked())
         start = time.perf_counter()
         other = stream.orderbook("GAZP", depth=3)
@@ -168,6 +169,8 @@ def slow_token_server() -> None:
     finally:
         released.set()
         stream.close()
+        if "renewing" in locals():
+            renewing.join(15)  # the renewal ends before the simulator stops
         sim.stop()
 
 

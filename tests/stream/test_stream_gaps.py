@@ -165,6 +165,8 @@ def test_calls_and_close_do_not_wait_for_a_slow_token_renewal(fresh_sim):
     finally:
         stream.close()
         released.set()
+        if "renewing" in locals():
+            renewing.join(15)  # the renewal ends before the simulator stops
 
 
 def test_data_refused_on_cws_moves_to_ws_once(fresh_sim, caplog):
