@@ -141,7 +141,7 @@ def to_frame(schema: Schema, objs: Iterable[Mapping[str, Any]], fmt: str, *,
 
 def _wire_column(schema: Schema, field: Field, objs: Sequence[Mapping[str, Any]], fmt: str) -> Any:
     """One column from wire objects; a value that is not of the field's kind (a server body of
-    another shape) raises APIError naming the field."""
+    another shape) raises DecodeError (an APIError) naming the field."""
     try:
         return _column(field, objs, fmt)
     except (TypeError, ValueError, AttributeError, OverflowError) as exc:

@@ -170,7 +170,7 @@ def malformed(what: str, payload: Any) -> DecodeError:
 def records(payload: Any, what: str = "the request") -> list[Mapping[str, Any]]:
     """A body holding records -> the list of them: an array of objects, or one object (the
     spec's examples show one object where the server may send an array). None is no record;
-    anything else raises :class:`~invia_data.errors.APIError`."""
+    anything else raises :class:`~invia_data.errors.DecodeError` (an APIError)."""
     if payload is None:
         return []
     if isinstance(payload, Mapping):
@@ -192,7 +192,7 @@ def one_row(schema: Any, payload: Any, fmt: str, tz: str | None,
 def listing(payload: Any, key: str = "list", what: str = "the request"
             ) -> tuple[list[Mapping[str, Any]], int | None]:
     """``{"total": n, "list": [...]}``, the same with ``list`` one object, a bare list or one
-    bare record -> (records, total or None). Other shapes raise APIError."""
+    bare record -> (records, total or None). Other shapes raise DecodeError."""
     if isinstance(payload, Mapping) and (key in payload or "total" in payload):
         total = payload.get("total")
         count = int(total) if isinstance(total, (int, float)) and not isinstance(total, bool) else None

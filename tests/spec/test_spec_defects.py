@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import requests
 
-from invia_data.errors import APIError
+from invia_data.errors import DecodeError
 
 from .support import example, load, operation
 from .test_spec_http_examples import serving
@@ -35,14 +35,14 @@ def test_all_trades_history_reads_list_as_one_object_or_an_array(fmt):
 def test_all_trades_history_with_another_shape_raises_an_api_error(bad_list):
     op = operation("MdV2SecuritiesExchangeSymbolAlltradesHistoryGet")
     inv, _ = serving(op, {"total": 23, "list": bad_list})
-    with pytest.raises(APIError, match="malformed body"):
+    with pytest.raises(DecodeError, match="malformed body"):
         inv.all_trades("SBER", history=True, format="Slim")
 
 
 @pytest.mark.parametrize("body", ["text", 12, [["a"]]])
 def test_a_list_call_with_a_body_of_another_shape_raises_an_api_error(body):
     inv, _ = serving(operation("MdV2SecuritiesSymbolsQuotesGet"), body)
-    with pytest.raises(APIError):
+    with pytest.raises(DecodeError):
         inv.quotes("SBER")
 
 
@@ -141,5 +141,5 @@ def test_all_trades_with_a_value_of_another_type_raises_an_api_error(key, value)
     body = copy.deepcopy(example("AllTradesHistory_Slim"))
     body["list"][key] = value
     inv, _ = serving(op, body)
-    with pytest.raises(APIError, match="malformed trade data"):
+    with pytest.raises(DecodeError, match="malformed trade data"):
         inv.all_trades("SBER", history=True, format="Slim")
