@@ -15,6 +15,9 @@ holds references stays consistent. No I/O, no locks, no threads here.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import operator
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -215,7 +218,9 @@ class IncrementalFrame:
 
 class TradesState:
     """All trades of an instrument: a ring buffer of at most ``maxlen`` trades, ascending id,
-    each id once (a replay, a resubscription or an HTTP backfill may repeat trades)."""
+    each id once (a replay, a resubscription or an HTTP backfill may repeat trades). The
+    buffer is kept in id order, so a trade at or below the newest is found by bisection (no
+    set of ids to keep up on the hot path, where ids only grow)."""
 
     kind = "all_trades"
 
@@ -224,12 +229,22 @@ class TradesState:
             raise InvalidArgument(f"maxlen must be a positive integer, got {maxlen!r}")
         self.fmt = fmt
         self.maxlen = maxlen
-        self.trades: deque[Wire] = deque()
-        self.ids: set[Any] = set()
+        self.trades: deque[Wire] = deque(maxlen=maxlen)  # the oldest drop out on append
         self._time = _first_key(TRADE, "time", fmt)
         self._epoch = 0
         self._first_seq = 0  # sequence number of trades[0]
         self._frames = IncrementalFrame(self._build)
+
+    @property
+    def ids(self) -> set[Any]:
+        return {t["id"] for t in self.trades}
+
+    def _held(self, trade_id: int) -> bool:
+        trades = self.trades
+        if not trades or trade_id > trades[-1]["id"] or trade_id < trades[0]["id"]:
+            return False
+        i = bisect.bisect_left(trades, trade_id, key=_trade_id)
+        return i < len(trades) and trades[i]["id"] == trade_id
 
     def apply(self, data: Wire) -> int:
         if type(data) is not dict:
@@ -237,16 +252,12 @@ class TradesState:
         trade_id = data.get("id")
         if type(trade_id) is not int:  # the id orders and deduplicates: it must be there
             raise TypeError(f"trade without an integer id: {trade_id!r}")
-        if trade_id in self.ids:
-            return 0
         trades = self.trades
-        if trades and trade_id < trades[-1]["id"]:
-            return self.merge([data])
-        trades.append(data)
-        self.ids.add(trade_id)
-        if len(trades) > self.maxlen:
-            self.ids.discard(trades.popleft()["id"])
+        if trades and trade_id <= trades[-1]["id"]:
+            return 0 if self._held(trade_id) else self.merge([data])
+        if len(trades) == self.maxlen:
             self._first_seq += 1
+        trades.append(data)
         return 1
 
     def extend(self, batch: list[Wire]) -> int:
@@ -257,37 +268,32 @@ class TradesState:
             ids = [data["id"] for data in batch]
         except (TypeError, KeyError, IndexError):
             return 0
-        trades = self.trades
-        previous = trades[-1]["id"] if trades else None
-        for trade_id in ids:
-            if type(trade_id) is not int or (previous is not None and trade_id <= previous):
-                return 0
-            previous = trade_id
-        if any(type(data) is not dict for data in batch):
+        # whole-batch checks in C: objects, integer ids, each above the one before
+        if set(map(type, batch)) != _DICT or set(map(type, ids)) != _INT:
             return 0
+        trades = self.trades
+        if trades and ids[0] <= trades[-1]["id"]:
+            return 0
+        if not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):
+            return 0
+        excess = len(trades) + len(batch) - self.maxlen
         trades.extend(batch)
-        self.ids.update(ids)
-        excess = len(trades) - self.maxlen
         if excess > 0:
-            popleft, discard = trades.popleft, self.ids.discard
-            for _ in range(excess):
-                discard(popleft()["id"])
             self._first_seq += excess
         return len(batch)
 
     def merge(self, objs: Iterable[Wire]) -> int:
         """Insert trades in id order, skipping known ids; returns how many were new."""
+        held = self.ids
         fresh = {}
         for obj in objs:
             trade_id = obj.get("id") if type(obj) is dict else None
-            if type(trade_id) is int and trade_id not in self.ids:
+            if type(trade_id) is int and trade_id not in held:
                 fresh[trade_id] = obj
         if not fresh:
             return 0
-        merged = sorted([*self.trades, *fresh.values()], key=lambda t: t["id"])
-        kept = merged[-self.maxlen:]
-        self.trades = deque(kept)
-        self.ids = {t["id"] for t in kept}
+        merged = sorted([*self.trades, *fresh.values()], key=_trade_id)
+        self.trades = deque(merged[-self.maxlen:], maxlen=self.maxlen)
         self._epoch += 1
         self._first_seq = 0
         return len(fresh)
@@ -470,6 +476,14 @@ class BarsState:
         if len(closed):
             closed[-1] = False
         return frame.assign(is_closed=closed)
+
+
+_DICT = {dict}
+_INT = {int}
+
+
+def _trade_id(trade: Wire) -> Any:
+    return trade["id"]
 
 
 def make_state(kind: str, fmt: str, **options: Any) -> Any:
