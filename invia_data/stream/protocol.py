@@ -210,6 +210,10 @@ class Session:
         events: list[Event] = []
         routes_get: Callable[[Any], Route | None] = self.routes.get
         loads = _loads
+        # a run of messages of one plain route (the usual read) skips the lookups
+        run_guid: Any = None
+        run: list[Any] | None = None
+        run_extra = 0
         for payload in payloads:
             try:
                 obj = loads(payload)
@@ -219,8 +223,16 @@ class Session:
             if type(obj) is dict:
                 data = obj.get("data")
                 if type(data) is dict:
-                    route = routes_get(obj.get("guid"))
+                    guid = obj.get("guid")
+                    if run is not None and guid == run_guid:
+                        run[1].append(data)
+                        run_extra += 1
+                        continue
+                    route = routes_get(guid)
                     if route is not None:
+                        if run is not None:
+                            run[0] += run_extra
+                            run, run_extra = None, 0
                         found = groups.get(route)
                         if route.raw:
                             if found is None:
@@ -230,16 +242,21 @@ class Session:
                                 found[1].append(data)
                                 if len(found) > 2:   # (raw may be switched on mid-read)
                                     found[2].append(payload)
-                        elif found is None:
-                            groups[route] = [1, [data]]
+                            continue
+                        if found is None:
+                            found = groups[route] = [1, [data]]
                         elif route.conflate:
                             found[0] += 1
                             found[1][0] = data  # the superseded message is freed at once
                         else:
                             found[0] += 1
                             found[1].append(data)
+                        if not route.conflate:
+                            run_guid, run = guid, found
                         continue
             events.append(self._classify(obj))
+        if run is not None:
+            run[0] += run_extra
         return groups, events
 
     def _classify(self, obj: Any) -> Event:
