@@ -474,7 +474,8 @@ class Stream:
         return frame
 
     def _await(self, frame: LiveFrame, subs: list[Sub], timeout: float) -> None:
-        """Wait for the server's answer; a callback on the stream thread cannot wait for the
+        """Wait for the server's answer (callbacks run on dispatcher threads, so one that
+        subscribes waits like any caller); code on the stream thread itself cannot wait for the
         thread that would deliver it, so there the frame is returned at once."""
         if self._conn.on_thread():
             return
