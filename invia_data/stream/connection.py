@@ -303,7 +303,7 @@ class Connection:
                 return False
             if sub.sent_on is ws and not force:
                 return False
-            if sub.refresh is not None and sub.route.guid:
+            if sub.refresh is not None and sub.route.guid and not force:  # a new connection
                 sub.route.request = sub.refresh(sub)
             self._session.forget(sub.route)
             frame = self._session.subscribe(sub.route, token)
