@@ -21,6 +21,7 @@ import queue
 import socket
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -93,14 +94,36 @@ class RateMeter:
             self._buckets.popleft()
 
 
+class _NoFrame:
+    """The writer of a subscription whose frame was collected: data for it goes nowhere."""
+
+    def apply(self, *args: Any, **kwargs: Any) -> tuple[int, Exception | None]:
+        return 0, None
+
+    def merge(self, change: Callable[[Any], Any]) -> int:
+        return 0
+
+    def read(self, fn: Callable[[Any], Any]) -> Any:
+        return None
+
+    def set_status(self, status: str, error: BaseException | None = None) -> None:
+        pass
+
+    def publish(self) -> None:
+        pass
+
+
+NO_FRAME = _NoFrame()
+
+
 class Sub:
     """One server subscription feeding a LiveFrame, with its health counters."""
 
     def __init__(self, frame: LiveFrame, request: Request, symbol: str | None,
                  exchange: str | None,
                  refresh: Callable[[Sub], Request] | None = None) -> None:
-        self.frame = frame
-        self.writer = FrameWriter(frame)
+        # weakly: a frame nobody holds any more is collected, and the stream unsubscribes it
+        self._frame = weakref.ref(frame)
         self.kind = request.kind
         self.symbol = symbol
         self.exchange = exchange
@@ -120,6 +143,16 @@ class Sub:
         self.gaps = 0
         self.unfilled = 0  # gaps that the HTTP backfill could not fill completely
         self.meter = RateMeter(time.monotonic())
+
+    @property
+    def frame(self) -> LiveFrame | None:
+        """The frame fed, or None once it was collected (its unsubscribe is on its way)."""
+        return self._frame()
+
+    @property
+    def writer(self) -> FrameWriter | _NoFrame:
+        frame = self._frame()
+        return FrameWriter(frame) if frame is not None else NO_FRAME
 
     @property
     def request(self) -> Request:
@@ -555,7 +588,8 @@ class Connection:
             self.policy.confirmed(sub.retry)
             sub.settled.set()
             sub.resumed.set()
-            if sub.frame._status in ("connecting", "reconnecting", "stale"):
+            frame = sub.frame
+            if frame is not None and frame._status in ("connecting", "reconnecting", "stale"):
                 sub.writer.set_status("live")
         elif kind == REJECTED:
             status, message = value
@@ -658,7 +692,7 @@ class Connection:
                 sub.retry.retry_at = None
                 self._queue_subscribe(sub, ws, force=True)
         live = [(s, s.kind, s.retry) for s in subs
-                if s.frame._status not in ("closed", "error")]
+                if (frame := s.frame) is not None and frame._status not in ("closed", "error")]
         stale = self.policy.stale(live, now)
         if not stale:
             return True

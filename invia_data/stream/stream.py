@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -135,8 +136,13 @@ class Stream:
         self._conn = Connection(self.url, token_provider, policy=self.policy, sslopt=sslopt,
                                 on_gap=self._on_gap, fallback_to_ws=path is None)
         self._lock = threading.Lock()
-        self._frames: dict[LiveFrame, list[Sub]] = {}
-        self._by_identity: dict[tuple[Any, ...], LiveFrame] = {}
+        # frames weakly: a frame nobody holds any more is collected, and its finalizer hands
+        # its subscriptions to the reaper thread, which unsubscribes them
+        self._frames: weakref.WeakKeyDictionary[LiveFrame, list[Sub]] = weakref.WeakKeyDictionary()
+        self._by_identity: weakref.WeakValueDictionary[tuple[Any, ...], LiveFrame] = (
+            weakref.WeakValueDictionary())
+        self._dropped: queue.SimpleQueue[list[Sub] | None] = queue.SimpleQueue()
+        self._reaper: threading.Thread | None = None
         self._gaps: deque[dict[str, Any]] = deque(maxlen=1000)
         self._backfills: queue.Queue[Sub | None] = queue.Queue()
         self._pending: dict[Sub, tuple[Backfill, float]] = {}  # queued, not yet fetched
@@ -414,6 +420,7 @@ class Stream:
             frame.close()
         self._conn.close()
         self._backfills.put(None)
+        self._dropped.put(None)
         thread = self._backfill_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(0.1)  # a fetch in flight ends on its own (daemon thread)
@@ -464,6 +471,8 @@ class Stream:
         with self._lock:
             self._frames[frame] = subs
             self._by_identity[key] = frame
+        weakref.finalize(frame, self._dropped.put, subs)  # put is safe in any thread, any time
+        self._start_reaper()
         try:
             for sub in subs:
                 self._conn.add(sub)
@@ -489,6 +498,26 @@ class Stream:
         finally:
             for sub in subs:
                 sub.awaited = False
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is not None:
+                return
+            self._reaper = threading.Thread(target=self._reap, name="invia-stream-reaper",
+                                            daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        """Unsubscribe the subscriptions of frames that were collected (nobody held them)."""
+        while True:
+            subs = self._dropped.get()
+            if subs is None:
+                return
+            for sub in subs:
+                try:
+                    self._conn.remove(sub)
+                except Exception:  # one failed unsubscribe must not stop the others
+                    log.exception("unsubscribing a collected %s frame failed", sub.kind)
 
     def _close_frame(self, frame: LiveFrame) -> None:
         with self._lock:
@@ -521,7 +550,9 @@ class Stream:
 
     def _record_gap(self, sub: Sub, lost_at: float, added: int, filled: bool,
                     error: str | None) -> None:
-        self._gaps.append({"kind": sub.kind, "symbol": sub.frame.symbol, "start": lost_at,
+        frame = sub.frame
+        symbol = frame.symbol if frame is not None else f"{sub.exchange}:{sub.symbol}"
+        self._gaps.append({"kind": sub.kind, "symbol": symbol, "start": lost_at,
                            "end": time.time(), "backfilled": added, "filled": filled,
                            "error": error})
 
@@ -564,7 +595,7 @@ class Stream:
         """Fetch what the gap missed, after ``plan.cursor`` (the last trade id, or the last
         candle's start) or from ``plan.lost_at``: ``(rows merged, every page fetched)``."""
         frame = sub.frame
-        if frame.status in ("closed", "error"):
+        if frame is None or frame.status in ("closed", "error"):
             return 0, True
         fields = sub.request.fields
         fmt = fields["format"]

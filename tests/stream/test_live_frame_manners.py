@@ -3,7 +3,9 @@ book samples its figures over time."""
 
 from __future__ import annotations
 
+import gc
 import math
+import time
 
 import pandas as pd
 import pytest
@@ -123,3 +125,40 @@ def test_sampling_a_frame_subscribed_a_moment_ago_starts_with_its_first_book(sim
             samples = fresh.sample("50ms", "100ms")
             assert samples["mid"].notna().all() and samples["book_time"].notna().all()
             fresh.close()
+
+
+def _until(predicate, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        gc.collect()
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_a_frame_nobody_holds_any_more_is_unsubscribed(sim):
+    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
+                            ws_url=sim.ws_url) as inv:
+        before = sim.active_subscriptions()
+        live = inv.stream.orderbook("SBER", depth=10).wait(timeout=10)
+        kept = inv.stream.all_trades("SBER")
+        assert sim.active_subscriptions() == before + 2
+        live = inv.stream.orderbook("SBER", depth=20)  # the cell edited and run again
+        assert _until(lambda: sim.active_subscriptions() == before + 2)  # depth 10 went
+        assert live.wait(timeout=10).status == "live" and len(inv.stream.frames) == 2
+        del live
+        assert _until(lambda: sim.active_subscriptions() == before + 1)
+        assert kept.wait(timeout=10).status == "live"  # the frame still held streams on
+        assert [f.kind for f in inv.stream.frames] == ["all_trades"]
+
+
+def test_a_frame_shown_in_a_widget_stays_subscribed(sim):
+    with invia_data.connect(sim.refresh_token, base_url=sim.url, auth_url=sim.auth_url,
+                            ws_url=sim.ws_url) as inv:
+        before = sim.active_subscriptions()
+        view = inv.stream.orderbook("GAZP", depth=5).widget()  # only the widget holds it
+        gc.collect()
+        time.sleep(0.2)
+        assert sim.active_subscriptions() == before + 1
+        view.close()
