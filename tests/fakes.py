@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -136,3 +137,17 @@ def market_time(server: Any) -> Any:
     import pandas as pd
 
     return pd.Timestamp(server.market.now(), unit="s", tz="UTC")
+
+
+def until(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 0.02,
+          between: Callable[[], Any] | None = None) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass (calling ``between``
+    before each pause, e.g. ``gc.collect``); its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if between is not None:
+            between()
+        time.sleep(step)
+    return bool(predicate())

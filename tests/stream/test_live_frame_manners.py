@@ -3,12 +3,14 @@ book samples its figures over time."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import time
 
 import pandas as pd
 import pytest
+from fakes import until
 
 import invia_data
 from invia_data.books import book_stats, sample_book
@@ -127,14 +129,7 @@ def test_sampling_a_frame_subscribed_a_moment_ago_starts_with_its_first_book(sim
             fresh.close()
 
 
-def _until(predicate, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        gc.collect()
-        time.sleep(0.02)
-    return predicate()
+_until = functools.partial(until, timeout=10.0, between=gc.collect)
 
 
 def test_a_frame_nobody_holds_any_more_is_unsubscribed(sim):

@@ -4,6 +4,7 @@ the connection directly. Every test is bounded (a few seconds each)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ import orjson
 import pandas as pd
 import pytest
 import requests
+from fakes import until
 
 import invia_data
 from invia_data.auth import TokenManager
@@ -24,13 +26,7 @@ from invia_data.stream.state import BookState
 WAIT = 15.0
 
 
-def _until(predicate, timeout=WAIT, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+_until = functools.partial(until, timeout=WAIT, step=0.05)
 
 
 def _record_statuses(frame):

@@ -4,12 +4,14 @@ order commands. Trade ids are checked against the simulator's own."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 
 import pandas as pd
 import pytest
+from fakes import until
 
 import invia_data
 from invia_data.auth import TokenManager
@@ -18,13 +20,7 @@ from invia_data.stream import Stream
 WAIT = 15.0
 
 
-def _until(predicate, timeout=WAIT, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+_until = functools.partial(until, timeout=WAIT)
 
 
 def _same_ids_as_the_server(inv, live):

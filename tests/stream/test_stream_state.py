@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
-import time
 
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from fakes import until
 
 from invia_data.errors import InvalidArgument, NotFound, StreamClosed, StreamError, StreamTimeout
 from invia_data.frames import dtypes, to_frame
@@ -222,11 +223,7 @@ def _book_frame():
     return LiveFrame("orderbook", "MOEX:SBER", {"depth": 2}, BookState("Slim"))
 
 
-def _until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return predicate()
+_until = functools.partial(until, timeout=5.0, step=0.005)
 
 
 def test_live_frame_version_cache_and_snapshot_isolation():
