@@ -44,7 +44,7 @@ def book_series(client: Any, symbol: str, samples: int = 60, pause: float = 0.05
                          "ask": asks["price"].iat[0]})
         time.sleep(pause)
     frame = pd.DataFrame(rows, columns=["time", "bid", "ask"])
-    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
     frame.attrs["symbol"] = symbol
     return frame.drop_duplicates("time")
 

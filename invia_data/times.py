@@ -145,4 +145,6 @@ def iso_time(stamp: pd.Timestamp | None, tz: str | dt.tzinfo | None = None) -> s
     stamp = pd.Timestamp(stamp)
     if tz is not None:
         stamp = stamp.tz_convert(tz)
-    return stamp.isoformat()
+    # always with microseconds: a list of these parses with one format (pd.to_datetime infers
+    # it from the first value, and a time on a whole second would otherwise lack the fraction)
+    return stamp.isoformat(timespec="microseconds")

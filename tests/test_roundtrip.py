@@ -120,7 +120,7 @@ def test_times_in_attrs_are_iso_strings_that_read_back_exactly(client):
     many = client.history(["SBER", "GAZP"], tf="1h")
     for value in [book.attrs["time"], *_attrs_values(many.attrs["open_candle"])]:
         assert isinstance(value, str)
-        assert pd.Timestamp(value).isoformat() == value
+        assert pd.Timestamp(value).isoformat(timespec="microseconds") == value
     assert pd.Timestamp(many.attrs["open_candle"]["SBER"]) == many.xs("SBER").index[-1]
 
 

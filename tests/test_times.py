@@ -91,3 +91,13 @@ def test_range_errors_show_the_times_as_understood():
         check_range("01.03.2024", "01.02.2024")
     assert "2024-03-01T00:00:00+00:00" in str(info.value)
     assert "2024-02-01T00:00:00+00:00" in str(info.value)
+
+
+def test_iso_times_of_attrs_share_one_format_so_a_list_of_them_parses():
+    from invia_data.times import iso_time
+
+    values = [iso_time(pd.Timestamp("2026-12-04 07:53:49", tz="UTC")),
+              iso_time(pd.Timestamp("2026-12-04 07:53:49.250", tz="UTC"))]
+    assert values[0] == "2026-12-04T07:53:49.000000+00:00"
+    parsed = pd.to_datetime(pd.Series(values), utc=True)
+    assert parsed.dt.microsecond.tolist() == [0, 250_000]
