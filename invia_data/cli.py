@@ -177,8 +177,9 @@ def _record_arguments(parser: argparse.ArgumentParser) -> None:
                              "simulator when no credentials are set)")
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: until Ctrl-C or SIGTERM)")
-    parser.add_argument("--batch-rows", type=int, default=20_000,
-                        help="messages per written batch (default 20000)")
+    parser.add_argument("--batch-rows", type=int, default=500_000,
+                        help="rows per written batch; a book counts 2 x depth "
+                             "(default 500000)")
     parser.add_argument("--batch-seconds", type=float, default=5.0,
                         help="the longest a message waits before it is written (default 5)")
     parser.add_argument("--status-every", type=float, default=1.0,

@@ -13,7 +13,8 @@ the raw wire objects of each read): the sink only appends to a buffer. A writer 
 the buffers into Arrow tables and writes them when a batch is full (``batch_rows``) or old
 (``batch_seconds``), each file first under a hidden temporary name and then renamed, so a
 reader never sees half a file and a ``kill -9`` loses at most the batches not yet written.
-Buffers are bounded (``max_pending_rows``): past it the stream thread writes itself.
+Buffers are bounded (``max_pending_rows``): past it the stream thread waits for the writer (and
+writes itself if the writer is stuck).
 
 A restart on the same path appends: trades resume above the highest id already written,
 candles skip versions identical to the last one written.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -99,7 +102,8 @@ def receive_us(now: float) -> int:
 # --- converting buffered messages into tables --------------------------------------------------
 
 def _receive_column(times: Sequence[float], counts: Sequence[int] | None = None) -> np.ndarray:
-    us = np.fromiter((receive_us(t) for t in times), dtype="int64", count=len(times))
+    """Receive times -> microseconds, rounded as :func:`receive_us` rounds (half to even)."""
+    us = np.round(np.asarray(times, dtype="float64") * 1_000_000).astype("int64")
     return us if counts is None else np.repeat(us, counts)
 
 
@@ -107,12 +111,15 @@ def _utc(us: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(us.astype("datetime64[us]")).tz_localize("UTC")
 
 
+# ``side`` is dictionary-encoded in memory and in the file (cheaper to write); book files are
+# written without the Arrow schema, so every reader sees a plain string column
 BOOK_SCHEMA = pa.schema([
-    ("snapshot_id", pa.int64()), ("side", pa.string()), ("level", pa.int64()),
+    ("snapshot_id", pa.int64()), ("side", pa.dictionary(pa.int8(), pa.string())),
+    ("level", pa.int64()),
     ("price", pa.float64()), ("volume", pa.int64()), ("yield", pa.float64()),
     ("exchange_time", TIME_TYPE), ("receive_time", TIME_TYPE)])
 DAY_US = 86_400_000_000
-SIDES = pa.array(["ask", "bid"])
+SIDES = pa.array(["bid", "ask"])
 
 
 def book_table(books: Sequence[dict[str, Any]], times: Sequence[float], fmt: str) -> pa.Table:
@@ -137,17 +144,12 @@ def book_table(books: Sequence[dict[str, Any]], times: Sequence[float], fmt: str
     is_bid = np.repeat(np.tile(np.array([True, False]), n), counts)
     per_book = counts[0::2] + counts[1::2]
     received = _receive_column(times)
-    # messages of one read share a receive time: number them within it
-    run = np.arange(n, dtype="int64")
-    if n:
-        new_time = np.concatenate([[True], received[1:] != received[:-1]])
-        run -= np.maximum.accumulate(np.where(new_time, run, 0))
+    run = _place_in_read(received)
     stamps = np.array([book.get(time_key) or 0 for book in books], dtype="float64")
     exchange = np.repeat(np.round(stamps * 1000).astype("int64"), per_book)
-    sides = pa.DictionaryArray.from_arrays(pa.array(is_bid.astype("int8")), SIDES)
     return pa.table([
         pa.array(np.repeat(received * 1000 + run, per_book)),
-        sides.cast(pa.string()),
+        pa.DictionaryArray.from_arrays(pa.array((~is_bid).astype("int8")), SIDES),
         pa.array(np.arange(total, dtype="int64") - starts),
         pa.array(_level_values(levels, price_key, "float64")),
         pa.array(_level_values(levels, volume_key, "int64")),
@@ -193,16 +195,75 @@ def record_table(kind: str, items: Sequence[dict[str, Any]], times: Sequence[flo
     return frame
 
 
-# --- frames' bytes -> Arrow, parsed by Arrow's JSON reader off the interpreter lock ---------------
+# --- frames' bytes -> Arrow, parsed off the interpreter lock ---------------------------------------
+#
+# The stream thread already parses every message once (to route it); parsing the recorded ones
+# again in Python would hold the interpreter lock and slow the stream itself. So the recorder
+# keeps the frames' bytes and parses whole batches in native code that releases the lock:
+# DuckDB's JSON reader when DuckDB is installed (``pip install "invia-data[record]"``, about
+# 3 us of CPU for a 10-level book), else Arrow's (about 8 us). Either way the stream thread only
+# appends bytes to a list.
 
 RAW_KINDS = frozenset({"orderbook", "all_trades"})   # the firehose kinds: parsed from bytes
 _WIRE_TYPES = {"float": pa.float64(), "int": pa.int64(), "i8": pa.int64(), "str": pa.string(),
                "bool": pa.bool_(), "ts_ms": pa.float64(), "ts_s": pa.float64(),
                "iso": pa.string()}
+_DUCKDB_TYPES = {pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.string(): "VARCHAR",
+                 pa.bool_(): "BOOLEAN"}
+DUCKDB_THREADS = min(4, os.cpu_count() or 1)
+_duckdb_connections = threading.local()   # a DuckDB connection is used by one thread at a time
 
 
-def _read_frames(payloads: Sequence[bytes], data: pa.DataType) -> pa.StructArray:
-    """WebSocket data frames (``{"data": {...}, "guid": ...}``) -> their ``data`` objects."""
+def parse_engine() -> str:
+    """The JSON parser recorded frames go through: ``"duckdb"`` when installed, else ``"arrow"``."""
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        return "arrow"
+    return "duckdb"
+
+
+def _duckdb_spec(kind: pa.DataType) -> Any:
+    """An Arrow type -> the structure ``json_transform`` takes (keys are the wire's own)."""
+    if pa.types.is_struct(kind):
+        return {kind.field(i).name: _duckdb_spec(kind.field(i).type)
+                for i in range(kind.num_fields)}
+    if pa.types.is_list(kind):
+        return [_duckdb_spec(kind.value_type)]
+    return _DUCKDB_TYPES[kind]
+
+
+def _payload_strings(payloads: Sequence[bytes]) -> pa.Array:
+    """The frames' bytes as one Arrow string array, without a Python string per frame."""
+    lengths = np.fromiter(map(len, payloads), dtype="int64", count=len(payloads))
+    offsets = np.zeros(len(payloads) + 1, dtype="int64")
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.LargeStringArray.from_buffers(len(payloads), pa.py_buffer(offsets),
+                                            pa.py_buffer(b"".join(payloads)))
+
+
+def _read_frames_duckdb(payloads: Sequence[bytes], data: pa.DataType) -> pa.StructArray:
+    import duckdb
+
+    con = getattr(_duckdb_connections, "con", None)
+    if con is None:
+        con = _duckdb_connections.con = duckdb.connect()
+        con.execute(f"SET threads = {DUCKDB_THREADS}")
+    spec = orjson.dumps({"data": _duckdb_spec(data)}).decode().replace("'", "''")
+    strings = _payload_strings(payloads)
+    # in chunks: DuckDB parses the chunks of one batch in parallel (and keeps their order)
+    step = max(2048, len(strings) // (4 * DUCKDB_THREADS) + 1)
+    chunks = [strings.slice(lo, step) for lo in range(0, len(strings), step)] or [strings]
+    frames = con.from_arrow(pa.Table.from_batches(
+        [pa.record_batch([chunk], names=["j"]) for chunk in chunks]))
+    parsed = frames.select(f"json_transform(j, '{spec}').data AS data")
+    # (to_arrow_table since DuckDB 1.4; fetch_arrow_table before, deprecated after)
+    table = getattr(parsed, "to_arrow_table", None) or parsed.fetch_arrow_table
+    table = table()
+    return table.column("data").combine_chunks().cast(data)
+
+
+def _read_frames_arrow(payloads: Sequence[bytes], data: pa.DataType) -> pa.StructArray:
     options = pa_json.ParseOptions(explicit_schema=pa.schema([("data", data)]),
                                    unexpected_field_behavior="ignore")
     table = pa_json.read_json(io.BytesIO(b"\n".join(payloads)), parse_options=options,
@@ -210,11 +271,22 @@ def _read_frames(payloads: Sequence[bytes], data: pa.DataType) -> pa.StructArray
     return table.column("data").combine_chunks()
 
 
+def _read_frames(payloads: Sequence[bytes], data: pa.DataType,
+                 engine: str | None = None) -> pa.StructArray:
+    """WebSocket data frames (``{"data": {...}, "guid": ...}``) -> their ``data`` objects.
+    A field of another type than the schema's is null with DuckDB; Arrow refuses the batch
+    (the caller then takes the objects path)."""
+    if (engine or parse_engine()) == "duckdb":
+        return _read_frames_duckdb(payloads, data)
+    return _read_frames_arrow(payloads, data)
+
+
 def _numpy(array: pa.Array, dtype: str, missing: Any) -> np.ndarray:
     return array.fill_null(missing).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
-def raw_book_table(payloads: Sequence[bytes], times: Sequence[float], fmt: str) -> pa.Table:
+def raw_book_table(payloads: Sequence[bytes], times: Sequence[float], fmt: str,
+                   engine: str | None = None) -> pa.Table:
     """Order-book frames' bytes -> the same table as :func:`book_table`."""
     bids_key = ORDERBOOK.field("bids").keys(fmt)[0]
     asks_key = ORDERBOOK.field("asks").keys(fmt)[0]
@@ -224,44 +296,49 @@ def raw_book_table(payloads: Sequence[bytes], times: Sequence[float], fmt: str) 
     level = pa.struct([(key, kind) for key, kind in level_fields if key])
     data = _read_frames(payloads, pa.struct([(bids_key, pa.list_(level)),
                                              (asks_key, pa.list_(level)),
-                                             (time_key, pa.float64())]))
-    n = len(data)
+                                             (time_key, pa.float64())]), engine)
     received = _receive_column(times)
-    run = np.arange(n, dtype="int64")
-    if n:
-        new_time = np.concatenate([[True], received[1:] != received[:-1]])
-        run -= np.maximum.accumulate(np.where(new_time, run, 0))
-    sides = [data.field(bids_key), data.field(asks_key)]
-    lengths = [_numpy(pc.list_value_length(side), "int64", 0) for side in sides]
-    per_book = lengths[0] + lengths[1]
-    first = np.cumsum(per_book) - per_book             # each book's first row
-    total = int(per_book.sum())
-    columns = {"price": np.full(total, np.nan), "volume": np.zeros(total, dtype="int64"),
-               "yield": np.full(total, np.nan)}
-    is_bid = np.zeros(total, dtype=bool)
-    level_no = np.zeros(total, dtype="int64")
-    for index, side in enumerate(sides):
-        flat = pc.list_flatten(side)
-        parent = _numpy(pc.list_parent_indices(side), "int64", 0)
-        starts = np.cumsum(lengths[index]) - lengths[index]
-        within = np.arange(len(parent), dtype="int64") - starts[parent]
-        rows = first[parent] + within + (lengths[0][parent] if index else 0)
-        level_no[rows] = within
-        is_bid[rows] = index == 0
-        for (key, _), name in zip(level_fields, ("price", "volume", "yield"), strict=True):
-            if key:
-                columns[name][rows] = _numpy(flat.field(key), columns[name].dtype.name,
-                                             0 if name == "volume" else np.nan)
+    bids, asks = data.field(bids_key), data.field(asks_key)
+    nb = _numpy(pc.list_value_length(bids), "int64", 0)
+    na = _numpy(pc.list_value_length(asks), "int64", 0)
+    per_book = nb + na
+    total, total_bids = int(per_book.sum()), int(nb.sum())
+    # rows in book order (each book's bids, then its asks), gathered from the flattened bids
+    # followed by the flattened asks: one take per column, no per-level Python
+    book_start = np.repeat(np.cumsum(per_book) - per_book, per_book)
+    within = np.arange(total, dtype="int64") - book_start
+    bids_here = np.repeat(nb, per_book)
+    is_ask = within >= bids_here
+    source = np.where(is_ask, total_bids + np.repeat(np.cumsum(na) - na, per_book) - bids_here,
+                      np.repeat(np.cumsum(nb) - nb, per_book)) + within
+    flat = [pc.list_flatten(bids), pc.list_flatten(asks)]
+    columns = []
+    for (key, _), missing in zip(level_fields, (np.nan, 0, np.nan), strict=True):
+        if key is None:
+            columns.append(np.full(total, missing))
+            continue
+        values = np.concatenate([_numpy(side.field(key), "float64" if missing else "int64",
+                                        missing) for side in flat])
+        columns.append(values[source])
     stamps = _numpy(data.field(time_key), "float64", 0.0)
     exchange = np.repeat(np.round(stamps * 1000).astype("int64"), per_book)
     return pa.table([
-        pa.array(np.repeat(received * 1000 + run, per_book)),
-        pa.DictionaryArray.from_arrays(pa.array(is_bid.astype("int8")), SIDES).cast(pa.string()),
-        pa.array(level_no), pa.array(columns["price"]), pa.array(columns["volume"]),
-        pa.array(columns["yield"]),
+        pa.array(np.repeat(received * 1000 + _place_in_read(received), per_book)),
+        pa.DictionaryArray.from_arrays(pa.array(is_ask.astype("int8")), SIDES),
+        pa.array(np.where(is_ask, within - bids_here, within)),
+        pa.array(columns[0]), pa.array(columns[1]), pa.array(columns[2]),
         pa.array(exchange, TIME_TYPE, mask=exchange == 0),
         pa.array(np.repeat(received, per_book), TIME_TYPE),
     ], schema=BOOK_SCHEMA)
+
+
+def _place_in_read(received: np.ndarray) -> np.ndarray:
+    """Messages of one read share a receive time: their places 0, 1, ... among them."""
+    run = np.arange(len(received), dtype="int64")
+    if len(received):
+        new_time = np.concatenate([[True], received[1:] != received[:-1]])
+        run -= np.maximum.accumulate(np.where(new_time, run, 0))
+    return run
 
 
 _SCHEMA_CACHE: dict[str, pa.Schema] = {}
@@ -278,13 +355,14 @@ def kind_schema(kind: str) -> pa.Schema:
 
 
 def raw_record_table(kind: str, payloads: Sequence[bytes], times: Sequence[float],
-                     fmt: str) -> pa.Table:
+                     fmt: str, engine: str | None = None) -> pa.Table:
     """Frames' bytes of a non-book kind -> the Arrow table of ``kind_schema(kind)``."""
     schema = SCHEMAS[kind]
     fields = [f for f in schema.fields if not f.legacy]
     wire = {f.name: f.key(fmt) for f in fields}
     data = _read_frames(payloads, pa.struct([(key, _WIRE_TYPES.get(f.kind, pa.string()))
-                                             for f in fields if (key := wire[f.name])]))
+                                             for f in fields if (key := wire[f.name])]),
+                        engine)
     target = kind_schema(kind)
     columns: dict[str, pa.Array] = {}
     for f in fields:
@@ -311,6 +389,48 @@ def raw_record_table(kind: str, payloads: Sequence[bytes], times: Sequence[float
                                 else pa.nulls(len(data), TIME_TYPE))
     columns["receive_time"] = pa.array(_receive_column(times), TIME_TYPE)
     return pa.table([columns[name] for name in target.names], schema=target)
+
+
+def _data_of(payload: bytes) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(payload).get("data")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return data if type(data) is dict else None
+
+
+_SLOW_PATH_SAID: set[str] = set()   # kinds whose slow path was logged as a warning once
+
+
+def payload_table(kind: str, payloads: Sequence[bytes], times: Sequence[float],
+                  fmt: str, engine: str | None = None) -> pa.Table:
+    """Frames' bytes of a RAW_KINDS kind -> its table; a batch the native parser refuses (a
+    field of an unexpected type) goes through the objects path instead, so nothing is lost."""
+    try:
+        if kind == "orderbook":
+            return raw_book_table(payloads, times, fmt, engine)
+        return raw_record_table(kind, payloads, times, fmt, engine)
+    except Exception as exc:  # noqa: BLE001 (pyarrow.ArrowInvalid, duckdb.Error, ...)
+        level = logging.DEBUG if kind in _SLOW_PATH_SAID else logging.WARNING
+        _SLOW_PATH_SAID.add(kind)
+        log.log(level, "recorder: %d %s frames through the slow path: %s", len(payloads), kind,
+                str(exc)[:200])
+    items, kept = [], []
+    for payload, received in zip(payloads, times, strict=True):
+        data = _data_of(payload)
+        if data is not None:
+            items.append(data)
+            kept.append(received)
+    if len(items) < len(payloads):   # (recorded books are routed unparsed by the stream)
+        log.warning("recorder: %d %s frames were not JSON data frames, left out",
+                    len(payloads) - len(items), kind)
+    times = kept
+    if kind == "orderbook":
+        return book_table(items, times, fmt)
+    frame = record_table(kind, items, times, fmt).drop(columns=[partition_key(kind)],
+                                                       errors="ignore")
+    return _cast_times(pa.Table.from_pandas(frame, preserve_index=False)).cast(
+        kind_schema(kind))
 
 
 def frame_table(kind: str, frame: pd.DataFrame, now: float) -> pd.DataFrame | pa.Table:
@@ -361,15 +481,17 @@ class _Source:
 class Recorder:
     """Writes every message of some LiveFrames into a Parquet dataset at ``path``.
 
-    ``batch_rows``/``batch_seconds``: a buffer is written once it holds that many messages or
-    its oldest message is that old. ``max_pending_rows``: beyond it the stream thread writes
-    the batch itself (memory stays bounded however slow the disk). ``stream``: the Stream whose
-    ``gaps()`` are copied into the dataset. ``clock`` gives unix seconds (tests inject one).
+    ``batch_rows``/``batch_seconds``: the buffers are written once they hold that many rows
+    (an order book counts 2 x depth) or the oldest message is that old; each write is one file
+    per frame and day. ``max_pending_rows``: beyond it the stream thread waits for the writer
+    (so the socket waits too) and, after ``max_pending_wait`` seconds, writes the batch itself:
+    memory stays bounded however slow the disk. ``stream``: the Stream whose ``gaps()`` are
+    copied into the dataset. ``clock`` gives unix seconds (tests inject one).
     """
 
     def __init__(self, path: str | os.PathLike[str], frames: Iterable[Any] = (), *,
-                 stream: Any = None, batch_rows: int = 20_000, batch_seconds: float = 5.0,
-                 max_pending_rows: int = 200_000, clock: Callable[[], float] = time.time
+                 stream: Any = None, batch_rows: int = 500_000, batch_seconds: float = 5.0,
+                 max_pending_rows: int = 1_000_000, clock: Callable[[], float] = time.time
                  ) -> None:
         if not isinstance(batch_rows, int) or batch_rows < 1:
             raise InvalidArgument(f"batch_rows must be a positive integer, got {batch_rows!r}")
@@ -383,6 +505,8 @@ class Recorder:
         self.stream = stream
         self._clock = clock
         self._lock = threading.Lock()         # buffers and counters
+        self._room = threading.Condition(self._lock)   # the buffers were taken by the writer
+        self.max_pending_wait = 5.0   # seconds the stream waits for the writer before writing
         self._write_lock = threading.Lock()   # one writer at a time, files in order
         self._sources: list[_Source] = []
         self._pending = 0
@@ -399,6 +523,10 @@ class Recorder:
         self._stop = threading.Event()
         self._closed = False
         self._remove_temporary_files()
+        self._files_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._file_thread = threading.Thread(target=self._write_files, daemon=True,
+                                             name="invia-data-recorder-files")
+        self._file_thread.start()
         self._thread = threading.Thread(target=self._run, name="invia-data-recorder",
                                         daemon=True)
         self._thread.start()
@@ -431,9 +559,10 @@ class Recorder:
                 source.oldest = updated or self._clock()
 
     def flush(self) -> None:
-        """Write everything buffered now."""
+        """Write everything buffered now (returns when it is on disk)."""
         self._write_all(force=True)
         self._write_gaps()
+        self._files_queue.join()
 
     def close(self) -> None:
         """Stop recording: detach from the frames, write what is buffered (idempotent)."""
@@ -442,12 +571,15 @@ class Recorder:
         self._closed = True
         with self._lock:
             sources = list(self._sources)
+            self._room.notify_all()
         for source in sources:
             source.frame._remove_sink(source.sink)
         self._stop.set()
         self._wake.set()
         self._thread.join(30.0)
         self.flush()
+        self._files_queue.put(None)
+        self._file_thread.join(30.0)
 
     def __enter__(self) -> Recorder:
         return self
@@ -498,23 +630,34 @@ class Recorder:
 
     def _receive(self, source: _Source, items: Sequence[Any], now: float,
                  raw: Sequence[bytes] | None = None) -> None:
-        rows = len(items) * source.weight
+        # raw: every message's bytes (a conflated book's items hold only the latest)
+        count = len(raw) if raw is not None and source.kind in RAW_KINDS else len(items)
         with self._lock:
             if source.oldest is None:
                 source.oldest = now
-            if raw is not None and source.kind in RAW_KINDS and len(raw) == len(items):
+            if count and raw is not None and source.kind in RAW_KINDS:
                 source.payloads.extend(raw)
-                source.payload_times.extend([now] * len(raw))
+                source.payload_times.extend([now] * count)
             else:
                 source.items.extend(items)
-                source.times.extend([now] * len(items))
-            source.messages += len(items)
-            self._pending += rows
+                source.times.extend([now] * count)
+            source.messages += count
+            self._pending += count * source.weight
             pending = self._pending
-        if pending >= self.max_pending_rows:
-            self._write_all(force=True)   # the writer is behind: keep memory bounded
-        elif pending >= self.batch_rows:
+        if pending >= self.batch_rows:
             self._wake.set()
+        if pending >= self.max_pending_rows:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """The writer is behind: wait (the socket then waits too) until it takes the buffers,
+        which leaves it the interpreter lock; if it is stuck, write here. Memory stays bounded
+        either way."""
+        with self._room:
+            drained = self._room.wait_for(lambda: self._pending < self.max_pending_rows
+                                          or self._closed, self.max_pending_wait)
+        if not drained:
+            self._write_all(force=True)
 
     # --- the writer ---------------------------------------------------------------------------
 
@@ -549,6 +692,7 @@ class Recorder:
                     source.items, source.times, source.oldest = [], [], None
                     source.payloads, source.payload_times = [], []
                     source.initial = None
+                self._room.notify_all()
             for batch in batches:
                 self._write_source(*batch)
 
@@ -561,9 +705,9 @@ class Recorder:
             if items:
                 tables.append(book_table(items, times, source.fmt))
             if payloads:
-                tables.append(raw_book_table(payloads, payload_times, source.fmt))
+                tables.append(payload_table(source.kind, payloads, payload_times, source.fmt))
             table = _in_receive_order(tables)
-            values = np.full(table.num_rows, _plain(source.symbol), dtype=object)
+            values: np.ndarray | str = _plain(source.symbol)   # one partition
         else:
             frames = [] if initial is None else [initial]
             if items:
@@ -580,18 +724,16 @@ class Recorder:
                 if source.kind in RAW_KINDS:   # the same schema as the parsed frames
                     table = table.cast(kind_schema(source.kind))
                 tables.append(table)
-            if payloads:
-                tables.append(raw_record_table(source.kind, payloads, payload_times,
-                                               source.fmt))
-                values = np.concatenate([values, np.full(len(payloads), _plain(source.symbol),
-                                                         dtype=object)])
+            if payloads:   # (all_trades only: one partition, below)
+                tables.append(payload_table(source.kind, payloads, payload_times,
+                                            source.fmt))
             if len(tables) > 1 and source.kind != "all_trades":
                 raise InvalidArgument(f"{source.kind} has no raw path")   # pragma: no cover
             table = _in_receive_order(tables)
             if source.kind == "all_trades":
                 received_first = table
                 table = self._fresh_trades(source, table)
-                values = np.full(table.num_rows, _plain(source.symbol), dtype=object)
+                values = _plain(source.symbol)
         if source.resume_from is not None and (source.kind == "all_trades"
                                                and received_first.num_rows or table.num_rows):
             self._downtime_gap(source, received_first if source.kind == "all_trades"
@@ -600,22 +742,18 @@ class Recorder:
             return
         received = table.column("receive_time").to_numpy().astype("datetime64[us]")
         days = received.astype("int64") // DAY_US
-        written = 0
-        uniform = values[0] == values[-1] and (len(values) < 3 or (values == values[0]).all())
-        for value in ([values[0]] if uniform else list(dict.fromkeys(values))):
-            rows = None if uniform else np.flatnonzero(values == value)
+        if not isinstance(values, str) and (values == values[0]).all():
+            values = str(values[0])
+        for value in ([values] if isinstance(values, str) else list(dict.fromkeys(values))):
+            rows = None if isinstance(values, str) else np.flatnonzero(values == value)
             part = table if rows is None else table.take(rows)
             part_days = days if rows is None else days[rows]
             # receive order: the rows of one day are one run
             edges = np.flatnonzero(np.diff(part_days)) + 1
             for lo, hi in zip(np.r_[0, edges], np.r_[edges, len(part_days)], strict=True):
                 day = np.datetime64(int(part_days[lo]), "D").astype(str)
-                self._write_file(source.kind, key, str(value), day, part.slice(lo, hi - lo))
-                written += int(hi - lo)
-                with self._lock:
-                    source.files += 1
-        with self._lock:
-            source.rows += written
+                self._write_file(source.kind, key, str(value), day, part.slice(lo, hi - lo),
+                                 source)
 
     def _partition_values(self, source: _Source, table: pd.DataFrame) -> pd.Series:
         key = partition_key(source.kind)
@@ -625,21 +763,45 @@ class Recorder:
                  else _plain(source.symbol))
         return pd.Series(value, index=table.index)
 
-    def _write_file(self, kind: str, key: str, value: str, day: str, part: pa.Table) -> None:
+    def _write_file(self, kind: str, key: str, value: str, day: str, part: pa.Table,
+                    source: _Source | None = None) -> None:
+        """Hand a file to the file thread (it encodes Parquet while the next batch is parsed);
+        waits while two are queued."""
         folder = self.path / f"kind={kind}" / f"{key}={_safe(value)}" / f"date={day}"
-        folder.mkdir(parents=True, exist_ok=True)
         first = part.column("receive_time")[0].value
         with self._lock:
             self._seq += 1
             seq = self._seq
         name = f"part-{first}-{os.getpid()}-{seq:06d}.parquet"
-        temporary = folder / f".{name}.tmp"
-        pq.write_table(part, temporary, compression="zstd")
-        os.replace(temporary, folder / name)
-        with self._lock:
-            self._files += 1
-            if kind != "gaps":
-                self._rows += part.num_rows
+        self._files_queue.put((folder, name, kind, part, source))
+
+    def _write_files(self) -> None:
+        """The file thread: each file first under a hidden name, then renamed."""
+        while True:
+            job = self._files_queue.get()
+            try:
+                if job is None:
+                    return
+                folder, name, kind, part, source = job
+                folder.mkdir(parents=True, exist_ok=True)
+                temporary = folder / f".{name}.tmp"
+                # book files without the Arrow schema: ``side`` reads back as plain strings
+                pq.write_table(part, temporary, compression="zstd",
+                               store_schema=kind != "orderbook")
+                os.replace(temporary, folder / name)
+                with self._lock:
+                    self._files += 1
+                    if kind != "gaps":
+                        self._rows += part.num_rows
+                    if source is not None:
+                        source.files += 1
+                        source.rows += part.num_rows
+            except Exception as exc:  # keep recording; the status line shows the error
+                self._errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("recorder: writing a file failed")
+            finally:
+                self._files_queue.task_done()
 
     # --- deduplication across reconnects and restarts ----------------------------------------
 

@@ -248,7 +248,8 @@ class LiveFrame:
 
     def _add_sink(self, sink: Callable[..., Any]) -> tuple[pd.DataFrame, float | None]:
         """From now on ``sink(items, now, raw)`` receives every batch of wire objects the stream
-        applies, with their frames' bytes when the route keeps them (``Route.raw``) or None (a
+        applies, with the bytes of every message when the route keeps them (``Route.raw``; a
+        conflated book's items are then only the latest, the bytes all of them) or None (a
         recorder); it runs on the stream thread, so it must only hand the batch over.
         Returns what the frame held when the sink was attached (its ``.df`` and the time of its
         last update), so that nothing is missed or counted twice."""
@@ -402,8 +403,9 @@ class FrameWriter:
         and the last error of a message the reducer refused (the others of the batch are
         still applied). ``messages``: how many messages ``items`` stand for when superseded
         ones were dropped (a conflated order book); the version counts them. ``now``: unix
-        time the messages were received. ``raw``: the frames' bytes, one per item, for the
-        sinks (when the route was asked for them)."""
+        time the messages were received. ``raw``: the bytes of every message of the batch
+        (``messages`` of them, also the superseded ones), for the sinks (when the route was
+        asked for them)."""
         frame = self.frame
         failure = None
         count = 0

@@ -204,7 +204,8 @@ class Session:
     def receive_many(self, payloads: list[bytes]) -> tuple[dict[Route, list[Any]], list[Event]]:
         """Many frames at once (one socket read). Returns the data grouped by route as
         ``route -> [message count, [data, ...]]`` (arrival order; a ``conflate`` route keeps
-        only its latest data; a ``raw`` route has a third list, the frames' bytes) and every
+        only its latest data; a ``raw`` route has a third list, the bytes of every frame, even
+        the superseded ones of a ``conflate`` route) and every
         other event in order. The stream thread's hot path: one call per read."""
         groups: dict[Route, list[Any]] = {}
         events: list[Event] = []
@@ -214,7 +215,24 @@ class Session:
         run_guid: Any = None
         run: list[Any] | None = None
         run_extra = 0
+        # recorded order books: every frame's bytes go to the recorder, which parses them all
+        # off the interpreter lock; here a frame is routed by the guid at its end, and only the
+        # latest of the read is parsed (for the LiveFrame)
+        by_tail = {route.guid.encode(): route for route in self.routes.values()
+                   if route.raw and route.conflate}
         for payload in payloads:
+            if by_tail and payload[-2:] == b'"}':
+                at = payload.rfind(b'"guid":"', max(0, len(payload) - 80))
+                tail_route = by_tail.get(payload[at + 8:-2]) if at > 0 else None
+                if tail_route is not None:
+                    found = groups.get(tail_route)
+                    if found is None:
+                        groups[tail_route] = [1, [], [payload]]
+                    else:
+                        found[0] += 1
+                        found[2].append(payload)
+                        found[1].clear()   # the latest is parsed at the end
+                    continue
             try:
                 obj = loads(payload)
             except _JSONDecodeError:
@@ -239,7 +257,10 @@ class Session:
                                 groups[route] = [1, [data], [payload]]
                             else:
                                 found[0] += 1
-                                found[1].append(data)
+                                if route.conflate:
+                                    found[1][:] = [data]
+                                else:
+                                    found[1].append(data)
                                 if len(found) > 2:   # (raw may be switched on mid-read)
                                     found[2].append(payload)
                             continue
@@ -257,7 +278,22 @@ class Session:
             events.append(self._classify(obj))
         if run is not None:
             run[0] += run_extra
+        if by_tail:
+            self._parse_latest(groups, by_tail, events)
         return groups, events
+
+    def _parse_latest(self, groups: dict[Route, list[Any]], by_tail: dict[bytes, Route],
+                      events: list[Event]) -> None:
+        """The latest frame of each tail-routed group, parsed for its LiveFrame."""
+        for route in by_tail.values():
+            found = groups.get(route)
+            if found is None or found[1] or len(found) < 3:
+                continue
+            event = self.receive(found[2][-1])
+            if event[0] == DATA and event[1] is route:
+                found[1].append(event[2])
+            else:   # the recorder still gets (and parses) the bytes
+                events.append((MALFORMED, route, "the latest order book is not a data frame"))
 
     def _classify(self, obj: Any) -> Event:
         if type(obj) is not dict:

@@ -381,7 +381,7 @@ class Stream:
         stream's reconnect gaps; returns the running :class:`invia_data.record.Recorder`
         (``health()``, ``status_line()``, ``flush()``, ``close()``). ``options``: the
         Recorder's (``batch_rows``, ``batch_seconds``, ``max_pending_rows``)."""
-        from ..record import Recorder
+        from ..record import RAW_KINDS, Recorder
 
         path = validate.local_path(path)
         if frames is not None and not isinstance(frames, (list, tuple, set)):
@@ -392,9 +392,11 @@ class Stream:
                 raise InvalidArgument(f"record() takes LiveFrames, got {frame!r}")
             with self._lock:
                 subs = list(self._frames.get(frame, ()))
-            for sub in subs:  # a recording keeps every book, not only the latest of a read
-                sub.route.conflate = False
-                sub.route.raw = frame.kind in ("orderbook", "all_trades")  # parsed by Arrow
+            for sub in subs:
+                if frame.kind in RAW_KINDS:   # the recorder parses every frame's bytes itself
+                    sub.route.raw = True
+                else:   # (no other kind is conflated; this keeps it so)
+                    sub.route.conflate = False
         return Recorder(path, frames, stream=self, **options)
 
     @property

@@ -97,6 +97,30 @@ def test_receive_many_groups_data_and_conflates_books_only():
         (p.CONFIRMED, trades), (p.MALFORMED, book), (p.MALFORMED, None)]
 
 
+def test_a_recorded_book_keeps_every_frames_bytes_and_parses_only_the_latest():
+    """Recorded books (``raw`` + ``conflate``): every frame's bytes reach the group, routed by
+    the guid at the frame's end (or parsed, when the guid comes first); the LiveFrame gets the
+    latest book; another route's frames are untouched."""
+    session = _session()
+    book = _book_route()
+    book.conflate = book.raw = True
+    trades = p.Route(p.instrument_request("all_trades", "SBER", "MOEX"), target="all_trades")
+    session.subscribe(book, "t")
+    session.subscribe(trades, "t")
+    payloads = [b'{"data":{"n":1},"guid":"g1"}', b'{"data": {"id": 1}, "guid": "g2"}',
+                b'{"guid": "g1", "data": {"n": 2}}', b'{"data":{"n":3,"note":"g","guid":"g1"}',
+                b'{"httpCode": 200, "requestGuid": "g1", "message": "ok"}',
+                b'{"data":{"n":4},"guid":"g1"}']
+    groups, events = session.receive_many(payloads)
+    assert groups[book] == [4, [{"n": 4}], [payloads[0], payloads[2], payloads[3], payloads[5]]]
+    assert groups[trades] == [1, [{"id": 1}]]
+    assert [(kind, route) for kind, route, _ in events] == [(p.CONFIRMED, book)]
+    # the latest frame broken: the frame keeps what it had, the bytes still go to the recorder
+    groups, events = session.receive_many([b'{"data":{"n":5},"guid":"g1"}', b'{"data":1,"guid":"g1"}'])
+    assert groups[book] == [2, [], [b'{"data":{"n":5},"guid":"g1"}', b'{"data":1,"guid":"g1"}']]
+    assert [(kind, route) for kind, route, _ in events] == [(p.MALFORMED, book)]
+
+
 def test_unsubscribe_then_late_data_and_result():
     session = _session()
     route = _book_route()
