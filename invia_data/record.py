@@ -22,6 +22,7 @@ candles skip versions identical to the last one written.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -214,6 +215,7 @@ DUCKDB_THREADS = min(4, os.cpu_count() or 1)
 _duckdb_connections = threading.local()   # a DuckDB connection is used by one thread at a time
 
 
+@functools.cache
 def parse_engine() -> str:
     """The JSON parser recorded frames go through: ``"duckdb"`` when installed, else ``"arrow"``."""
     try:

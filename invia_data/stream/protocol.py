@@ -215,6 +215,8 @@ class Session:
         run_guid: Any = None
         run: list[Any] | None = None
         run_extra = 0
+        raw_guid: Any = None
+        raw_run: list[Any] | None = None
         # recorded order books: every frame's bytes go to the recorder, which parses them all
         # off the interpreter lock; here a frame is routed by the guid at its end, and only the
         # latest of the read is parsed (for the LiveFrame)
@@ -246,6 +248,11 @@ class Session:
                         run[1].append(data)
                         run_extra += 1
                         continue
+                    if raw_run is not None and guid == raw_guid and len(raw_run) > 2:
+                        raw_run[0] += 1
+                        raw_run[1].append(data)
+                        raw_run[2].append(payload)
+                        continue
                     route = routes_get(guid)
                     if route is not None:
                         if run is not None:
@@ -263,6 +270,8 @@ class Session:
                                     found[1].append(data)
                                 if len(found) > 2:   # (raw may be switched on mid-read)
                                     found[2].append(payload)
+                            if not route.conflate:   # a run of recorded trades
+                                raw_guid, raw_run = guid, groups[route]
                             continue
                         if found is None:
                             found = groups[route] = [1, [data]]

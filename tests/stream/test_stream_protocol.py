@@ -121,6 +121,23 @@ def test_a_recorded_book_keeps_every_frames_bytes_and_parses_only_the_latest():
     assert [(kind, route) for kind, route, _ in events] == [(p.MALFORMED, book)]
 
 
+def test_recorded_trades_keep_every_message_and_its_bytes_in_order():
+    session = _session()
+    trades = p.Route(p.instrument_request("all_trades", "SBER", "MOEX"), target="all_trades")
+    trades.raw = True
+    book = _book_route()
+    session.subscribe(trades, "t")
+    session.subscribe(book, "t")
+    payloads = [b'{"data": {"id": %d}, "guid": "g1"}' % i for i in range(1, 4)]
+    payloads += [b'{"data": {"n": 1}, "guid": "g2"}', b'{"data": {"id": 4}, "guid": "g1"}',
+                 b'not json', b'{"data": {"id": 5}, "guid": "g1"}']
+    groups, events = session.receive_many(payloads)
+    assert groups[trades] == [5, [{"id": i} for i in range(1, 6)],
+                              [f for f in payloads if b'"id"' in f]]
+    assert groups[book] == [1, [{"n": 1}]]
+    assert [kind for kind, _, _ in events] == [p.MALFORMED]
+
+
 def test_unsubscribe_then_late_data_and_result():
     session = _session()
     route = _book_route()
