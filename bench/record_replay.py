@@ -126,7 +126,7 @@ def run_recording(ws_url: str, token: str, kind: str, seconds: float, out: Path,
     with Stream(ws_url, lambda: token, frequency=0, stale_after=None) as stream:
         frame = _open(stream, kind)
         frame.wait(100, timeout=10)
-        recorder = stream.record(out, [frame], batch_seconds=1.0)
+        recorder = stream.record(out, [frame])
         sub = stream._frames[frame][0]
         time.sleep(0.5)
         start, t0 = sub.messages, time.perf_counter()
