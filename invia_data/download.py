@@ -82,6 +82,8 @@ class Series:
     exchange: str
     symbol: str
     board: str | None = None
+    # the board of an instrument downloaded as "primary" (board None), for the summary
+    primary: str | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -108,7 +110,7 @@ class _Outcome:
     def row(self) -> dict[str, Any]:
         error = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
         return {"exchange": self.series.exchange, "symbol": self.series.symbol,
-                "board": self.series.board, "status": self.status, "candles": self.candles,
+                "board": self.series.board or self.series.primary, "status": self.status, "candles": self.candles,
                 "files": self.files, "requests": self.requests, "error": error}
 
 
@@ -359,7 +361,7 @@ def select_instruments(instruments: pd.DataFrame, *, boards: str | Iterable[str]
             continue
         primary = str(getattr(row, "primary_board", "") or board).upper()
         item = Series(str(row.exchange).upper(), str(row.symbol),
-                      None if not board or board == primary else board)
+                      None if not board or board == primary else board, primary=board or None)
         if item not in picked:
             picked.append(item)
     return picked

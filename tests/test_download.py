@@ -102,6 +102,7 @@ def test_the_universe_lands_in_one_partitioned_dataset(client, tmp_path) -> None
     assert sorted(summary["symbol"]) == [s.symbol for s in shares]
     assert list(summary.columns) == download_module.SUMMARY_COLUMNS
     assert set(summary["status"]) == {"written"} and summary["error"].isna().all()
+    assert set(summary["board"]) == {"TQBR"}   # the board asked for, also when it is primary
     assert (summary["files"] == 2).all()
     assert summary.attrs["candles"] == summary["candles"].sum() > 0
     sber = tmp_path / "exchange=MOEX" / "symbol=SBER" / "board=primary" / "tf=1h"

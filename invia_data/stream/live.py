@@ -350,6 +350,13 @@ class LiveFrame:
         raise TypeError(f"a LiveFrame is not subscriptable: index the current frame, "
                         f"live.df[{key!r}]")
 
+    def __len__(self) -> int:
+        raise TypeError("a LiveFrame has no len(): its rows change as the stream writes; "
+                        "count the current frame's, len(live.df)")
+
+    def __bool__(self) -> bool:   # (not through __len__: a LiveFrame is always an object)
+        return True
+
     def sample(self, every: Any = "1s", duration: Any = "30s", depth: int | None = None
                ) -> pd.DataFrame:
         """For an order book: mid, spread, weighted mid, microprice, imbalance... (see

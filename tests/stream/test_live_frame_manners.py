@@ -89,6 +89,9 @@ def test_dataframe_habits_on_a_live_frame_point_to_df(client):
                 attempt()
         with pytest.raises(TypeError, match=r"live\.df\['price'\]"):
             _ = book["price"]
+        with pytest.raises(TypeError, match=r"len\(live\.df\)"):
+            len(book)
+        assert book and len(book.df) == 10   # still true as an object
         with pytest.raises(AttributeError) as info:
             _ = book.no_such_thing
         assert ".df" not in str(info.value)
