@@ -34,6 +34,7 @@ from .history import candle_frame
 from .market import check_count, parse_symbol
 from .record import PORTFOLIO_KINDS, SCHEMAS, partition_key, receive_us
 from .stream.live import FrameWriter, LiveFrame
+from .stream.policy import WATCHED_KINDS
 from .stream.state import book_frame
 from .timeframes import to_seconds
 from .times import iso_time, to_utc
@@ -107,6 +108,10 @@ class _Replayed:
 
     def position_at(self, t_us: int) -> int:
         return int(np.searchsorted(self.times, t_us, side="right"))
+
+    def received_at(self, position: int) -> float | None:
+        """Unix seconds the last row before ``position`` was received (None: no row)."""
+        return int(self.times[position - 1]) / 1_000_000 if position > 0 else None
 
 
 class TradesReplay(_Replayed):
@@ -211,6 +216,7 @@ class Replay:
     def __init__(self, path: str | os.PathLike[str], start: Any = None, end: Any = None,
                  speed: float | None = 10.0, *, exchange: str = "MOEX",
                  portfolio: str | None = None, paused: bool = False, batch: int = BATCH,
+                 stale_after: float | None = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
@@ -226,6 +232,12 @@ class Replay:
         self.exchange = exchange
         self.portfolio = portfolio
         self.batch = check_count(batch, "batch")
+        if stale_after is not None and (isinstance(stale_after, bool)
+                                        or not isinstance(stale_after, (int, float))
+                                        or not stale_after > 0):
+            raise InvalidArgument(f"stale_after must be a positive number of seconds or None, "
+                                  f"got {stale_after!r}")
+        self.stale_after = stale_after
         self._speed = _check_speed(speed)
         self._clock = clock
         self._lock = threading.RLock()
@@ -306,6 +318,10 @@ class Replay:
         """Block until the clock reaches the end; False on timeout."""
         return self._done.wait(timeout)
 
+    def _seconds(self) -> float:
+        """The simulated time as unix seconds: the clock of the replayed frames."""
+        return self._current_us() / 1_000_000
+
     def _current_us(self) -> int:
         with self._lock:
             if not self._running or self._speed is None:
@@ -348,12 +364,12 @@ class Replay:
         return max(target, self._sim_us)
 
     def _advance(self, t_us: int) -> None:
-        wall = time.time()
         for frame in list(self._frames):
             state = FrameWriter(frame).read(lambda s: s)
             position = state.position_at(t_us)
             if position != state.position:
-                FrameWriter(frame).apply([position], wall, abs(position - state.position))
+                FrameWriter(frame).apply([position], state.received_at(position),
+                                         abs(position - state.position))
                 FrameWriter(frame).publish()
 
     # --- subscriptions (the methods of inv.stream) --------------------------------------------
@@ -459,12 +475,13 @@ class Replay:
         if self._closed:
             raise StreamClosed("the replay is closed")
         frame = LiveFrame(kind, label, {**params, "replay": str(self.path)}, state,
-                          closer=self._forget)
+                          closer=self._forget, clock=self._seconds,
+                          stale_after=self.stale_after if kind in WATCHED_KINDS else None)
         with self._lock:
             self._frames.append(frame)
             now = self._current_us()
             position = state.position_at(now)
-            FrameWriter(frame).apply([position], time.time(), max(position, 1))
+            FrameWriter(frame).apply([position], state.received_at(position), max(position, 1))
             FrameWriter(frame).set_status("live")
         self._wake.set()
         return frame
@@ -482,16 +499,20 @@ class Replay:
             return list(self._frames)
 
     def health(self) -> pd.DataFrame:
-        """One row per replayed frame: ``kind``, ``symbol``, ``status``, ``messages``
-        (rows or snapshots applied so far), ``total`` (recorded), ``now`` (simulated time)."""
+        """One row per replayed frame: ``kind``, ``symbol``, ``status`` (``stale`` as live:
+        no recorded message for ``stale_after`` simulated seconds), ``messages`` (rows or
+        snapshots applied so far), ``total`` (recorded), ``data_age`` (simulated seconds since
+        what ``.df`` shows was received), ``now`` (simulated time)."""
         rows = []
         now = self.now
         for frame in self.frames:
             state = FrameWriter(frame).read(lambda s: s)
+            age = frame.age
             rows.append({"kind": frame.kind, "symbol": frame.symbol, "status": frame.status,
-                         "messages": state.position, "total": len(state.times), "now": now})
+                         "messages": state.position, "total": len(state.times),
+                         "data_age": float("nan") if age is None else age, "now": now})
         return pd.DataFrame(rows, columns=["kind", "symbol", "status", "messages", "total",
-                                           "now"])
+                                           "data_age", "now"])
 
     def gaps(self) -> pd.DataFrame:
         """The recorded reconnect gaps (``kind=gaps``)."""

@@ -140,3 +140,51 @@ def test_replayed_frames_draw_like_live_ones(sample_recording):
         assert len(left.lines) + len(left.collections) + len(left.patches) > 0
         plt.close(fig)
         book.close()
+
+
+def test_replayed_frames_age_on_the_simulated_clock(sample_recording):
+    received = pd.read_parquet(sample_recording / "kind=orderbook")["receive_time"]
+    snapshots = pd.DatetimeIndex(received.unique()).sort_values()
+    wall = [1000.0]   # the replay's real-time clock, moved by hand: no sleeps
+    with invia_data.replay(sample_recording, paused=True, clock=lambda: wall[0]) as rp:
+        book = rp.orderbook("SBER", depth=10)
+        if snapshots[0] > rp.start:   # before the first book: nothing held, no age
+            assert book.updated_at is None and book.age is None
+        shown = snapshots[2]
+        moment = shown + (snapshots[3] - shown) / 2   # between two books
+        rp.seek(moment)
+        assert book.updated_at == shown
+        assert book.age == pytest.approx((moment - shown).total_seconds(), abs=1e-6)
+        wall[0] += 3600   # an hour of real time while paused: nothing ages
+        assert book.age == pytest.approx((moment - shown).total_seconds(), abs=1e-6)
+        assert book.status == "live"
+        assert f"updated {book.age:.1f} s ago" in book.status_line()
+        health = rp.health()
+        assert health["data_age"].iloc[0] == pytest.approx(book.age)
+        rp.seek(rp.start - pd.Timedelta("1s"))   # back before everything: as before any data
+        if snapshots[0] > rp.start:
+            assert book.updated_at is None and book.age is None
+
+
+def test_a_frame_silent_for_stale_after_simulated_seconds_reads_stale(sample_recording):
+    wall = [0.0]
+    with invia_data.replay(sample_recording, paused=True, clock=lambda: wall[0]) as probe:
+        end = probe.end
+    later = end + pd.Timedelta("90s")   # past the recording: no message for 90 simulated s
+    with invia_data.replay(sample_recording, end=later, paused=True, speed=10,
+                           clock=lambda: wall[0]) as rp:
+        book, trades = rp.orderbook("SBER", depth=10), rp.all_trades("SBER")
+        rp.seek(end)
+        assert book.status == "live" and trades.status == "live"
+        rp.resume()
+        wall[0] += 4.0   # 4 s of real time at 10x: 40 simulated seconds
+        assert rp.now == end + pd.Timedelta("40s")
+        assert book.age == pytest.approx(40 + (end - book.updated_at).total_seconds())
+        assert book.status == "live"
+        wall[0] += 4.0
+        assert book.status == "stale" and set(rp.health()["status"]) == {"stale"}
+        rp.pause()
+        rp.seek(end)
+        assert book.status == "live"
+    with pytest.raises(InvalidArgument, match="stale_after"):
+        invia_data.replay(sample_recording, stale_after=0)

@@ -86,12 +86,16 @@ class LiveFrame:
     ``.df`` is a consistent snapshot with the same columns and dtypes as the HTTP call of the
     same kind; ``.version`` counts applied updates; ``.status`` is one of ``connecting``,
     ``live``, ``reconnecting``, ``stale``, ``error``, ``closed``.
+
+    ``clock`` (unix seconds, default the wall clock) is what ``age`` and staleness count from;
+    a replay gives its simulated clock, so a replayed frame ages in simulated time.
     """
 
     def __init__(self, kind: str, symbol: str | None, params: dict[str, Any], state: Any,
                  closer: Callable[[LiveFrame], None] | None = None, *,
                  stale_after: float | None = None,
-                 dispatcher: Dispatcher | None = None) -> None:
+                 dispatcher: Dispatcher | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.kind = kind
         self.symbol = symbol
         self.params = dict(params)
@@ -111,6 +115,7 @@ class LiveFrame:
         self._failed_callbacks: set[int] = set()
         self._sinks: tuple[Callable[..., Any], ...] = ()
         self._stale_after = stale_after
+        self._clock = clock or time.time   # unix seconds: "now" for age and staleness
         self._dispatcher = dispatcher or DISPATCHER
         self._delivering = False     # a worker holds this frame
         self._pending_since: float | None = None  # monotonic: oldest undelivered publish
@@ -140,13 +145,15 @@ class LiveFrame:
     @property
     def updated_at(self) -> pd.Timestamp | None:
         updated = self._updated
-        return None if updated is None else pd.Timestamp(updated, unit="s", tz="UTC")
+        # (to the microsecond: a float of unix seconds holds no more)
+        return None if updated is None else pd.Timestamp(round(updated * 1_000_000), unit="us",
+                                                          tz="UTC")
 
     @property
     def age(self) -> float | None:
         """Seconds since the last update (None before the first one)."""
         updated = self._updated
-        return None if updated is None else max(0.0, time.time() - updated)
+        return None if updated is None else max(0.0, self._clock() - updated)
 
     @property
     def status(self) -> str:
@@ -155,7 +162,7 @@ class LiveFrame:
         status = self._status
         if status == "live" and self._stale_after is not None:
             updated = self._updated
-            if updated is not None and time.time() - updated > self._stale_after:
+            if updated is not None and self._clock() - updated > self._stale_after:
                 return "stale"
         return status
 
@@ -404,7 +411,7 @@ class FrameWriter:
     def __init__(self, frame: LiveFrame) -> None:
         self.frame = frame
 
-    def apply(self, items: Any, now: float, messages: int | None = None,
+    def apply(self, items: Any, now: float | None, messages: int | None = None,
               raw: list[bytes] | None = None) -> tuple[int, Exception | None]:
         """Apply a batch of messages (one socket read). Returns how many changed the state
         and the last error of a message the reducer refused (the others of the batch are
@@ -445,7 +452,7 @@ class FrameWriter:
 
     def apply_one(self, data: Any, now: float | None = None) -> bool:
         """Apply one message and publish; raises what the reducer raised."""
-        applied, failure = self.apply((data,), time.time() if now is None else now)
+        applied, failure = self.apply((data,), self.frame._clock() if now is None else now)
         if failure is not None:
             raise failure
         if applied:
@@ -461,7 +468,7 @@ class FrameWriter:
             result = change(frame._state)
             if result:
                 frame._version += 1
-                frame._updated = time.time()
+                frame._updated = frame._clock()
             return result
 
     def read(self, fn: Callable[[Any], Any]) -> Any:
