@@ -19,7 +19,7 @@ import bisect
 import itertools
 import operator
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -333,11 +333,16 @@ class BarsState:
 
     kind = "bars"
 
-    def __init__(self, fmt: str, maxlen: int = DEFAULT_BARS_MAXLEN) -> None:
+    def __init__(self, fmt: str, maxlen: int = DEFAULT_BARS_MAXLEN, tf: int | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         if not isinstance(maxlen, int) or isinstance(maxlen, bool) or maxlen < 1:
             raise InvalidArgument(f"maxlen must be a positive integer, got {maxlen!r}")
         self.fmt = fmt
         self.maxlen = maxlen
+        # with the server's clock, the newest candle is closed once its interval is over (an
+        # hours-old candle replayed first is not "open" because no later one arrived yet)
+        self.tf = tf
+        self.clock = clock
         self._keys = [_first_key(CANDLE, name, fmt) for name in CANDLE_COLUMNS]
         self._time = self._keys[0]
         self._alloc(empty_columns(), 16)
@@ -474,8 +479,13 @@ class BarsState:
         frame = candle_frame(columns)
         closed = np.ones(len(frame), dtype=bool)
         if len(closed):
-            closed[-1] = False
+            closed[-1] = self._interval_over(int(times[-1]))
         return frame.assign(is_closed=closed)
+
+    def _interval_over(self, start: int) -> bool:
+        if self.clock is None or not self.tf:
+            return False
+        return start + self.tf <= self.clock()
 
 
 _DICT = {dict}
@@ -493,7 +503,8 @@ def make_state(kind: str, fmt: str, **options: Any) -> Any:
     if kind == "all_trades":
         return TradesState(fmt, options.get("maxlen", 100_000))
     if kind == "bars":
-        return BarsState(fmt, options.get("maxlen", DEFAULT_BARS_MAXLEN))
+        return BarsState(fmt, options.get("maxlen", DEFAULT_BARS_MAXLEN), options.get("tf"),
+                         options.get("clock"))
     if kind in _ROWS:
         return RowState(kind, _ROWS[kind], fmt)
     if kind in _KEYED:

@@ -29,7 +29,7 @@ from .. import validate
 from ..auth import decode_claims
 from ..errors import InvalidArgument, InviaError, StreamClosed
 from ..frames import STR_DTYPE
-from ..history import Query, fetch_range, server_now
+from ..history import Query, fetch_range, server_now, server_seconds
 from ..market import (
     MAX_PAGES,
     TRADES_PAGE,
@@ -221,24 +221,23 @@ class Stream:
              frequency: int | None = None, timeout: float | None = None) -> LiveFrame:
         """Candles from ``start`` (default: the last 500 candles) and then live: the open
         candle is updated in place and flagged ``is_closed=False``; a candle is final once a
-        later one starts. Same columns as ``Client.history`` plus ``is_closed``. At most
+        later one starts or its interval is over by the server's clock. Same columns as ``Client.history`` plus ``is_closed``. At most
         ``maxlen`` candles are held (48 bytes each), the oldest dropped first."""
         maxlen = check_count(maxlen, "maxlen")
         tf_seconds = to_seconds(tf)
         ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)
         fmt = self._format(format, "bars")
         board = check_board(board)
-        if start is None:  # the server's clock: a simulator may run on its own market time
-            now = server_now(self.http) if self.http is not None else int(time.time())
-            begin = now - DEFAULT_BAR_COUNT * tf_seconds
-        else:
-            begin = to_epoch_seconds(start, name="start")
+        begin = None if start is None else to_epoch_seconds(start, name="start")
+        clock = self._server_clock(required=begin is None)
+        if begin is None:  # the server's clock: a simulator may run on its own market time
+            begin = int((clock or time.time)()) - DEFAULT_BAR_COUNT * tf_seconds
         request = instrument_request("bars", sym, ex, board=board, format=fmt,
                                      tf=to_wire(tf), skipHistory=False, splitAdjust=True,
                                      frequency=self._frequency(frequency, fmt))
         request = request.with_fields(**{"from": begin})
         return self._open("bars", f"{ex}:{sym}", [(request, sym, ex)],
-                          make_state("bars", fmt, maxlen=maxlen),
+                          make_state("bars", fmt, maxlen=maxlen, tf=tf_seconds, clock=clock),
                           {"tf": tf_seconds, "start": begin, "maxlen": maxlen, "board": board,
                            "format": fmt},
                           timeout, refresh=_bars_from_last_candle)
@@ -448,6 +447,19 @@ class Stream:
         if fmt is not None:
             return normalize_format(fmt)
         return self.format or DEFAULT_FORMATS[kind]
+
+    def _server_clock(self, required: bool) -> Callable[[], float] | None:
+        """The server's time as a clock (the local one moved by the offset read now), or None
+        without an HTTP client; ``required``: its failure is raised, else it gives None."""
+        if self.http is None:
+            return None
+        try:
+            offset = server_seconds(self.http) - time.time()
+        except InviaError:
+            if required:
+                raise
+            return None
+        return lambda: time.time() + offset
 
     def _frequency(self, frequency: int | None, fmt: str) -> int:
         if frequency is not None:

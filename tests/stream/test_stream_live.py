@@ -144,6 +144,27 @@ def test_bars_replay_history_then_keep_one_open_candle(sim, token):
         assert (frame["high"] >= frame["low"]).all()
 
 
+def test_an_old_candle_that_arrives_first_is_not_shown_as_open(client, sim):
+    """A client's stream reads the server's clock: right after subscribing, the first history
+    candle (half an hour old) is closed although no later one has arrived yet."""
+    bars = client.stream.bars("SBER", "1min", start=sim.market.now() - 1800)
+    frame = bars.wait(0, timeout=WAIT).df
+    now = client.time().timestamp()
+    ends = frame.index.astype("int64") // 10**9 + 60
+    clear = abs(ends - now) > 2   # (leave out a candle that closed while we read the clock)
+    assert frame["is_closed"][clear].tolist() == (ends <= now)[clear].tolist()
+    assert frame["is_closed"].iloc[0]
+    deadline = time.monotonic() + WAIT
+    while True:   # the candle of now, 2 s or more before its end (no race with the minute)
+        frame = bars.df
+        if frame.index[-1].timestamp() + 60 > client.time().timestamp() + 2:
+            break
+        assert time.monotonic() < deadline, "the history never reached the open candle"
+        bars.wait(1, timeout=WAIT)
+    assert not frame["is_closed"].iloc[-1] and frame["is_closed"].iloc[:-1].all()
+    bars.close()
+
+
 def test_trades_replay_depth_and_ids_unique(sim, token):
     with Stream(sim.ws_url, lambda: token) as stream:
         trades = stream.all_trades("SBER", recent=50, maxlen=30)

@@ -87,6 +87,17 @@ def test_bars_open_candle_updates_in_place_and_closes_when_a_later_one_starts():
         state.apply({"o": 1})
 
 
+def test_with_the_server_clock_the_newest_candle_is_closed_once_its_minute_is_over():
+    now = [600.0]
+    state = BarsState("Slim", tf=60, clock=lambda: now[0])
+    state.apply(_candle(60, 1.0))   # the first history candle, long over
+    assert state.frame(state.snapshot())["is_closed"].tolist() == [True]
+    state.apply(_candle(540, 2.0))  # the candle of [540, 600): over exactly at 600
+    assert state.frame(state.snapshot())["is_closed"].tolist() == [True, True]
+    now[0] = 599.5
+    assert state.frame(state.snapshot())["is_closed"].tolist() == [True, False]
+
+
 def test_bars_merge_fills_missing_candles_and_keeps_the_streamed_open_candle():
     state = BarsState("Heavy")
     for t, c in ((60, 1.0), (120, 2.0)):
