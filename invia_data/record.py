@@ -79,6 +79,11 @@ INDEXED = {"all_trades": "time", "bars": "time"}   # the HTTP frame's index, kep
 BOOK_COLUMNS = ("snapshot_id", "side", "level", "price", "volume", "yield")
 GAP_COLUMNS = ("data_kind", "start", "end", "backfilled", "error")
 TIME_TYPE = pa.timestamp("us", tz="UTC")
+# kinds whose live frame merges each message into a row (per key): their rows say which
+# fields each message left out (``absent_fields``), so a replay merges as live did
+MERGED_KINDS = frozenset({"quotes", "instrument_state", "positions", "summary", "risk",
+                          "forts_risk", "orders", "stop_orders", "own_trades"})
+ABSENT = "absent_fields"
 DEDUP_MEMORY = 4096
 CANDLE_VALUES = ("open", "high", "low", "close", "volume")    # candle versions remembered per instrument
 
@@ -193,7 +198,26 @@ def record_table(kind: str, items: Sequence[dict[str, Any]], times: Sequence[flo
                 else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]"))
     frame["exchange_time"] = pd.DatetimeIndex(exchange).as_unit("us")
     frame["receive_time"] = _utc(_receive_column(times))
+    if kind in MERGED_KINDS:
+        frame[ABSENT] = pd.array(absent_fields(schema, items, fmt), dtype=STR_DTYPE)
     return frame
+
+
+def absent_fields(schema: Schema, items: Sequence[dict[str, Any]], fmt: str) -> list[str | None]:
+    """Per message: the columns whose field it did not carry, comma-separated (None: it
+    carried all). A live frame merges a message into the row of its key field by field: a
+    field sent as null blanks the value, a field left out keeps it; both are null in the
+    message's row, this tells them apart."""
+    fields = [(f.name, keys) for f in schema.fields if not f.legacy and (keys := f.keys(fmt))]
+    every = {keys[0] for _, keys in fields}
+    out: list[str | None] = []
+    for data in items:
+        if every <= data.keys():
+            out.append(None)
+            continue
+        missing = [name for name, keys in fields if not any(k in data for k in keys)]
+        out.append(",".join(missing) or None)
+    return out
 
 
 # --- frames' bytes -> Arrow, parsed off the interpreter lock ---------------------------------------
@@ -453,6 +477,8 @@ def frame_table(kind: str, frame: pd.DataFrame, now: float) -> pd.DataFrame | pa
     table["exchange_time"] = (pd.DatetimeIndex(table[stamp]).as_unit("us") if stamp
                               else pd.DatetimeIndex([pd.NaT] * len(table), tz="UTC").as_unit("us"))
     table["receive_time"] = received
+    if kind in MERGED_KINDS:   # the frame's rows as they stood: every field is set
+        table[ABSENT] = pd.array([None] * len(table), dtype=STR_DTYPE)
     return table
 
 

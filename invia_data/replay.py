@@ -32,7 +32,7 @@ from .errors import InvalidArgument, NotFound, StreamClosed
 from .frames import dtypes, empty_frame
 from .history import candle_frame
 from .market import check_count, parse_symbol
-from .record import PORTFOLIO_KINDS, SCHEMAS, partition_key, receive_us
+from .record import ABSENT, PORTFOLIO_KINDS, SCHEMAS, partition_key, receive_us
 from .stream.live import FrameWriter, LiveFrame
 from .stream.policy import WATCHED_KINDS
 from .stream.state import book_frame
@@ -187,25 +187,63 @@ class BarsReplay(_Replayed):
 
 
 class RowsReplay(_Replayed):
-    """Rows merged field by field, per key (quotes, positions, orders...) or into one row."""
+    """Rows merged field by field as the live frame merges its messages: per key (quotes,
+    positions, orders...) or into one row (summary, risk, instrument state). A field that a
+    message carried replaces the value, also with a null; a field it left out (listed in the
+    recorded ``absent_fields``) keeps the value before. A recording without that column
+    counts every null as left out."""
 
     def __init__(self, rows: pd.DataFrame, kind: str, fill: dict[str, str]) -> None:
         super().__init__(_times(rows))
         schema = SCHEMAS[kind]
         types = dtypes(schema)
-        rows = rows.assign(**fill)
-        self.table = rows[list(types)].astype(types)
-        self.key = list(KEYS.get(kind, ()))
+        self.table = rows.assign(**fill)[list(types)].astype(types)
+        self.carried = _carried(rows, self.table, set(fill))
+        key = list(KEYS.get(kind, ()))
+        self.groups = (self.table.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+                       if key else np.zeros(len(self.table), dtype="int64"))
         self.empty = empty_frame(schema)
 
     def frame(self, position: int) -> pd.DataFrame:
         if position == 0:
             return self.empty
-        rows = self.table.iloc[:position]
-        if not self.key:
-            return rows.ffill().iloc[-1:].reset_index(drop=True)
-        merged = rows.groupby(self.key, sort=False, dropna=False).last().reset_index()
-        return merged[list(self.table.columns)].astype(self.table.dtypes.to_dict())
+        # per key (numbered by first appearance, as a live frame orders its rows) and column:
+        # the last row up to ``position`` that carried the field
+        rows = np.where(self.carried[:position], np.arange(position)[:, None], -1)
+        last = pd.DataFrame(rows).groupby(self.groups[:position], sort=True).max().to_numpy()
+        columns = {}
+        for j, name in enumerate(self.table.columns):
+            columns[name] = _pick(self.table[name], last[:, j])
+        return pd.DataFrame(columns)
+
+
+def _carried(rows: pd.DataFrame, table: pd.DataFrame, always: set[str]) -> np.ndarray:
+    """(rows x columns) True where the row's message carried the column's field."""
+    if ABSENT not in rows.columns:
+        carried = table.notna().to_numpy()
+    else:
+        carried = np.ones(table.shape, dtype=bool)
+        index = {name: j for j, name in enumerate(table.columns)}
+        codes, lists = pd.factorize(rows[ABSENT].to_numpy(dtype=object))   # null: -1
+        for code, names in enumerate(lists):
+            left_out = [index[n] for n in str(names).split(",") if n in index]
+            if left_out:
+                carried[np.ix_(codes == code, left_out)] = False
+    for name in always:
+        carried[:, table.columns.get_loc(name)] = True
+    return carried
+
+
+def _pick(column: pd.Series, rows: np.ndarray) -> pd.Series:
+    """``column`` at ``rows``; null where the row is -1 (a field no message carried)."""
+    picked = column.take(np.maximum(rows, 0)).reset_index(drop=True)
+    missing = rows < 0
+    if not missing.any():
+        return picked
+    if picked.dtype == "int64":   # as the live frame builds it: an integer column with a null
+        picked = picked.astype("Int64")
+    keep = pd.Series(~missing)
+    return picked.where(keep, None) if picked.dtype == object else picked.where(keep)
 
 
 # --- the clock and the subscriptions --------------------------------------------------------------

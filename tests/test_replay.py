@@ -188,3 +188,83 @@ def test_a_frame_silent_for_stale_after_simulated_seconds_reads_stale(sample_rec
         assert book.status == "live"
     with pytest.raises(InvalidArgument, match="stale_after"):
         invia_data.replay(sample_recording, stale_after=0)
+
+
+# the API reference's examples (Simple format) of a quote, an order and an instrument state
+QUOTE = {"symbol": "SBER", "exchange": "MOEX", "description": "Сбербанк России ПАО ао",
+         "prev_close_price": 313.49, "last_price": 314.51, "last_price_timestamp": 1715603781,
+         "high_price": 315.7, "low_price": 314.04, "accruedInt": 0, "volume": 15237560,
+         "open_interest": None, "ask": 314.71, "bid": 314.7, "ask_vol": 276, "bid_vol": 305,
+         "ob_ms_timestamp": None, "open_price": 314.1, "yield": None, "lotsize": 10,
+         "lotvalue": 3145.1, "facevalue": 3, "type": "CS", "total_bid_vol": 361175,
+         "total_ask_vol": 614990, "accrued_interest": 0, "change": 1.02, "change_percent": 0.33}
+ORDER = {"id": "41423837024", "symbol": "GAZP", "brokerSymbol": "MOEX:GAZP",
+         "portfolio": "D00013", "exchange": "MOEX", "comment": "Приказ на продажу",
+         "type": "limit", "side": "buy", "status": "working",
+         "transTime": "2023-12-11T07:02:48.0000000Z", "updateTime": "2023-12-11T07:02:48.0000000Z",
+         "endTime": "2023-12-11T23:59:59.9990000Z", "qtyUnits": 10, "qtyBatch": 1, "qty": 1,
+         "filledQtyUnits": 0, "filledQtyBatch": 0, "filled": 0, "price": 161.15,
+         "existing": True, "timeInForce": "oneday", "iceberg": None, "volume": 1611.5}
+STATE = {"symbol": "SBER", "exchange": "MOEX", "board": "TQBR", "tradingStatus": 17,
+         "tradingStatusInfo": "нормальный период торгов", "priceMin": 228.78, "priceMax": 279.96}
+GAZP = {**QUOTE, "symbol": "GAZP", "description": "Газпром", "bid": 161.1, "ask": 161.2}
+# without "ask" and "bid_vol": a live frame keeps their values; "bid": None blanks the bid
+SBER_PARTIAL = {k: v for k, v in QUOTE.items() if k not in ("ask", "bid_vol")}
+MERGED_MESSAGES = [
+    ("quotes", QUOTE), ("instrument_state", STATE), ("orders", ORDER), ("quotes", GAZP),
+    ("quotes", {**QUOTE, "bid": None, "last_price": 315.0}),
+    ("instrument_state", {"symbol": "SBER", "priceMin": 229.1, "priceMax": 280.2}),
+    ("orders", {**ORDER, "status": "filled", "comment": None, "filledQtyUnits": 10}),
+    ("quotes", {**SBER_PARTIAL, "bid": 314.8}),
+    ("instrument_state", {"symbol": "SBER", "tradingStatus": 18, "tradingStatusInfo": None}),
+    ("orders", {**ORDER, "id": "41423837025", "price": None}),
+    ("quotes", {**GAZP, "description": None, "open_interest": 5}),
+    ("instrument_state", {"symbol": "SBER", "priceMax": 280.5}),
+    ("quotes", {k: v for k, v in SBER_PARTIAL.items() if k != "bid"}),
+]
+
+
+def test_keyed_and_merged_kinds_replay_nulls_and_left_out_fields_as_live_merges_them(tmp_path):
+    from invia_data.record import Recorder
+    from invia_data.stream import LiveFrame
+    from invia_data.stream.live import FrameWriter
+    from invia_data.stream.state import make_state
+
+    frames = {
+        "quotes": LiveFrame("quotes", "MOEX:SBER,MOEX:GAZP",
+                            {"format": "Simple", "symbols": ["MOEX:SBER", "MOEX:GAZP"]},
+                            make_state("quotes", "Simple")),
+        "instrument_state": LiveFrame("instrument_state", "MOEX:SBER", {"format": "Simple"},
+                                      make_state("instrument_state", "Simple")),
+        "orders": LiveFrame("orders", "D00013", {"format": "Simple", "portfolio": "D00013"},
+                            make_state("orders", "Simple")),
+    }
+    base = 1_765_436_400.0   # 2025-12-11 07:00 UTC
+    shown = []
+    with Recorder(tmp_path, list(frames.values()), batch_rows=4, batch_seconds=3600):
+        for i, (kind, message) in enumerate(MERGED_MESSAGES):
+            now = base + i * 0.5
+            FrameWriter(frames[kind]).apply([message], now)
+            shown.append((now, {k: f.df for k, f in frames.items()}))
+    with invia_data.replay(tmp_path, paused=True) as rp:
+        replayed = {"quotes": rp.quotes(["SBER", "GAZP"]),
+                    "instrument_state": rp.instrument_state("SBER"),
+                    "orders": rp.orders("D00013")}
+        for now, expected in shown:
+            rp.seek(_at(now))
+            for kind, frame in replayed.items():
+                pd.testing.assert_frame_equal(frame.df, expected[kind],
+                                              obj=f"{kind} at {_at(now)}")
+        rp.seek(_at(shown[4][0]))   # SBER's quote with "bid": None
+        assert pd.isna(replayed["quotes"].df.set_index("symbol").loc["SBER", "bid"])
+        rp.seek(rp.end)
+        quotes = replayed["quotes"].df.set_index("symbol")
+        state = replayed["instrument_state"].df.iloc[0]
+        orders = replayed["orders"].df.set_index("id")
+    # the explicit nulls blanked; the fields left out kept their values
+    assert quotes.loc["SBER", "bid"] == 314.8 and quotes.loc["SBER", "ask"] == 314.71
+    assert quotes.loc["SBER", "bid_vol"] == 305 and pd.isna(quotes.loc["GAZP", "description"])
+    assert pd.isna(state["trading_status_info"]) and state["trading_status"] == 18
+    assert state["price_min"] == 229.1 and state["board"] == "TQBR"
+    assert pd.isna(orders.loc["41423837024", "comment"])
+    assert pd.isna(orders.loc["41423837025", "price"])
