@@ -21,6 +21,7 @@ one by one to the live reducer; and ``.df`` of a 100,000-row frame, replayed vs 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -96,6 +97,15 @@ def start(script: str) -> tuple[subprocess.Popen, list[str]]:
     proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline().split()
+
+
+@contextlib.contextmanager
+def cpu_share(process: psutil.Process):
+    """The share of a core ``process`` used during the block, in ``share[0]`` afterwards."""
+    share = [0.0]
+    before, t0 = sum(process.cpu_times()[:2]), time.perf_counter()
+    yield share
+    share[0] = (sum(process.cpu_times()[:2]) - before) / (time.perf_counter() - t0)
 
 
 def _open(stream, kind: str):
@@ -274,7 +284,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--soak", type=float, default=60.0)
     parser.add_argument("--trades", type=int, default=2_000_000)
+    parser.add_argument("--parts", default="books,trades,many,soak,replay",
+                        help="which measurements to run (comma-separated)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     tmp = Path(tempfile.mkdtemp())
     sim, (ws_url, auth_url, refresh) = start(SIM_SCRIPT)
     trades_server, (trades_url,) = start(TRADES_SERVER)
@@ -283,21 +296,29 @@ def main() -> None:
                               timeout=10).json()["AccessToken"]
         urls = {"books": ws_url, "trades": trades_url}
         for kind, url in urls.items():
-            alone, taken, written = [], [], []
+            if kind not in parts:
+                continue
+            alone, taken, written, served = [], [], [], []
+            server = psutil.Process((sim if kind == "books" else trades_server).pid)
             for _ in range(args.rounds):
-                alone.append(run_stream(url, token, kind, args.seconds))
+                with cpu_share(server) as share:
+                    alone.append(run_stream(url, token, kind, args.seconds))
+                served.append(share[0])
                 rate, rows = run_recording(url, token, kind, args.seconds, tmp / kind)
                 taken.append(rate)
                 written.append(rows)
             a, t, w = (statistics.median(x) for x in (alone, taken, written))
             unit = "snapshots" if kind == "books" else "trades"
-            print(f"{kind}: stream alone {a / 1e3:.1f} k msg/s; recording: stream {t / 1e3:.1f} k "
-                  f"msg/s, written {w / 1e3:.1f} k {unit}/s: ratio {w / a:.2f}")
-        count, sent, written, cpu = run_many_books(40, args.seconds * 3, tmp / "many")
-        print(f"{count} books of the plain simulator: stream {sent:.0f} msg/s, written "
-              f"{written:.0f} snapshots/s: ratio {written / sent:.2f}; client CPU "
-              f"{cpu * 100:.0f} % of a core")
-        if args.soak > 0:
+            print(f"{kind}: stream alone {a / 1e3:.1f} k msg/s (the firehose server took "
+                  f"{statistics.median(served) * 100:.0f} % of a core); recording: stream "
+                  f"{t / 1e3:.1f} k msg/s, written {w / 1e3:.1f} k {unit}/s: ratio {w / a:.2f}")
+        if "many" in parts:
+            count, sent, written, cpu = run_many_books(40, args.seconds * 3, tmp / "many")
+            print(
+                f"{count} books of the plain simulator: stream {sent:.0f} msg/s, written "
+                f"{written:.0f} snapshots/s: ratio {written / sent:.2f}; client CPU "
+                f"{cpu * 100:.0f} % of a core")
+        if args.soak > 0 and "soak" in parts:
             rss: list[float] = []
             rate, rows = run_recording(urls["books"], token, "books", args.soak, tmp / "soak",
                                        rss)
@@ -310,6 +331,8 @@ def main() -> None:
             proc.stdin.close()
             proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
+    if "replay" not in parts:
+        return
     result = bench_replay(args.trades)
     print(f"replay of {args.trades:,} trades (speed=None): load {result['load_s']:.2f} s, play "
           f"{result['play_s']:.3f} s = {result['play_rate'] / 1e6:.1f} M trades/s "
