@@ -58,7 +58,8 @@ END = "<!-- reference:end -->"
 PLACEHOLDER = "CALLS_TABLE_PLACEHOLDER"
 STREAM_EXTRAS = ("health", "gaps")      # Stream methods that return a DataFrame, not a LiveFrame
 STREAM_OTHER = {                         # Stream methods that return something else
-    "record": "*a `Recorder` writing every message of the frames to a Parquet dataset "
+    "record": "*the folder's `Recorder` (one per folder, shared with the subscriptions' "
+              "`record=`) writing every message of the frames to a Parquet dataset "
               "(kind / symbol / date); see Record and replay*",
 }
 

@@ -67,7 +67,7 @@ KIND_BY_NAME = {
     "markets": "codes", "boards": "codes", "types": "codes",
     "market": "enum", "sector": "enum", "side": "enum", "format": "enum", "env": "enum",
     "tz": "enum", "period": "enum", "errors": "enum", "field": "enum", "query": "text", "search": "text", "cfi_code": "text", "tf": "tf",
-    "start": "time", "end": "time", "path": "path", "cache_dir": "path",
+    "start": "time", "end": "time", "path": "path", "cache_dir": "path", "record": "path",
     "timeout": "seconds", "rate_limit": "seconds", "order_id": "order_id",
     "refresh_token": "token", "token": "token", "base_url": "url", "ws_url": "url",
     "auth_url": "url", "session": "session", "frames": "frames",

@@ -13,14 +13,18 @@ duplicates; every such gap is recorded in :meth:`Stream.gaps`, with whether it w
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 import queue
+import textwrap
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
@@ -54,6 +58,9 @@ from .protocol import (
 )
 from .state import DEFAULT_BARS_MAXLEN, make_state
 
+if TYPE_CHECKING:
+    from ..record import Recorder
+
 log = logging.getLogger("invia_data.stream")
 
 MAX_BOOK_DEPTH = 50
@@ -83,6 +90,49 @@ DEFAULT_FORMATS = {
     "summary": "Slim", "risk": "Slim", "orders": "Slim", "stop_orders": "Slim",
     "positions": "Simple", "forts_risk": "Simple", "quotes": "Heavy", "own_trades": "Heavy",
 }
+
+
+# what help() says of the parameters the subscription calls share
+PARAMETER_HELP = {
+    "symbol": "``symbol``: the ticker, ``\"SBER\"``, or with its exchange, ``\"SPBX:AAPL\"``.",
+    "portfolio": "``portfolio``: the portfolio id, e.g. ``\"D39004\"`` (default: the client's; "
+                 "for ``forts_risk`` the token's derivatives one); one the token lacks is "
+                 "refused before anything is sent.",
+    "exchange": "``exchange``: for symbols that name none; "
+                "default: the stream's, ``\"MOEX\"``.",
+    "portfolio exchange": "``exchange``: the exchange of the portfolio's data; default: the "
+                          "stream's, ``\"MOEX\"``.",
+    "board": "``board``: the board (the wire's ``instrumentGroup``), e.g. ``\"TQBR\"``; "
+             "default: none sent, the server picks.",
+    "format": "``format``: the wire format, ``\"Simple\"``, ``\"Slim\"`` or ``\"Heavy\"`` "
+              "(default: the stream's, else the fastest one carrying every column of the "
+              "kind; a slimmer one may lack columns).",
+    "frequency": "``frequency``: milliseconds the server waits between two messages, sending "
+                 "the latest state of each interval (default: the stream's, else the format's "
+                 "minimum: Slim 10, Simple 25, Heavy 500; the server raises a smaller value to "
+                 "it).",
+    "timeout": "``timeout``: seconds to wait for the server to accept or refuse the "
+               "subscription (default: the stream's ``subscribe_timeout``, 5). A refusal "
+               "raises ``NotFound``, ``BadRequest``, ``AuthError`` or ``Forbidden``; no answer "
+               "in time raises nothing: the frame comes back ``connecting`` and goes live with "
+               "the first data (``frame.wait()`` waits for it, or raises ``StreamTimeout``).",
+    "record": "``record``: a folder: also write every message of this frame to the Parquet "
+              "dataset there, as :meth:`record` does. Calls naming one folder share one "
+              "Recorder (:attr:`recorders`), which keeps the frame streaming until the frame "
+              "or the stream is closed and is flushed when the stream closes. Default None: "
+              "no recording.",
+}
+
+
+def _explained(method: Callable[..., LiveFrame]) -> Callable[..., LiveFrame]:
+    """Append to the docstring the help of each shared parameter the call takes."""
+    names = list(inspect.signature(method).parameters)
+    keys = [f"portfolio {name}" if "portfolio" in names and f"portfolio {name}" in PARAMETER_HELP
+            else name for name in names]
+    lines = [textwrap.fill(PARAMETER_HELP[key], 88, initial_indent="        ",
+                           subsequent_indent="          ") for key in keys if key in PARAMETER_HELP]
+    method.__doc__ = (method.__doc__ or "").rstrip() + "\n\n" + "\n".join(lines) + "\n        "
+    return method
 
 
 class Stream:
@@ -149,16 +199,23 @@ class Stream:
         self._backfill_thread: threading.Thread | None = None
         self.backfill_page = TRADES_PAGE
         self.backfill_max_pages = MAX_PAGES
+        self._recorders: dict[Path, Recorder] = {}   # by folder; closed ones are replaced
+        self._recorded: weakref.WeakKeyDictionary[LiveFrame, list[Recorder]] = (
+            weakref.WeakKeyDictionary())
         self._closed = False
 
     # --- market data ---------------------------------------------------------------------------
 
     @suggests_symbols
+    @_explained
     def orderbook(self, symbol: str, depth: int = 20, *, exchange: str | None = None,
                   board: str | None = None, format: str | None = None,
-                  frequency: int | None = None, timeout: float | None = None) -> LiveFrame:
+                  frequency: int | None = None, timeout: float | None = None,
+                  record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """The order book, long form (``side``, ``level``, ``price``, ``volume``, ``yield``),
-        replaced by each message; ``df.attrs["time"]`` is the exchange timestamp."""
+        replaced by each message; ``df.attrs["time"]`` is the exchange timestamp.
+        ``depth``: levels per side, 1..50."""
+        folder = self._recording_folder(record)
         depth = check_count(depth, "depth", high=MAX_BOOK_DEPTH)
         ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)
         fmt = self._format(format, "orderbook")
@@ -168,13 +225,18 @@ class Stream:
         state = make_state("orderbook", fmt, attrs={"symbol": sym, "exchange": ex,
                                                     "depth": depth})
         return self._open("orderbook", f"{ex}:{sym}", [(request, sym, ex)], state,
-                          {"depth": depth, "board": board, "format": fmt}, timeout)
+                          {"depth": depth, "board": board, "format": fmt}, timeout,
+                          record=folder)
 
     @suggests_symbols
+    @_explained
     def quotes(self, symbols: str | Iterable[str], *, exchange: str | None = None,
                board: str | None = None, format: str | None = None,
-               frequency: int | None = None, timeout: float | None = None) -> LiveFrame:
-        """Quotes of one or more instruments: one row per instrument, merged field by field."""
+               frequency: int | None = None, timeout: float | None = None,
+               record: str | os.PathLike[str] | None = None) -> LiveFrame:
+        """Quotes of one or more instruments: one row per instrument, merged field by field.
+        ``symbols``: a list, or one string with commas (``"SBER,MOEX:GAZP"``)."""
+        folder = self._recording_folder(record)
         if isinstance(symbols, str):
             items = [s for s in symbols.split(",") if s.strip()]
         elif isinstance(symbols, Iterable):
@@ -193,15 +255,18 @@ class Stream:
         label = ",".join(f"{ex}:{sym}" for ex, sym in pairs)
         return self._open("quotes", label, requests, make_state("quotes", fmt),
                           {"symbols": [f"{ex}:{sym}" for ex, sym in pairs], "format": fmt},
-                          timeout)
+                          timeout, record=folder)
 
     @suggests_symbols
+    @_explained
     def all_trades(self, symbol: str, *, recent: int = 0, maxlen: int = 100_000,
                    exchange: str | None = None, board: str | None = None,
-                   format: str | None = None, timeout: float | None = None) -> LiveFrame:
+                   format: str | None = None, timeout: float | None = None,
+                   record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """All trades of an instrument (time and sales) in a ring buffer of ``maxlen`` rows,
         deduplicated by id; ``recent`` sends that many earlier trades first (0..5000; the
         wire's ``depth``)."""
+        folder = self._recording_folder(record)
         recent = check_count(recent, "recent", low=0, high=MAX_RECENT_TRADES)
         maxlen = check_count(maxlen, "maxlen")
         ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)
@@ -212,17 +277,22 @@ class Stream:
         return self._open("all_trades", f"{ex}:{sym}", [(request, sym, ex)],
                           make_state("all_trades", fmt, maxlen=maxlen),
                           {"recent": recent, "maxlen": maxlen, "board": board, "format": fmt},
-                          timeout, refresh=_trades_with_recent)
+                          timeout, refresh=_trades_with_recent, record=folder)
 
     @suggests_symbols
+    @_explained
     def bars(self, symbol: str, tf: str | int = "1min", *, start: Any = None,
              maxlen: int = DEFAULT_BARS_MAXLEN, exchange: str | None = None,
              board: str | None = None, format: str | None = None,
-             frequency: int | None = None, timeout: float | None = None) -> LiveFrame:
+             frequency: int | None = None, timeout: float | None = None,
+             record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """Candles from ``start`` (default: the last 500 candles) and then live: the open
         candle is updated in place and flagged ``is_closed=False``; a candle is final once a
-        later one starts or its interval is over by the server's clock. Same columns as ``Client.history`` plus ``is_closed``. At most
-        ``maxlen`` candles are held (48 bytes each), the oldest dropped first."""
+        later one starts or its interval is over by the server's clock. Same columns as
+        ``Client.history`` plus ``is_closed``. At most ``maxlen`` candles are held (48 bytes
+        each), the oldest dropped first. ``tf``: the timeframe (``"1min"``, ``"M5"``,
+        ``"1h"``, ``"D"``, seconds as an int, ...)."""
+        folder = self._recording_folder(record)
         maxlen = check_count(maxlen, "maxlen")
         tf_seconds = to_seconds(tf)
         ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)
@@ -240,67 +310,87 @@ class Stream:
                           make_state("bars", fmt, maxlen=maxlen, tf=tf_seconds, clock=clock),
                           {"tf": tf_seconds, "start": begin, "maxlen": maxlen, "board": board,
                            "format": fmt},
-                          timeout, refresh=_bars_from_last_candle)
+                          timeout, refresh=_bars_from_last_candle, record=folder)
 
     @suggests_symbols
+    @_explained
     def instrument_state(self, symbol: str, *, exchange: str | None = None,
                          board: str | None = None, format: str | None = None,
-                         timeout: float | None = None) -> LiveFrame:
+                         timeout: float | None = None,
+                         record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """Trading status and limits of an instrument: one row, later messages update the
         fields that changed."""
+        folder = self._recording_folder(record)
         ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)
         fmt = self._format(format, "instrument_state")
         board = check_board(board)
         request = instrument_request("instrument_state", sym, ex, board=board, format=fmt)
         return self._open("instrument_state", f"{ex}:{sym}", [(request, sym, ex)],
                           make_state("instrument_state", fmt), {"board": board, "format": fmt},
-                          timeout)
+                          timeout, record=folder)
 
     # --- portfolio data ------------------------------------------------------------------------
 
+    @_explained
     def positions(self, portfolio: str | None = None, *, exchange: str | None = None,
-                 format: str | None = None, timeout: float | None = None) -> LiveFrame:
+                 format: str | None = None, timeout: float | None = None,
+                 record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """Positions keyed by symbol + exchange, updated in place."""
-        return self._portfolio("positions", portfolio, exchange, format, timeout)
+        return self._portfolio("positions", portfolio, exchange, format, timeout, record)
 
+    @_explained
     def summary(self, portfolio: str | None = None, *, exchange: str | None = None,
-               format: str | None = None, timeout: float | None = None) -> LiveFrame:
+               format: str | None = None, timeout: float | None = None,
+               record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """The portfolio summary: one row."""
-        return self._portfolio("summary", portfolio, exchange, format, timeout)
+        return self._portfolio("summary", portfolio, exchange, format, timeout, record)
 
+    @_explained
     def risk(self, portfolio: str | None = None, *, exchange: str | None = None,
-            format: str | None = None, timeout: float | None = None) -> LiveFrame:
+            format: str | None = None, timeout: float | None = None,
+            record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """Portfolio risk: one row."""
-        return self._portfolio("risk", portfolio, exchange, format, timeout)
+        return self._portfolio("risk", portfolio, exchange, format, timeout, record)
 
+    @_explained
     def forts_risk(self, portfolio: str | None = None, *, exchange: str | None = None,
-                  format: str | None = None, timeout: float | None = None) -> LiveFrame:
+                  format: str | None = None, timeout: float | None = None,
+                  record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """Derivatives (FORTS) risk of a portfolio: one row."""
-        return self._portfolio("forts_risk", portfolio, exchange, format, timeout)
+        return self._portfolio("forts_risk", portfolio, exchange, format, timeout, record)
 
+    @_explained
     def orders(self, portfolio: str | None = None, *, exchange: str | None = None,
-              format: str | None = None, timeout: float | None = None) -> LiveFrame:
+              format: str | None = None, timeout: float | None = None,
+              record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """Orders keyed by id, updated in place."""
-        return self._portfolio("orders", portfolio, exchange, format, timeout)
+        return self._portfolio("orders", portfolio, exchange, format, timeout, record)
 
+    @_explained
     def stop_orders(self, portfolio: str | None = None, *, exchange: str | None = None,
-                   format: str | None = None, timeout: float | None = None) -> LiveFrame:
+                   format: str | None = None, timeout: float | None = None,
+                   record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """Stop orders keyed by id, updated in place."""
-        return self._portfolio("stop_orders", portfolio, exchange, format, timeout)
+        return self._portfolio("stop_orders", portfolio, exchange, format, timeout, record)
 
+    @_explained
     def own_trades(self, portfolio: str | None = None, *, exchange: str | None = None,
-                  format: str | None = None, timeout: float | None = None) -> LiveFrame:
+                  format: str | None = None, timeout: float | None = None,
+                  record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """The portfolio's own trades keyed by id."""
-        return self._portfolio("own_trades", portfolio, exchange, format, timeout)
+        return self._portfolio("own_trades", portfolio, exchange, format, timeout, record)
 
     def _portfolio(self, kind: str, portfolio: str | None, exchange: str | None,
-                   format: str | None, timeout: float | None) -> LiveFrame:
+                   format: str | None, timeout: float | None,
+                   record: str | os.PathLike[str] | None) -> LiveFrame:
+        folder = self._recording_folder(record)
         portfolio = self._resolve_portfolio(kind, portfolio)
         ex = check_exchange(self.exchange if exchange is None else exchange)
         fmt = self._format(format, kind)
         request = portfolio_request(kind, portfolio, ex, format=fmt)
         return self._open(kind, portfolio, [(request, portfolio, ex)], make_state(kind, fmt),
-                          {"portfolio": portfolio, "exchange": ex, "format": fmt}, timeout)
+                          {"portfolio": portfolio, "exchange": ex, "format": fmt}, timeout,
+                          record=folder)
 
     def _resolve_portfolio(self, kind: str, portfolio: str | None) -> str:
         """The HTTP calls' rule (:func:`invia_data.validate.resolve_portfolio`): the client's
@@ -374,29 +464,38 @@ class Stream:
                              "filled": "bool", "error": STR_DTYPE})
 
     def record(self, path: Any, frames: Iterable[LiveFrame] | None = None,
-               **options: Any) -> Any:
+               **options: Any) -> Recorder:
         """Write every message of ``frames`` (default: every frame of this stream) to a
         Hive-partitioned Parquet dataset at ``path`` (``kind=/symbol=/date=``), with this
         stream's reconnect gaps; returns the running :class:`invia_data.record.Recorder`
         (``health()``, ``status_line()``, ``flush()``, ``close()``). ``options``: the
-        Recorder's (``batch_rows``, ``batch_seconds``, ``max_pending_rows``)."""
-        from ..record import RAW_KINDS, Recorder
+        Recorder's (``batch_rows``, ``batch_seconds``, ``max_pending_rows``).
 
-        path = validate.local_path(path)
+        One folder has one Recorder: when one already writes there (a ``record=`` option of a
+        subscription, an earlier call), the frames are added to it and it is returned. Every
+        Recorder is closed (flushed) with the stream; :attr:`recorders` lists them."""
+        folder = self._recording_folder(path, "path")
+        assert folder is not None
         if frames is not None and not isinstance(frames, (list, tuple, set)):
             raise InvalidArgument(f"frames must be a list of LiveFrames, got {frames!r}"[:200])
         frames = self.frames if frames is None else list(frames)
         for frame in frames:
             if not isinstance(frame, LiveFrame):
-                raise InvalidArgument(f"record() takes LiveFrames, got {frame!r}")
-            with self._lock:
-                subs = list(self._frames.get(frame, ()))
-            for sub in subs:
-                if frame.kind in RAW_KINDS:   # the recorder parses every frame's bytes itself
-                    sub.route.raw = True
-                else:   # (no other kind is conflated; this keeps it so)
-                    sub.route.conflate = False
-        return Recorder(path, frames, stream=self, **options)
+                raise InvalidArgument(f"record() takes LiveFrames, got {frame!r}"[:200])
+        if self._closed:
+            raise StreamClosed("the stream is closed")
+        recorder, _ = self._recorder_at(folder, options)
+        for frame in frames:
+            self._record_frame(recorder, frame)
+        return recorder
+
+    @property
+    def recorders(self) -> dict[Path, Recorder]:
+        """The running Recorders by folder (absolute): those of the ``record=`` options and of
+        :meth:`record`."""
+        with self._lock:
+            return {folder: recorder for folder, recorder in self._recorders.items()
+                    if not recorder._closed}
 
     @property
     def connection(self) -> Connection:
@@ -419,6 +518,10 @@ class Stream:
         self._closed = True
         for frame in self.frames:
             frame.close()
+        with self._lock:
+            recorders = list(self._recorders.values())
+        for recorder in recorders:   # after the frames: every message received is written
+            recorder.close()
         self._conn.close()
         self._backfills.put(None)
         self._dropped.put(None)
@@ -466,12 +569,96 @@ class Stream:
             return check_count(frequency, "frequency", low=0)
         return self.frequency if self.frequency is not None else MIN_FREQUENCY[fmt]
 
+    def _recording_folder(self, value: Any, name: str = "record") -> Path | None:
+        """The folder a ``record=`` option names (None: no recording), absolute and resolved,
+        so that two spellings of one folder share one Recorder."""
+        if value is None and name == "record":
+            return None
+        try:
+            folder = validate.local_path(value, name).resolve()
+        except InvalidArgument as exc:
+            if name != "record":
+                raise
+            raise InvalidArgument(f"{exc}; pass the dataset's folder, e.g. record=\"data/\", "
+                                  "or None not to record") from None
+        except (OSError, RuntimeError) as exc:  # a symlink loop
+            raise InvalidArgument(f"{name}={value!r}: {exc}; name another folder"[:300]) from None
+        if folder.exists() and not folder.is_dir():
+            raise InvalidArgument(f"{name}: {str(folder)[:200]!r} is a file; name a folder for the "
+                                  "dataset (it is created if missing)")
+        return folder
+
+    def _recorder_at(self, folder: Path, options: dict[str, Any] | None = None
+                     ) -> tuple[Recorder, bool]:
+        """The running Recorder writing to ``folder``, or a new one: ``(recorder, created)``."""
+        from ..record import Recorder
+
+        with self._lock:
+            running = self._recorders.get(folder)
+            if running is not None and not running._closed:
+                differing = sorted(k for k, v in (options or {}).items()
+                                   if getattr(running, k, object()) != v)
+                if differing:
+                    raise InvalidArgument(
+                        f"a Recorder already writes to {str(folder)[:200]!r} with other "
+                        f"{', '.join(differing)}: close it first (stream.recorders[folder]"
+                        ".close()) or record into another folder")
+                return running, False
+            try:
+                recorder = Recorder(folder, stream=self, **(options or {}))
+            except OSError as exc:
+                raise InvalidArgument(f"cannot record into {str(folder)[:200]!r}: "
+                                      f"{exc.strerror or exc}; name a folder you can write"
+                                      ) from None
+            self._recorders[folder] = recorder
+        return recorder, True
+
+    def _drop_recorder(self, folder: Path, recorder: Recorder) -> None:
+        with self._lock:
+            if self._recorders.get(folder) is recorder:
+                del self._recorders[folder]
+        recorder.close()
+
+    def _record_frame(self, recorder: Recorder, frame: LiveFrame) -> None:
+        """Have ``recorder`` write every message of ``frame`` from now on (once: a frame
+        shared by identical subscriptions is recorded once per folder)."""
+        from ..record import RAW_KINDS
+
+        with self._lock:
+            holders = self._recorded.setdefault(frame, [])
+            if any(r is recorder for r in holders):
+                return
+            holders.append(recorder)
+            subs = list(self._frames.get(frame, ()))
+        for sub in subs:
+            if frame.kind in RAW_KINDS:   # the recorder parses every frame's bytes itself
+                sub.route.raw = True
+            else:   # (no other kind is conflated; this keeps it so)
+                sub.route.conflate = False
+        recorder.add(frame)
+
     def _open(self, kind: str, label: str, requests: list[tuple[Request, str, str]],
               state: Any, params: dict[str, Any], timeout: float | None,
-              refresh: Callable[[Sub], Request] | None = None) -> LiveFrame:
+              refresh: Callable[[Sub], Request] | None = None, *,
+              record: Path | None = None) -> LiveFrame:
         wait = self.subscribe_timeout if timeout is None else validate.seconds(timeout)
         if self._closed:
             raise StreamClosed("the stream is closed")
+        if record is None:
+            return self._subscribe(kind, label, requests, state, params, wait, refresh)
+        recorder, created = self._recorder_at(record)   # a folder it cannot write: no subscribe
+        try:
+            frame = self._subscribe(kind, label, requests, state, params, wait, refresh)
+        except BaseException:
+            if created:
+                self._drop_recorder(record, recorder)
+            raise
+        self._record_frame(recorder, frame)
+        return frame
+
+    def _subscribe(self, kind: str, label: str, requests: list[tuple[Request, str, str]],
+                   state: Any, params: dict[str, Any], wait: float,
+                   refresh: Callable[[Sub], Request] | None) -> LiveFrame:
         key = _identity(kind, label, params, [request for request, _, _ in requests])
         with self._lock:
             shared = self._by_identity.get(key)
