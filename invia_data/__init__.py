@@ -48,7 +48,7 @@ from .errors import (
     Timeout,
     TransportError,
 )
-from .replay import Replay, replay
+from .replay import Replay, read_recording, replay
 from .stream import LiveFrame, Stream
 
 __version__ = "0.1.0"
@@ -78,6 +78,7 @@ __all__ = [
     "TransportError",
     "__version__",
     "book_stats",
+    "read_recording",
     "connect",
     "replay",
 ]

@@ -26,13 +26,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import InvalidArgument, NotFound, StreamClosed
-from .frames import dtypes, empty_frame
+from .frames import STR_DTYPE, UTC_DTYPE, dtypes, empty_frame
 from .history import candle_frame
 from .market import check_count, parse_symbol
-from .record import ABSENT, PORTFOLIO_KINDS, SCHEMAS, partition_key, receive_us
+from .record import (
+    ABSENT,
+    KINDS,
+    PORTFOLIO_KINDS,
+    SCHEMAS,
+    TIME_TYPE,
+    partition_key,
+    receive_us,
+    record_table,
+)
 from .stream.live import FrameWriter, LiveFrame
 from .stream.policy import WATCHED_KINDS
 from .stream.state import book_frame
@@ -86,6 +96,150 @@ def recording_bounds(path: Path) -> tuple[int | None, int | None]:
 
 def _us(value: Any) -> int:
     return int(pd.Timestamp(value).value // 1000)
+
+
+# --- reading a recording back as frames ----------------------------------------------------------
+
+GAP_TYPES: dict[str, Any] = {"data_kind": STR_DTYPE, "start": UTC_DTYPE, "end": UTC_DTYPE,
+                             "backfilled": "int64", "error": STR_DTYPE}
+
+
+def recording_dtypes(kind: str) -> dict[str, Any]:
+    """The columns and dtypes :func:`read_recording` gives a kind: the library frame's (the
+    HTTP call's columns, its ``time`` index as the first column for trades and bars; an order
+    book's long form after its ``snapshot_id``), ``exchange_time``, ``receive_time``,
+    ``absent_fields`` where the kind has it, and the partition column (in its place when the
+    frame has that column)."""
+    if kind == "orderbook":
+        types = {"snapshot_id": "int64", **book_frame({}, "Simple").dtypes.to_dict(),
+                 "exchange_time": UTC_DTYPE, "receive_time": UTC_DTYPE}
+    elif kind == "gaps":
+        types = {**GAP_TYPES, "receive_time": UTC_DTYPE}
+    else:
+        types = {name: UTC_DTYPE if isinstance(dtype, pd.DatetimeTZDtype) else dtype
+                 for name, dtype in record_table(kind, [], [], "Simple").dtypes.items()}
+    key = "symbol" if kind in ("orderbook", "gaps") else partition_key(kind)
+    return {**types, key: STR_DTYPE} if key not in types else types
+
+
+def read_recording(path: str | os.PathLike[str], kind: str, *,
+                   symbols: str | Iterable[str] | None = None, portfolio: str | None = None,
+                   start: Any = None, end: Any = None) -> pd.DataFrame:
+    """The recorded rows of one ``kind`` (``orderbook``, ``all_trades``, ``bars``, ``quotes``,
+    ``instrument_state``, ``positions``, ... or ``gaps``) of the recording at ``path``, in
+    receive order, with the columns and dtypes of the library's frame of that kind (times
+    ``datetime64[ns, UTC]``, nullable ``Int64``/``string``/``boolean``; see
+    :func:`recording_dtypes`) plus ``exchange_time`` and ``receive_time``.
+
+    ``symbols``: one or more instruments (default: all recorded); for portfolio kinds they
+    filter the rows' ``symbol`` column, and ``portfolio=`` picks the portfolio (default: all).
+    ``start``/``end``: receive times, ``start`` included, ``end`` not. Only the files and row
+    groups that can hold matching rows are read."""
+    import pyarrow.dataset as ds
+
+    root, folder = _recording_folder(path, kind)
+    key = "symbol" if kind in ("orderbook", "gaps") else partition_key(kind)
+    where = _receive_filter(ds, start, end)
+    wanted = _wanted_symbols(symbols)
+    if portfolio is not None and key != "portfolio":
+        raise InvalidArgument(f"portfolio= picks the portfolio of portfolio kinds "
+                              f"({', '.join(sorted(PORTFOLIO_KINDS))}); {kind} is recorded by "
+                              "symbol: give symbols=")
+    chosen = ([portfolio] if portfolio is not None and key == "portfolio"
+              else wanted if wanted is not None and key == "symbol" else None)
+    if chosen is not None:
+        _check_recorded(root, folder, kind, key, chosen)
+        where = where & ds.field(key).isin(chosen)
+    if wanted is not None and key == "portfolio":
+        where = where & ds.field("symbol").isin(wanted)
+    partitioning = ds.partitioning(pa.schema([(key, pa.string()), ("date", pa.string())]),
+                                   flavor="hive")
+    types = recording_dtypes(kind)
+    if not folder.is_dir():
+        return _typed(pd.DataFrame(), types)
+    found = ds.dataset(folder, format="parquet", partitioning=partitioning)
+    paths = [f.path for f in found.get_fragments(filter=where)]
+    if not paths:
+        return _typed(pd.DataFrame(), types)
+    # one schema over the files (a column null in one batch, a column added later)
+    schema = pa.unify_schemas([pq.read_schema(p) for p in paths]
+                              + [pa.schema([(key, pa.string()), ("date", pa.string())])],
+                              promote_options="permissive")
+    dataset = ds.dataset(paths, schema=schema, format="parquet", partitioning=partitioning,
+                         partition_base_dir=str(folder))
+    table = dataset.to_table(filter=where)
+    order = pc.sort_indices(table, sort_keys=[("receive_time", "ascending")])   # stable
+    frame = table.take(order).to_pandas(ignore_metadata=True)
+    return _typed(frame, types)
+
+
+def _recording_folder(path: str | os.PathLike[str], kind: str) -> tuple[Path, Path]:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidArgument(f"path must be the recording's folder (a str or Path), "
+                              f"got {path!r}"[:200])
+    root = Path(path)
+    if not root.is_dir():
+        raise InvalidArgument(f"no recording at {str(path)!r}: give the folder that "
+                              "invia-data record --out (or inv.stream.record) wrote")
+    recorded = sorted(p.name.split("=", 1)[1] for p in root.glob("kind=*") if p.is_dir())
+    kinds = (*KINDS, "gaps")
+    if not isinstance(kind, str) or kind not in kinds:
+        raise InvalidArgument(f"kind must be one of {', '.join(kinds)}, got {kind!r}"
+                              + (f" (this recording has {', '.join(recorded)})" if recorded
+                                 else ""))
+    folder = root / f"kind={kind}"
+    if not folder.is_dir() and kind != "gaps":   # (no gaps recorded: none happened)
+        raise NotFound(f"the recording at {str(path)!r} has no {kind}"
+                       + (f"; it has {', '.join(recorded)}" if recorded
+                          else "; it holds no recorded data"))
+    return root, folder
+
+
+def _wanted_symbols(symbols: str | Iterable[str] | None) -> list[str] | None:
+    if symbols is None:
+        return None
+    items = ([s for s in symbols.split(",") if s.strip()] if isinstance(symbols, str)
+             else list(symbols))
+    if not items:
+        raise InvalidArgument("symbols is empty: give one or more, e.g. symbols=\"SBER\", or "
+                              "leave it out for every recorded instrument")
+    return list(dict.fromkeys(parse_symbol(s, "MOEX")[1] for s in items))
+
+
+def _check_recorded(root: Path, folder: Path, kind: str, key: str, values: list[str]) -> None:
+    have = sorted(p.name.split("=", 1)[1] for p in folder.glob(f"{key}=*"))
+    missing = [v for v in values if v not in have]
+    if missing:
+        raise NotFound(f"the recording at {str(root)!r} has no {kind} of "
+                       f"{', '.join(missing)}; it has {', '.join(have) or 'none'}")
+
+
+def _receive_filter(ds: Any, start: Any, end: Any) -> Any:
+    where = pc.scalar(True)
+    lo = None if start is None else _us(to_utc(start, name="start"))
+    hi = None if end is None else _us(to_utc(end, name="end"))
+    if lo is not None and hi is not None and hi < lo:
+        raise InvalidArgument(f"end ({end!r}) is before start ({start!r})")
+    if lo is not None:
+        where = where & (ds.field("receive_time") >= pa.scalar(lo, TIME_TYPE))
+    if hi is not None:
+        where = where & (ds.field("receive_time") < pa.scalar(hi, TIME_TYPE))
+    return where
+
+
+def _typed(frame: pd.DataFrame, types: dict[str, Any]) -> pd.DataFrame:
+    """``frame`` with exactly the columns and dtypes of ``types`` (a column missing from older
+    files is null)."""
+    columns = {}
+    for name, dtype in types.items():
+        column = (frame[name] if name in frame.columns
+                  else pd.Series([None] * len(frame), index=frame.index, dtype=object))
+        if dtype == "int64" and column.isna().any():
+            dtype = "Int64"   # as the library's frames hold an integer column with a null
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            column = pd.to_datetime(column, utc=True)
+        columns[name] = column.astype(dtype) if column.dtype != dtype else column
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
 
 
 # --- the states: a row position in a prepared table ---------------------------------------------
@@ -553,14 +707,8 @@ class Replay:
                                            "data_age", "now"])
 
     def gaps(self) -> pd.DataFrame:
-        """The recorded reconnect gaps (``kind=gaps``)."""
-        folder = self.path / "kind=gaps"
-        if not folder.is_dir():
-            return pd.DataFrame({"symbol": pd.Series([], dtype=object),
-                                 "data_kind": pd.Series([], dtype=object),
-                                 "start": pd.Series([], dtype="datetime64[us, UTC]"),
-                                 "end": pd.Series([], dtype="datetime64[us, UTC]")})
-        return pd.read_parquet(folder)
+        """The recorded reconnect gaps (``kind=gaps``; see :func:`read_recording`)."""
+        return read_recording(self.path, "gaps")
 
     def close(self) -> None:
         """Stop the clock and close every frame (idempotent)."""
@@ -603,4 +751,4 @@ def replay(path: str | os.PathLike[str], start: Any = None, end: Any = None,
     return Replay(path, start, end, speed, **options)
 
 
-__all__ = ["Replay", "replay", "receive_us"]
+__all__ = ["Replay", "replay", "read_recording", "recording_dtypes", "receive_us"]

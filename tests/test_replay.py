@@ -12,6 +12,7 @@ import pytest
 
 import invia_data
 from invia_data.errors import InvalidArgument, NotFound
+from invia_data.replay import recording_dtypes
 
 WAIT = 15.0
 
@@ -63,6 +64,31 @@ def test_a_replayed_frame_shows_what_the_live_frame_showed_at_the_same_time(sim,
                 if kind == "orderbook":
                     assert got.attrs["time"] == expected.attrs["time"]
                     assert got.attrs["symbol"] == "SBER" and got.attrs["depth"] == 5
+    _read_back_equals_what_live_showed(tmp_path, seen)
+
+
+def _read_back_equals_what_live_showed(path, seen):
+    """read_recording up to a moment gives the live frame of that moment, dtypes included, and
+    survives a Parquet round trip."""
+    times = ["exchange_time", "receive_time"]
+    for kind in ("orderbook", "all_trades", "bars"):
+        updated, expected = seen[kind][-1]
+        rows = invia_data.read_recording(path, kind, symbols="SBER",
+                                         end=_at(updated) + pd.Timedelta("1us"))
+        assert (rows["receive_time"] <= _at(updated)).all() and (rows["symbol"] == "SBER").all()
+        if kind == "orderbook":
+            last = rows[rows["snapshot_id"] == rows["snapshot_id"].iloc[-1]]
+            got = last.drop(columns=["snapshot_id", *times, "symbol"]).reset_index(drop=True)
+        elif kind == "all_trades":
+            got = rows.drop(columns=times).set_index("time")
+        else:
+            got = (rows.drop_duplicates("time", keep="last").sort_values("time")
+                   .drop(columns=[*times, "symbol"]).set_index("time"))
+            expected = expected.drop(columns="is_closed")
+        pd.testing.assert_frame_equal(got, expected, obj=f"{kind} read back")
+        file = path / f"{kind}.parquet"
+        rows.to_parquet(file)
+        pd.testing.assert_frame_equal(pd.read_parquet(file), rows)
 
 
 def test_the_frames_advance_together_on_one_clock(sample_recording):
@@ -268,3 +294,46 @@ def test_keyed_and_merged_kinds_replay_nulls_and_left_out_fields_as_live_merges_
     assert state["price_min"] == 229.1 and state["board"] == "TQBR"
     assert pd.isna(orders.loc["41423837024", "comment"])
     assert pd.isna(orders.loc["41423837025", "price"])
+    # read back: the live frame's dtypes, and which fields each message left out
+    rows = invia_data.read_recording(tmp_path, "orders", portfolio="D00013", symbols="GAZP")
+    assert len(rows) == 3
+    assert rows[list(shown[-1][1]["orders"].columns)].dtypes.equals(
+        shown[-1][1]["orders"].dtypes)
+    quotes = invia_data.read_recording(tmp_path, "quotes", symbols="SBER")
+    assert list(quotes["absent_fields"].fillna("")) == ["", "", "ask,bid_vol",
+                                                        "bid,ask,bid_vol"]
+
+
+def test_read_recording_filters_by_symbol_and_receive_time_and_refuses_bad_input(
+        sample_recording):
+    plain = pd.read_parquet(sample_recording / "kind=quotes")   # what pandas gives as it is
+    assert str(plain["receive_time"].dtype) == "datetime64[us, UTC]"
+    quotes = invia_data.read_recording(sample_recording, "quotes")
+    assert len(quotes) == len(plain) and quotes["receive_time"].is_monotonic_increasing
+    assert quotes.dtypes.to_dict() == recording_dtypes("quotes")
+    assert str(quotes["receive_time"].dtype) == "datetime64[ns, UTC]"
+    start, end = quotes["receive_time"].iloc[[3, -3]]
+    some = invia_data.read_recording(sample_recording, "quotes", symbols=["moex:gazp"],
+                                     start=start, end=end)
+    expected = quotes[(quotes["symbol"] == "GAZP") & (quotes["receive_time"] >= start)
+                      & (quotes["receive_time"] < end)].reset_index(drop=True)
+    assert 0 < len(some) < len(quotes)
+    pd.testing.assert_frame_equal(some, expected)
+    empty = invia_data.read_recording(sample_recording, "all_trades", start=end + pd.Timedelta("1h"))
+    assert len(empty) == 0 and empty.dtypes.equals(
+        invia_data.read_recording(sample_recording, "all_trades").dtypes)
+    assert len(invia_data.read_recording(sample_recording, "gaps")) == 0
+    with pytest.raises(InvalidArgument, match="no recording at"):
+        invia_data.read_recording(sample_recording / "missing", "quotes")
+    with pytest.raises(InvalidArgument, match="this recording has all_trades, bars, orderbook"):
+        invia_data.read_recording(sample_recording, "trades")
+    with pytest.raises(NotFound, match="has no positions; it has all_trades"):
+        invia_data.read_recording(sample_recording, "positions")
+    with pytest.raises(NotFound, match="no quotes of LKOH; it has GAZP, SBER"):
+        invia_data.read_recording(sample_recording, "quotes", symbols="SBER,LKOH")
+    with pytest.raises(InvalidArgument, match="give symbols="):
+        invia_data.read_recording(sample_recording, "quotes", portfolio="D00013")
+    with pytest.raises(InvalidArgument, match="symbols is empty"):
+        invia_data.read_recording(sample_recording, "quotes", symbols=[])
+    with pytest.raises(InvalidArgument, match="before start"):
+        invia_data.read_recording(sample_recording, "quotes", start=end, end=start)
