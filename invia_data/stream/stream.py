@@ -155,6 +155,9 @@ class Stream:
     Asking for a subscription that is already open (the same kind, instruments and
     parameters: a notebook cell run again) returns the LiveFrame already streaming it, so a
     re-run adds nothing on the wire; closing that frame closes it for every holder.
+
+    ``record="folder/"`` on a subscription also writes its messages to a Parquet dataset there
+    (see :meth:`record`); one Recorder per folder (:attr:`recorders`), closed with the stream.
     """
 
     def __init__(self, ws_url: str, token_provider: Callable[[], str], *, http: Any = None,
