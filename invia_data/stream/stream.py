@@ -475,8 +475,9 @@ class Stream:
         Recorder's (``batch_rows``, ``batch_seconds``, ``max_pending_rows``).
 
         One folder has one Recorder: when one already writes there (a ``record=`` option of a
-        subscription, an earlier call), the frames are added to it and it is returned. Every
-        Recorder is closed (flushed) with the stream; :attr:`recorders` lists them."""
+        subscription, an earlier call), the frames are added to it and it is returned
+        (``record(path, [], batch_seconds=1)`` opens it with options before ``record=`` uses
+        it). Every Recorder is closed (flushed) with the stream; :attr:`recorders` lists them."""
         folder = self._recording_folder(path, "path")
         assert folder is not None
         if frames is not None and not isinstance(frames, (list, tuple, set)):

@@ -179,3 +179,20 @@ def test_record_refuses_other_options_for_a_running_recorder(sim, tmp_path):
         recorder.close()   # a closed recorder is replaced by a new one
         fresh = inv.stream.record(tmp_path, [], batch_seconds=1)
         assert fresh is not recorder and inv.stream.recorders == {tmp_path.resolve(): fresh}
+
+
+def test_a_subscription_reopened_after_its_close_is_recorded_again_without_doubles(
+        sim, tmp_path):
+    with _client(sim) as inv:
+        stream = inv.stream
+        first = stream.all_trades("SBER", recent=50, record=tmp_path)
+        assert until(lambda: first.version > 0)
+        first.close()
+        again = stream.all_trades("SBER", recent=50, record=tmp_path)   # resends the recent 50
+        assert again is not first
+        assert until(lambda: again.version > 0)
+        recorder = stream.recorders[tmp_path.resolve()]
+        assert list(recorder.health()["status"]) == ["closed", "live"]
+    trades = _read(tmp_path, "all_trades")
+    assert len(trades) >= 50 and trades["id"].is_unique
+    assert (trades["id"].diff().dropna() > 0).all()
