@@ -131,37 +131,58 @@ SIDES = pa.array(["bid", "ask"])
 def book_table(books: Sequence[dict[str, Any]], times: Sequence[float], fmt: str) -> pa.Table:
     """Order-book messages -> long form (an Arrow table of ``BOOK_SCHEMA``): one row per level,
     bids then asks, best first; ``snapshot_id`` = receive time in microseconds x 1000 + the
-    message's place among the messages of its read (unique and increasing)."""
+    message's place among the messages of its read (unique and increasing). An empty book (the
+    close, a halt) is one row with ``level`` -1 and no side, price or volume."""
     bids_key = ORDERBOOK.field("bids").keys(fmt)[0]
     asks_key = ORDERBOOK.field("asks").keys(fmt)[0]
     time_key = ORDERBOOK.field("time").keys(fmt)[0]
-    price_key = BOOK_LEVEL.field("price").key(fmt)
-    volume_key = BOOK_LEVEL.field("volume").key(fmt)
-    yield_key = BOOK_LEVEL.field("yield").key(fmt)
+    keys = [BOOK_LEVEL.field(name).key(fmt) for name in ("price", "volume", "yield")]
     n = len(books)
-    bids = [book.get(bids_key) or () for book in books]
-    asks = [book.get(asks_key) or () for book in books]
-    counts = np.empty(2 * n, dtype="int64")          # bids of book 0, asks of book 0, ...
-    counts[0::2] = np.fromiter(map(len, bids), dtype="int64", count=n)
-    counts[1::2] = np.fromiter(map(len, asks), dtype="int64", count=n)
-    levels = [level for pair in zip(bids, asks, strict=True) for side in pair for level in side]
-    total = len(levels)
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    is_bid = np.repeat(np.tile(np.array([True, False]), n), counts)
-    per_book = counts[0::2] + counts[1::2]
-    received = _receive_column(times)
-    run = _place_in_read(received)
+    sides = [[book.get(bids_key) or () for book in books],
+             [book.get(asks_key) or () for book in books]]
+    counts = [np.fromiter(map(len, side), dtype="int64", count=n) for side in sides]
+    values = []
+    for side in sides:
+        levels = [level for book in side for level in book]
+        values.append([_level_values(levels, key, dtype)
+                       for key, dtype in zip(keys, LEVEL_DTYPES, strict=True)])
     stamps = np.array([book.get(time_key) or 0 for book in books], dtype="float64")
-    exchange = np.repeat(np.round(stamps * 1000).astype("int64"), per_book)
+    return _long_form(counts[0], counts[1], values[0], values[1], _receive_column(times), stamps)
+
+
+LEVEL_DTYPES = ("float64", "int64", "float64")   # price, volume, yield
+LEVEL_MISSING = (np.nan, 0, np.nan)
+
+
+def _long_form(nb: np.ndarray, na: np.ndarray, bids: list[np.ndarray], asks: list[np.ndarray],
+               received: np.ndarray, stamps: np.ndarray) -> pa.Table:
+    """Books given as their level counts and flattened level values (price, volume, yield of
+    every bid level, book by book; the same for asks) -> the ``BOOK_SCHEMA`` table, rows book
+    by book (its bids, then its asks), gathered with one take per column."""
+    levels = nb + na
+    rows = np.maximum(levels, 1)                     # an empty book keeps one marker row
+    total, total_bids = int(rows.sum()), int(nb.sum())
+    book_start = np.repeat(np.cumsum(rows) - rows, rows)
+    within = np.arange(total, dtype="int64") - book_start
+    bids_here = np.repeat(nb, rows)
+    is_ask = within >= bids_here
+    marker = np.repeat(levels == 0, rows)
+    source = np.where(is_ask, total_bids + np.repeat(np.cumsum(na) - na, rows) - bids_here,
+                      np.repeat(np.cumsum(nb) - nb, rows)) + within
+    source[marker] = 0
+    columns = []
+    for bid_values, ask_values, missing in zip(bids, asks, LEVEL_MISSING, strict=True):
+        values = np.concatenate([bid_values, ask_values, [missing]])
+        columns.append(values[np.where(marker, len(values) - 1, source)])
+    exchange = np.repeat(np.round(stamps * 1000).astype("int64"), rows)
+    side = pa.array(is_ask.astype("int8"), mask=marker)
     return pa.table([
-        pa.array(np.repeat(received * 1000 + run, per_book)),
-        pa.DictionaryArray.from_arrays(pa.array((~is_bid).astype("int8")), SIDES),
-        pa.array(np.arange(total, dtype="int64") - starts),
-        pa.array(_level_values(levels, price_key, "float64")),
-        pa.array(_level_values(levels, volume_key, "int64")),
-        pa.array(_level_values(levels, yield_key, "float64")),
+        pa.array(np.repeat(received * 1000 + _place_in_read(received), rows)),
+        pa.DictionaryArray.from_arrays(side, SIDES),
+        pa.array(np.where(marker, -1, np.where(is_ask, within - bids_here, within))),
+        pa.array(columns[0]), pa.array(columns[1]), pa.array(columns[2]),
         pa.array(exchange, TIME_TYPE, mask=exchange == 0),
-        pa.array(np.repeat(received, per_book), TIME_TYPE),
+        pa.array(np.repeat(received, rows), TIME_TYPE),
     ], schema=BOOK_SCHEMA)
 
 
@@ -323,39 +344,15 @@ def raw_book_table(payloads: Sequence[bytes], times: Sequence[float], fmt: str,
     data = _read_frames(payloads, pa.struct([(bids_key, pa.list_(level)),
                                              (asks_key, pa.list_(level)),
                                              (time_key, pa.float64())]), engine)
-    received = _receive_column(times)
     bids, asks = data.field(bids_key), data.field(asks_key)
-    nb = _numpy(pc.list_value_length(bids), "int64", 0)
-    na = _numpy(pc.list_value_length(asks), "int64", 0)
-    per_book = nb + na
-    total, total_bids = int(per_book.sum()), int(nb.sum())
-    # rows in book order (each book's bids, then its asks), gathered from the flattened bids
-    # followed by the flattened asks: one take per column, no per-level Python
-    book_start = np.repeat(np.cumsum(per_book) - per_book, per_book)
-    within = np.arange(total, dtype="int64") - book_start
-    bids_here = np.repeat(nb, per_book)
-    is_ask = within >= bids_here
-    source = np.where(is_ask, total_bids + np.repeat(np.cumsum(na) - na, per_book) - bids_here,
-                      np.repeat(np.cumsum(nb) - nb, per_book)) + within
     flat = [pc.list_flatten(bids), pc.list_flatten(asks)]
-    columns = []
-    for (key, _), missing in zip(level_fields, (np.nan, 0, np.nan), strict=True):
-        if key is None:
-            columns.append(np.full(total, missing))
-            continue
-        values = np.concatenate([_numpy(side.field(key), "float64" if missing else "int64",
-                                        missing) for side in flat])
-        columns.append(values[source])
-    stamps = _numpy(data.field(time_key), "float64", 0.0)
-    exchange = np.repeat(np.round(stamps * 1000).astype("int64"), per_book)
-    return pa.table([
-        pa.array(np.repeat(received * 1000 + _place_in_read(received), per_book)),
-        pa.DictionaryArray.from_arrays(pa.array(is_ask.astype("int8")), SIDES),
-        pa.array(np.where(is_ask, within - bids_here, within)),
-        pa.array(columns[0]), pa.array(columns[1]), pa.array(columns[2]),
-        pa.array(exchange, TIME_TYPE, mask=exchange == 0),
-        pa.array(np.repeat(received, per_book), TIME_TYPE),
-    ], schema=BOOK_SCHEMA)
+    values = [[_numpy(side.field(key), dtype, missing) if key else
+               np.full(len(side), missing, dtype=dtype)
+               for (key, _), dtype, missing in zip(level_fields, LEVEL_DTYPES, LEVEL_MISSING,
+                                                   strict=True)] for side in flat]
+    return _long_form(_numpy(pc.list_value_length(bids), "int64", 0),
+                      _numpy(pc.list_value_length(asks), "int64", 0), values[0], values[1],
+                      _receive_column(times), _numpy(data.field(time_key), "float64", 0.0))
 
 
 def _place_in_read(received: np.ndarray) -> np.ndarray:

@@ -304,7 +304,8 @@ class BookReplay(_Replayed):
             stamp = None
         else:
             lo, hi = self.offsets[position - 1], self.offsets[position]
-            frame = self.table.iloc[lo:hi].reset_index(drop=True)
+            frame = self.table.iloc[lo:hi]
+            frame = frame[frame["level"] >= 0].reset_index(drop=True)   # -1: an empty book
             stamp = self.stamps[position - 1]
         frame.attrs.update(self.attrs)
         frame.attrs["time"] = (None if stamp is None or pd.isna(stamp)

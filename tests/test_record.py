@@ -255,6 +255,33 @@ def test_record_command_needs_something_to_record(sim, tmp_path):
     assert done.returncode == 1 and b"nothing to record" in done.stderr
 
 
+@pytest.mark.parametrize("engine", ["arrow", "duckdb"])
+def test_a_large_batch_keeps_every_book_in_its_place(engine):
+    """20,000 books of 0-12 levels a side: DuckDB parses the batch in parallel chunks; the rows
+    must still come out book by book, as from the decoded objects."""
+    import orjson
+
+    from invia_data.record import book_table, raw_book_table
+
+    if engine == "duckdb":
+        pytest.importorskip("duckdb")
+    rng = np.random.default_rng(7)
+    books = []
+    for i in range(20_000):
+        nb, na = rng.integers(0, 13, size=2)
+        books.append({"b": [{"p": float(1000 - i - k), "v": int(v)}
+                            for k, v in enumerate(rng.integers(1, 10**6, size=nb))],
+                      "a": [{"p": float(1001 + i + k), "v": int(v)}
+                            for k, v in enumerate(rng.integers(1, 10**6, size=na))],
+                      "t": 1_700_000_000_000 + i})
+    frames = [orjson.dumps({"data": book, "guid": "g"}) for book in books]
+    times = [1_700_000_000.0 + i // 300 * 0.01 for i in range(len(books))]
+    parsed = raw_book_table(frames, times, "Slim", engine).to_pandas()
+    pd.testing.assert_frame_equal(parsed, book_table(books, times, "Slim").to_pandas())
+    assert parsed["snapshot_id"].is_monotonic_increasing
+    assert parsed["snapshot_id"].nunique() == len(books)
+
+
 def test_frames_parsed_from_their_bytes_give_the_same_rows_as_the_decoded_objects():
     import orjson
 

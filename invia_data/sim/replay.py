@@ -92,6 +92,7 @@ class ReplayMarket(Market):
                 "us": _us(rows["receive_time"])[starts],
                 "offsets": np.append(starts, len(rows)),
                 "bid": (rows["side"] == "bid").to_numpy(),
+                "empty": (rows["level"] < 0).to_numpy(),     # the row of an empty book
                 "price": rows["price"].to_numpy(dtype="float64"),
                 "volume": rows["volume"].to_numpy(dtype="int64", na_value=0),
                 "time_ms": (_us(rows["exchange_time"])[starts] // 1000),
@@ -137,6 +138,8 @@ class ReplayMarket(Market):
         if position:
             lo, hi = book["offsets"][position - 1], book["offsets"][position]
             for i in range(lo, hi):
+                if book["empty"][i]:
+                    continue
                 side = bids if book["bid"][i] else asks
                 if len(side) < depth:
                     side.append({"price": float(book["price"][i]),

@@ -56,17 +56,24 @@ def _variants(frame: dict) -> list[bytes]:
 TIMES = [1_700_000_000.25, 1_700_000_000.25, 1_700_000_001.5]
 
 
+def _through_bytes(kind, frame, fmt, engine, caplog):
+    """The frame's variants, their decoded objects, and the table the bytes path made of them
+    (Arrow, and only Arrow, takes the slow path for a float where an integer goes)."""
+    caplog.set_level(logging.DEBUG, "invia_data.record")
+    frames = _variants(frame)
+    objects = [orjson.loads(f)["data"] for f in frames]
+    parsed = payload_table(kind, frames, TIMES, fmt, engine)
+    assert ("slow path" in caplog.text) == (engine == "arrow")
+    return frames, objects, parsed
+
+
 @pytest.mark.parametrize("engine", _engines())
 @pytest.mark.parametrize("fmt,frame", _examples("OrderBookGetAndSubscribe"),
                          ids=lambda v: v if isinstance(v, str) else "")
 def test_spec_books_from_bytes_equal_the_objects_path(engine, fmt, frame, caplog):
-    caplog.set_level(logging.DEBUG, "invia_data.record")
-    frames = _variants(frame)
-    objects = [orjson.loads(f)["data"] for f in frames]
-    parsed = payload_table("orderbook", frames, TIMES, fmt, engine).to_pandas()
-    assert ("slow path" in caplog.text) == (engine == "arrow")
-    decoded = book_table(objects, TIMES, fmt).to_pandas()
-    pd.testing.assert_frame_equal(parsed, decoded)
+    frames, objects, parsed = _through_bytes("orderbook", frame, fmt, engine, caplog)
+    parsed = parsed.to_pandas()
+    pd.testing.assert_frame_equal(parsed, book_table(objects, TIMES, fmt).to_pandas())
     levels = len(frame["data"].get("b", frame["data"].get("bids", [])))
     levels += len(frame["data"].get("a", frame["data"].get("asks", [])))
     assert len(parsed) == 3 * levels and parsed["price"].notna().all()
@@ -77,11 +84,7 @@ def test_spec_books_from_bytes_equal_the_objects_path(engine, fmt, frame, caplog
 @pytest.mark.parametrize("fmt,frame", _examples("AllTradesGetAndSubscribe"),
                          ids=lambda v: v if isinstance(v, str) else "")
 def test_spec_trades_from_bytes_equal_the_objects_path(engine, fmt, frame, caplog):
-    caplog.set_level(logging.DEBUG, "invia_data.record")
-    frames = _variants(frame)
-    objects = [orjson.loads(f)["data"] for f in frames]
-    parsed = payload_table("all_trades", frames, TIMES, fmt, engine)
-    assert ("slow path" in caplog.text) == (engine == "arrow")
+    frames, objects, parsed = _through_bytes("all_trades", frame, fmt, engine, caplog)
     decoded = record_table("all_trades", objects, TIMES, fmt).drop(columns="symbol")
     decoded = pa.Table.from_pandas(decoded, preserve_index=False).cast(kind_schema("all_trades"))
     assert parsed.schema == kind_schema("all_trades")
