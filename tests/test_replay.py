@@ -337,3 +337,36 @@ def test_read_recording_filters_by_symbol_and_receive_time_and_refuses_bad_input
         invia_data.read_recording(sample_recording, "quotes", symbols=[])
     with pytest.raises(InvalidArgument, match="before start"):
         invia_data.read_recording(sample_recording, "quotes", start=end, end=start)
+
+
+def test_a_book_that_empties_at_the_close_replays_empty(tmp_path):
+    """Books recorded from their bytes, as the stream hands them over: full, empty (the close),
+    full again. The replayed frame shows each as the live frame did, the empty one too."""
+    import orjson
+
+    from invia_data.record import Recorder
+    from invia_data.stream import LiveFrame
+    from invia_data.stream.live import FrameWriter
+    from invia_data.stream.state import make_state
+
+    live = LiveFrame("orderbook", "MOEX:SBER", {"format": "Slim", "depth": 5, "symbol": "SBER"},
+                     make_state("orderbook", "Slim"))
+    books = [{"b": [{"p": 100.0, "v": 3}], "a": [{"p": 101.0, "v": 4}], "t": 1_765_436_400_000},
+             {"b": [], "a": [], "t": 1_765_436_401_000},
+             {"b": [{"p": 99.0, "v": 1}], "a": [], "t": 1_765_436_402_000}]
+    shown = []
+    with Recorder(tmp_path, [live], batch_seconds=3600):
+        for i, book in enumerate(books):
+            now = 1_765_436_400.5 + i
+            FrameWriter(live).apply([book], now, 1,
+                                    [orjson.dumps({"data": book, "guid": "g"})])
+            shown.append((now, live.df))
+    assert shown[1][1].empty
+    with invia_data.replay(tmp_path, paused=True) as rp:
+        replayed = rp.orderbook("SBER", depth=1)
+        for now, expected in shown:
+            rp.seek(_at(now))
+            pd.testing.assert_frame_equal(replayed.df, expected)
+    rows = pd.read_parquet(tmp_path / "kind=orderbook")
+    assert rows["level"].tolist() == [0, 0, -1, 0] and rows["side"].isna().tolist() == [
+        False, False, True, False]

@@ -79,3 +79,28 @@ def test_a_folder_without_a_recording_is_refused(tmp_path):
     with pytest.raises(InvalidArgument, match="holds no recorded data"):
         invia_data.sim.Simulator(replay=tmp_path)
     assert build_parser().parse_args(["sim", "--replay", "data"]).replay == "data"
+
+
+def test_a_book_recorded_empty_is_served_empty(tmp_path):
+    import orjson
+
+    from invia_data.record import Recorder
+    from invia_data.stream import LiveFrame
+    from invia_data.stream.live import FrameWriter
+    from invia_data.stream.state import make_state
+
+    live = LiveFrame("orderbook", "MOEX:SBER", {"format": "Slim", "depth": 5},
+                     make_state("orderbook", "Slim"))
+    books = [{"b": [{"p": 100.0, "v": 3}], "a": [{"p": 101.0, "v": 4}], "t": 1_765_436_400_000},
+             {"b": [], "a": [], "t": 1_765_436_401_000}]   # the book emptied (a halt)
+    with Recorder(tmp_path, [live], batch_seconds=3600):
+        for i, book in enumerate(books):
+            FrameWriter(live).apply([book], 1_765_436_400.5 + i, 1,
+                                    [orjson.dumps({"data": book, "guid": "g"})])
+    with invia_data.sim.run(port=0, replay=tmp_path, speed=20) as sim, \
+            invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        deadline = time.monotonic() + WAIT
+        while sim.market.now() <= sim.market.recording_end + 0.5:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert inv.orderbook("SBER", depth=5).empty
