@@ -236,7 +236,9 @@ def absent_fields(schema: Schema, items: Sequence[dict[str, Any]], fmt: str) -> 
         if every <= data.keys():
             out.append(None)
             continue
-        missing = [name for name, keys in fields if not any(k in data for k in keys)]
+        missing = [name for name, keys in fields
+                   if keys[0] not in data and (len(keys) == 1 or not any(map(data.__contains__,
+                                                                                keys)))]
         out.append(",".join(missing) or None)
     return out
 

@@ -353,7 +353,10 @@ class RowsReplay(_Replayed):
         schema = SCHEMAS[kind]
         types = dtypes(schema)
         self.table = rows.assign(**fill)[list(types)].astype(types)
-        self.carried = _carried(rows, self.table, set(fill))
+        carried = _carried(rows, self.table, set(fill))
+        # the columns some message left out; every other one is the key's last row's
+        self.partial = np.flatnonzero(~carried.all(axis=0))
+        self.carried = carried[:, self.partial]
         key = list(KEYS.get(kind, ()))
         self.groups = (self.table.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
                        if key else np.zeros(len(self.table), dtype="int64"))
@@ -364,12 +367,15 @@ class RowsReplay(_Replayed):
             return self.empty
         # per key (numbered by first appearance, as a live frame orders its rows) and column:
         # the last row up to ``position`` that carried the field
-        rows = np.where(self.carried[:position], np.arange(position)[:, None], -1)
-        last = pd.DataFrame(rows).groupby(self.groups[:position], sort=True).max().to_numpy()
-        columns = {}
-        for j, name in enumerate(self.table.columns):
-            columns[name] = _pick(self.table[name], last[:, j])
-        return pd.DataFrame(columns)
+        groups = self.groups[:position]
+        index = np.arange(position)
+        last = {None: pd.Series(index).groupby(groups, sort=True).max().to_numpy()}
+        if len(self.partial):
+            rows = np.where(self.carried[:position], index[:, None], -1)
+            picked = pd.DataFrame(rows).groupby(groups, sort=True).max().to_numpy()
+            last.update({int(j): picked[:, i] for i, j in enumerate(self.partial)})
+        return pd.DataFrame({name: _pick(self.table[name], last.get(j, last[None]))
+                             for j, name in enumerate(self.table.columns)})
 
 
 def _carried(rows: pd.DataFrame, table: pd.DataFrame, always: set[str]) -> np.ndarray:
