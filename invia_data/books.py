@@ -146,13 +146,15 @@ def price_decimals(prices: Any, most: int = 8) -> int:
 
 def sample_book(live: Any, every: Any = "1s", duration: Any = "30s", depth: int | None = None,
                 *, first_data: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
+                sleep: Callable[[float], None] = time.sleep,
+                dated: Callable[[], float] = time.time) -> pd.DataFrame:
     """:func:`book_stats` of a live order book every ``every`` for ``duration`` (anything
     ``pd.Timedelta`` reads: ``"250ms"``, ``"1s"``, ``"2min"``, or seconds), as a frame indexed
     by the UTC time of each sample, with ``book_time`` (the exchange's time of the book shown)
     and the figures as columns. A frame subscribed a moment ago is first given up to
     ``first_data`` seconds to receive its first book; then the sampling blocks for ``duration``,
-    not longer."""
+    not longer. ``clock`` paces the samples, ``dated`` (unix seconds) dates them; a replayed
+    book gives its simulated clock for both (``sleep`` then only polls)."""
     step, span = _seconds(every, "every"), _seconds(duration, "duration")
     if step > span:
         raise InvalidArgument(f"every ({every!r}) is longer than duration ({duration!r})")
@@ -162,11 +164,10 @@ def sample_book(live: Any, every: Any = "1s", duration: Any = "30s", depth: int 
     start = clock()
     rows, times = [], []
     for k in range(math.floor(span / step + 1e-9) + 1):
-        wait = start + k * step - clock()
-        if wait > 0:
+        while (wait := start + k * step - clock()) > 0:
             sleep(wait)
         book = live.df
-        times.append(pd.Timestamp.now(tz="UTC"))
+        times.append(pd.Timestamp(round(dated() * 1_000_000), unit="us", tz="UTC"))
         stamp = book.attrs.get("time")
         rows.append({"book_time": pd.Timestamp(stamp) if stamp else pd.NaT,
                      **book_stats(book, depth)})

@@ -370,3 +370,18 @@ def test_a_book_that_empties_at_the_close_replays_empty(tmp_path):
     rows = pd.read_parquet(tmp_path / "kind=orderbook")
     assert rows["level"].tolist() == [0, 0, -1, 0] and rows["side"].isna().tolist() == [
         False, False, True, False]
+
+
+def test_sampling_a_replayed_book_counts_simulated_time(sample_recording):
+    with invia_data.replay(sample_recording, paused=True, speed=5) as rp:
+        book = rp.orderbook("SBER", depth=10)
+        rp.resume()
+        samples = book.sample("500ms", "2s")   # 0.4 s of real time at 5x
+        assert len(samples) == 5 and samples.index.is_monotonic_increasing
+        assert rp.start <= samples.index[0] and samples.index[-1] <= rp.end
+        assert samples.index[-1] - samples.index[0] >= pd.Timedelta("2s")
+        rp.pause()
+        sleep = book._clock_sleep(poll=0.001, stall=0.01)   # paused: the clock stands still
+        with pytest.raises(invia_data.StreamTimeout, match="resume"):
+            for _ in range(1000):
+                sleep(1.0)

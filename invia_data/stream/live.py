@@ -368,7 +368,9 @@ class LiveFrame:
                ) -> pd.DataFrame:
         """For an order book: mid, spread, weighted mid, microprice, imbalance... (see
         :func:`invia_data.book_stats`) every ``every`` for ``duration``, as a time-indexed
-        frame. Blocks for ``duration``: ``book.sample("250ms", "10s")``."""
+        frame. Blocks for ``duration``: ``book.sample("250ms", "10s")``. A replayed book
+        counts both in simulated time (at ``speed=10``, ``"10s"`` takes one second; a paused
+        replay waits for ``resume()``)."""
         if self.kind != "orderbook":
             from ..errors import InvalidArgument
 
@@ -376,7 +378,27 @@ class LiveFrame:
                                   "use on_update(fn) to collect its changes")
         from ..books import sample_book
 
-        return sample_book(self, every, duration, depth)
+        if self._clock is time.time:
+            return sample_book(self, every, duration, depth)
+        # a replayed book: the samples are paced and dated by its simulated clock
+        return sample_book(self, every, duration, depth, clock=self._clock, dated=self._clock,
+                           sleep=self._clock_sleep())
+
+    def _clock_sleep(self, poll: float = 0.02, stall: float = 10.0) -> Callable[[float], None]:
+        """A sleep for waits in this frame's own (simulated) time: polls, and raises once the
+        clock has not moved for ``stall`` real seconds (a paused or finished replay)."""
+        moved = [self._clock(), time.monotonic()]
+
+        def sleep(seconds: float) -> None:
+            time.sleep(min(seconds, poll))
+            now = self._clock()
+            if now != moved[0]:
+                moved[:] = [now, time.monotonic()]
+            elif time.monotonic() - moved[1] > stall:
+                raise StreamTimeout(f"{self._label()}: its clock has not moved for {stall:g} s "
+                                    "(a paused replay, or one at its end): resume() the replay, "
+                                    "or sample a shorter duration")
+        return sleep
 
     def widget(self, **options: Any) -> Any:
         """An ipywidgets view that refreshes itself at a capped rate (default 4 Hz): a price
