@@ -3,7 +3,8 @@ recorded row field by field per key as the live frame merges its messages (a nul
 a field left out keeps its value), against the live reducer's ``.df`` of the same state and
 the plain ``groupby().last()`` (which cannot tell a null sent from a field left out).
 
-Also the recorder's extra work for that: ``absent_fields`` per message, against the rest of
+A replay moving forward extends the previous merge by the new rows only: ``.df`` after 100 more
+rows is timed too. Also the recorder's extra work for that: ``absent_fields`` per message, against the rest of
 ``record_table``.
 
     python bench/replay_merge.py [--rows 200000] [--keys 50]
@@ -65,12 +66,25 @@ def main() -> None:
             merged = table.groupby(["symbol", "exchange"], sort=False, dropna=False).last()
             return merged.reset_index()[list(table.columns)].astype(table.dtypes.to_dict())
 
-        t_replay = best(lambda replayed=replayed: replayed.frame(args.rows))
+        def whole(replayed: Any = replayed) -> Any:
+            replayed._cache = None   # merged from the first row
+            return replayed.frame(args.rows)
+
+        def step(replayed: Any = replayed) -> Any:   # the clock moved on by 100 rows
+            replayed._cache = None
+            replayed.frame(args.rows - 100)
+            start = time.perf_counter()
+            replayed.frame(args.rows)
+            return time.perf_counter() - start
+
+        t_replay = best(whole)
+        t_step = min(step() for _ in range(5))
         t_live = best(lambda live=live: live.frame(live.snapshot()))
         t_grouped = best(grouped)
         print(f"{label}: .df of {args.rows:,} rows, {args.keys} keys: replay "
               f"{t_replay * 1e3:.1f} ms, groupby().last() {t_grouped * 1e3:.1f} ms "
-              f"({t_grouped / t_replay:.2f}x), live .df {t_live * 1e3:.2f} ms")
+              f"({t_grouped / t_replay:.2f}x), live .df {t_live * 1e3:.2f} ms; "
+              f"after 100 more rows {t_step * 1e3:.2f} ms")
         t_absent = best(lambda messages=messages: absent_fields(SCHEMAS["quotes"], messages,
                                                                 "Simple"), 3)
         t_table = best(lambda messages=messages: record_table("quotes", messages, times,

@@ -361,21 +361,52 @@ class RowsReplay(_Replayed):
         self.groups = (self.table.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
                        if key else np.zeros(len(self.table), dtype="int64"))
         self.empty = empty_frame(schema)
+        self._cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def frame(self, position: int) -> pd.DataFrame:
         if position == 0:
             return self.empty
-        # per key (numbered by first appearance, as a live frame orders its rows) and column:
-        # the last row up to ``position`` that carried the field
-        groups = self.groups[:position]
-        index = np.arange(position)
-        last = {None: pd.Series(index).groupby(groups, sort=True).max().to_numpy()}
-        if len(self.partial):
-            rows = np.where(self.carried[:position], index[:, None], -1)
-            picked = pd.DataFrame(rows).groupby(groups, sort=True).max().to_numpy()
-            last.update({int(j): picked[:, i] for i, j in enumerate(self.partial)})
-        return pd.DataFrame({name: _pick(self.table[name], last.get(j, last[None]))
-                             for j, name in enumerate(self.table.columns)})
+        last, carried = self._last_rows(position)
+        frame = self.table.take(last).reset_index(drop=True)   # (one take per dtype block)
+        for i, j in enumerate(self.partial):
+            name = self.table.columns[j]
+            frame[name] = _pick(self.table[name], carried[:, i])
+        return frame
+
+    def _last_rows(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per key (numbered by first appearance, the order of a live frame's rows): its last
+        row before ``position``, and for each column some message left out the last row that
+        carried it (-1: none). Moving forward extends the previous answer by the new rows only
+        (the cache is one tuple, swapped whole: readers may call at once)."""
+        cached = self._cache
+        if cached is not None and cached[0] <= position:
+            lo, last, carried = cached
+        else:
+            lo, last = 0, np.zeros(0, dtype="int64")
+            carried = np.zeros((0, len(self.partial)), dtype="int64")
+        if lo < position:
+            groups = self.groups[lo:position]
+            size = int(groups.max()) + 1
+            index = np.arange(lo, position)
+            last = _grown(last, size)
+            seen = pd.Series(index).groupby(groups, sort=True).max()
+            last[seen.index.to_numpy()] = seen.to_numpy()
+            if len(self.partial):
+                rows = np.where(self.carried[lo:position], index[:, None], -1)
+                step = pd.DataFrame(rows).groupby(groups, sort=True).max()
+                carried = _grown(carried, size)
+                keys = step.index.to_numpy()
+                carried[keys] = np.maximum(carried[keys], step.to_numpy())
+            self._cache = (position, last, carried)
+        return last, carried
+
+
+def _grown(values: np.ndarray, size: int) -> np.ndarray:
+    """A copy of ``values`` with at least ``size`` rows, the new ones -1."""
+    shape = (max(size, len(values)), *values.shape[1:])
+    out = np.full(shape, -1, dtype="int64")
+    out[:len(values)] = values
+    return out
 
 
 def _carried(rows: pd.DataFrame, table: pd.DataFrame, always: set[str]) -> np.ndarray:

@@ -385,3 +385,15 @@ def test_sampling_a_replayed_book_counts_simulated_time(sample_recording):
         with pytest.raises(invia_data.StreamTimeout, match="resume"):
             for _ in range(1000):
                 sleep(1.0)
+
+
+def test_a_merged_frame_is_the_same_whichever_way_the_clock_moved():
+    from invia_data.record import record_table
+    from invia_data.replay import RowsReplay
+
+    messages = [m for kind, m in MERGED_MESSAGES if kind == "quotes"] * 3
+    rows = record_table("quotes", messages, [1.7e9 + i for i in range(len(messages))], "Simple")
+    moved = RowsReplay(rows, "quotes", {})
+    for position in [3, 7, 2, 12, 15, 1, 15, 9, 10]:   # forward (extends), back (recomputes)
+        fresh = RowsReplay(rows, "quotes", {})
+        pd.testing.assert_frame_equal(moved.frame(position), fresh.frame(position))
