@@ -12,6 +12,10 @@ clock moves a row position (``searchsorted`` on the receive times), so any numbe
 enters a state in one step, and ``.df`` slices the prepared table. A driver thread moves the
 clock (``speed`` x real time, or with ``speed=None`` as fast as the frames take it, in steps
 of at most ``batch`` rows per frame); ``pause()``, ``resume()`` and ``seek()`` act at once.
+The frames' own clock is the simulated one: ``updated_at`` is when the row shown was received,
+``age`` and ``stale`` count simulated seconds.
+
+:func:`read_recording` reads one recorded kind back as a DataFrame with the library's dtypes.
 """
 
 from __future__ import annotations
@@ -134,7 +138,9 @@ def read_recording(path: str | os.PathLike[str], kind: str, *,
     ``symbols``: one or more instruments (default: all recorded); for portfolio kinds they
     filter the rows' ``symbol`` column, and ``portfolio=`` picks the portfolio (default: all).
     ``start``/``end``: receive times, ``start`` included, ``end`` not. Only the files and row
-    groups that can hold matching rows are read."""
+    groups that can hold matching rows are read. The rows are the dataset's as recorded: an
+    order book's levels per ``snapshot_id`` (an empty book: one row with ``level`` -1), every
+    candle version, and for merged kinds one row per message with ``absent_fields``."""
     import pyarrow.dataset as ds
 
     root, folder = _recording_folder(path, kind)
