@@ -321,15 +321,31 @@ class BookReplay(_Replayed):
 
 
 class BarsReplay(_Replayed):
-    """Candle versions: the frame holds the last version of each candle received."""
+    """Candle versions: the frame holds the last version of each candle received. As live,
+    the newest candle is closed once its interval is over by the server's clock: here the
+    simulated clock, moved by the server's offset while recording where the data show one
+    (no candle version arrives before its candle starts, so the offset is at least
+    ``low`` = the largest start - receive time, and the open candle at the start of the
+    recording puts it below ``low + tf``: when 0 is in that range the clocks agreed, else the
+    offset is ``low``, as with a simulator on its own market time)."""
 
-    def __init__(self, rows: pd.DataFrame, maxlen: int) -> None:
+    def __init__(self, rows: pd.DataFrame, maxlen: int, tf: int = 0,
+                 clock: Callable[[], float] | None = None) -> None:
         super().__init__(_times(rows))
         self.start = rows["time"].to_numpy(dtype="datetime64[s]").astype("int64")
         self.values = {name: rows[name].to_numpy(dtype="float64")
                        for name in ("open", "high", "low", "close")}
         self.volume = rows["volume"].to_numpy(dtype="int64")
         self.maxlen = maxlen
+        self.tf = tf
+        self.clock = clock
+        low = float((self.start - self.times / 1_000_000).max()) if len(self.start) else 0.0
+        self.offset = 0.0 if low <= 0.0 <= low + tf else low
+
+    def _interval_over(self, start: int) -> bool:
+        if self.clock is None or not self.tf:
+            return False
+        return start + self.tf <= self.clock() + self.offset
 
     def frame(self, position: int) -> pd.DataFrame:
         start = self.start[:position]
@@ -343,7 +359,7 @@ class BarsReplay(_Replayed):
         frame = candle_frame(columns)
         closed = np.ones(len(frame), dtype=bool)
         if len(closed):
-            closed[-1] = False
+            closed[-1] = self._interval_over(int(columns["time"][-1]))
         return frame.assign(is_closed=closed)
 
 
@@ -646,7 +662,7 @@ class Replay:
                 raise InvalidArgument(f"the recorded candles of {sym} are {int(step.min())} s "
                                       f"apart, not {tf_seconds} s: ask for that timeframe")
         return self._open("bars", f"{ex}:{sym}", {"tf": tf_seconds, "maxlen": maxlen},
-                          BarsReplay(rows, maxlen))
+                          BarsReplay(rows, maxlen, tf_seconds, self._seconds))
 
     def quotes(self, symbols: str | Iterable[str], *, exchange: str | None = None,
                **ignored: Any) -> LiveFrame:

@@ -397,3 +397,21 @@ def test_a_merged_frame_is_the_same_whichever_way_the_clock_moved():
     for position in [3, 7, 2, 12, 15, 1, 15, 9, 10]:   # forward (extends), back (recomputes)
         fresh = RowsReplay(rows, "quotes", {})
         pd.testing.assert_frame_equal(moved.frame(position), fresh.frame(position))
+
+
+def test_the_newest_replayed_candle_closes_when_its_interval_is_over_on_the_simulated_clock(
+        sample_recording):
+    with invia_data.replay(sample_recording, paused=True) as probe:
+        bars = probe.bars("SBER", "1min")
+        probe.seek(probe.end)
+        last_start, end = bars.df.index.max(), probe.end
+    assert end < last_start + pd.Timedelta("1min")   # the recording ends within its minute
+    later = last_start + pd.Timedelta("1min")
+    with invia_data.replay(sample_recording, end=later, paused=True) as rp:
+        bars = rp.bars("SBER", "1min")
+        rp.seek(end)
+        assert not bars.df["is_closed"].iloc[-1] and bars.df["is_closed"].iloc[:-1].all()
+        # as live, .df is built once per version: the frame is built again at ``later``
+        rp.seek(rp.start)
+        rp.seek(later)
+        assert bars.df.index[-1] == last_start and bars.df["is_closed"].all()
