@@ -147,6 +147,9 @@ def read_recording(path: str | os.PathLike[str], kind: str, *,
     key = "symbol" if kind in ("orderbook", "gaps") else partition_key(kind)
     where = _receive_filter(ds, start, end)
     wanted = _wanted_symbols(symbols)
+    if portfolio is not None and (not isinstance(portfolio, str) or not portfolio.strip()):
+        raise InvalidArgument(f"portfolio must be a portfolio id such as 'D00013', "
+                              f"got {portfolio!r}"[:200])
     if portfolio is not None and key != "portfolio":
         raise InvalidArgument(f"portfolio= picks the portfolio of portfolio kinds "
                               f"({', '.join(sorted(PORTFOLIO_KINDS))}); {kind} is recorded by "
@@ -204,6 +207,9 @@ def _recording_folder(path: str | os.PathLike[str], kind: str) -> tuple[Path, Pa
 def _wanted_symbols(symbols: str | Iterable[str] | None) -> list[str] | None:
     if symbols is None:
         return None
+    if not isinstance(symbols, (str, list, tuple, set, frozenset, pd.Index, pd.Series)):
+        raise InvalidArgument(f"symbols must be a symbol, a comma-separated text or a list of "
+                              f"symbols, got {symbols!r}"[:200])
     items = ([s for s in symbols.split(",") if s.strip()] if isinstance(symbols, str)
              else list(symbols))
     if not items:

@@ -335,6 +335,10 @@ def test_read_recording_filters_by_symbol_and_receive_time_and_refuses_bad_input
         invia_data.read_recording(sample_recording, "quotes", portfolio="D00013")
     with pytest.raises(InvalidArgument, match="symbols is empty"):
         invia_data.read_recording(sample_recording, "quotes", symbols=[])
+    with pytest.raises(InvalidArgument, match="list of symbols"):
+        invia_data.read_recording(sample_recording, "quotes", symbols=5)
+    with pytest.raises(InvalidArgument, match="start"):
+        invia_data.read_recording(sample_recording, "quotes", start="yesterday-ish")
     with pytest.raises(InvalidArgument, match="before start"):
         invia_data.read_recording(sample_recording, "quotes", start=end, end=start)
 
