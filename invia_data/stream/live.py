@@ -484,13 +484,14 @@ class FrameWriter:
     def merge(self, change: Callable[[Any], Any]) -> Any:
         """``change(reducer)`` under the lock; bumps the version when it reports a change."""
         frame = self.frame
+        now = frame._clock()   # (read before the lock: a replay's clock takes the replay's)
         with frame._cond:
             if frame._status == "closed":
                 return 0
             result = change(frame._state)
             if result:
                 frame._version += 1
-                frame._updated = frame._clock()
+                frame._updated = now
             return result
 
     def read(self, fn: Callable[[Any], Any]) -> Any:
