@@ -50,9 +50,11 @@ from .record import (
 from .stream.live import FrameWriter, LiveFrame
 from .stream.policy import WATCHED_KINDS
 from .stream.state import book_frame
+from .stream.stream import HEALTH_COLUMNS
 from .timeframes import to_seconds
 from .times import iso_time, to_utc
 
+RATE_WINDOW_US = 5_000_000   # messages_per_s in health(): over the last 5 simulated seconds
 BATCH = 1 << 16     # rows a frame takes per step when the clock runs as fast as possible
 TICK = 0.02         # seconds between clock steps at a finite speed
 KEYS = {"quotes": ("symbol", "exchange"), "positions": ("symbol", "exchange"),
@@ -506,6 +508,7 @@ class Replay:
         self._wake = threading.Event()
         self._done = threading.Event()
         self._closed = False
+        self._gaps: pd.DataFrame | None = None
         self._thread = threading.Thread(target=self._drive, name="invia-data-replay",
                                         daemon=True)
         self._thread.start()
@@ -757,20 +760,47 @@ class Replay:
             return list(self._frames)
 
     def health(self) -> pd.DataFrame:
-        """One row per replayed frame: ``kind``, ``symbol``, ``status`` (``stale`` as live:
-        no recorded message for ``stale_after`` simulated seconds), ``messages`` (rows or
-        snapshots applied so far), ``total`` (recorded), ``data_age`` (simulated seconds since
-        what ``.df`` shows was received), ``now`` (simulated time)."""
+        """One row per replayed frame with the columns of ``inv.stream.health()``, counted on
+        the simulated clock: ``status`` (``stale`` as live: no recorded message for
+        ``stale_after`` simulated seconds), ``messages`` (rows or snapshots applied so far),
+        ``messages_per_s`` (over the last 5 simulated seconds), ``last_message_age`` and
+        ``data_age`` (simulated seconds since the row shown was received), ``callback_lag``,
+        ``callbacks_skipped``, ``reconnects`` (0), ``errors`` (callback errors), ``gaps``
+        (recorded gaps over by now: live counts a gap once it is over) and ``unfilled_gaps``
+        (those recorded with an error);
+        then ``total`` (rows recorded) and ``now`` (the simulated time)."""
         rows = []
         now = self.now
+        now_us = self._current_us()
+        gaps = self._recorded_gaps()
         for frame in self.frames:
             state = FrameWriter(frame).read(lambda s: s)
             age = frame.age
+            age = float("nan") if age is None else age
+            recent = state.position - state.position_at(now_us - RATE_WINDOW_US)
+            mine = gaps[(gaps["data_kind"] == frame.kind) & (gaps["end"] <= now)
+                        & gaps["symbol"].isin(_plain_symbols(frame))]
             rows.append({"kind": frame.kind, "symbol": frame.symbol, "status": frame.status,
-                         "messages": state.position, "total": len(state.times),
-                         "data_age": float("nan") if age is None else age, "now": now})
-        return pd.DataFrame(rows, columns=["kind", "symbol", "status", "messages", "total",
-                                           "data_age", "now"])
+                         "messages": state.position,
+                         "messages_per_s": max(recent, 0) / (RATE_WINDOW_US / 1_000_000),
+                         "last_message_age": age, "data_age": age,
+                         "callback_lag": frame.callback_lag,
+                         "callbacks_skipped": frame.callbacks_skipped, "reconnects": 0,
+                         "errors": frame.callback_errors, "gaps": len(mine),
+                         "unfilled_gaps": int(mine["error"].notna().sum()),
+                         "total": len(state.times), "now": now})
+        table = pd.DataFrame(rows, columns=[*HEALTH_COLUMNS, "total", "now"])
+        return table.astype({"kind": STR_DTYPE, "symbol": STR_DTYPE, "status": STR_DTYPE,
+                             "messages": "int64", "messages_per_s": "float64",
+                             "last_message_age": "float64", "data_age": "float64",
+                             "callback_lag": "float64", "callbacks_skipped": "int64",
+                             "reconnects": "int64", "errors": "int64", "gaps": "int64",
+                             "unfilled_gaps": "int64", "total": "int64"})
+
+    def _recorded_gaps(self) -> pd.DataFrame:
+        if self._gaps is None:
+            self._gaps = read_recording(self.path, "gaps")
+        return self._gaps
 
     def gaps(self) -> pd.DataFrame:
         """The recorded reconnect gaps (``kind=gaps``; see :func:`read_recording`)."""
@@ -796,6 +826,11 @@ class Replay:
         state = "paused" if self.paused else f"playing at {self._speed or 'full'} speed"
         return (f"<Replay {self.path} {self.now.isoformat()} ({self.start.isoformat()} .. "
                 f"{self.end.isoformat()}), {state}, {len(self._frames)} frame(s)>")
+
+
+def _plain_symbols(frame: LiveFrame) -> list[str]:
+    """``"MOEX:SBER,MOEX:GAZP"`` -> ``["SBER", "GAZP"]`` (a portfolio stays as it is)."""
+    return [part.split(":", 1)[-1] for part in str(frame.symbol or "").split(",")]
 
 
 def _check_speed(speed: float | None) -> float | None:

@@ -422,3 +422,39 @@ def test_the_newest_replayed_candle_closes_when_its_interval_is_over_on_the_simu
         rp.seek(rp.start)
         rp.seek(later)
         assert bars.df.index[-1] == last_start and bars.df["is_closed"].all()
+
+
+def test_replay_health_has_the_stream_columns_on_the_simulated_clock(tmp_path):
+    from invia_data.record import Recorder
+    from invia_data.stream import LiveFrame
+    from invia_data.stream.live import FrameWriter
+    from invia_data.stream.state import make_state
+    from invia_data.stream.stream import HEALTH_COLUMNS
+
+    def trade(i, seconds):
+        ms = int(seconds * 1000)
+        return {"id": i, "orderno": 0, "symbol": "SBER", "board": "TQBR", "qty": 1,
+                "price": 100.0, "time": pd.Timestamp(ms, unit="ms", tz="UTC").isoformat(),
+                "timestamp": ms, "side": "buy", "oi": 0, "existing": False}
+
+    base = 1_765_436_400.0
+    for run in range(2):   # two runs 100 s apart: a gap while the recorder was not running
+        frame = LiveFrame("all_trades", "MOEX:SBER", {"format": "Simple"},
+                          make_state("all_trades", "Simple", maxlen=1000))
+        with Recorder(tmp_path, [frame], batch_seconds=60):
+            for i in range(10):
+                now = base + run * 100 + i
+                FrameWriter(frame).apply([trade(run * 10 + i + 1, now)], now)
+    with invia_data.replay(tmp_path, end=_at(base + 200), paused=True) as rp:
+        trades = rp.all_trades("SBER")
+        rp.seek(_at(base + 9.5))   # 10 trades, one a second; the last 0.5 s ago
+        health = rp.health()
+        assert list(health.columns) == [*HEALTH_COLUMNS, "total", "now"]
+        row = health.iloc[0]
+        assert (row["messages"], row["total"], row["gaps"]) == (10, 20, 0)
+        assert row["messages_per_s"] == 1.0 and row["data_age"] == pytest.approx(0.5)
+        assert row["last_message_age"] == row["data_age"] == trades.age
+        rp.seek(_at(base + 150))
+        row = rp.health().iloc[0]
+        assert (row["messages"], row["gaps"], row["unfilled_gaps"]) == (20, 1, 1)
+        assert row["messages_per_s"] == 0.0 and row["data_age"] == pytest.approx(41)
