@@ -291,25 +291,66 @@ def _payload_strings(payloads: Sequence[bytes]) -> pa.Array:
                                             pa.py_buffer(b"".join(payloads)))
 
 
-def _read_frames_duckdb(payloads: Sequence[bytes], data: pa.DataType) -> pa.StructArray:
+def _duckdb_select(payloads: Sequence[bytes], columns: dict[str, np.ndarray],
+                   *selects: str) -> pa.Table:
+    """Run ``selects`` (one after another) over the frames (column ``j``) and ``columns``."""
     import duckdb
 
     con = getattr(_duckdb_connections, "con", None)
     if con is None:
         con = _duckdb_connections.con = duckdb.connect()
         con.execute(f"SET threads = {DUCKDB_THREADS}")
-    spec = orjson.dumps({"data": _duckdb_spec(data)}).decode().replace("'", "''")
     strings = _payload_strings(payloads)
     # in chunks: DuckDB parses the chunks of one batch in parallel (and keeps their order)
     step = max(2048, len(strings) // (4 * DUCKDB_THREADS) + 1)
-    chunks = [strings.slice(lo, step) for lo in range(0, len(strings), step)] or [strings]
-    frames = con.from_arrow(pa.Table.from_batches(
-        [pa.record_batch([chunk], names=["j"]) for chunk in chunks]))
-    parsed = frames.select(f"json_transform(j, '{spec}').data AS data")
+    names = ["j", *columns]
+    batches = [pa.record_batch([strings.slice(lo, step),
+                                *(pa.array(v[lo:lo + step]) for v in columns.values())],
+                               names=names) for lo in range(0, len(strings), step)]
+    relation = con.from_arrow(pa.Table.from_batches(batches) if batches else
+                              pa.table({"j": strings, **columns}))
+    for select in selects:
+        relation = relation.select(select)
     # (to_arrow_table since DuckDB 1.4; fetch_arrow_table before, deprecated after)
-    table = getattr(parsed, "to_arrow_table", None) or parsed.fetch_arrow_table
-    table = table()
+    fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+    table: pa.Table = fetch()
+    return table
+
+
+def _json_transform(data: pa.DataType) -> str:
+    spec = orjson.dumps({"data": _duckdb_spec(data)}).decode().replace("'", "''")
+    return f"json_transform(j, '{spec}').data"
+
+
+def _read_frames_duckdb(payloads: Sequence[bytes], data: pa.DataType) -> pa.StructArray:
+    table = _duckdb_select(payloads, {}, f"{_json_transform(data)} AS data")
     return table.column("data").combine_chunks().cast(data)
+
+
+def _book_table_duckdb(payloads: Sequence[bytes], received: np.ndarray, data: pa.DataType,
+                       keys: tuple[str, str, str], level_keys: list[str | None]) -> pa.Table:
+    """Order-book frames -> ``BOOK_SCHEMA`` rows in one DuckDB query (parse and long form off
+    the interpreter lock, in parallel): each book's bids then asks, an empty book one row."""
+    bids, asks, stamp = keys
+    price, volume, yield_ = (f"l.{key}" if key else "NULL" for key in level_keys)
+    table = _duckdb_select(
+        payloads, {"sid": received * 1000 + _place_in_read(received), "rt": received},
+        f"sid, rt, {_json_transform(data)} AS d",
+        f"sid, rt, coalesce(len(d.{bids}), 0) AS nb, d.{stamp} AS t, "
+        f"CASE WHEN coalesce(len(d.{bids}), 0) + coalesce(len(d.{asks}), 0) = 0 THEN [NULL] "
+        f"ELSE list_concat(coalesce(d.{bids}, []), coalesce(d.{asks}, [])) END AS levels",
+        "sid, rt, nb, t, unnest(levels) AS l, unnest(range(len(levels))) AS k",
+        f"sid, CASE WHEN l IS NULL THEN NULL WHEN k < nb THEN 0 ELSE 1 END::TINYINT AS side, "
+        f"CASE WHEN l IS NULL THEN -1 WHEN k < nb THEN k ELSE k - nb END::BIGINT AS level, "
+        f"coalesce({price}, 'NaN'::DOUBLE) AS price, coalesce({volume}, 0)::BIGINT AS volume, "
+        f"coalesce({yield_}, 'NaN'::DOUBLE) AS yield, "
+        f"CASE WHEN t > 0 THEN round(t * 1000)::BIGINT END AS exchange_time, rt")
+    side = table.column("side").combine_chunks()
+    return pa.table([
+        table.column("sid"), pa.DictionaryArray.from_arrays(side, SIDES),
+        table.column("level"), table.column("price"), table.column("volume"),
+        table.column("yield"), table.column("exchange_time").cast(TIME_TYPE),
+        table.column("rt").cast(TIME_TYPE)], schema=BOOK_SCHEMA)
 
 
 def _read_frames_arrow(payloads: Sequence[bytes], data: pa.DataType) -> pa.StructArray:
@@ -343,9 +384,13 @@ def raw_book_table(payloads: Sequence[bytes], times: Sequence[float], fmt: str,
     level_fields = [(BOOK_LEVEL.field(name).key(fmt), kind) for name, kind in
                     (("price", pa.float64()), ("volume", pa.int64()), ("yield", pa.float64()))]
     level = pa.struct([(key, kind) for key, kind in level_fields if key])
-    data = _read_frames(payloads, pa.struct([(bids_key, pa.list_(level)),
-                                             (asks_key, pa.list_(level)),
-                                             (time_key, pa.float64())]), engine)
+    wire = pa.struct([(bids_key, pa.list_(level)), (asks_key, pa.list_(level)),
+                      (time_key, pa.float64())])
+    if (engine or parse_engine()) == "duckdb":
+        return _book_table_duckdb(payloads, _receive_column(times), wire,
+                                  (bids_key, asks_key, time_key),
+                                  [key for key, _ in level_fields])
+    data = _read_frames(payloads, wire, "arrow")
     bids, asks = data.field(bids_key), data.field(asks_key)
     flat = [pc.list_flatten(bids), pc.list_flatten(asks)]
     values = [[_numpy(side.field(key), dtype, missing) if key else
