@@ -116,13 +116,15 @@ def recording_dtypes(kind: str) -> dict[str, Any]:
     book's long form after its ``snapshot_id``), ``exchange_time``, ``receive_time``,
     ``absent_fields`` where the kind has it, and the partition column (in its place when the
     frame has that column)."""
+    types: dict[str, Any]
     if kind == "orderbook":
-        types = {"snapshot_id": "int64", **book_frame({}, "Simple").dtypes.to_dict(),
-                 "exchange_time": UTC_DTYPE, "receive_time": UTC_DTYPE}
+        book = {str(name): dtype for name, dtype in book_frame({}, "Simple").dtypes.items()}
+        types = {"snapshot_id": "int64", **book, "exchange_time": UTC_DTYPE,
+                 "receive_time": UTC_DTYPE}
     elif kind == "gaps":
         types = {**GAP_TYPES, "receive_time": UTC_DTYPE}
     else:
-        types = {name: UTC_DTYPE if isinstance(dtype, pd.DatetimeTZDtype) else dtype
+        types = {str(name): UTC_DTYPE if isinstance(dtype, pd.DatetimeTZDtype) else dtype
                  for name, dtype in record_table(kind, [], [], "Simple").dtypes.items()}
     key = "symbol" if kind in ("orderbook", "gaps") else partition_key(kind)
     return {**types, key: STR_DTYPE} if key not in types else types
