@@ -190,7 +190,7 @@ def test_a_subscription_reopened_after_its_close_is_recorded_again_without_doubl
         first.close()
         again = stream.all_trades("SBER", recent=50, record=tmp_path)   # resends the recent 50
         assert again is not first
-        assert until(lambda: again.version > 0)
+        assert until(lambda: len(again.df) >= 50)   # (the 50 may come in several reads)
         recorder = stream.recorders[tmp_path.resolve()]
         assert list(recorder.health()["status"]) == ["closed", "live"]
     trades = _read(tmp_path, "all_trades")
