@@ -20,6 +20,8 @@ The frames' own clock is the simulated one: ``updated_at`` is when the row shown
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import threading
 import time
@@ -50,7 +52,7 @@ from .record import (
 from .stream.live import FrameWriter, LiveFrame
 from .stream.policy import WATCHED_KINDS
 from .stream.state import book_frame
-from .stream.stream import HEALTH_COLUMNS
+from .stream.stream import HEALTH_COLUMNS, Stream
 from .timeframes import to_seconds
 from .times import iso_time, to_utc
 
@@ -470,6 +472,31 @@ def _pick(column: pd.Series, rows: np.ndarray) -> pd.Series:
     return picked.where(keep, None) if picked.dtype == object else picked.where(keep)
 
 
+def _as_live(method: Callable[..., LiveFrame]) -> Callable[..., LiveFrame]:
+    """A replay call takes the keywords of the ``inv.stream`` call of the same name, so that a
+    notebook written against live data runs unchanged; those with no meaning in a replay
+    (``timeout``, ``frequency``, ``format``, ``board``...) are accepted and left unused. A
+    keyword the live call does not take, or ``record=`` (a replay writes nothing), is refused."""
+    own = set(inspect.signature(method).parameters)
+    live = set(inspect.signature(getattr(Stream, method.__name__)).parameters) - {"self"}
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **options: Any) -> LiveFrame:
+        for name, value in options.items():
+            if name in own:
+                continue
+            if name not in live:
+                raise InvalidArgument(
+                    f"{method.__name__}() takes no {name!r}; its options are "
+                    f"{', '.join(sorted(live))}")
+            if name == "record" and value is not None:
+                raise InvalidArgument("a replay does not record: record the live stream "
+                                      "(record=) or copy the recording's folder")
+        return method(self, *args, **options)
+
+    return call
+
+
 # --- the clock and the subscriptions --------------------------------------------------------------
 
 class Replay:
@@ -637,6 +664,7 @@ class Replay:
 
     # --- subscriptions (the methods of inv.stream) --------------------------------------------
 
+    @_as_live
     def orderbook(self, symbol: str, depth: int = 20, *, exchange: str | None = None,
                   **ignored: Any) -> LiveFrame:
         """The recorded order book, long form, as ``inv.stream.orderbook`` shows it."""
@@ -650,6 +678,7 @@ class Replay:
         state = BookReplay(rows, depth, {"symbol": sym, "exchange": ex, "depth": depth})
         return self._open("orderbook", f"{ex}:{sym}", {"depth": depth}, state)
 
+    @_as_live
     def all_trades(self, symbol: str, *, recent: int = 0, maxlen: int = 100_000,
                    exchange: str | None = None, **ignored: Any) -> LiveFrame:
         """The recorded trades, the last ``maxlen`` received by the simulated time."""
@@ -659,6 +688,7 @@ class Replay:
         return self._open("all_trades", f"{ex}:{sym}", {"recent": recent, "maxlen": maxlen},
                           state)
 
+    @_as_live
     def bars(self, symbol: str, tf: str | int = "1min", start: Any = None, *,
              maxlen: int = 100_000, exchange: str | None = None, **ignored: Any) -> LiveFrame:
         """The recorded candles (of the timeframe that was recorded)."""
@@ -675,6 +705,7 @@ class Replay:
         return self._open("bars", f"{ex}:{sym}", {"tf": tf_seconds, "maxlen": maxlen},
                           BarsReplay(rows, maxlen, tf_seconds, self._seconds))
 
+    @_as_live
     def quotes(self, symbols: str | Iterable[str], *, exchange: str | None = None,
                **ignored: Any) -> LiveFrame:
         """The recorded quotes of one or more instruments, one row each."""
@@ -691,6 +722,7 @@ class Replay:
         return self._open("quotes", label, {"symbols": label.split(",")},
                           RowsReplay(rows, "quotes", {}))
 
+    @_as_live
     def instrument_state(self, symbol: str, *, exchange: str | None = None,
                          **ignored: Any) -> LiveFrame:
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
@@ -698,24 +730,31 @@ class Replay:
         return self._open("instrument_state", f"{ex}:{sym}", {},
                           RowsReplay(rows, "instrument_state", {"symbol": sym}))
 
+    @_as_live
     def positions(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
         return self._portfolio("positions", portfolio)
 
+    @_as_live
     def summary(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
         return self._portfolio("summary", portfolio)
 
+    @_as_live
     def risk(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
         return self._portfolio("risk", portfolio)
 
+    @_as_live
     def forts_risk(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
         return self._portfolio("forts_risk", portfolio)
 
+    @_as_live
     def orders(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
         return self._portfolio("orders", portfolio)
 
+    @_as_live
     def stop_orders(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
         return self._portfolio("stop_orders", portfolio)
 
+    @_as_live
     def own_trades(self, portfolio: str | None = None, **ignored: Any) -> LiveFrame:
         return self._portfolio("own_trades", portfolio)
 

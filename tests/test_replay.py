@@ -146,6 +146,14 @@ def test_bad_input_is_refused_with_the_fix(sample_recording, tmp_path):
             rp.orderbook("SBER", depth=20)
         with pytest.raises(InvalidArgument, match="ask for that timeframe"):
             rp.bars("SBER", "5min")
+        # the live call's keywords run unchanged; a typo or record= does not pass silently
+        book = rp.orderbook("SBER", depth=10, timeout=5, frequency=10, format="Slim")
+        assert book.kind == "orderbook"
+        with pytest.raises(InvalidArgument, match="takes no 'deph'.*depth"):
+            rp.orderbook("SBER", deph=10)
+        with pytest.raises(InvalidArgument, match="does not record"):
+            rp.all_trades("SBER", record=tmp_path / "copy")
+        assert rp.all_trades("SBER", record=None).kind == "all_trades"
 
 
 def test_replayed_frames_draw_like_live_ones(sample_recording):
