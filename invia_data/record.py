@@ -611,6 +611,9 @@ class Recorder:
         """Record a LiveFrame from now on (each of its messages, as the stream reads them)."""
         if self._closed:
             raise InvalidArgument("the recorder is closed")
+        with self._lock:
+            if any(source.frame is frame for source in self._sources):
+                return   # recorded already (a notebook cell run again)
         kind = dataset_kind(getattr(frame, "kind", None) or "")
         fmt = frame.params.get("format")
         if fmt is None:
@@ -680,7 +683,11 @@ class Recorder:
         """``messages, rows, files, gaps, lag`` in one line, for a terminal."""
         table = self.health()
         lag = float(table["lag"].max()) if len(table) else 0.0
-        line = (f"recording {len(table)} frame(s): {int(table['messages'].sum())} messages, "
+        live = int((table["status"] != "closed").sum())
+        state = (f"closed after {len(table)} frame(s)" if self._closed else
+                 f"recording {live} frame(s)" + (f" ({len(table) - live} closed)"
+                                                 if live < len(table) else ""))
+        line = (f"{state}: {int(table['messages'].sum())} messages, "
                 f"{self._rows} rows, {self._files} files, {self._gaps_written} gaps, "
                 f"lag {lag:.1f} s")
         if self._errors:

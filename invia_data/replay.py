@@ -25,6 +25,7 @@ import inspect
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import InvalidArgument, NotFound, StreamClosed
+from . import validate
+from .errors import InvalidArgument, StreamClosed
 from .frames import STR_DTYPE, UTC_DTYPE, dtypes, empty_frame
 from .history import candle_frame
 from .market import check_count, parse_symbol
@@ -65,13 +67,30 @@ KEYS = {"quotes": ("symbol", "exchange"), "positions": ("symbol", "exchange"),
 
 # --- loading ------------------------------------------------------------------------------------
 
+def _recording_root(path: Any) -> Path:
+    """The recording's folder, checked: a ``kind=...`` folder inside it names its parent."""
+    root = Path(validate.local_path(path, "path"))
+    if not root.is_dir():
+        raise InvalidArgument(f"no recording at {str(path)[:200]!r}: give the folder that "
+                              "invia-data record --out (or inv.stream.record) wrote")
+    for folder in (root, *root.parents):
+        if folder.name.startswith(("kind=", "symbol=", "portfolio=", "date=")):
+            raise InvalidArgument(f"{str(path)[:200]!r} is inside a recording: give its "
+                                  f"folder, {str(folder.parent)[:200]!r}")
+    return root
+
+
+def _when(us: int) -> str:
+    return str(pd.Timestamp(us, unit="us", tz="UTC"))
+
+
 def load(path: Path, kind: str, value: str) -> pd.DataFrame:
     """Every recorded row of ``kind`` for one symbol (or portfolio), in receive order."""
     folder = path / f"kind={kind}" / f"{partition_key(kind)}={value}"
     files = sorted(folder.glob("date=*/*.parquet"))
     if not files:
         have = sorted(p.name.split("=", 1)[1] for p in (path / f"kind={kind}").glob("*=*"))
-        raise NotFound(f"the recording at {path} has no {kind} of {value!r}"
+        raise InvalidArgument(f"the recording at {path} has no {kind} of {value!r}"
                        + (f"; it has {', '.join(have)}" if have else f"; it has no {kind}"))
     tables = [pq.read_table(f) for f in files]
     table = pa.concat_tables(tables, promote_options="default")
@@ -192,10 +211,7 @@ def _recording_folder(path: str | os.PathLike[str], kind: str) -> tuple[Path, Pa
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidArgument(f"path must be the recording's folder (a str or Path), "
                               f"got {path!r}"[:200])
-    root = Path(path)
-    if not root.is_dir():
-        raise InvalidArgument(f"no recording at {str(path)!r}: give the folder that "
-                              "invia-data record --out (or inv.stream.record) wrote")
+    root = _recording_root(path)
     recorded = sorted(p.name.split("=", 1)[1] for p in root.glob("kind=*") if p.is_dir())
     kinds = (*KINDS, "gaps")
     if not isinstance(kind, str) or kind not in kinds:
@@ -204,7 +220,7 @@ def _recording_folder(path: str | os.PathLike[str], kind: str) -> tuple[Path, Pa
                                  else ""))
     folder = root / f"kind={kind}"
     if not folder.is_dir() and kind != "gaps":   # (no gaps recorded: none happened)
-        raise NotFound(f"the recording at {str(path)!r} has no {kind}"
+        raise InvalidArgument(f"the recording at {str(path)!r} has no {kind}"
                        + (f"; it has {', '.join(recorded)}" if recorded
                           else "; it holds no recorded data"))
     return root, folder
@@ -228,7 +244,7 @@ def _check_recorded(root: Path, folder: Path, kind: str, key: str, values: list[
     have = sorted(p.name.split("=", 1)[1] for p in folder.glob(f"{key}=*"))
     missing = [v for v in values if v not in have]
     if missing:
-        raise NotFound(f"the recording at {str(root)!r} has no {kind} of "
+        raise InvalidArgument(f"the recording at {str(root)!r} has no {kind} of "
                        f"{', '.join(missing)}; it has {', '.join(have) or 'none'}")
 
 
@@ -472,6 +488,19 @@ def _pick(column: pd.Series, rows: np.ndarray) -> pd.Series:
     return picked.where(keep, None) if picked.dtype == object else picked.where(keep)
 
 
+def _drive(ref: weakref.ref[Replay], wake: threading.Event) -> None:
+    """The replay's thread: steps the clock while the replay is alive and open."""
+    while True:
+        replay = ref()
+        if replay is None or replay._closed:
+            return
+        pause = replay._step()
+        del replay
+        if pause:
+            wake.wait(pause)
+            wake.clear()
+
+
 def _as_live(method: Callable[..., LiveFrame]) -> Callable[..., LiveFrame]:
     """A replay call takes the keywords of the ``inv.stream`` call of the same name, so that a
     notebook written against live data runs unchanged; those with no meaning in a replay
@@ -507,10 +536,7 @@ class Replay:
                  portfolio: str | None = None, paused: bool = False, batch: int = BATCH,
                  stale_after: float | None = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.path = Path(path)
-        if not self.path.is_dir():
-            raise InvalidArgument(f"no recording at {str(path)!r}: give the folder that "
-                                  "invia-data record --out wrote")
+        self.path = _recording_root(path)
         first, last = recording_bounds(self.path)
         if first is None or last is None:
             raise InvalidArgument(f"{str(path)!r} holds no recorded data (kind=*/.../*.parquet)")
@@ -518,6 +544,9 @@ class Replay:
         self.end_us = last if end is None else _us(to_utc(end, name="end"))
         if self.end_us < self.start_us:
             raise InvalidArgument("end is before start")
+        if self.start_us > last or self.end_us < first:
+            raise InvalidArgument(f"the recording covers {_when(first)} to {_when(last)}: "
+                                  f"choose start= and end= that overlap it")
         self.exchange = exchange
         self.portfolio = portfolio
         self.batch = check_count(batch, "batch")
@@ -538,8 +567,10 @@ class Replay:
         self._done = threading.Event()
         self._closed = False
         self._gaps: pd.DataFrame | None = None
-        self._thread = threading.Thread(target=self._drive, name="invia-data-replay",
-                                        daemon=True)
+        # the thread holds the replay weakly: a replay nobody holds (with its frames) is
+        # collected and its thread ends, so a notebook cell run again leaves no thread behind
+        self._thread = threading.Thread(target=_drive, args=(weakref.ref(self), self._wake),
+                                        name="invia-data-replay", daemon=True)
         self._thread.start()
 
     # --- the clock ----------------------------------------------------------------------------
@@ -596,13 +627,24 @@ class Replay:
             target = self.start_us + int(round(when * 1_000_000))
         else:
             target = int(round(to_utc(when, name="when").value / 1000))
+        if not self.start_us <= target <= self.end_us:
+            raise InvalidArgument(f"seek to a time the replay covers, {self.start} to "
+                                  f"{self.end} (or 0 to {self.duration:.1f} seconds), got "
+                                  f"{when!r}"[:300])
         with self._lock:
-            self._sim_us = min(max(target, self.start_us), self.end_us)
+            self._sim_us = target
             self._anchor = self._clock()
             self._advance(self._sim_us)
             if self._sim_us < self.end_us:
                 self._done.clear()
+            else:
+                self._done.set()
         self._wake.set()
+
+    @property
+    def duration(self) -> float:
+        """Seconds from start to end."""
+        return (self.end_us - self.start_us) / 1_000_000
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the clock reaches the end; False on timeout."""
@@ -619,25 +661,21 @@ class Replay:
             moved = (self._clock() - self._anchor) * self._speed * 1_000_000
             return min(self.end_us, self._sim_us + int(moved))
 
-    def _drive(self) -> None:
-        while not self._closed:
-            if not self._running or self._done.is_set():
-                self._wake.wait(0.25)
-                self._wake.clear()
-                continue
-            with self._lock:
-                if self._speed is None:
-                    target = self._next_step()
-                    self._sim_us = target
-                else:
-                    target = self._current_us()
-                self._advance(target)
-                if target >= self.end_us:
-                    self._sim_us = self.end_us
-                    self._done.set()
-            if self._speed is not None:
-                self._wake.wait(TICK)
-                self._wake.clear()
+    def _step(self) -> float:
+        """Move the clock one step; the seconds to wait before the next (0: at once)."""
+        if not self._running or self._done.is_set():
+            return 0.25
+        with self._lock:
+            if self._speed is None:
+                target = self._next_step()
+                self._sim_us = target
+            else:
+                target = self._current_us()
+            self._advance(target)
+            if target >= self.end_us:
+                self._sim_us = self.end_us
+                self._done.set()
+        return 0.0 if self._speed is None else TICK
 
     def _next_step(self) -> int:
         """Speed None: the time by which no frame takes more than ``batch`` rows."""
@@ -665,13 +703,14 @@ class Replay:
     # --- subscriptions (the methods of inv.stream) --------------------------------------------
 
     @_as_live
-    def orderbook(self, symbol: str, depth: int = 20, *, exchange: str | None = None,
+    def orderbook(self, symbol: str, depth: int | None = None, *, exchange: str | None = None,
                   **ignored: Any) -> LiveFrame:
-        """The recorded order book, long form, as ``inv.stream.orderbook`` shows it."""
-        depth = check_count(depth, "depth")
+        """The recorded order book, long form, as ``inv.stream.orderbook`` shows it; ``depth``:
+        levels a side, at most the recorded depth (default: the recorded depth)."""
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
         rows = load(self.path, "orderbook", sym)
         recorded = int(rows["level"].max()) + 1 if len(rows) else 0
+        depth = max(recorded, 1) if depth is None else check_count(depth, "depth")
         if depth > recorded:
             raise InvalidArgument(f"the recording holds {recorded} levels of {sym}; "
                                   f"ask for depth={recorded} or less")

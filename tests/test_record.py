@@ -63,7 +63,7 @@ def test_every_kind_is_recorded_with_the_http_columns_and_reads_back(sim, tmp_pa
                 "instrument_state": frames["instrument_state"].df, "positions": inv.positions(),
                 "summary": inv.summary(), "orders": inv.orders()}
         recorder.close()
-    assert "recording 8 frame(s)" in recorder.status_line()
+    assert "closed after 8 frame(s)" in recorder.status_line()
     health = recorder.health()
     assert set(health["kind"]) == set(frames) and (health["rows"] > 0).all()
     for kind, expected in http.items():
@@ -237,7 +237,7 @@ def test_a_killed_recorder_loses_at_most_its_last_batch_and_a_restart_does_not_r
     second = _record_process(sim, tmp_path, "--duration", "2")
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err.decode()
-    assert b"recording 2 frame(s)" in err
+    assert b"closed after 2 frame(s)" in err   # the last status line
     assert not list(tmp_path.glob("**/.*.tmp"))
     ids = _read(tmp_path, "all_trades")["id"].sort_values().to_numpy()
     assert len(ids) == len(set(ids)), "a restart must not write a trade twice"
@@ -311,3 +311,22 @@ def test_frames_parsed_from_their_bytes_give_the_same_rows_as_the_decoded_object
     assert parsed.schema == kind_schema("all_trades")
     pd.testing.assert_frame_equal(parsed.to_pandas(), decoded.to_pandas())
     assert parsed.column("oi").null_count == 1
+
+
+def test_recording_a_frame_again_changes_nothing_and_bad_options_are_named(sim, tmp_path):
+    """A notebook cell run again: record() of frames it records already adds nothing (no
+    second snapshot of what they hold, no second source); an option it lacks is named."""
+    with invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        book = inv.stream.orderbook("SBER", depth=5)
+        book.wait(0, timeout=WAIT)
+        recorder = inv.stream.record(tmp_path, [book])
+        assert inv.stream.record(tmp_path, [book]) is recorder
+        assert len(recorder.health()) == 1
+        with pytest.raises(InvalidArgument, match="takes no 'batch_secs'.*batch_seconds"):
+            inv.stream.record(tmp_path, [book], batch_secs=1)
+        book.close()
+        assert "recording 0 frame(s) (1 closed)" in recorder.status_line()
+        recorder.flush()
+        first = _read(tmp_path, "orderbook")["snapshot_id"].min()
+    rows = _read(tmp_path, "orderbook")
+    assert (rows["snapshot_id"] == first).sum() == 10   # the held book once, not twice

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import invia_data
-from invia_data.errors import InvalidArgument, NotFound
+from invia_data.errors import InvalidArgument
 from invia_data.replay import recording_dtypes
 
 WAIT = 15.0
@@ -139,8 +139,20 @@ def test_bad_input_is_refused_with_the_fix(sample_recording, tmp_path):
         invia_data.replay(tmp_path)
     with pytest.raises(InvalidArgument, match="speed"):
         invia_data.replay(sample_recording, speed=0)
+    with pytest.raises(InvalidArgument, match="the recording covers .* choose start= and end="):
+        invia_data.replay(sample_recording, start="2020-01-01", end="2020-01-02")
+    with pytest.raises(InvalidArgument, match="inside a recording: give its folder"):
+        invia_data.replay(sample_recording / "kind=orderbook")
+    with pytest.raises(InvalidArgument, match="inside a recording"):
+        invia_data.read_recording(sample_recording / "kind=all_trades", "all_trades")
     with invia_data.replay(sample_recording, paused=True) as rp:
-        with pytest.raises(NotFound, match="it has SBER"):
+        default_depth = rp.orderbook("SBER")
+        with pytest.raises(InvalidArgument, match="seek to a time the replay covers"):
+            rp.seek(rp.duration + 1)
+        rp.seek(rp.end)
+        assert rp.done
+        assert len(default_depth.df) == 20   # the recorded depth, 10 a side
+        with pytest.raises(InvalidArgument, match="it has SBER"):
             rp.orderbook("LKOH")
         with pytest.raises(InvalidArgument, match="depth=10 or less"):
             rp.orderbook("SBER", depth=20)
@@ -198,7 +210,9 @@ def test_replayed_frames_age_on_the_simulated_clock(sample_recording):
         assert f"updated {book.age:.1f} s ago" in book.status_line()
         health = rp.health()
         assert health["data_age"].iloc[0] == pytest.approx(book.age)
-        rp.seek(rp.start - pd.Timedelta("1s"))   # back before everything: as before any data
+        with pytest.raises(InvalidArgument, match="seek to a time the replay covers"):
+            rp.seek(rp.start - pd.Timedelta("1s"))
+        rp.seek(rp.start)   # back to the start: as before any data
         if snapshots[0] > rp.start:
             assert book.updated_at is None and book.age is None
 
@@ -338,9 +352,9 @@ def test_read_recording_filters_by_symbol_and_receive_time_and_refuses_bad_input
         invia_data.read_recording(sample_recording / "missing", "quotes")
     with pytest.raises(InvalidArgument, match="this recording has all_trades, bars, orderbook"):
         invia_data.read_recording(sample_recording, "trades")
-    with pytest.raises(NotFound, match="has no positions; it has all_trades"):
+    with pytest.raises(InvalidArgument, match="has no positions; it has all_trades"):
         invia_data.read_recording(sample_recording, "positions")
-    with pytest.raises(NotFound, match="no quotes of LKOH; it has GAZP, SBER"):
+    with pytest.raises(InvalidArgument, match="no quotes of LKOH; it has GAZP, SBER"):
         invia_data.read_recording(sample_recording, "quotes", symbols="SBER,LKOH")
     with pytest.raises(InvalidArgument, match="give symbols="):
         invia_data.read_recording(sample_recording, "quotes", portfolio="D00013")
@@ -466,3 +480,26 @@ def test_replay_health_has_the_stream_columns_on_the_simulated_clock(tmp_path):
         row = rp.health().iloc[0]
         assert (row["messages"], row["gaps"], row["unfilled_gaps"]) == (20, 1, 1)
         assert row["messages_per_s"] == 0.0 and row["data_age"] == pytest.approx(41)
+
+
+def test_a_replay_nobody_holds_ends_its_thread(sample_recording):
+    """A notebook cell that opens a replay, run again: the replay (and frames) left behind are
+    collected and their threads end, without close()."""
+    import gc
+    import threading
+
+    def replays():
+        return sum(t.name == "invia-data-replay" and t.is_alive()
+                   for t in threading.enumerate())
+
+    before = replays()
+    for _ in range(3):
+        rp = invia_data.replay(sample_recording, speed=None)
+        book = rp.orderbook("SBER")
+        assert rp.wait(10) and len(book.df)
+    del rp, book
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while replays() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert replays() == before

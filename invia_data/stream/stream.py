@@ -311,7 +311,8 @@ class Stream:
         request = request.with_fields(**{"from": begin})
         return self._open("bars", f"{ex}:{sym}", [(request, sym, ex)],
                           make_state("bars", fmt, maxlen=maxlen, tf=tf_seconds, clock=clock),
-                          {"tf": tf_seconds, "start": begin, "maxlen": maxlen, "board": board,
+                          {"tf": tf_seconds, "start": begin, "default_start": start is None,
+                           "maxlen": maxlen, "board": board,
                            "format": fmt},
                           timeout, refresh=_bars_from_last_candle, record=folder)
 
@@ -468,7 +469,8 @@ class Stream:
 
     def record(self, path: Any, frames: Iterable[LiveFrame] | None = None,
                **options: Any) -> Recorder:
-        """Write every message of ``frames`` (default: every frame of this stream) to a
+        """Write every message of ``frames`` (default: every frame this stream has open now;
+        later subscriptions take ``record=``) to a
         Hive-partitioned Parquet dataset at ``path`` (``kind=/symbol=/date=``), with this
         stream's reconnect gaps; returns the running :class:`invia_data.record.Recorder`
         (``health()``, ``status_line()``, ``flush()``, ``close()``). ``options``: the
@@ -480,6 +482,10 @@ class Stream:
         it). Every Recorder is closed (flushed) with the stream; :attr:`recorders` lists them."""
         folder = self._recording_folder(path, "path")
         assert folder is not None
+        unknown = sorted(set(options) - RECORDER_OPTIONS)
+        if unknown:
+            raise InvalidArgument(f"record() takes no {', '.join(map(repr, unknown))}; its "
+                                  f"options are {', '.join(sorted(RECORDER_OPTIONS))}")
         if frames is not None and not isinstance(frames, (list, tuple, set)):
             raise InvalidArgument(f"frames must be a list of LiveFrames, got {frames!r}"[:200])
         frames = self.frames if frames is None else list(frames)
@@ -826,13 +832,19 @@ class Stream:
         return int(added), complete
 
 
+RECORDER_OPTIONS = frozenset({"batch_rows", "batch_seconds", "max_pending_rows"})
+
+
 def _identity(kind: str, label: str, params: dict[str, Any], requests: list[Request]
               ) -> tuple[Any, ...]:
     """What makes two subscribing calls the same: the kind, the instruments, the caller's
-    parameters and what goes on the wire (less ``from``, which a default start moves)."""
+    parameters and what goes on the wire (less ``from``, and the ``start`` it came from when
+    the caller left it to the default, which moves with the clock)."""
     wire = tuple(repr(sorted((k, v) for k, v in r.fields.items() if k != "from"))
                  for r in requests)
-    return (kind, label, repr(sorted(params.items(), key=lambda kv: kv[0])), wire)
+    caller = {k: v for k, v in params.items()
+              if not (k == "start" and params.get("default_start"))}
+    return (kind, label, repr(sorted(caller.items(), key=lambda kv: kv[0])), wire)
 
 
 RESUBSCRIBE_RECENT = 10  # trades the server resends on a resubscription
