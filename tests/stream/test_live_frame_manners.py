@@ -160,3 +160,13 @@ def test_a_frame_shown_in_a_widget_stays_subscribed(sim):
         time.sleep(0.2)
         assert sim.active_subscriptions() == before + 1
         view.close()
+
+
+def test_a_bars_cell_run_again_a_minute_later_keeps_its_subscription(client, sim):
+    """The default start moves with the clock; it does not make the call another one."""
+    now = [sim.market.now()]
+    client.stream._server_clock = lambda required: (lambda: now[0])
+    first = client.stream.bars("SBER", "1min")
+    now[0] += 120
+    assert client.stream.bars("SBER", "1min") is first
+    assert client.stream.bars("SBER", "1min", start=now[0] - 600) is not first
