@@ -613,12 +613,21 @@ class Replay:
         with self._lock:
             self._sim_us = self._current_us()
             self._running = False
+            self._show_status()
 
     def resume(self) -> None:
         with self._lock:
             self._anchor = self._clock()
             self._running = True
+            self._show_status()
         self._wake.set()
+
+    def _show_status(self) -> None:
+        """The frames' status says the clock's: ``paused``, ``ended`` (at the end), or
+        ``live`` while it runs (``stale`` when a frame has had nothing for ``stale_after``)."""
+        status = "ended" if self._done.is_set() else "live" if self._running else "paused"
+        for frame in self._frames:
+            FrameWriter(frame).set_status(status)
 
     def seek(self, when: Any) -> None:
         """Move the clock to ``when`` (a time, or seconds since the start as a number); every
@@ -639,6 +648,7 @@ class Replay:
                 self._done.clear()
             else:
                 self._done.set()
+            self._show_status()
         self._wake.set()
 
     @property
@@ -675,6 +685,7 @@ class Replay:
             if target >= self.end_us:
                 self._sim_us = self.end_us
                 self._done.set()
+                self._show_status()
         return 0.0 if self._speed is None else TICK
 
     def _next_step(self) -> int:
@@ -823,7 +834,7 @@ class Replay:
             now = self._current_us()
             position = state.position_at(now)
             FrameWriter(frame).apply([position], state.received_at(position), max(position, 1))
-            FrameWriter(frame).set_status("live")
+            self._show_status()
         self._wake.set()
         return frame
 

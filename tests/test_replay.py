@@ -206,8 +206,9 @@ def test_replayed_frames_age_on_the_simulated_clock(sample_recording):
         assert book.age == pytest.approx((moment - shown).total_seconds(), abs=1e-6)
         wall[0] += 3600   # an hour of real time while paused: nothing ages
         assert book.age == pytest.approx((moment - shown).total_seconds(), abs=1e-6)
-        assert book.status == "live"
-        assert f"updated {book.age:.1f} s ago" in book.status_line()
+        assert book.status == "paused"   # a paused replay says so
+        assert f"paused, version {book.version}, updated {book.age:.1f} s ago" in \
+            book.status_line()
         health = rp.health()
         assert health["data_age"].iloc[0] == pytest.approx(book.age)
         with pytest.raises(InvalidArgument, match="seek to a time the replay covers"):
@@ -226,8 +227,9 @@ def test_a_frame_silent_for_stale_after_simulated_seconds_reads_stale(sample_rec
                            clock=lambda: wall[0]) as rp:
         book, trades = rp.orderbook("SBER", depth=10), rp.all_trades("SBER")
         rp.seek(end)
-        assert book.status == "live" and trades.status == "live"
+        assert book.status == "paused" and trades.status == "paused"
         rp.resume()
+        assert book.status == "live" and trades.status == "live"
         wall[0] += 4.0   # 4 s of real time at 10x: 40 simulated seconds
         assert rp.now == end + pd.Timedelta("40s")
         assert book.age == pytest.approx(40 + (end - book.updated_at).total_seconds())
@@ -236,7 +238,9 @@ def test_a_frame_silent_for_stale_after_simulated_seconds_reads_stale(sample_rec
         assert book.status == "stale" and set(rp.health()["status"]) == {"stale"}
         rp.pause()
         rp.seek(end)
-        assert book.status == "live"
+        assert book.status == "paused"
+        rp.seek(later)
+        assert rp.done and book.status == "ended" and "ended" in book.status_line()
     with pytest.raises(InvalidArgument, match="stale_after"):
         invia_data.replay(sample_recording, stale_after=0)
 
