@@ -13,8 +13,10 @@ rows is timed too. Also the recorder's extra work for that: ``absent_fields`` pe
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,14 +25,12 @@ from invia_data.record import SCHEMAS, absent_fields, record_table
 from invia_data.replay import RowsReplay
 from invia_data.stream.state import make_state
 
-# the API reference's example quote (Simple format)
-QUOTE = {"symbol": "SBER", "exchange": "MOEX", "description": "Сбербанк России ПАО ао",
-         "prev_close_price": 313.49, "last_price": 314.51, "last_price_timestamp": 1715603781,
-         "high_price": 315.7, "low_price": 314.04, "accruedInt": 0, "volume": 15237560,
-         "open_interest": None, "ask": 314.71, "bid": 314.7, "ask_vol": 276, "bid_vol": 305,
-         "ob_ms_timestamp": None, "open_price": 314.1, "yield": None, "lotsize": 10,
-         "lotvalue": 3145.1, "facevalue": 3, "type": "CS", "total_bid_vol": 361175,
-         "total_ask_vol": 614990, "accrued_interest": 0, "change": 1.02, "change_percent": 0.33}
+# the official spec's example quote message (Simple format), as tests/fixtures/spec holds it
+SPEC_EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "spec"
+QUOTE = next(example["value"]["data"]
+             for operation in json.loads((SPEC_EXAMPLES / "ws_examples.json").read_text("utf-8"))
+             if operation["opcode"] == "QuotesSubscribe"
+             for example in operation["examples"] if example["format"] == "Simple")
 
 
 def best(fn: Callable[[], Any], repeat: int = 5) -> float:
