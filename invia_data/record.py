@@ -283,12 +283,10 @@ def _duckdb_spec(kind: pa.DataType) -> Any:
 
 
 def _payload_strings(payloads: Sequence[bytes]) -> pa.Array:
-    """The frames' bytes as one Arrow string array, without a Python string per frame."""
-    lengths = np.fromiter(map(len, payloads), dtype="int64", count=len(payloads))
-    offsets = np.zeros(len(payloads) + 1, dtype="int64")
-    np.cumsum(lengths, out=offsets[1:])
-    return pa.LargeStringArray.from_buffers(len(payloads), pa.py_buffer(offsets),
-                                            pa.py_buffer(b"".join(payloads)))
+    """The frames' bytes as one Arrow string array, without a Python string per frame (one
+    copy in Arrow's C++, about half the time of joining them in Python; the text is checked
+    by the JSON parser, not here)."""
+    return pa.array(payloads, type=pa.large_binary()).view(pa.large_string())
 
 
 def _duckdb_select(payloads: Sequence[bytes], columns: dict[str, np.ndarray],

@@ -113,10 +113,11 @@ def test_frames_that_are_not_json_data_are_left_out_and_the_rest_kept(engine, ca
     book = {"data": {"b": [{"p": 10.0, "v": 1}], "a": [{"p": 11.0, "v": 2}],
                      "t": 1702631123780, "h": False}, "guid": "g"}
     good = orjson.dumps(book)
-    broken = [good[:-9], b'{"data": [1, 2], "guid": "g"}', b'["data"]']
+    broken = [good[:-9], b'{"data": [1, 2], "guid": "g"}', b'["data"]',
+              good.replace(b'"h":false', b'"h":"\xff"')]   # not UTF-8
     frames = [good, *broken, good]
-    table = payload_table("orderbook", frames, [1.0, 2.0, 3.0, 4.0, 5.0], "Slim", engine)
+    table = payload_table("orderbook", frames, [1.0, 2.0, 3.0, 4.0, 4.5, 5.0], "Slim", engine)
     frame = table.to_pandas()
     assert frame["receive_time"].astype("int64").unique().tolist() == [1_000_000, 5_000_000]
     assert frame["price"].tolist() == [10.0, 11.0, 10.0, 11.0]
-    assert "3 orderbook frames were not JSON data frames" in caplog.text
+    assert "4 orderbook frames were not JSON data frames" in caplog.text
