@@ -67,7 +67,8 @@ def _sim_arguments(parser: argparse.ArgumentParser) -> None:
                              "the old subscription (default) or reject it with 400")
     parser.add_argument("--replay", default=None, metavar="FOLDER",
                         help="serve a recording (invia-data record --out FOLDER): its instruments' "
-                             "books, trades, quotes and candles, on a clock from its first message")
+                             "books, trades, quotes and candles, on a clock from its first "
+                             "message; other instruments answer 404")
     parser.add_argument("--log-level", default="INFO", help="logging level on stderr (default INFO)")
 
 
@@ -89,13 +90,18 @@ def run_sim(args: argparse.Namespace) -> int:
     if server.cert_path:
         info["cert_path"] = server.cert_path
     print(orjson.dumps(info).decode(), flush=True)
-    # a shell starts background jobs with SIGINT ignored, and Python keeps it so: restore it,
-    # so that Ctrl-C or kill -INT stops the simulator however it was started
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # a shell starts background jobs with SIGINT ignored, and Python keeps it so: set it,
+    # so that Ctrl-C, kill -INT or kill -TERM stops the simulator however it was started
+    stop = threading.Event()
+
+    def finish(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, finish)
+    signal.signal(signal.SIGTERM, finish)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.5):
+            pass
     finally:
         server.stop()
     return 0

@@ -226,6 +226,9 @@ class Simulator:
                                  f"{self._startup_error}") from self._startup_error
         log.info("simulator listening on %s; market time %s, speed %g", self.url,
                  self.market_time, self.speed)
+        describe = getattr(self.market, "describe", None)
+        if describe is not None:
+            log.info("%s", describe())
         return self
 
     def stop(self) -> None:
@@ -241,6 +244,8 @@ class Simulator:
         thread.join(_STOP_TIMEOUT)
         if thread.is_alive():
             log.warning("the simulator thread did not stop within %g s", _STOP_TIMEOUT)
+        else:
+            log.info("simulator on %s stopped; market time %s", self.url, self.market_time)
         self._thread = None
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
@@ -318,7 +323,8 @@ def start(**kwargs: Any) -> Simulator:
     ``refresh_token=None`` (a random one is made), ``guid_reuse="replace"`` (a subscribe whose
     guid is active on the same connection replaces it; ``"reject"`` answers 400 and keeps the old),
     ``replay=None`` (a recording's folder: its instruments answer from the recording, on a
-    clock that starts at the recording's first message), ``start=None`` (the market clock's
+    clock that starts at the recording's first message; market data it does not hold is
+    refused with 404), ``start=None`` (the market clock's
     start: see :func:`market_start`; ``"2025-03-14 09:55"`` is Moscow time).
     """
     return Simulator(**kwargs).start()

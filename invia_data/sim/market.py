@@ -244,6 +244,11 @@ class Market:
             return None
         return spec.key
 
+    def data_refusal(self, key: Key, kind: str | None = None) -> str | None:
+        """Why no market data of ``kind`` (any kind when None) is served for ``key``; None when
+        it is. The synthetic market serves every kind of every instrument."""
+        return None
+
     def spec(self, key: Key) -> Spec:
         return self._specs[key]
 

@@ -3,8 +3,12 @@
 :class:`ReplayMarket` is the synthetic :class:`Market` with its clock started at the first
 receive time of the recording; for every recorded instrument its order book, quote, trades
 and the candles of the recorded day are the recorded ones, as received by the market's time.
-Everything else (other instruments, portfolios, earlier history) stays synthetic, so every
-HTTP call and every ``/cws`` subscription works as on the plain simulator.
+Market data the recording does not hold (an instrument it lacks, or a kind it lacks for an
+instrument, such as the book of an instrument whose quotes alone were recorded) is refused
+(:meth:`ReplayMarket.data_refusal`: HTTP 404, a refused ``/cws`` subscription), never made up;
+instrument listings hold the recorded instruments only. Once the clock passes the recording's
+end the last state stays served, the recorded instruments' trading status reads closed (18)
+and one INFO line says so. Portfolios stay the simulator's demo accounts.
 """
 
 from __future__ import annotations
@@ -20,15 +24,23 @@ import pandas as pd
 
 from ..errors import InvalidArgument
 from ..replay import load, recording_bounds
+from .calendar import CLOSED, STATUS_INFO
 from .market import Key, Market
 
 log = logging.getLogger("invia_data.sim")
 
 INSTRUMENT_KINDS = ("orderbook", "all_trades", "bars", "quotes")
+KIND_NAMES = {"orderbook": "order book", "all_trades": "trades", "bars": "candles",
+              "quotes": "quotes"}
 
 
 def _us(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype="datetime64[us]").astype("int64")
+
+
+def _moscow(t: float) -> str:
+    return pd.Timestamp(t, unit="s", tz="UTC").tz_convert("Europe/Moscow").strftime(
+        "%Y-%m-%d %H:%M:%S MSK")
 
 
 def _wire(value: Any) -> Any:
@@ -69,7 +81,9 @@ class ReplayMarket(Market):
         self._book_cache_rec: dict[tuple[Key, int, int], dict] = {}
         super().__init__(seed=seed, speed=speed, clock=clock, start=first / 1e6)
         self.recording = path
+        self.recording_start = first / 1e6
         self.recording_end = last / 1e6
+        self.ended = False
         for kind in INSTRUMENT_KINDS:
             for folder in sorted((path / f"kind={kind}").glob("symbol=*")):
                 symbol = folder.name.split("=", 1)[1]
@@ -82,6 +96,48 @@ class ReplayMarket(Market):
     @property
     def recorded(self) -> list[Key]:
         return sorted(self._recorded)
+
+    def _kinds(self, key: Key) -> list[str]:
+        """The kinds of market data served for a recorded instrument (candles and quotes are
+        also made from its recorded trades and book)."""
+        rec = self._recorded[key]
+        served = {"orderbook": rec.book is not None, "all_trades": rec.trades is not None,
+                  "bars": rec.bars is not None or rec.trades is not None,
+                  "quotes": True}
+        return [kind for kind in INSTRUMENT_KINDS if served[kind]]
+
+    def holdings(self) -> str:
+        """What the recording holds, e.g. ``MOEX:SBER (orderbook, all_trades, bars, quotes)``."""
+        return ", ".join(f"{exchange}:{symbol} ({', '.join(self._kinds((exchange, symbol)))})"
+                         for exchange, symbol in self.recorded) or "no instrument"
+
+    def describe(self) -> str:
+        """The folder, instruments and time range replayed, for the start log line."""
+        return (f"replaying {self.recording}: {self.holdings()}; from {_moscow(self.recording_start)}"
+                f" to {_moscow(self.recording_end)}")
+
+    def data_refusal(self, key: Key, kind: str | None = None) -> str | None:
+        if key in self._recorded and (kind is None or kind in self._kinds(key)):
+            return None
+        what = "data" if kind is None else KIND_NAMES.get(kind, kind)
+        return (f"the recording {self.recording} holds no {what} for {key[0]}:{key[1]}; "
+                f"it holds {self.holdings()}")
+
+    def securities(self) -> list[dict]:
+        return [record for record in super().securities()
+                if (record["exchange"], record["symbol"]) in self._recorded]
+
+    def trading_status(self, key: Key) -> dict:
+        if key in self._recorded and self.now() > self.recording_end:
+            return {"trading_status": CLOSED, "trading_status_info": STATUS_INFO[CLOSED]}
+        return super().trading_status(key)
+
+    def advance(self) -> None:
+        super().advance()
+        if not self.ended and self.now() > self.recording_end:
+            self.ended = True
+            log.info("replay of %s ended at %s; serving its last state", self.recording,
+                     _moscow(self.recording_end))
 
     def _load(self, rec: _Recorded, kind: str, path: Path, symbol: str) -> None:
         rows = load(path, kind, symbol)
@@ -190,6 +246,18 @@ class ReplayMarket(Market):
             return super().last_trade_id(key)
         return int(rows["id"].iloc[-1]) if len(rows) else -1
 
+    def past_trades(self, key: Key, start: float, end: float, *, offset: int = 0,
+                    limit: int | None = None) -> list[dict]:
+        if self._trade_rows(key) is None:
+            return super().past_trades(key, start, end, offset=offset, limit=limit)
+        trades = self.trades(key, start, end)[offset:]
+        return trades if limit is None else trades[:limit]
+
+    def past_trade_count(self, key: Key, start: float, end: float) -> int:
+        if self._trade_rows(key) is None:
+            return super().past_trade_count(key, start, end)
+        return len(self.trades(key, start, end))
+
     def _recorded_trade_records(self, key: Key, rows: pd.DataFrame) -> list[dict]:
         ms = (_us(rows["time"]) // 1000).tolist()
         records = []
@@ -237,24 +305,26 @@ class ReplayMarket(Market):
 
     def candles(self, key: Key, tf_seconds: int, start: float, end: float,
                 limit: int | None = None) -> dict[str, np.ndarray]:
-        base = super().candles(key, tf_seconds, start, end, limit)
-        recorded = self._minutes(key)
-        if recorded is None or tf_seconds % 60 or tf_seconds > 86400 or not len(recorded):
-            return base
-        frame = recorded
+        """A recorded instrument's candles are those of its recorded minutes only (none
+        before the recording, none of a timeframe under a minute or over a day)."""
+        if key not in self._recorded:
+            return super().candles(key, tf_seconds, start, end, limit)
+        empty = {name: np.asarray(values)[:0]
+                 for name, values in super().candles(key, 60, start, start).items()}
+        frame = self._minutes(key)
+        if frame is None or tf_seconds % 60 or tf_seconds > 86400 or not len(frame):
+            return empty
         if tf_seconds > 60:
             bucket = pd.DatetimeIndex(frame.index).floor(f"{tf_seconds}s")
             frame = frame.groupby(bucket).agg({"open": "first", "high": "max", "low": "min",
                                                "close": "last", "volume": "sum"})
         times = pd.DatetimeIndex(frame.index).asi8 // 1_000_000_000
-        first = int(times[0])
         keep = (times >= start) & (times < end)
         ours = {"time": times[keep].astype("int64"),
-                **{c: frame[c].to_numpy()[keep] for c in ("open", "high", "low", "close")},
+                **{c: frame[c].to_numpy(dtype="float64")[keep]
+                   for c in ("open", "high", "low", "close")},
                 "volume": frame["volume"].to_numpy(dtype="int64")[keep]}
-        before = base["time"] < first
-        merged = {name: np.concatenate([np.asarray(base[name])[before], ours[name]])
-                  for name in base}
+        merged = {name: ours[name].astype(empty[name].dtype) for name in empty}
         if limit is not None:
             merged = {name: values[:limit] for name, values in merged.items()}
         return merged

@@ -108,7 +108,7 @@ def _quote_key(req: Request, pair: str) -> Any:
     exchange, sep, symbol = pair.partition(":")
     if not sep:
         exchange, symbol = "MOEX", pair
-    return req.server.resolve(exchange.strip(), symbol.strip())
+    return req.server.resolve(exchange.strip(), symbol.strip(), kind="quotes")
 
 
 @route("/md/v2/Securities/{symbols}/quotes", public=True)
@@ -148,13 +148,14 @@ def actual_futures_quote(req: Request) -> Any:
     if not candidates:
         raise Problem(404, f"no active futures contract for {base}")
     nearest = min(candidates, key=lambda r: str(r.get("cancellation") or "9999"))
-    key = req.server.resolve(exchange, nearest["symbol"])
+    key = req.server.resolve(exchange, nearest["symbol"], kind="quotes")
     return encode.encode("quote", req.market.quote(key), req.fmt)
 
 
 @route("/md/v2/orderbooks/{exchange}/{symbol}")
 def orderbook(req: Request) -> Any:
-    key = req.server.resolve(req.args["exchange"], req.args["symbol"], req.params.text("instrumentGroup"))
+    key = req.server.resolve(req.args["exchange"], req.args["symbol"],
+                             req.params.text("instrumentGroup"), kind="orderbook")
     depth = req.params.integer("depth", 20, lo=1, hi=50)
     return req.server.book_data(key, depth, req.fmt, existing=True)
 
@@ -189,7 +190,8 @@ def _time_window(params: Params) -> tuple[int | None, int | None]:
 
 @route("/md/v2/Securities/{exchange}/{symbol}/alltrades")
 def all_trades(req: Request) -> Any:
-    key = req.server.resolve(req.args["exchange"], req.args["symbol"], req.params.text("instrumentGroup"))
+    key = req.server.resolve(req.args["exchange"], req.args["symbol"],
+                             req.params.text("instrumentGroup"), kind="all_trades")
     start, end = _time_window(req.params)
     take = req.params.integer("take", None, lo=0, hi=1_000_000)
     offset = req.params.integer("offset", 0, lo=0) or 0
@@ -204,7 +206,8 @@ def all_trades(req: Request) -> Any:
 
 @route("/md/v2/Securities/{exchange}/{symbol}/alltrades/history")
 def all_trades_history(req: Request) -> Any:
-    key = req.server.resolve(req.args["exchange"], req.args["symbol"], req.params.text("instrumentGroup"))
+    key = req.server.resolve(req.args["exchange"], req.args["symbol"],
+                             req.params.text("instrumentGroup"), kind="all_trades")
     limit = req.params.integer("limit", required=True, lo=1, hi=50_000)
     offset = req.params.integer("offset", 0, lo=0) or 0
     start, end = _time_window(req.params)
@@ -306,7 +309,7 @@ def history(req: Request) -> Any:
     count_back = None if count_back is None else min(count_back, MAX_CANDLES)  # one page at most
     for flag in ("untraded", "splitAdjust", "jsonResponse"):
         p.boolean(flag)
-    key = req.server.resolve(exchange, symbol, p.text("instrumentGroup"))
+    key = req.server.resolve(exchange, symbol, p.text("instrumentGroup"), kind="bars")
     now = int(req.now())
     stop = min(end, now) + 1
     columns = _collect(req, key, tf, max(start, 0), stop)

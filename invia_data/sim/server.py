@@ -260,7 +260,10 @@ class SimServer:
 
     # shared lookups for the routes and the WebSocket
 
-    def resolve(self, exchange: Any, symbol: Any, board: Any = None) -> Any:
+    def resolve(self, exchange: Any, symbol: Any, board: Any = None, kind: str | None = None
+                ) -> Any:
+        """The key of an instrument whose market data of ``kind`` (any kind when None) is
+        served, else Problem(404) naming why."""
         exchange = pick("exchange", exchange, EXCHANGES)
         if not isinstance(symbol, str) or not symbol:
             raise bad("parameter 'symbol' is required")
@@ -268,6 +271,9 @@ class SimServer:
         if key is None:
             where = f" on board {board}" if board else ""
             raise Problem(404, f"instrument {exchange}:{symbol}{where} not found")
+        refusal = self.market.data_refusal(key, kind)
+        if refusal is not None:
+            raise Problem(404, refusal)
         return key
 
     def book_data(self, key: Any, depth: int, fmt: str, existing: bool, delay: int = 0) -> bytes:

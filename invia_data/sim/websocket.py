@@ -286,13 +286,14 @@ class Subscription:
             return value.lower() == "true"
         raise Problem(400, f"field '{name}' must be true or false, got {value!r}")
 
-    def instrument(self) -> Any:
+    def instrument(self, kind: str | None = None) -> Any:
+        """The key of the request's instrument whose market data of ``kind`` is served."""
         code = self.field("code")
         if not isinstance(code, str) or not code:
             raise Problem(400, "field 'code' is required")
         board = self.field("instrumentGroup")
         return self.server.resolve(self.field("exchange", "MOEX"), code,
-                                   board if isinstance(board, str) else None)
+                                   board if isinstance(board, str) else None, kind)
 
     def interval(self) -> float:
         """The conflation interval: ``frequency`` clamped up to the format's minimum."""
@@ -357,7 +358,7 @@ class BookSubscription(Subscription):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.key = self.instrument()
+        self.key = self.instrument("orderbook")
         self.depth = self.integer("depth", 20, lo=1, hi=50)
         self.every = self.interval()
 
@@ -441,7 +442,7 @@ class QuoteSubscription(Subscription):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.key = self.instrument()
+        self.key = self.instrument("quotes")
         self.every = self.interval()
 
     async def produce(self) -> None:
@@ -462,7 +463,7 @@ class TradeSubscription(Subscription):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.key = self.instrument()
+        self.key = self.instrument("all_trades")
         self.depth = self.integer("depth", 0, lo=0, hi=5000)
         self.boolean("includeVirtualTrades")
 
@@ -515,7 +516,7 @@ class BarSubscription(Subscription):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.key = self.instrument()
+        self.key = self.instrument("bars")
         tf = self.field("tf")
         if tf is None:
             raise Problem(400, "field 'tf' is required")

@@ -1,18 +1,24 @@
 """The simulator serving a recording (sim.run(replay=path), invia-data sim --replay): the
-HTTP calls and /cws subscriptions answer the recorded day's books, trades, quotes and candles."""
+HTTP calls and /cws subscriptions answer the recorded day's books, trades, quotes and candles,
+and refuse market data the recording does not hold."""
 
 from __future__ import annotations
 
+import logging
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
+from conftest import WSClient, fetch_token
 
 import invia_data
 import invia_data.sim
 from invia_data.cli import build_parser
-from invia_data.errors import InvalidArgument
+from invia_data.errors import InvalidArgument, NotFound
 
 WAIT = 15.0
 
@@ -55,8 +61,8 @@ def test_the_http_calls_answer_the_recorded_day(sample_recording):
         got = candles.loc[want.index.as_unit("ns")]
         assert np.allclose(got[["open", "high", "low", "close"]], want[["open", "high", "low", "close"]])
         assert got["volume"].tolist() == want["volume"].tolist()
-        other = inv.orderbook("LKOH", depth=3)          # not recorded: still the synthetic market
-        assert len(other) == 6
+        with pytest.raises(NotFound, match="holds no order book for MOEX:LKOH.*MOEX:SBER"):
+            inv.orderbook("LKOH", depth=3)               # not recorded: nothing made up
 
 
 def test_the_stream_plays_the_recorded_books_and_trades(sample_recording):
@@ -104,3 +110,75 @@ def test_a_book_recorded_empty_is_served_empty(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert inv.orderbook("SBER", depth=5).empty
+
+
+def _wait_past_the_end(sim):
+    deadline = time.monotonic() + WAIT
+    while sim.market.now() <= sim.market.recording_end + 0.5:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_market_data_the_recording_lacks_is_refused_over_http(sample_recording):
+    with invia_data.sim.run(port=0, replay=sample_recording, speed=50) as sim, \
+            invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        listed = set(inv.instruments("MOEX")["symbol"])
+        assert listed == {"SBER", "GAZP"}            # the recorded ones only
+        assert not inv.orderbook("SBER", depth=5).empty
+        assert len(inv.quotes("GAZP")) == 1            # GAZP's quotes were recorded
+        with pytest.raises(NotFound, match="holds no order book for MOEX:GAZP"):
+            inv.orderbook("GAZP")                      # ... its book was not
+        calls = [lambda: inv.orderbook("LKOH"), lambda: inv.all_trades("LKOH"),
+                 lambda: inv.quotes("LKOH"), lambda: inv.history("LKOH", tf="1min", cache=False),
+                 lambda: inv.security("LKOH")]
+        for call in calls:
+            with pytest.raises(NotFound, match="holds no .*MOEX:LKOH; it holds .*MOEX:SBER"):
+                call()
+        request = urllib.request.Request(
+            f"{sim.url}/md/v2/orderbooks/MOEX/LKOH",
+            headers={"Authorization": f"Bearer {fetch_token(sim)}"})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=WAIT)
+        assert caught.value.code == 404
+        message = orjson.loads(caught.value.read())["message"]
+        assert str(sample_recording) in message and "LKOH" in message
+
+
+def test_a_subscription_the_recording_lacks_is_refused_on_cws(sample_recording):
+    with invia_data.sim.run(port=0, replay=sample_recording, speed=50) as sim:
+        client = WSClient(sim.ws_url, fetch_token(sim))
+        try:
+            for opcode, extra in [("OrderBookGetAndSubscribe", {"depth": 5}),
+                                  ("AllTradesGetAndSubscribe", {}),
+                                  ("QuotesSubscribe", {}),
+                                  ("BarsGetAndSubscribe", {"tf": "60", "from": 0})]:
+                guid = client.subscribe(opcode, code="LKOH", exchange="MOEX", **extra)
+                reply = client.result(guid)
+                assert reply["httpCode"] == 404, reply
+                assert "holds no" in reply["message"] and "MOEX:SBER" in reply["message"]
+            guid = client.subscribe("OrderBookGetAndSubscribe", code="SBER", exchange="MOEX",
+                                    depth=5)
+            assert client.result(guid)["httpCode"] == 200
+        finally:
+            client.close()
+
+
+def test_the_end_of_the_recording_is_logged_once_and_the_session_reads_closed(
+        sample_recording, caplog):
+    caplog.set_level(logging.INFO, logger="invia_data.sim")
+    with invia_data.sim.run(port=0, replay=sample_recording, speed=50) as sim, \
+            invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        assert any("replaying" in r.getMessage() and "MOEX:SBER" in r.getMessage()
+                   for r in caplog.records)
+        _wait_past_the_end(sim)
+        deadline = time.monotonic() + WAIT
+        while not sim.market.ended:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        state = inv.security("SBER")
+        assert state["trading_status"].iloc[0] == 18
+    ended = [r for r in caplog.records if "ended at" in r.getMessage()]
+    assert len(ended) == 1 and ended[0].levelno == logging.INFO
+    assert f"replay of {sample_recording} ended at" in ended[0].getMessage()
+    assert "serving its last state" in ended[0].getMessage()
+    assert any("stopped" in r.getMessage() for r in caplog.records)
