@@ -5,11 +5,12 @@ status. This is the one module allowed to print (the simulator's connection line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,21 +91,32 @@ def run_sim(args: argparse.Namespace) -> int:
     if server.cert_path:
         info["cert_path"] = server.cert_path
     print(orjson.dumps(info).decode(), flush=True)
-    # a shell starts background jobs with SIGINT ignored, and Python keeps it so: set it,
-    # so that Ctrl-C, kill -INT or kill -TERM stops the simulator however it was started
+    try:
+        with stopped_by_signals() as stop:
+            while not stop.wait(0.5):
+                pass
+    finally:
+        server.stop()
+    return 0
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C, kill -INT or kill -TERM while the block runs; the handlers are
+    put back after it (a command run in-process, from a test, leaves SIGINT as it found it).
+    A shell starts background jobs with SIGINT ignored: setting it here stops them too."""
     stop = threading.Event()
 
     def finish(signum: int, frame: object) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, finish)
-    signal.signal(signal.SIGTERM, finish)
+    previous = {signum: signal.signal(signum, finish)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(0.5):
-            pass
+        yield stop
     finally:
-        server.stop()
-    return 0
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # --- invia-data demo ---------------------------------------------------------------------------
@@ -227,19 +239,19 @@ def open_recorded_frames(stream: Any, args: argparse.Namespace) -> list[Any]:
 @command("record", "record live subscriptions into a Parquet dataset until Ctrl-C",
          _record_arguments)
 def run_record(args: argparse.Namespace) -> int:
+
+
+    _configure_logging(args.log_level)
+    with stopped_by_signals() as stop:
+        return _record_until(args, stop)
+
+
+def _record_until(args: argparse.Namespace, stop: threading.Event) -> int:
     import time
 
     from . import connect
     from .errors import InviaError
 
-    _configure_logging(args.log_level)
-    stop = threading.Event()
-
-    def finish(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, finish)
-    signal.signal(signal.SIGTERM, finish)
     try:
         inv = connect(env=args.env)
     except InviaError as exc:

@@ -57,3 +57,18 @@ def test_parser_has_the_sim_options():
     assert (defaults.host, defaults.port, defaults.seed) == ("127.0.0.1", 8088, 1)
     assert defaults.guid_reuse == "replace"
     assert build_parser().parse_args(["sim", "--guid-reuse", "reject"]).guid_reuse == "reject"
+
+
+def test_the_commands_put_sigint_back_when_they_end():
+    """`invia-data sim` and `record` stop on SIGINT/SIGTERM by setting an event; run in-process
+    (a test, a notebook), they leave Ctrl-C raising KeyboardInterrupt afterwards."""
+    import os
+    import signal
+
+    from invia_data.cli import stopped_by_signals
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with stopped_by_signals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(5)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
