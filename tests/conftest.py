@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import signal
 import socket
 import time
 import uuid
@@ -215,3 +216,11 @@ def counted(sim: invia_data.sim.Simulator) -> Iterator[tuple[invia_data.Client, 
 @pytest.fixture(scope="session")
 def sample_recording() -> Path:
     return Path(__file__).with_name("data") / "recording"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as in a terminal, however the suite was started: a shell starts a background job
+    with SIGINT ignored, which a process and its children keep (the Ctrl-C tests would then see
+    no interrupt at all)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
