@@ -199,13 +199,6 @@ def _level_values(levels: list[dict[str, Any]], key: str | None, dtype: str) -> 
                         dtype=dtype)
 
 
-def _ms_to_utc(ms: np.ndarray) -> pd.DatetimeIndex:
-    valid = np.isfinite(ms) & (ms > 0)
-    us = np.where(valid, np.round(ms * 1000), 0).astype("int64").astype("datetime64[us]")
-    index = pd.DatetimeIndex(us).tz_localize("UTC")
-    return index.where(valid, pd.NaT)
-
-
 def record_table(kind: str, items: Sequence[dict[str, Any]], times: Sequence[float],
                  fmt: str) -> pd.DataFrame:
     """Messages of a non-book kind -> the HTTP frame's columns (its index as a column) plus
@@ -245,12 +238,12 @@ def absent_fields(schema: Schema, items: Sequence[dict[str, Any]], fmt: str) -> 
 
 # --- frames' bytes -> Arrow, parsed off the interpreter lock ---------------------------------------
 #
-# The stream thread already parses every message once (to route it); parsing the recorded ones
-# again in Python would hold the interpreter lock and slow the stream itself. So the recorder
-# keeps the frames' bytes and parses whole batches in native code that releases the lock:
-# DuckDB's JSON reader when DuckDB is installed (``pip install "invia-data[record]"``, about
-# 3 us of CPU for a 10-level book), else Arrow's (about 8 us). Either way the stream thread only
-# appends bytes to a list.
+# Parsing the recorded messages in Python would hold the interpreter lock and slow the stream
+# itself. So the recorder keeps the frames' bytes (recorded books reach it unparsed, routed by
+# their guid) and parses whole batches in native code that releases the lock: DuckDB when it
+# is installed (``pip install "invia-data[record]"``; a 10-level book parsed and put in long
+# form in one query, about 5 us of CPU over its threads), else Arrow's JSON reader (about 8 us
+# to parse). Either way the stream thread only appends bytes to a list.
 
 RAW_KINDS = frozenset({"orderbook", "all_trades"})   # the firehose kinds: parsed from bytes
 _WIRE_TYPES = {"float": pa.float64(), "int": pa.int64(), "i8": pa.int64(), "str": pa.string(),
