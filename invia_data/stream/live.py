@@ -118,6 +118,7 @@ class LiveFrame:
         self._clock = clock or time.time   # unix seconds: "now" for age and staleness
         self._dispatcher = dispatcher or DISPATCHER
         self._delivering = False     # a worker holds this frame
+        self._calling: tuple[int, int] | None = None   # (handle, thread) of the running call
         self._pending_since: float | None = None  # monotonic: oldest undelivered publish
         self._delivered_version = 0
 
@@ -195,8 +196,13 @@ class LiveFrame:
         return handle
 
     def remove_callback(self, handle: int) -> None:
+        """Stop calling the callback of ``handle``; when a call of it is running on another
+        thread, returns once that call has ended (what it collects is then complete)."""
         with self._cond:
             self._callbacks.pop(handle, None)
+            while (self._calling is not None and self._calling[0] == handle
+                   and self._calling[1] != threading.get_ident()):
+                self._cond.wait()
 
     def wait(self, updates: int = 1, timeout: float | None = 10.0) -> LiveFrame:
         """Block until ``updates`` more updates have been applied since the call
@@ -298,7 +304,16 @@ class LiveFrame:
             if skipped > 0:
                 self.callbacks_skipped += skipped
             for handle, fn in callbacks:
-                self._call(handle, fn)
+                with self._cond:
+                    if handle not in self._callbacks:   # removed meanwhile
+                        continue
+                    self._calling = (handle, threading.get_ident())
+                try:
+                    self._call(handle, fn)
+                finally:
+                    with self._cond:
+                        self._calling = None
+                        self._cond.notify_all()
 
     def _call(self, handle: int, fn: Callable[[LiveFrame], Any]) -> None:
         try:

@@ -409,3 +409,28 @@ def test_trades_batches_take_the_fast_path_only_when_it_equals_one_by_one():
     pd.testing.assert_frame_equal(fast.frame(fast.snapshot()), slow.frame(slow.snapshot()))
     assert fast.extend([_trade(1000), _trade(999)]) == 0  # not ascending: nothing changed
     assert fast.trades[-1]["id"] == 399
+
+
+def test_remove_callback_returns_after_the_running_call_ended():
+    """A notebook collects in a callback, removes it, then builds a frame of what it collected:
+    a call still running must not append while the frame is built."""
+    live = LiveFrame("all_trades", "MOEX:SBER", {}, make_state("all_trades", "Slim"))
+    started, release = threading.Event(), threading.Event()
+    collected = []
+
+    def slow(frame):
+        started.set()
+        release.wait(5)
+        collected.append(frame.version)
+
+    handle = live.on_update(slow)
+    FrameWriter(live).apply([{"id": 1, "t": 1_700_000_000_000, "px": 1.0, "q": 1}], 0.0)
+    FrameWriter(live).publish()
+    assert started.wait(5)
+    threading.Timer(0.2, release.set).start()
+    live.remove_callback(handle)   # waits for the call that is running
+    assert collected == [1]
+    FrameWriter(live).apply([{"id": 2, "t": 1_700_000_000_001, "px": 1.0, "q": 1}], 0.0)
+    FrameWriter(live).publish()
+    live.wait(0, timeout=1)
+    assert collected == [1]   # removed: not called again
