@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,7 @@ def receive_us(now: float) -> int:
 
 # --- converting buffered messages into tables --------------------------------------------------
 
-def _receive_column(times: Sequence[float], counts: Sequence[int] | None = None) -> np.ndarray:
+def _receive_column(times: Sequence[float] | np.ndarray, counts: Sequence[int] | None = None) -> np.ndarray:
     """Receive times -> microseconds, rounded as :func:`receive_us` rounds (half to even)."""
     us = np.round(np.asarray(times, dtype="float64") * 1_000_000).astype("int64")
     return us if counts is None else np.repeat(us, counts)
@@ -251,7 +251,9 @@ _WIRE_TYPES = {"float": pa.float64(), "int": pa.int64(), "i8": pa.int64(), "str"
                "iso": pa.string()}
 _DUCKDB_TYPES = {pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.string(): "VARCHAR",
                  pa.bool_(): "BOOLEAN"}
-DUCKDB_THREADS = min(4, os.cpu_count() or 1)
+# order books (~5 us a book in DuckDB) are parsed on several threads; flat kinds (~0.5 us a
+# trade) on one, which leaves the stream thread its core (measured: 0.78 vs 0.74 of its rate)
+BOOK_THREADS = min(4, os.cpu_count() or 1)
 _duckdb_connections = threading.local()   # a DuckDB connection is used by one thread at a time
 
 
@@ -275,25 +277,127 @@ def _duckdb_spec(kind: pa.DataType) -> Any:
     return _DUCKDB_TYPES[kind]
 
 
+class FrameBytes(Sequence[bytes]):
+    """The bytes of recorded frames: each socket read's frames joined, the lengths beside.
+
+    The stream thread joins a read's frames while they are in its cache and copies the result
+    into a segment of memory used before (a fresh allocation of every read's bytes faults its
+    pages in: it cost the stream ~0.1 us a frame, the copy ~0.03); the writer then gives Arrow
+    one string array with a few calls a read, instead of touching every frame's bytes object
+    again under the interpreter lock (cold by then: it held the stream back by ~0.4 us a
+    frame). Segments go back to ``pool`` once the frames are joined for the parser.
+    """
+
+    SEGMENT = 4 << 20
+    POOLED = 16   # segments kept for reuse at most (64 MB)
+
+    def __init__(self, pool: list[bytearray] | None = None) -> None:
+        self._pool = [] if pool is None else pool
+        self._segments: list[tuple[bytearray | bytes, int]] = []   # (memory, bytes used)
+        self._segment: bytearray | None = None
+        self._used = 0
+        self._lengths: list[np.ndarray] = []
+        self._times: list[float] = []
+        self._count = 0
+        self._joined: bytes | None = None
+
+    def add(self, frames: Sequence[bytes], now: float) -> None:
+        """Keep ``frames`` (the bytes of one read's messages) received at ``now``."""
+        chunk = b"".join(frames)
+        size = len(chunk)
+        segment = self._segment
+        if segment is None or self._used + size > len(segment):
+            self._end_segment()
+            if size > self.SEGMENT:
+                self._segments.append((chunk, size))
+                segment = None
+            else:
+                try:
+                    segment = self._pool.pop()
+                except IndexError:
+                    segment = bytearray(self.SEGMENT)
+                self._segment = segment
+        if segment is not None:
+            segment[self._used:self._used + size] = chunk
+            self._used += size
+        self._lengths.append(np.fromiter(map(len, frames), np.int64, len(frames)))
+        self._times.append(now)
+        self._count += len(frames)
+
+    def _end_segment(self) -> None:
+        if self._segment is not None and self._used:
+            self._segments.append((self._segment, self._used))
+        elif self._segment is not None:
+            self._pool.append(self._segment)
+        self._segment, self._used = None, 0
+
+    def joined(self) -> bytes:
+        """Every frame's bytes, one after another (the segments then go back to the pool)."""
+        if self._joined is None:
+            self._end_segment()
+            # (bytes.join releases the interpreter lock while it copies a large result)
+            self._joined = b"".join([memoryview(memory)[:used]
+                                     for memory, used in self._segments])
+            for memory, _ in self._segments:
+                if type(memory) is bytearray and len(self._pool) < self.POOLED:
+                    self._pool.append(memory)
+            self._segments = []
+        return self._joined
+
+    def offsets(self) -> np.ndarray:
+        """Where each frame starts in :meth:`joined`, and the end (``len + 1`` values)."""
+        offsets = np.zeros(self._count + 1, dtype=np.int64)
+        if self._lengths:
+            np.cumsum(np.concatenate(self._lengths), out=offsets[1:])
+        return offsets
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[bytes]:
+        data, offsets = self.joined(), self.offsets()
+        for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+            yield data[start:stop]
+
+    def __getitem__(self, index: Any) -> Any:   # (rarely: the objects path iterates)
+        return list(self)[index]
+
+    def times(self) -> np.ndarray:
+        """Each frame's receive time (unix seconds)."""
+        counts = [len(lengths) for lengths in self._lengths]
+        return np.repeat(np.asarray(self._times, dtype="float64"), counts)
+
+    def strings(self) -> pa.LargeStringArray:
+        """One Arrow string array of every frame (the text is checked by the JSON parser)."""
+        return pa.LargeStringArray.from_buffers(self._count, pa.py_buffer(self.offsets()),
+                                                pa.py_buffer(self.joined()))
+
+
 def _payload_strings(payloads: Sequence[bytes]) -> pa.Array:
     """The frames' bytes as one Arrow string array, without a Python string per frame (one
     copy in Arrow's C++, about half the time of joining them in Python; the text is checked
     by the JSON parser, not here)."""
+    if isinstance(payloads, FrameBytes):
+        return payloads.strings()
     return pa.array(payloads, type=pa.large_binary()).view(pa.large_string())
 
 
 def _duckdb_select(payloads: Sequence[bytes], columns: dict[str, np.ndarray],
-                   *selects: str) -> pa.Table:
-    """Run ``selects`` (one after another) over the frames (column ``j``) and ``columns``."""
+                   *selects: str, threads: int = 1) -> pa.Table:
+    """Run ``selects`` (one after another) over the frames (column ``j``) and ``columns``,
+    on ``threads`` DuckDB threads."""
     import duckdb
 
     con = getattr(_duckdb_connections, "con", None)
     if con is None:
         con = _duckdb_connections.con = duckdb.connect()
-        con.execute(f"SET threads = {DUCKDB_THREADS}")
+        _duckdb_connections.threads = 0
+    if _duckdb_connections.threads != threads:
+        con.execute(f"SET threads = {threads}")
+        _duckdb_connections.threads = threads
     strings = _payload_strings(payloads)
     # in chunks: DuckDB parses the chunks of one batch in parallel (and keeps their order)
-    step = max(2048, len(strings) // (4 * DUCKDB_THREADS) + 1)
+    step = max(2048, len(strings) // (4 * threads) + 1)
     names = ["j", *columns]
     batches = [pa.record_batch([strings.slice(lo, step),
                                 *(pa.array(v[lo:lo + step]) for v in columns.values())],
@@ -335,7 +439,8 @@ def _book_table_duckdb(payloads: Sequence[bytes], received: np.ndarray, data: pa
         f"CASE WHEN l IS NULL THEN -1 WHEN k < nb THEN k ELSE k - nb END::BIGINT AS level, "
         f"coalesce({price}, 'NaN'::DOUBLE) AS price, coalesce({volume}, 0)::BIGINT AS volume, "
         f"coalesce({yield_}, 'NaN'::DOUBLE) AS yield, "
-        f"CASE WHEN t > 0 THEN round(t * 1000)::BIGINT END AS exchange_time, rt")
+        f"CASE WHEN t > 0 THEN round(t * 1000)::BIGINT END AS exchange_time, rt",
+        threads=BOOK_THREADS)
     side = table.column("side").combine_chunks()
     return pa.table([
         table.column("sid"), pa.DictionaryArray.from_arrays(side, SIDES),
@@ -366,7 +471,7 @@ def _numpy(array: pa.Array, dtype: str, missing: Any) -> np.ndarray:
     return array.fill_null(missing).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
-def raw_book_table(payloads: Sequence[bytes], times: Sequence[float], fmt: str,
+def raw_book_table(payloads: Sequence[bytes], times: Sequence[float] | np.ndarray, fmt: str,
                    engine: str | None = None) -> pa.Table:
     """Order-book frames' bytes -> the same table as :func:`book_table`."""
     bids_key = ORDERBOOK.field("bids").keys(fmt)[0]
@@ -415,7 +520,7 @@ def kind_schema(kind: str) -> pa.Schema:
     return _SCHEMA_CACHE[kind]
 
 
-def raw_record_table(kind: str, payloads: Sequence[bytes], times: Sequence[float],
+def raw_record_table(kind: str, payloads: Sequence[bytes], times: Sequence[float] | np.ndarray,
                      fmt: str, engine: str | None = None) -> pa.Table:
     """Frames' bytes of a non-book kind -> the Arrow table of ``kind_schema(kind)``."""
     schema = SCHEMAS[kind]
@@ -463,7 +568,7 @@ def _data_of(payload: bytes) -> dict[str, Any] | None:
 _SLOW_PATH_SAID: set[str] = set()   # kinds whose slow path was logged as a warning once
 
 
-def payload_table(kind: str, payloads: Sequence[bytes], times: Sequence[float],
+def payload_table(kind: str, payloads: Sequence[bytes], times: Sequence[float] | np.ndarray,
                   fmt: str, engine: str | None = None) -> pa.Table:
     """Frames' bytes of a RAW_KINDS kind -> its table; a batch the native parser refuses (a
     field of an unexpected type) goes through the objects path instead, so nothing is lost."""
@@ -529,8 +634,8 @@ class _Source:
         self.symbol = frame.symbol
         self.items: list[Any] = []
         self.times: list[float] = []
-        self.payloads: list[bytes] = []      # frames' bytes (RAW_KINDS), parsed by Arrow
-        self.payload_times: list[float] = []
+        self.pool: list[bytearray] = []    # memory for the frames' bytes, reused
+        self.payloads = FrameBytes(self.pool)   # frames' bytes (RAW_KINDS), parsed natively
         self.weight = 2 * int(frame.params.get("depth") or 10) if kind == "orderbook" else 1
         self.messages = 0
         self.rows = 0
@@ -706,8 +811,7 @@ class Recorder:
             if source.oldest is None:
                 source.oldest = now
             if count and raw is not None and source.kind in RAW_KINDS:
-                source.payloads.extend(raw)
-                source.payload_times.extend([now] * count)
+                source.payloads.add(raw, now)
             else:
                 source.items.extend(items)
                 source.times.extend([now] * count)
@@ -757,25 +861,24 @@ class Recorder:
                 batches = []
                 for source in due:
                     batches.append((source, source.initial, source.items, source.times,
-                                    source.payloads, source.payload_times))
+                                    source.payloads))
                     self._pending -= (len(source.items) + len(source.payloads)) * source.weight
                     source.items, source.times, source.oldest = [], [], None
-                    source.payloads, source.payload_times = [], []
+                    source.payloads = FrameBytes(source.pool)
                     source.initial = None
                 self._room.notify_all()
             for batch in batches:
                 self._write_source(*batch)
 
     def _write_source(self, source: _Source, initial: Any, items: list[Any],
-                      times: list[float], payloads: list[bytes],
-                      payload_times: list[float]) -> None:
+                      times: list[float], payloads: FrameBytes) -> None:
         key = partition_key(source.kind)
         if source.kind == "orderbook":
             tables = [] if initial is None else [initial]
             if items:
                 tables.append(book_table(items, times, source.fmt))
             if payloads:
-                tables.append(payload_table(source.kind, payloads, payload_times, source.fmt))
+                tables.append(payload_table(source.kind, payloads, payloads.times(), source.fmt))
             table = _in_receive_order(tables)
             values: np.ndarray | str = _plain(source.symbol)   # one partition
         else:
@@ -795,7 +898,7 @@ class Recorder:
                     table = table.cast(kind_schema(source.kind))
                 tables.append(table)
             if payloads:   # (all_trades only: one partition, below)
-                tables.append(payload_table(source.kind, payloads, payload_times,
+                tables.append(payload_table(source.kind, payloads, payloads.times(),
                                             source.fmt))
             if len(tables) > 1 and source.kind != "all_trades":
                 raise InvalidArgument(f"{source.kind} has no raw path")   # pragma: no cover
@@ -855,9 +958,7 @@ class Recorder:
                 folder, name, kind, part, source = job
                 folder.mkdir(parents=True, exist_ok=True)
                 temporary = folder / f".{name}.tmp"
-                # book files without the Arrow schema: ``side`` reads back as plain strings
-                pq.write_table(part, temporary, compression="zstd",
-                               store_schema=kind != "orderbook")
+                pq.write_table(part, temporary, compression="zstd", **_file_options(part))
                 os.replace(temporary, folder / name)
                 with self._lock:
                     self._files += 1
@@ -1005,6 +1106,19 @@ def _in_receive_order(tables: list[pa.Table]) -> pa.Table:
     order = np.argsort(table.column("receive_time").to_numpy().astype("datetime64[us]"),
                        kind="stable")
     return table.take(pa.array(order))
+
+
+def _file_options(table: pa.Table) -> dict[str, Any]:
+    """How a recorded table is encoded. Order books: dictionaries everywhere (prices and
+    levels repeat), statistics only where filters and resumption read them (the others cost
+    ~10 % of the encoding), no Arrow schema (``side`` reads back as plain strings). Other
+    kinds: dictionaries for text only (ids and times never repeat: trying cost ~12 %)."""
+    if table.schema.equals(BOOK_SCHEMA):
+        return {"store_schema": False,
+                "write_statistics": ["snapshot_id", "exchange_time", "receive_time"]}
+    return {"use_dictionary": [f.name for f in table.schema
+                               if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                               or pa.types.is_dictionary(f.type)]}
 
 
 def _max_statistic(file: Path, column: str) -> int:

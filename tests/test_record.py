@@ -261,7 +261,7 @@ def test_a_large_batch_keeps_every_book_in_its_place(engine):
     must still come out book by book, as from the decoded objects."""
     import orjson
 
-    from invia_data.record import book_table, raw_book_table
+    from invia_data.record import FrameBytes, book_table, raw_book_table
 
     if engine == "duckdb":
         pytest.importorskip("duckdb")
@@ -276,10 +276,40 @@ def test_a_large_batch_keeps_every_book_in_its_place(engine):
                       "t": 1_700_000_000_000 + i})
     frames = [orjson.dumps({"data": book, "guid": "g"}) for book in books]
     times = [1_700_000_000.0 + i // 300 * 0.01 for i in range(len(books))]
-    parsed = raw_book_table(frames, times, "Slim", engine).to_pandas()
+    held = FrameBytes()   # as the recorder holds them: 300 frames a read
+    for lo in range(0, len(frames), 300):
+        held.add(frames[lo:lo + 300], times[lo])
+    assert held.times().tolist() == times
+    parsed = raw_book_table(held, times, "Slim", engine).to_pandas()
     pd.testing.assert_frame_equal(parsed, book_table(books, times, "Slim").to_pandas())
     assert parsed["snapshot_id"].is_monotonic_increasing
     assert parsed["snapshot_id"].nunique() == len(books)
+
+
+def test_frame_bytes_keep_every_frame_in_order_across_segments_and_reuse_them(monkeypatch):
+    """Reads joined into reused segments (one read larger than a segment) come back frame by
+    frame, as one Arrow string array, with each read's receive time; the segments go back to
+    the pool and a batch filled from reused memory reads back the same."""
+    from invia_data.record import FrameBytes
+
+    monkeypatch.setattr(FrameBytes, "SEGMENT", 64)
+    rng = np.random.default_rng(3)
+    pool: list[bytearray] = []
+    for batch in range(3):
+        held, frames, times = FrameBytes(pool), [], []
+        for read in range(40):
+            sizes = rng.integers(1, 30, size=int(rng.integers(1, 6)))
+            got = [bytes(rng.integers(97, 123, size=n, dtype=np.uint8)) for n in sizes]
+            if read == 7:
+                got.append(b"x" * 100)   # on its own: larger than a segment
+            held.add(got, batch * 100.0 + read)
+            frames += got
+            times += [batch * 100.0 + read] * len(got)
+        assert len(held) == len(frames)
+        assert held.strings().equals(pa.array(frames, pa.large_binary()).cast(pa.large_string()))
+        assert list(held) == frames and held[5] == frames[5]
+        assert held.times().tolist() == times
+        assert pool and all(len(segment) == 64 for segment in pool)
 
 
 def test_frames_parsed_from_their_bytes_give_the_same_rows_as_the_decoded_objects():

@@ -215,8 +215,11 @@ class Session:
         run_guid: Any = None
         run: list[Any] | None = None
         run_extra = 0
-        raw_guid: Any = None
+        raw_guid: Any = None   # a run of recorded trades: data and bytes appended, counted
         raw_run: list[Any] | None = None
+        raw_extra = 0
+        placeholder: list[Any] = []
+        raw_data = raw_bytes = placeholder.append   # (bound to the run's lists below)
         # recorded order books: every frame's bytes go to the recorder, which parses them all
         # off the interpreter lock; here a frame is routed by the guid at its end, and only the
         # latest of the read is parsed (for the LiveFrame)
@@ -248,16 +251,19 @@ class Session:
                         run[1].append(data)
                         run_extra += 1
                         continue
-                    if raw_run is not None and guid == raw_guid and len(raw_run) > 2:
-                        raw_run[0] += 1
-                        raw_run[1].append(data)
-                        raw_run[2].append(payload)
+                    if raw_run is not None and guid == raw_guid:
+                        raw_extra += 1
+                        raw_data(data)
+                        raw_bytes(payload)
                         continue
                     route = routes_get(guid)
                     if route is not None:
                         if run is not None:
                             run[0] += run_extra
                             run, run_extra = None, 0
+                        if raw_run is not None:
+                            raw_run[0] += raw_extra
+                            raw_run, raw_extra = None, 0
                         found = groups.get(route)
                         if route.raw:
                             if found is None:
@@ -270,8 +276,10 @@ class Session:
                                     found[1].append(data)
                                 if len(found) > 2:   # (raw may be switched on mid-read)
                                     found[2].append(payload)
-                            if not route.conflate:   # a run of recorded trades
-                                raw_guid, raw_run = guid, groups[route]
+                            found = groups[route]
+                            if not route.conflate and len(found) > 2:   # recorded trades
+                                raw_guid, raw_run = guid, found
+                                raw_data, raw_bytes = found[1].append, found[2].append
                             continue
                         if found is None:
                             found = groups[route] = [1, [data]]
@@ -287,6 +295,8 @@ class Session:
             events.append(self._classify(obj))
         if run is not None:
             run[0] += run_extra
+        if raw_run is not None:
+            raw_run[0] += raw_extra
         if by_tail:
             self._parse_latest(groups, by_tail, events)
         return groups, events

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 from invia_data.record import (
+    FrameBytes,
     book_table,
     kind_schema,
     payload_table,
@@ -116,8 +117,13 @@ def test_frames_that_are_not_json_data_are_left_out_and_the_rest_kept(engine, ca
     broken = [good[:-9], b'{"data": [1, 2], "guid": "g"}', b'["data"]',
               good.replace(b'"h":false', b'"h":"\xff"')]   # not UTF-8
     frames = [good, *broken, good]
-    table = payload_table("orderbook", frames, [1.0, 2.0, 3.0, 4.0, 4.5, 5.0], "Slim", engine)
-    frame = table.to_pandas()
-    assert frame["receive_time"].astype("int64").unique().tolist() == [1_000_000, 5_000_000]
-    assert frame["price"].tolist() == [10.0, 11.0, 10.0, 11.0]
-    assert "4 orderbook frames were not JSON data frames" in caplog.text
+    times = [1.0, 2.0, 3.0, 4.0, 4.5, 5.0]
+    read = FrameBytes()   # as the recorder holds them: joined per socket read
+    for frame, received in zip(frames, times, strict=True):
+        read.add([frame], received)
+    for held in (frames, read):
+        caplog.clear()
+        frame = payload_table("orderbook", held, times, "Slim", engine).to_pandas()
+        assert frame["receive_time"].astype("int64").unique().tolist() == [1_000_000, 5_000_000]
+        assert frame["price"].tolist() == [10.0, 11.0, 10.0, 11.0]
+        assert "4 orderbook frames were not JSON data frames" in caplog.text
