@@ -684,7 +684,8 @@ class Recorder:
         self._gaps_written = 0
         self._gap_keys: set[tuple[Any, ...]] = set()
         self._last_id: dict[str, int] = {}
-        self._candles: dict[str, OrderedDict[int, tuple[Any, ...]]] = {}
+        # (symbol, timeframe) -> candle start -> the last version written
+        self._candles: dict[tuple[str, int], OrderedDict[int, tuple[Any, ...]]] = {}
         self._errors = 0
         self.last_error: str | None = None
         self._wake = threading.Event()
@@ -889,6 +890,10 @@ class Recorder:
                      else pd.concat(frames, ignore_index=True))
             if frame is not None and source.kind == "bars":
                 frame = self._fresh_bars(source, frame)
+                # two timeframes of one instrument share its partition: each row says its own
+                at = list(frame.columns).index("exchange_time")
+                frame.insert(at, "timeframe", pd.Series(_timeframe(source), index=frame.index,
+                                                        dtype="Int64"))
             tables, values = [], np.empty(0, dtype=object)
             if frame is not None:
                 values = self._partition_values(source, frame).to_numpy(dtype=object)
@@ -990,7 +995,8 @@ class Recorder:
 
     def _fresh_bars(self, source: _Source, table: pd.DataFrame) -> pd.DataFrame:
         """Candle versions that differ from the last one written for the same candle."""
-        memory = self._candles.setdefault(_plain(source.symbol), OrderedDict())
+        memory = self._candles.setdefault((_plain(source.symbol), _timeframe(source)),
+                                          OrderedDict())
         keep = np.zeros(len(table), dtype=bool)
         rows = zip(table["time"].to_numpy(dtype="datetime64[us]").astype("int64").tolist(),
                    *(table[c].tolist() for c in CANDLE_VALUES), strict=True)
@@ -1029,7 +1035,11 @@ class Recorder:
             last = max((_max_statistic(f, "id") for f in files), default=-1)
             self._last_id[symbol] = max(self._last_id.get(symbol, -1), last)
             return
-        self._fresh_bars(source, pq.read_table(files[-1]).to_pandas())
+        written = pa.concat_tables([pq.read_table(f) for f in files[-4:]],
+                                   promote_options="default").to_pandas()
+        if "timeframe" in written.columns:   # (recordings before it held one timeframe)
+            written = written[written["timeframe"] == _timeframe(source)]
+        self._fresh_bars(source, written.reset_index(drop=True))
 
     def _write_gaps(self) -> None:
         """Copy the stream's reconnect gaps of the recorded frames into ``kind=gaps``."""
@@ -1096,6 +1106,11 @@ class Recorder:
                 temporary.unlink()
             except OSError:
                 pass
+
+
+def _timeframe(source: _Source) -> int:
+    """A recorded bars frame's timeframe in seconds (the ``timeframe`` column)."""
+    return int(source.frame.params["tf"])
 
 
 def _in_receive_order(tables: list[pa.Table]) -> pa.Table:

@@ -147,13 +147,18 @@ def recording_dtypes(kind: str) -> dict[str, Any]:
     else:
         types = {str(name): UTC_DTYPE if isinstance(dtype, pd.DatetimeTZDtype) else dtype
                  for name, dtype in record_table(kind, [], [], "Simple").dtypes.items()}
+        if kind == "bars":   # each candle's timeframe in seconds, before the times
+            at = list(types).index("exchange_time")
+            items = list(types.items())
+            types = dict([*items[:at], ("timeframe", "Int64"), *items[at:]])
     key = "symbol" if kind in ("orderbook", "gaps") else partition_key(kind)
     return {**types, key: STR_DTYPE} if key not in types else types
 
 
 def read_recording(path: str | os.PathLike[str], kind: str, *,
                    symbols: str | Iterable[str] | None = None, portfolio: str | None = None,
-                   start: Any = None, end: Any = None) -> pd.DataFrame:
+                   start: Any = None, end: Any = None,
+                   timeframe: str | int | None = None) -> pd.DataFrame:
     """The recorded rows of one ``kind`` (``orderbook``, ``all_trades``, ``bars``, ``quotes``,
     ``instrument_state``, ``positions``, ... or ``gaps``) of the recording at ``path``, in
     receive order, with the columns and dtypes of the library's frame of that kind (times
@@ -165,9 +170,18 @@ def read_recording(path: str | os.PathLike[str], kind: str, *,
     ``start``/``end``: receive times, ``start`` included, ``end`` not. Only the files and row
     groups that can hold matching rows are read. The rows are the dataset's as recorded: an
     order book's levels per ``snapshot_id`` (an empty book: one row with ``level`` -1), every
-    candle version, and for merged kinds one row per message with ``absent_fields``."""
+    candle version, and for merged kinds one row per message with ``absent_fields``.
+
+    ``timeframe`` (bars only): the candles of one recorded timeframe (``"1min"``, ``"5min"``,
+    ``"D"``, seconds; the ``timeframe`` column holds seconds). Bars of several timeframes of
+    one instrument share its folder: without it every timeframe's rows come back.
+    ``.groupby(["symbol", "timeframe", "time"]).last()`` keeps each candle's last version."""
     import pyarrow.dataset as ds
 
+    if timeframe is not None and kind != "bars":
+        raise InvalidArgument(f"timeframe= picks the candles of recorded bars; {kind!r} has no "
+                              "timeframe"[:200])
+    tf_seconds = None if timeframe is None else to_seconds(timeframe)
     root, folder = _recording_folder(path, kind)
     key = "symbol" if kind in ("orderbook", "gaps") else partition_key(kind)
     where = _receive_filter(ds, start, end)
@@ -175,6 +189,8 @@ def read_recording(path: str | os.PathLike[str], kind: str, *,
     if portfolio is not None and (not isinstance(portfolio, str) or not portfolio.strip()):
         raise InvalidArgument(f"portfolio must be a portfolio id such as 'D00013', "
                               f"got {portfolio!r}"[:200])
+    if timeframe is not None:
+        where = where & (ds.field("timeframe") == tf_seconds)
     if portfolio is not None and key != "portfolio":
         raise InvalidArgument(f"portfolio= picks the portfolio of portfolio kinds "
                               f"({', '.join(sorted(PORTFOLIO_KINDS))}); {kind} is recorded by "
@@ -199,6 +215,9 @@ def read_recording(path: str | os.PathLike[str], kind: str, *,
     schema = pa.unify_schemas([pq.read_schema(p) for p in paths]
                               + [pa.schema([(key, pa.string()), ("date", pa.string())])],
                               promote_options="permissive")
+    if timeframe is not None and "timeframe" not in schema.names:
+        raise InvalidArgument(f"the bars at {str(root)!r} were recorded without their "
+                              "timeframe (an earlier version): leave timeframe= out")
     dataset = ds.dataset(paths, schema=schema, format="parquet", partitioning=partitioning,
                          partition_base_dir=str(folder))
     table = dataset.to_table(filter=where)
@@ -746,7 +765,15 @@ class Replay:
         maxlen = check_count(maxlen, "maxlen")
         ex, sym = parse_symbol(symbol, exchange or self.exchange)
         rows = load(self.path, "bars", sym)
-        if len(rows) > 1:
+        if "timeframe" in rows.columns and rows["timeframe"].notna().any():
+            recorded = rows["timeframe"].dropna().astype("int64").unique().tolist()
+            if tf_seconds not in recorded:
+                raise InvalidArgument(
+                    f"the recording has {sym}'s candles of "
+                    f"{', '.join(f'{t} s' for t in sorted(recorded))}, not {tf_seconds} s: "
+                    "ask for one of those")
+            rows = rows[rows["timeframe"] == tf_seconds].reset_index(drop=True)
+        elif len(rows) > 1:   # (recorded before each row said its timeframe)
             step = np.diff(np.unique(rows["time"].to_numpy(dtype="datetime64[s]")
                                      .astype("int64")))
             if len(step) and int(step.min()) % tf_seconds:

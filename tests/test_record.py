@@ -73,6 +73,8 @@ def test_every_kind_is_recorded_with_the_http_columns_and_reads_back(sim, tmp_pa
         if kind == "orderbook":
             columns = ["snapshot_id", *columns]
         merged = ["absent_fields"] if kind in MERGED_KINDS else []
+        if kind == "bars":   # the HTTP candles' columns and the recorded timeframe
+            columns = [*columns, "timeframe"]
         assert list(table.columns) == [*columns, "exchange_time", "receive_time", *merged, key,
                                        "date"], kind
         assert len(table) > 0 and table["receive_time"].dt.tz is not None
@@ -131,6 +133,37 @@ def _trade(i, ms):
     return {"id": i, "orderno": 0, "symbol": "SBER", "board": "TQBR", "qty": 1, "price": 100.0,
             "time": pd.Timestamp(ms, unit="ms", tz="UTC").isoformat(), "timestamp": ms,
             "side": "buy", "oi": 0, "existing": False}
+
+
+def test_two_timeframes_of_one_instrument_stay_apart(sim, tmp_path):
+    """1-minute and 5-minute candles of SBER share its folder: each row says its timeframe,
+    read_recording and the replay pick one, and neither's versions hide the other's."""
+    with _client(sim) as inv:
+        minutes = inv.stream.bars("SBER", "1min", record=tmp_path)
+        fives = inv.stream.bars("SBER", "5min", record=tmp_path)
+        minutes.wait(timeout=WAIT)
+        fives.wait(timeout=WAIT)
+        shown = {60: minutes.df, 300: fives.df}
+        inv.stream.close()
+    rows = invia_data.read_recording(tmp_path, "bars")
+    assert rows["timeframe"].dtype == "Int64"
+    assert sorted(rows["timeframe"].unique().tolist()) == [60, 300]
+    for tf, name in ((60, "1min"), (300, "5min")):
+        one = invia_data.read_recording(tmp_path, "bars", timeframe=name)
+        assert (one["timeframe"] == tf).all()
+        assert (one["time"].astype("int64") // 10**9 % tf == 0).all()
+        last = one.groupby("time").last()
+        held = shown[tf].drop(columns="is_closed")
+        pd.testing.assert_frame_equal(last.loc[held.index, held.columns], held,
+                                      check_names=False, check_freq=False)
+    with invia_data.replay(tmp_path, paused=True) as rp:
+        fives_again = rp.bars("SBER", "5min")
+        rp.seek(rp.end)
+        assert fives_again.df.index.equals(shown[300].index)
+        with pytest.raises(InvalidArgument, match="60 s, 300 s, not 900 s"):
+            rp.bars("SBER", "15min")
+    with pytest.raises(InvalidArgument, match="'quotes' has no timeframe"):
+        invia_data.read_recording(tmp_path, "quotes", timeframe="1min")
 
 
 def test_files_rotate_by_day_and_buffers_stay_bounded(tmp_path):

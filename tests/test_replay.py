@@ -86,7 +86,7 @@ def _read_back_equals_what_live_showed(path, seen):
             got = rows.drop(columns=times).set_index("time")
         else:
             got = (rows.drop_duplicates("time", keep="last").sort_values("time")
-                   .drop(columns=[*times, "symbol"]).set_index("time"))
+                   .drop(columns=[*times, "symbol", "timeframe"]).set_index("time"))
             expected = expected.drop(columns="is_closed")
         pd.testing.assert_frame_equal(got, expected, obj=f"{kind} read back")
         file = path / f"{kind}.parquet"

@@ -158,8 +158,12 @@ class ReplayMarket(Market):
             rec.trades = rows
             rec.trade_us = _us(rows["receive_time"])
         elif kind == "bars":
-            rec.bars = rows
-            rec.bar_us = _us(rows["receive_time"])
+            if "timeframe" in rows.columns and rows["timeframe"].notna().any():
+                # the minutes serve every timeframe; without them, the trades make them
+                rows = rows[rows["timeframe"] == 60].reset_index(drop=True)
+            if len(rows):
+                rec.bars = rows
+                rec.bar_us = _us(rows["receive_time"])
         else:
             rec.quotes = rows
             rec.quote_us = _us(rows["receive_time"])
