@@ -68,8 +68,12 @@ def _sim_arguments(parser: argparse.ArgumentParser) -> None:
                              "the old subscription (default) or reject it with 400")
     parser.add_argument("--replay", default=None, metavar="FOLDER",
                         help="serve a recording (invia-data record --out FOLDER): its instruments' "
-                             "books, trades, quotes and candles, on a clock from its first "
-                             "message; other instruments answer 404")
+                             "books, trades, quotes and candles; other instruments answer "
+                             "404. The clock stands at the recording's first message until a "
+                             "client first asks for market data (a /cws subscription to an "
+                             "instrument, an HTTP book/trades/quotes/candles call; not a "
+                             "listing), then runs at --speed: one session that every client "
+                             "shares, a later client joins it where it is")
     parser.add_argument("--log-level", default="INFO", help="logging level on stderr (default INFO)")
 
 

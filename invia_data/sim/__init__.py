@@ -322,9 +322,13 @@ def start(**kwargs: Any) -> Simulator:
     ``"st"``, its send time in unix ns), ``faults=None`` (a Faults object or a mapping of its settings),
     ``refresh_token=None`` (a random one is made), ``guid_reuse="replace"`` (a subscribe whose
     guid is active on the same connection replaces it; ``"reject"`` answers 400 and keeps the old),
-    ``replay=None`` (a recording's folder: its instruments answer from the recording, on a
-    clock that starts at the recording's first message; market data it does not hold is
-    refused with 404), ``start=None`` (the market clock's
+    ``replay=None`` (a recording's folder: its instruments answer from the recording; market
+    data it does not hold is refused with 404. The clock stands at the recording's first
+    message until the first request for market data — a ``/cws``
+    subscription to an instrument or an HTTP book, trades, quotes or candles call; listings,
+    security info, the server time and portfolios do not count — and then runs at ``speed``:
+    one session shared by every client, a later client joins it where it is;
+    ``sim.market.begin()`` begins it without a client), ``start=None`` (the market clock's
     start: see :func:`market_start`; ``"2025-03-14 09:55"`` is Moscow time).
     """
     return Simulator(**kwargs).start()

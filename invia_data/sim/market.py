@@ -249,6 +249,10 @@ class Market:
         it is. The synthetic market serves every kind of every instrument."""
         return None
 
+    def market_data_requested(self) -> None:
+        """A client asked for an instrument's market data (the replay's session begins at the
+        first such request); the synthetic market's clock runs from its start, so nothing."""
+
     def spec(self, key: Key) -> Spec:
         return self._specs[key]
 

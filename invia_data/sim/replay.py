@@ -1,8 +1,14 @@
 """The simulator's market replaying a recording (``invia-data sim --replay data/``).
 
-:class:`ReplayMarket` is the synthetic :class:`Market` with its clock started at the first
-receive time of the recording; for every recorded instrument its order book, quote, trades
-and the candles of the recorded day are the recorded ones, as received by the market's time.
+:class:`ReplayMarket` is the synthetic :class:`Market` with its clock at the first receive
+time of the recording. The clock stands there until the first request for market data (a
+``/cws`` subscription to an instrument, or an HTTP book, trades, quotes or candles call:
+:meth:`ReplayMarket.begin`), so a client that connects late still sees the recording from its
+start; from then on it runs ``speed`` times as fast as real time, one session shared by every
+client (a client that comes later joins it where it is). Listings, security info, the server
+time and the portfolios do not begin it. For every recorded instrument its order book,
+quote, trades and the candles of the recorded day are the recorded ones, as received by the
+market's time.
 Market data the recording does not hold (an instrument it lacks, or a kind it lacks for an
 instrument, such as the book of an instrument whose quotes alone were recorded) is refused
 (:meth:`ReplayMarket.data_refusal`: HTTP 404, a refused ``/cws`` subscription), never made up;
@@ -79,6 +85,7 @@ class ReplayMarket(Market):
         self._recorded: dict[Key, _Recorded] = {}
         self._replay_lock = threading.Lock()
         self._book_cache_rec: dict[tuple[Key, int, int], dict] = {}
+        self.began = False     # the session's clock runs from the first request for market data
         super().__init__(seed=seed, speed=speed, clock=clock, start=first / 1e6)
         self.recording = path
         self.recording_start = first / 1e6
@@ -113,8 +120,10 @@ class ReplayMarket(Market):
 
     def describe(self) -> str:
         """The folder, instruments and time range replayed, for the start log line."""
+        when = ("begun" if self.began else "begins at the first request for market data: a /cws "
+                "subscription to an instrument or an HTTP book, trades, quotes or candles call")
         return (f"replaying {self.recording}: {self.holdings()}; from {_moscow(self.recording_start)}"
-                f" to {_moscow(self.recording_end)}")
+                f" to {_moscow(self.recording_end)}; the session {when}")
 
     def data_refusal(self, key: Key, kind: str | None = None) -> str | None:
         if key in self._recorded and (kind is None or kind in self._kinds(key)):
@@ -132,9 +141,36 @@ class ReplayMarket(Market):
             return {"trading_status": CLOSED, "trading_status_info": STATUS_INFO[CLOSED]}
         return super().trading_status(key)
 
+    # --- the session's clock ----------------------------------------------------------------
+
+    def now(self) -> float:
+        """The market clock: the recording's first receive time until the session begins, then
+        running ``speed`` times as fast as real time from there."""
+        if not self.began:
+            return self.start
+        return super().now()
+
+    def begin(self) -> bool:
+        """Begin the replayed session now: the clock starts running from the recording's first
+        message. The first request for market data calls it (:meth:`market_data_requested`);
+        later calls do nothing. True when this call began it."""
+        with self._replay_lock:
+            if self.began:
+                return False
+            self._real_start = float(self._clock())
+            self.began = True
+        log.info("replay of %s began with the first request for market data; it plays %s .. %s "
+                 "at speed %g (%.1f s)", self.recording, _moscow(self.recording_start),
+                 _moscow(self.recording_end), self.speed,
+                 (self.recording_end - self.recording_start) / self.speed)
+        return True
+
+    def market_data_requested(self) -> None:
+        self.begin()
+
     def advance(self) -> None:
         super().advance()
-        if not self.ended and self.now() > self.recording_end:
+        if not self.ended and self.began and self.now() > self.recording_end:
             self.ended = True
             log.info("replay of %s ended at %s; serving its last state", self.recording,
                      _moscow(self.recording_end))

@@ -263,7 +263,8 @@ class SimServer:
     def resolve(self, exchange: Any, symbol: Any, board: Any = None, kind: str | None = None
                 ) -> Any:
         """The key of an instrument whose market data of ``kind`` (any kind when None) is
-        served, else Problem(404) naming why."""
+        served, else Problem(404) naming why. Asking for a ``kind`` of market data tells the
+        market so (a replay's session begins at the first such request)."""
         exchange = pick("exchange", exchange, EXCHANGES)
         if not isinstance(symbol, str) or not symbol:
             raise bad("parameter 'symbol' is required")
@@ -274,6 +275,8 @@ class SimServer:
         refusal = self.market.data_refusal(key, kind)
         if refusal is not None:
             raise Problem(404, refusal)
+        if kind is not None:
+            self.market.market_data_requested()
         return key
 
     def book_data(self, key: Any, depth: int, fmt: str, existing: bool, delay: int = 0) -> bytes:

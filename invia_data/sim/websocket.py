@@ -287,13 +287,16 @@ class Subscription:
         raise Problem(400, f"field '{name}' must be true or false, got {value!r}")
 
     def instrument(self, kind: str | None = None) -> Any:
-        """The key of the request's instrument whose market data of ``kind`` is served."""
+        """The key of the request's instrument whose market data of ``kind`` is served (any
+        subscription to an instrument counts as a request for its market data)."""
         code = self.field("code")
         if not isinstance(code, str) or not code:
             raise Problem(400, "field 'code' is required")
         board = self.field("instrumentGroup")
-        return self.server.resolve(self.field("exchange", "MOEX"), code,
-                                   board if isinstance(board, str) else None, kind)
+        key = self.server.resolve(self.field("exchange", "MOEX"), code,
+                                  board if isinstance(board, str) else None, kind)
+        self.market.market_data_requested()
+        return key
 
     def interval(self) -> float:
         """The conflation interval: ``frequency`` clamped up to the format's minimum."""

@@ -31,6 +31,7 @@ def test_the_http_calls_answer_the_recorded_day(sample_recording):
     with invia_data.sim.run(port=0, replay=sample_recording, speed=50) as sim, \
             invia_data.connect(sim.refresh_token, env=sim.url) as inv:
         end = sim.market.recording_end
+        inv.orderbook("SBER", depth=1)                   # the session begins
         deadline = time.monotonic() + WAIT
         while sim.market.now() <= end + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -105,14 +106,12 @@ def test_a_book_recorded_empty_is_served_empty(tmp_path):
                                     [orjson.dumps({"data": book, "guid": "g"})])
     with invia_data.sim.run(port=0, replay=tmp_path, speed=20) as sim, \
             invia_data.connect(sim.refresh_token, env=sim.url) as inv:
-        deadline = time.monotonic() + WAIT
-        while sim.market.now() <= sim.market.recording_end + 0.5:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait_past_the_end(sim, inv)
         assert inv.orderbook("SBER", depth=5).empty
 
 
-def _wait_past_the_end(sim):
+def _wait_past_the_end(sim, inv):
+    inv.orderbook("SBER", depth=1)      # a request for market data begins the session
     deadline = time.monotonic() + WAIT
     while sim.market.now() <= sim.market.recording_end + 0.5:
         assert time.monotonic() < deadline
@@ -170,7 +169,7 @@ def test_the_end_of_the_recording_is_logged_once_and_the_session_reads_closed(
             invia_data.connect(sim.refresh_token, env=sim.url) as inv:
         assert any("replaying" in r.getMessage() and "MOEX:SBER" in r.getMessage()
                    for r in caplog.records)
-        _wait_past_the_end(sim)
+        _wait_past_the_end(sim, inv)
         deadline = time.monotonic() + WAIT
         while not sim.market.ended:
             assert time.monotonic() < deadline
@@ -182,3 +181,71 @@ def test_the_end_of_the_recording_is_logged_once_and_the_session_reads_closed(
     assert f"replay of {sample_recording} ended at" in ended[0].getMessage()
     assert "serving its last state" in ended[0].getMessage()
     assert any("stopped" in r.getMessage() for r in caplog.records)
+
+
+def test_the_replayed_session_begins_at_the_first_request_for_market_data(sample_recording,
+                                                                          caplog):
+    from invia_data.sim.replay import ReplayMarket
+
+    caplog.set_level(logging.INFO, logger="invia_data.sim")
+    real = [1_000.0]
+    market = ReplayMarket(sample_recording, speed=10, clock=lambda: real[0])
+    start, end = market.recording_start, market.recording_end
+    real[0] += 3_600                       # an hour before a client asks: the clock waits
+    market.advance()
+    assert market.now() == start and not market.began and not market.ended
+    assert market.book(("MOEX", "SBER"), 5)["bids"] == []    # no book received yet
+    market.market_data_requested()
+    assert market.began and market.now() == start
+    real[0] += 0.1
+    assert market.now() == pytest.approx(start + 1.0)    # at speed 10 from there
+    assert market.book(("MOEX", "SBER"), 5)["bids"]
+    market.market_data_requested()                        # a second client: the same session
+    real[0] += 0.1
+    assert market.now() == pytest.approx(start + 2.0)
+    assert not market.begin()
+    real[0] += (end - start) / 10
+    for _ in range(3):
+        market.advance()
+    assert market.ended
+    began = [r for r in caplog.records if "began with the first request" in r.getMessage()]
+    ended = [r for r in caplog.records if "ended at" in r.getMessage()]
+    assert len(began) == 1 and len(ended) == 1
+
+
+def test_a_client_that_comes_late_sees_the_recording_from_its_start(sample_recording):
+    books = _recorded(sample_recording, "orderbook")
+    received = books.groupby("snapshot_id")["receive_time"].first()
+    with invia_data.sim.run(port=0, replay=sample_recording, speed=1) as sim, \
+            invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        market = sim.market
+        # listings, security info and the server time answer without beginning the session
+        assert set(inv.instruments("MOEX")["symbol"]) == {"SBER", "GAZP"}
+        assert inv.security("SBER")["trading_status"].iloc[0] != 18
+        inv.time()
+        client = WSClient(sim.ws_url, fetch_token(sim))
+        try:
+            assert market.now() == market.recording_start and not market.began
+            guid = client.subscribe("OrderBookGetAndSubscribe", code="SBER", exchange="MOEX",
+                                    depth=20, format="Simple")
+            assert client.result(guid, WAIT)["httpCode"] == 200
+            first = client.data(guid, timeout=WAIT)[0]
+            if not first["bids"]:       # served before the recording's first book came
+                first = client.data(guid, timeout=WAIT)[0]
+        finally:
+            client.close()
+        assert market.began
+        # the book of the recording's first seconds, not its last one
+        early = books[books["receive_time"] <= received.iloc[0] + pd.Timedelta("2s")]
+        snapshots = {tuple(group.sort_values(["side", "level"], ascending=[False, True])["price"])
+                     for _, group in early.groupby("snapshot_id")}
+        served = tuple(level["price"] for side in ("bids", "asks") for level in first[side])
+        assert served in snapshots
+        joined = market.now()
+        later = WSClient(sim.ws_url, fetch_token(sim))      # a second client joins the session
+        try:
+            guid = later.subscribe("QuotesSubscribe", code="SBER", exchange="MOEX")
+            assert later.result(guid, WAIT)["httpCode"] == 200
+        finally:
+            later.close()
+        assert market.now() >= joined
