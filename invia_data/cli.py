@@ -68,7 +68,8 @@ def _sim_arguments(parser: argparse.ArgumentParser) -> None:
                              "the old subscription (default) or reject it with 400")
     parser.add_argument("--replay", default=None, metavar="FOLDER",
                         help="serve a recording (invia-data record --out FOLDER): its instruments' "
-                             "books, trades, quotes and candles; other instruments answer "
+                             "books, trades, quotes (recorded fields only, the others null) and "
+                             "candles; other instruments answer "
                              "404. The clock stands at the recording's first message until a "
                              "client first asks for market data (a /cws subscription to an "
                              "instrument, an HTTP book/trades/quotes/candles call; not a "

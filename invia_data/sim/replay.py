@@ -8,7 +8,8 @@ start; from then on it runs ``speed`` times as fast as real time, one session sh
 client (a client that comes later joins it where it is). Listings, security info, the server
 time and the portfolios do not begin it. For every recorded instrument its order book,
 quote, trades and the candles of the recorded day are the recorded ones, as received by the
-market's time.
+market's time; a quote holds recorded values only (merged as :func:`invia_data.replay` merges
+them; a field no message carried is null).
 Market data the recording does not hold (an instrument it lacks, or a kind it lacks for an
 instrument, such as the book of an instrument whose quotes alone were recorded) is refused
 (:meth:`ReplayMarket.data_refusal`: HTTP 404, a refused ``/cws`` subscription), never made up;
@@ -29,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgument
-from ..replay import load, recording_bounds
+from ..replay import RowsReplay, load, recording_bounds
+from ..schema import QUOTE
 from .calendar import CLOSED, STATUS_INFO
 from .market import Key, Market
 
@@ -49,6 +51,18 @@ def _moscow(t: float) -> str:
         "%Y-%m-%d %H:%M:%S MSK")
 
 
+# a quote's fields and their wire kinds (the legacy one is the same figure as accrued_interest)
+QUOTE_FIELDS = {field.name: field.kind for field in QUOTE.fields if not field.legacy}
+QUOTE_FIELDS_LEGACY = [field.name for field in QUOTE.fields if field.legacy]
+
+
+def _quote_value(value: Any, kind: str) -> Any:
+    """A merged quote's value -> its wire value (unix seconds or ms for times; None for null)."""
+    if isinstance(value, pd.Timestamp) and value is not pd.NaT:
+        return int(value.value // (1_000_000_000 if kind == "ts_s" else 1_000_000))
+    return _wire(value)
+
+
 def _wire(value: Any) -> Any:
     if value is None or value is pd.NA or value is pd.NaT:
         return None
@@ -66,8 +80,7 @@ class _Recorded:
         self.trade_us: np.ndarray | None = None
         self.bars: pd.DataFrame | None = None
         self.bar_us: np.ndarray | None = None
-        self.quotes: pd.DataFrame | None = None
-        self.quote_us: np.ndarray | None = None
+        self.quotes: RowsReplay | None = None
 
 
 class ReplayMarket(Market):
@@ -85,6 +98,7 @@ class ReplayMarket(Market):
         self._recorded: dict[Key, _Recorded] = {}
         self._replay_lock = threading.Lock()
         self._book_cache_rec: dict[tuple[Key, int, int], dict] = {}
+        self._quote_cache_rec: dict[tuple[Key, int], dict] = {}
         self.began = False     # the session's clock runs from the first request for market data
         super().__init__(seed=seed, speed=speed, clock=clock, start=first / 1e6)
         self.recording = path
@@ -201,8 +215,7 @@ class ReplayMarket(Market):
                 rec.bars = rows
                 rec.bar_us = _us(rows["receive_time"])
         else:
-            rec.quotes = rows
-            rec.quote_us = _us(rows["receive_time"])
+            rec.quotes = RowsReplay(rows.assign(symbol=symbol), "quotes", {})
 
     def _position(self, times: np.ndarray | None, delay: float = 0) -> int:
         if times is None:  # nothing of that kind was recorded
@@ -315,31 +328,48 @@ class ReplayMarket(Market):
     # --- quotes ----------------------------------------------------------------------------
 
     def quote(self, key: Key, delay: float = 0) -> dict:
-        base = super().quote(key, delay)
+        """A recorded instrument's quote holds recorded values only: its recorded quotes
+        merged field by field as a live frame merges them (``invia_data.replay`` shows the
+        same row), else the best levels of its recorded book and its last recorded trade.
+        A field no message carried is null, as the API sends missing data."""
         rec = self._recorded.get(key)
         if rec is None:
-            return base
+            return super().quote(key, delay)
         if rec.quotes is not None:
-            rows = rec.quotes.iloc[:self._position(rec.quote_us, delay)]
-            if len(rows):
-                merged = rows.ffill().iloc[-1]
-                for name in base:
-                    if name in merged.index and not pd.isna(merged[name]):
-                        value = merged[name]
-                        if isinstance(value, pd.Timestamp):
-                            value = (int(value.value // 1_000_000) if name == "ob_time"
-                                     else int(value.value // 1_000_000_000))
-                        base[name] = _wire(value)
-                return base
+            position = self._position(rec.quotes.times, delay)
+            if position:
+                return dict(self._recorded_quote(key, rec.quotes, position))
+        record = dict.fromkeys([*QUOTE_FIELDS, *QUOTE_FIELDS_LEGACY])
+        record.update(symbol=key[1], exchange=key[0])
         book = self.book(key, 1, delay) if rec.book is not None else None
-        if book and book["bids"] and book["asks"]:
-            base.update(bid=book["bids"][0]["price"], bid_vol=book["bids"][0]["volume"],
-                        ask=book["asks"][0]["price"], ask_vol=book["asks"][0]["volume"],
-                        ob_time=book["time"])
+        if book and book["time"]:
+            best_bid = book["bids"][0] if book["bids"] else {}
+            best_ask = book["asks"][0] if book["asks"] else {}
+            record.update(bid=best_bid.get("price"), bid_vol=best_bid.get("volume"),
+                          ask=best_ask.get("price"), ask_vol=best_ask.get("volume"),
+                          ob_time=book["time"])
         trades = self.trades(key, last=1) if rec.trades is not None else []
         if trades:
-            base.update(last_price=trades[-1]["price"], last_price_time=trades[-1]["time"] // 1000)
-        return base
+            record.update(last_price=trades[-1]["price"],
+                          last_price_time=trades[-1]["time"] // 1000)
+        return record
+
+    def _recorded_quote(self, key: Key, quotes: RowsReplay, position: int) -> dict:
+        """The recorded quotes received before ``position``, merged, as a wire-valued record."""
+        cached = self._quote_cache_rec.get((key, position))
+        if cached is not None:
+            return cached
+        frame = quotes.frame(position)
+        mine = frame.index[frame["exchange"].eq(key[0]).fillna(False).to_numpy(dtype=bool)]
+        row = frame.loc[mine[-1] if len(mine) else frame.index[-1]]
+        record = {name: _quote_value(row[name], kind) for name, kind in QUOTE_FIELDS.items()}
+        # the legacy key of the same figure (Simple's ``accrued_interest``)
+        record["accrued_interest_legacy"] = record["accrued_interest"]
+        with self._replay_lock:
+            if len(self._quote_cache_rec) > 1000:
+                self._quote_cache_rec.clear()
+            self._quote_cache_rec[(key, position)] = record
+        return record
 
     # --- candles ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -110,8 +111,8 @@ def test_a_book_recorded_empty_is_served_empty(tmp_path):
         assert inv.orderbook("SBER", depth=5).empty
 
 
-def _wait_past_the_end(sim, inv):
-    inv.orderbook("SBER", depth=1)      # a request for market data begins the session
+def _wait_past_the_end(sim, inv, symbol="SBER"):
+    inv.quotes(symbol)      # a request for market data begins the session
     deadline = time.monotonic() + WAIT
     while sim.market.now() <= sim.market.recording_end + 0.5:
         assert time.monotonic() < deadline
@@ -249,3 +250,89 @@ def test_a_client_that_comes_late_sees_the_recording_from_its_start(sample_recor
         finally:
             later.close()
         assert market.now() >= joined
+
+
+def _spec_quote(fmt):
+    """The official spec's example of a quote message (QuotesSubscribe) in ``fmt``."""
+    path = Path(__file__).parents[1] / "fixtures" / "spec" / "ws_examples.json"
+    for operation in orjson.loads(path.read_bytes()):
+        for example in operation["examples"]:
+            if example["name"] == f"ws_QuotesSubscribe_{fmt}":
+                return example["value"]["data"]
+    raise AssertionError(f"no quote example in {fmt}")
+
+
+def _record_quotes_and_a_book(path, base):
+    """SBER's quotes as Slim messages (the spec's example: no currency, no previous close or
+    change; then a bid sent as null, a message leaving fields out) and GAZP's book alone."""
+    from invia_data.record import Recorder
+    from invia_data.stream import LiveFrame
+    from invia_data.stream.live import FrameWriter
+    from invia_data.stream.state import make_state
+
+    quote = _spec_quote("Slim")
+    messages = [quote,
+                {**quote, "bid": None, "c": 272.1, "tst": quote["tst"] + 1},
+                {**{k: v for k, v in quote.items() if k not in ("ask", "av")}, "bid": 272.05},
+                {"sym": "SBER", "ex": "MOEX", "c": 272.2, "tst": quote["tst"] + 3, "oi": None}]
+    quotes = LiveFrame("quotes", "MOEX:SBER", {"format": "Slim", "symbols": ["MOEX:SBER"]},
+                       make_state("quotes", "Slim"))
+    book = LiveFrame("orderbook", "MOEX:GAZP", {"format": "Slim", "depth": 5},
+                     make_state("orderbook", "Slim"))
+    gazp = {"b": [{"p": 160.1, "v": 7}], "a": [{"p": 160.2, "v": 9}], "t": int(base * 1000)}
+    with Recorder(path, [quotes, book], batch_seconds=3600):
+        FrameWriter(book).apply([gazp], base, 1, [orjson.dumps({"data": gazp, "guid": "g"})])
+        for i, message in enumerate(messages):
+            FrameWriter(quotes).apply([message], base + 0.5 + i * 0.5)
+    return [base + 0.5 + i * 0.5 for i in range(len(messages))]
+
+
+def test_a_replayed_quote_holds_the_recorded_values_only(tmp_path):
+    from invia_data.frames import to_frame
+    from invia_data.schema import QUOTE
+    from invia_data.sim import encode
+    from invia_data.sim.replay import ReplayMarket
+
+    base = 1_765_436_400.0   # 2025-12-11 07:00 UTC
+    times = _record_quotes_and_a_book(tmp_path, base)
+    real = [1_000.0]
+    market = ReplayMarket(tmp_path, clock=lambda: real[0])
+    market.begin()
+    with invia_data.replay(tmp_path, paused=True) as rp:
+        replayed = rp.quotes("SBER")
+        for t in times:
+            at = min(t + 0.1, market.recording_end)
+            real[0] = 1_000.0 + at - market.recording_start
+            rp.seek(pd.Timestamp(at, unit="s", tz="UTC"))
+            for fmt in ("Simple", "Slim", "Heavy"):
+                wire = encode.encode("quote", market.quote(("MOEX", "SBER")), fmt)
+                pd.testing.assert_frame_equal(to_frame(QUOTE, [wire], fmt), replayed.df,
+                                              obj=f"{fmt} quote at {t}")
+        last = replayed.df.iloc[0]
+    # never recorded: null, as the API sends missing data (no synthetic value)
+    assert last[["currency", "prev_close_price", "change", "change_percent"]].isna().all()
+    assert pd.isna(last["open_interest"]) and pd.isna(last["yield"])
+    assert last["bid"] == 272.05 and last["ask"] == 272 and last["last_price"] == 272.2
+    # an instrument whose book alone was recorded: its best levels, nothing else
+    gazp = market.quote(("MOEX", "GAZP"))
+    assert (gazp["bid"], gazp["bid_vol"], gazp["ask"], gazp["ask_vol"]) == (160.1, 7, 160.2, 9)
+    assert gazp["symbol"] == "GAZP" and gazp["ob_time"] == int(base * 1000)
+    assert {k for k, v in gazp.items() if v is not None} == {
+        "symbol", "exchange", "bid", "bid_vol", "ask", "ask_vol", "ob_time"}
+
+
+def test_the_server_serves_the_quote_the_python_replay_shows(tmp_path):
+    base = 1_765_436_400.0
+    _record_quotes_and_a_book(tmp_path, base)
+    with invia_data.replay(tmp_path, paused=True) as rp:
+        replayed = rp.quotes("SBER")
+        rp.seek(rp.end)
+        want = replayed.df
+    with invia_data.sim.run(port=0, replay=tmp_path, speed=20) as sim, \
+            invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        _wait_past_the_end(sim, inv, "SBER")
+        pd.testing.assert_frame_equal(inv.quotes("SBER"), want)
+        streamed = inv.stream.quotes("SBER", format="Simple")
+        streamed.wait(0, timeout=WAIT)
+        pd.testing.assert_frame_equal(streamed.df, want)
+        assert pd.isna(streamed.df["prev_close_price"].iloc[0])
