@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from .books import book_stats
 from .client import Client, connect
+from .compact import compact_recording
 from .errors import (
     APIError,
     AuthError,
@@ -79,6 +80,7 @@ __all__ = [
     "__version__",
     "book_stats",
     "read_recording",
+    "compact_recording",
     "connect",
     "replay",
 ]

@@ -288,6 +288,30 @@ def _record_until(args: argparse.Namespace, stop: threading.Event) -> int:
     return 0
 
 
+# --- invia-data compact -------------------------------------------------------------------------
+
+def _compact_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="folder of a recording (invia-data record --out)")
+    parser.add_argument("--today", action="store_true",
+                        help="also the current UTC day (safe while a recorder writes it)")
+
+
+@command("compact", "merge a recording's small files into a few large ones per day "
+                    "(the rows stay the same)", _compact_arguments)
+def run_compact(args: argparse.Namespace) -> int:
+    from .compact import compact_recording
+    from .errors import InviaError
+
+    try:
+        summary = compact_recording(args.path, today=args.today)
+    except InviaError as exc:
+        print(f"invia-data compact: {exc}", file=sys.stderr)
+        return 1
+    print(f"{int(summary['files'].sum())} files of {len(summary)} day partitions merged into "
+          f"{int(summary['merged_into'].sum())} ({int(summary['rows'].sum())} rows)", flush=True)
+    return 0
+
+
 # --- invia-data download ------------------------------------------------------------------------
 
 def _download_arguments(parser: argparse.ArgumentParser) -> None:

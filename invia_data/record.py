@@ -963,7 +963,8 @@ class Recorder:
                 folder, name, kind, part, source = job
                 folder.mkdir(parents=True, exist_ok=True)
                 temporary = folder / f".{name}.tmp"
-                pq.write_table(part, temporary, compression="zstd", **_file_options(part))
+                pq.write_table(part, temporary, compression="zstd",
+                               **file_options(kind, part.schema))
                 os.replace(temporary, folder / name)
                 with self._lock:
                     self._files += 1
@@ -1100,12 +1101,16 @@ class Recorder:
         self._gaps_written += 1
 
     def _remove_temporary_files(self) -> None:
-        """Files a killed recorder left half written (their batch is the one lost)."""
+        """Files a killed recorder left half written (their batch is the one lost), and the
+        sources of a compaction that was stopped after its merged file was in place."""
+        from .compact import finish_compactions
+
         for temporary in self.path.glob("kind=*/*/date=*/.*.tmp"):
             try:
                 temporary.unlink()
             except OSError:
                 pass
+        finish_compactions(self.path)
 
 
 def _timeframe(source: _Source) -> int:
@@ -1123,15 +1128,15 @@ def _in_receive_order(tables: list[pa.Table]) -> pa.Table:
     return table.take(pa.array(order))
 
 
-def _file_options(table: pa.Table) -> dict[str, Any]:
-    """How a recorded table is encoded. Order books: dictionaries everywhere (prices and
+def file_options(kind: str, schema: pa.Schema) -> dict[str, Any]:
+    """How a recorded kind is encoded. Order books: dictionaries everywhere (prices and
     levels repeat), statistics only where filters and resumption read them (the others cost
     ~10 % of the encoding), no Arrow schema (``side`` reads back as plain strings). Other
     kinds: dictionaries for text only (ids and times never repeat: trying cost ~12 %)."""
-    if table.schema.equals(BOOK_SCHEMA):
+    if kind == "orderbook":
         return {"store_schema": False,
                 "write_statistics": ["snapshot_id", "exchange_time", "receive_time"]}
-    return {"use_dictionary": [f.name for f in table.schema
+    return {"use_dictionary": [f.name for f in schema
                                if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
                                or pa.types.is_dictionary(f.type)]}
 
