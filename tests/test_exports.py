@@ -14,7 +14,7 @@ EXPECTED = {
     "InviaError", "LiveFrame", "NotFound", "RateLimited", "ServerError", "Stream",
     "StreamClosed", "ClientClosed", "InviaWarning", "StreamError", "StreamTimeout",
     "TransportError", "DecodeError", "RequestTimeout", "Timeout", "__version__", "book_stats", "connect",
-    "Replay", "replay", "read_recording",
+    "Replay", "replay", "read_recording", "compact_recording",
 }
 
 
@@ -27,7 +27,8 @@ def test_all_is_exactly_the_public_api():
 
 def test_exceptions_are_the_tree_of_errors_py():
     for name in EXPECTED - {"Client", "connect", "__version__", "LiveFrame", "Stream", "Replay",
-                            "replay", "read_recording", "InviaWarning", "book_stats"}:
+                            "replay", "read_recording", "compact_recording", "InviaWarning",
+                            "book_stats"}:
         cls = getattr(invia_data, name)
         assert cls is getattr(errors, name)
         assert issubclass(cls, errors.InviaError)
