@@ -205,6 +205,9 @@ def _record_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 500000)")
     parser.add_argument("--batch-seconds", type=float, default=5.0,
                         help="the longest a message waits before it is written (default 5)")
+    parser.add_argument("--no-compact", dest="compact", action="store_false",
+                        help="leave the files of finished days as written (default: merged "
+                             "at the start and after each UTC midnight, as invia-data compact)")
     parser.add_argument("--status-every", type=float, default=1.0,
                         help="seconds between status lines on stderr (default 1; 0: none)")
     parser.add_argument("--log-level", default="WARNING", help="logging level on stderr")
@@ -265,7 +268,7 @@ def _record_until(args: argparse.Namespace, stop: threading.Event) -> int:
     try:
         frames = open_recorded_frames(inv.stream, args)
         recorder = inv.stream.record(args.out, frames, batch_rows=args.batch_rows,
-                                     batch_seconds=args.batch_seconds)
+                                     batch_seconds=args.batch_seconds, compact=args.compact)
     except InviaError as exc:
         print(f"invia-data record: {exc}", file=sys.stderr)
         inv.close()

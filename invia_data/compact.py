@@ -46,13 +46,22 @@ def compact_recording(path: str | os.PathLike[str], *, today: bool = False,
 
     if not isinstance(today, bool):
         raise InvalidArgument(f"today must be True or False, got {today!r}"[:200])
-    root = _recording_root(path)
+    return compact_days(_recording_root(path), None if today else clock())
+
+
+def compact_days(root: Path, before: float | None,
+                 stopped: Callable[[], bool] = lambda: False) -> pd.DataFrame:
+    """:func:`compact_recording` of the days before the UTC day of ``before`` (unix seconds;
+    None: every day); ``stopped`` is asked between partitions (a closing recorder)."""
     finish_compactions(root)
-    current = pd.Timestamp(clock(), unit="s", tz="UTC").strftime("%Y-%m-%d")
+    current = (None if before is None
+               else pd.Timestamp(before, unit="s", tz="UTC").strftime("%Y-%m-%d"))
     rows = []
     for folder in sorted(root.glob("kind=*/*=*/date=*")):
         day = folder.name.split("=", 1)[1]
-        if not folder.is_dir() or (day >= current and not today):
+        if stopped():
+            break
+        if not folder.is_dir() or (current is not None and day >= current):
             continue
         files = sorted(folder.glob("part-*.parquet"))
         if len(files) < 2:
@@ -154,4 +163,4 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.table(columns, schema=schema.remove_metadata())
 
 
-__all__ = ["compact_recording", "finish_compactions"]
+__all__ = ["compact_days", "compact_recording", "finish_compactions"]

@@ -85,6 +85,7 @@ MERGED_KINDS = frozenset({"quotes", "instrument_state", "positions", "summary", 
                           "forts_risk", "orders", "stop_orders", "own_trades"})
 ABSENT = "absent_fields"
 DEDUP_MEMORY = 4096
+COMPACT_AFTER = 60.0   # seconds after midnight UTC the recorder merges the day that ended
 CANDLE_VALUES = ("open", "high", "low", "close", "volume")    # candle versions remembered per instrument
 
 
@@ -654,17 +655,24 @@ class Recorder:
     per frame and day. ``max_pending_rows``: beyond it the stream thread waits for the writer
     (so the socket waits too) and, after ``max_pending_wait`` seconds, writes the batch itself:
     memory stays bounded however slow the disk. ``stream``: the Stream whose ``gaps()`` are
-    copied into the dataset. ``clock`` gives unix seconds (tests inject one).
+    copied into the dataset. ``compact``: at the start and a minute after each UTC midnight,
+    merge the files of the days before into a few large ones, on a thread of its own (see
+    :func:`invia_data.compact_recording`). ``clock`` gives unix seconds (tests inject one).
     """
 
     def __init__(self, path: str | os.PathLike[str], frames: Iterable[Any] = (), *,
                  stream: Any = None, batch_rows: int = 500_000, batch_seconds: float = 5.0,
-                 max_pending_rows: int = 1_000_000, clock: Callable[[], float] = time.time
-                 ) -> None:
+                 max_pending_rows: int = 1_000_000, compact: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         if not isinstance(batch_rows, int) or batch_rows < 1:
             raise InvalidArgument(f"batch_rows must be a positive integer, got {batch_rows!r}")
         if not batch_seconds > 0:
             raise InvalidArgument(f"batch_seconds must be positive, got {batch_seconds!r}")
+        if not isinstance(compact, bool):
+            raise InvalidArgument(f"compact must be True or False, got {compact!r}"[:200])
+        self.compact = compact
+        self._compacted_day: int | None = None
+        self._compacting: threading.Thread | None = None
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.batch_rows = batch_rows
@@ -749,6 +757,8 @@ class Recorder:
         self._stop.set()
         self._wake.set()
         self._thread.join(30.0)
+        if self._compacting is not None:   # (it stops between partitions)
+            self._compacting.join(30.0)
         self.flush()
         self._files_queue.put(None)
         self._file_thread.join(30.0)
@@ -846,10 +856,37 @@ class Recorder:
                 self._write_all(force=False)
                 if self.stream is not None:
                     self._write_gaps()
+                self._compact_closed_days()
             except Exception as exc:  # keep recording; the status line shows the error
                 self._errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("recorder: writing failed")
+
+    def _compact_closed_days(self) -> None:
+        """At the start and once a UTC day has ended (and its last batches are written: a
+        minute later), merge the files of the days before it, on a thread of its own."""
+        day = int((self._clock() - COMPACT_AFTER) // 86_400)
+        busy = self._compacting is not None and self._compacting.is_alive()
+        if not self.compact or day == self._compacted_day or busy:
+            return
+        self._compacted_day = day
+        self._compacting = threading.Thread(target=self._compact, args=(day * 86_400.0,),
+                                            name="invia-data-recorder-compact", daemon=True)
+        self._compacting.start()
+
+    def _compact(self, before: float) -> None:
+        from .compact import compact_days
+
+        try:
+            summary = compact_days(self.path, before, self._stop.is_set)
+        except Exception as exc:  # the files stay as they were; the status line says so
+            self._errors += 1
+            self.last_error = f"compacting: {type(exc).__name__}: {exc}"
+            log.exception("recorder: compacting the closed days failed")
+            return
+        if len(summary):
+            log.info("recorder: %d files of %d closed-day partitions merged into %d",
+                     summary["files"].sum(), len(summary), summary["merged_into"].sum())
 
     def _write_all(self, force: bool) -> None:
         with self._write_lock:

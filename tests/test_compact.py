@@ -113,3 +113,26 @@ def test_bad_input_and_the_command(recording, tmp_path):
     done = subprocess.run([*command[:-2], str(tmp_path / "missing")], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 1 and "no recording" in done.stderr
+
+
+def test_a_recorder_merges_the_days_before_today_at_start_and_after_midnight(recording):
+    """The recording's files are from today: a recorder whose clock says tomorrow, 00:00:30,
+    leaves them (their day's last batches may still come); at 00:01 it merges them."""
+    before, files = _all_rows(recording), _files(recording)
+    midnight = (time.time() // 86_400 + 1) * 86_400
+    now = [midnight + 30]
+    with Recorder(recording, batch_seconds=0.05, clock=lambda: now[0]) as recorder:
+        assert until(lambda: recorder._compacting is not None, timeout=20)
+        until(lambda: not recorder._compacting.is_alive(), timeout=20)
+        assert _files(recording) == files   # the start's run: no day before today
+        now[0] = midnight + 61
+        assert until(lambda: len(_files(recording)) < len(files), timeout=20)
+        until(lambda: not recorder._compacting.is_alive(), timeout=20)
+    assert len(_files(recording)) == len({f.parent for f in _files(recording)})
+    for kind in KINDS:
+        pd.testing.assert_frame_equal(invia_data.read_recording(recording, kind), before[kind],
+                                      obj=kind)
+    with Recorder(recording, compact=False, clock=lambda: midnight + 61) as recorder:
+        assert recorder._compacting is None
+    with pytest.raises(InvalidArgument, match="compact must be True or False"):
+        Recorder(recording, compact="no")

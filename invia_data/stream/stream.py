@@ -474,7 +474,7 @@ class Stream:
         Hive-partitioned Parquet dataset at ``path`` (``kind=/symbol=/date=``), with this
         stream's reconnect gaps; returns the running :class:`invia_data.record.Recorder`
         (``health()``, ``status_line()``, ``flush()``, ``close()``). ``options``: the
-        Recorder's (``batch_rows``, ``batch_seconds``, ``max_pending_rows``).
+        Recorder's (``batch_rows``, ``batch_seconds``, ``max_pending_rows``, ``compact``).
 
         One folder has one Recorder: when one already writes there (a ``record=`` option of a
         subscription, an earlier call), the frames are added to it and it is returned
@@ -832,7 +832,7 @@ class Stream:
         return int(added), complete
 
 
-RECORDER_OPTIONS = frozenset({"batch_rows", "batch_seconds", "max_pending_rows"})
+RECORDER_OPTIONS = frozenset({"batch_rows", "batch_seconds", "max_pending_rows", "compact"})
 
 
 def _identity(kind: str, label: str, params: dict[str, Any], requests: list[Request]
