@@ -282,83 +282,79 @@ class FrameBytes(Sequence[bytes]):
     """The bytes of recorded frames: each socket read's frames joined, the lengths beside.
 
     The stream thread joins a read's frames while they are in its cache and copies the result
-    into a segment of memory used before (a fresh allocation of every read's bytes faults its
-    pages in: it cost the stream ~0.1 us a frame, the copy ~0.03); the writer then gives Arrow
-    one string array with a few calls a read, instead of touching every frame's bytes object
-    again under the interpreter lock (cold by then: it held the stream back by ~0.4 us a
-    frame). Segments go back to ``pool`` once the frames are joined for the parser.
+    into a segment of memory used before (a fresh allocation for every read faults its pages
+    in: ~0.1 us a frame on the stream thread, the copy ~0.02); the parser reads the segments in
+    place, one Arrow string array each, instead of touching every frame's bytes object again
+    under the interpreter lock (cold by then: it held the stream back by ~0.4 us a frame).
+    :meth:`release` gives the segments back to ``pool`` once the batch is parsed.
     """
 
     SEGMENT = 4 << 20
-    POOLED = 16   # segments kept for reuse at most (64 MB)
+    POOLED = 64   # segments kept for reuse at most (256 MB: a batch of trades is ~75 MB)
 
     def __init__(self, pool: list[bytearray] | None = None) -> None:
         self._pool = [] if pool is None else pool
-        self._segments: list[tuple[bytearray | bytes, int]] = []   # (memory, bytes used)
+        # (memory, bytes used, its reads: the range of _lengths/_times)
+        self._segments: list[tuple[bytearray | bytes, int, int, int]] = []
         self._segment: bytearray | None = None
+        self._view: memoryview | None = None
         self._used = 0
+        self._first_read = 0
         self._lengths: list[np.ndarray] = []
         self._times: list[float] = []
         self._count = 0
-        self._joined: bytes | None = None
 
     def add(self, frames: Sequence[bytes], now: float) -> None:
         """Keep ``frames`` (the bytes of one read's messages) received at ``now``."""
         chunk = b"".join(frames)
         size = len(chunk)
-        segment = self._segment
-        if segment is None or self._used + size > len(segment):
+        if self._segment is None or self._used + size > self.SEGMENT:
             self._end_segment()
-            if size > self.SEGMENT:
-                self._segments.append((chunk, size))
-                segment = None
+            if size > self.SEGMENT:   # a segment of its own
+                self._segments.append((chunk, size, len(self._lengths), len(self._lengths) + 1))
+                self._first_read += 1
             else:
                 try:
-                    segment = self._pool.pop()
+                    self._segment = self._pool.pop()
                 except IndexError:
-                    segment = bytearray(self.SEGMENT)
-                self._segment = segment
-        if segment is not None:
-            segment[self._used:self._used + size] = chunk
+                    self._segment = bytearray(self.SEGMENT)
+                self._view = memoryview(self._segment)
+        if self._view is not None:
+            self._view[self._used:self._used + size] = chunk
             self._used += size
         self._lengths.append(np.fromiter(map(len, frames), np.int64, len(frames)))
         self._times.append(now)
         self._count += len(frames)
 
     def _end_segment(self) -> None:
-        if self._segment is not None and self._used:
-            self._segments.append((self._segment, self._used))
-        elif self._segment is not None:
-            self._pool.append(self._segment)
-        self._segment, self._used = None, 0
+        if self._segment is not None:
+            if self._used:
+                self._segments.append((self._segment, self._used, self._first_read,
+                                       len(self._lengths)))
+            else:
+                self._pool.append(self._segment)
+        if self._view is not None:
+            self._view.release()
+        self._segment, self._view, self._used = None, None, 0
+        self._first_read = len(self._lengths)
 
-    def joined(self) -> bytes:
-        """Every frame's bytes, one after another (the segments then go back to the pool)."""
-        if self._joined is None:
-            self._end_segment()
-            # (bytes.join releases the interpreter lock while it copies a large result)
-            self._joined = b"".join([memoryview(memory)[:used]
-                                     for memory, used in self._segments])
-            for memory, _ in self._segments:
-                if type(memory) is bytearray and len(self._pool) < self.POOLED:
-                    self._pool.append(memory)
-            self._segments = []
-        return self._joined
-
-    def offsets(self) -> np.ndarray:
-        """Where each frame starts in :meth:`joined`, and the end (``len + 1`` values)."""
-        offsets = np.zeros(self._count + 1, dtype=np.int64)
-        if self._lengths:
-            np.cumsum(np.concatenate(self._lengths), out=offsets[1:])
-        return offsets
+    def _chunks(self) -> Iterator[tuple[memoryview, np.ndarray]]:
+        """Each segment's bytes and where its frames start in them (and the end)."""
+        self._end_segment()
+        for memory, used, first, last in self._segments:
+            sizes = (np.concatenate(self._lengths[first:last]) if last > first
+                     else np.empty(0, dtype=np.int64))
+            offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+            np.cumsum(sizes, out=offsets[1:])
+            yield memoryview(memory)[:used], offsets
 
     def __len__(self) -> int:
         return self._count
 
     def __iter__(self) -> Iterator[bytes]:
-        data, offsets = self.joined(), self.offsets()
-        for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
-            yield data[start:stop]
+        for data, offsets in self._chunks():
+            for start, stop in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+                yield bytes(data[start:stop])
 
     def __getitem__(self, index: Any) -> Any:   # (rarely: the objects path iterates)
         return list(self)[index]
@@ -368,13 +364,24 @@ class FrameBytes(Sequence[bytes]):
         counts = [len(lengths) for lengths in self._lengths]
         return np.repeat(np.asarray(self._times, dtype="float64"), counts)
 
-    def strings(self) -> pa.LargeStringArray:
-        """One Arrow string array of every frame (the text is checked by the JSON parser)."""
-        return pa.LargeStringArray.from_buffers(self._count, pa.py_buffer(self.offsets()),
-                                                pa.py_buffer(self.joined()))
+    def strings(self) -> pa.ChunkedArray:
+        """Every frame as Arrow strings over the segments, not copied (the text is checked by
+        the JSON parser)."""
+        return pa.chunked_array(
+            [pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets),
+                                              pa.py_buffer(data))
+             for data, offsets in self._chunks()], type=pa.large_string())
+
+    def release(self) -> None:
+        """The batch is parsed: its segments go back to the pool (none may be read after)."""
+        self._end_segment()
+        for memory, *_ in self._segments:
+            if type(memory) is bytearray and len(self._pool) < self.POOLED:
+                self._pool.append(memory)
+        self._segments = []
 
 
-def _payload_strings(payloads: Sequence[bytes]) -> pa.Array:
+def _payload_strings(payloads: Sequence[bytes]) -> pa.Array | pa.ChunkedArray:
     """The frames' bytes as one Arrow string array, without a Python string per frame (one
     copy in Arrow's C++, about half the time of joining them in Python; the text is checked
     by the JSON parser, not here)."""
@@ -400,9 +407,15 @@ def _duckdb_select(payloads: Sequence[bytes], columns: dict[str, np.ndarray],
     # in chunks: DuckDB parses the chunks of one batch in parallel (and keeps their order)
     step = max(2048, len(strings) // (4 * threads) + 1)
     names = ["j", *columns]
-    batches = [pa.record_batch([strings.slice(lo, step),
-                                *(pa.array(v[lo:lo + step]) for v in columns.values())],
-                               names=names) for lo in range(0, len(strings), step)]
+    batches, done = [], 0
+    for piece in (strings.chunks if isinstance(strings, pa.ChunkedArray) else [strings]):
+        for lo in range(0, len(piece), step):
+            part = piece.slice(lo, step)
+            at = done + lo
+            batches.append(pa.record_batch(
+                [part, *(pa.array(v[at:at + len(part)]) for v in columns.values())],
+                names=names))
+        done += len(piece)
     relation = con.from_arrow(pa.Table.from_batches(batches) if batches else
                               pa.table({"j": strings, **columns}))
     for select in selects:
@@ -906,7 +919,10 @@ class Recorder:
                     source.initial = None
                 self._room.notify_all()
             for batch in batches:
-                self._write_source(*batch)
+                try:
+                    self._write_source(*batch)
+                finally:
+                    batch[-1].release()   # the frames' bytes are parsed
 
     def _write_source(self, source: _Source, initial: Any, items: list[Any],
                       times: list[float], payloads: FrameBytes) -> None:
