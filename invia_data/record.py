@@ -160,6 +160,9 @@ def _long_form(nb: np.ndarray, na: np.ndarray, bids: list[np.ndarray], asks: lis
     """Books given as their level counts and flattened level values (price, volume, yield of
     every bid level, book by book; the same for asks) -> the ``BOOK_SCHEMA`` table, rows book
     by book (its bids, then its asks), gathered with one take per column."""
+    depth = int(nb[0]) if len(nb) else 0
+    if depth and nb.min() == nb.max() == na.min() == na.max() == depth:
+        return _full_books_long(depth, bids, asks, received, stamps)
     levels = nb + na
     rows = np.maximum(levels, 1)                     # an empty book keeps one marker row
     total, total_bids = int(rows.sum()), int(nb.sum())
@@ -184,6 +187,25 @@ def _long_form(nb: np.ndarray, na: np.ndarray, bids: list[np.ndarray], asks: lis
         pa.array(columns[0]), pa.array(columns[1]), pa.array(columns[2]),
         pa.array(exchange, TIME_TYPE, mask=exchange == 0),
         pa.array(np.repeat(received, rows), TIME_TYPE),
+    ], schema=BOOK_SCHEMA)
+
+
+def _full_books_long(depth: int, bids: list[np.ndarray], asks: list[np.ndarray],
+                     received: np.ndarray, stamps: np.ndarray) -> pa.Table:
+    """:func:`_long_form` of books that all hold ``depth`` levels a side (the usual batch):
+    each book's bids and asks side by side, no gather."""
+    count = len(received)
+    side = np.tile(np.repeat(np.array([0, 1], dtype="int8"), depth), count)
+    level = np.tile(np.concatenate([np.arange(depth), np.arange(depth)]), count)
+    columns = [np.concatenate([b.reshape(count, depth), a.reshape(count, depth)], axis=1).ravel()
+               for b, a in zip(bids, asks, strict=True)]
+    exchange = np.repeat(np.round(stamps * 1000).astype("int64"), 2 * depth)
+    return pa.table([
+        pa.array(np.repeat(received * 1000 + _place_in_read(received), 2 * depth)),
+        pa.DictionaryArray.from_arrays(pa.array(side), SIDES), pa.array(level),
+        pa.array(columns[0]), pa.array(columns[1]), pa.array(columns[2]),
+        pa.array(exchange, TIME_TYPE, mask=exchange == 0),
+        pa.array(np.repeat(received, 2 * depth), TIME_TYPE),
     ], schema=BOOK_SCHEMA)
 
 
@@ -431,36 +453,10 @@ def _json_transform(data: pa.DataType) -> str:
     return f"json_transform(j, '{spec}').data"
 
 
-def _read_frames_duckdb(payloads: Sequence[bytes], data: pa.DataType) -> pa.StructArray:
-    table = _duckdb_select(payloads, {}, f"{_json_transform(data)} AS data")
+def _read_frames_duckdb(payloads: Sequence[bytes], data: pa.DataType,
+                        threads: int = 1) -> pa.StructArray:
+    table = _duckdb_select(payloads, {}, f"{_json_transform(data)} AS data", threads=threads)
     return table.column("data").combine_chunks().cast(data)
-
-
-def _book_table_duckdb(payloads: Sequence[bytes], received: np.ndarray, data: pa.DataType,
-                       keys: tuple[str, str, str], level_keys: list[str | None]) -> pa.Table:
-    """Order-book frames -> ``BOOK_SCHEMA`` rows in one DuckDB query (parse and long form off
-    the interpreter lock, in parallel): each book's bids then asks, an empty book one row."""
-    bids, asks, stamp = keys
-    price, volume, yield_ = (f"l.{key}" if key else "NULL" for key in level_keys)
-    table = _duckdb_select(
-        payloads, {"sid": received * 1000 + _place_in_read(received), "rt": received},
-        f"sid, rt, {_json_transform(data)} AS d",
-        f"sid, rt, coalesce(len(d.{bids}), 0) AS nb, d.{stamp} AS t, "
-        f"CASE WHEN coalesce(len(d.{bids}), 0) + coalesce(len(d.{asks}), 0) = 0 THEN [NULL] "
-        f"ELSE list_concat(coalesce(d.{bids}, []), coalesce(d.{asks}, [])) END AS levels",
-        "sid, rt, nb, t, unnest(levels) AS l, unnest(range(len(levels))) AS k",
-        f"sid, CASE WHEN l IS NULL THEN NULL WHEN k < nb THEN 0 ELSE 1 END::TINYINT AS side, "
-        f"CASE WHEN l IS NULL THEN -1 WHEN k < nb THEN k ELSE k - nb END::BIGINT AS level, "
-        f"coalesce({price}, 'NaN'::DOUBLE) AS price, coalesce({volume}, 0)::BIGINT AS volume, "
-        f"coalesce({yield_}, 'NaN'::DOUBLE) AS yield, "
-        f"CASE WHEN t > 0 THEN round(t * 1000)::BIGINT END AS exchange_time, rt",
-        threads=BOOK_THREADS)
-    side = table.column("side").combine_chunks()
-    return pa.table([
-        table.column("sid"), pa.DictionaryArray.from_arrays(side, SIDES),
-        table.column("level"), table.column("price"), table.column("volume"),
-        table.column("yield"), table.column("exchange_time").cast(TIME_TYPE),
-        table.column("rt").cast(TIME_TYPE)], schema=BOOK_SCHEMA)
 
 
 def _read_frames_arrow(payloads: Sequence[bytes], data: pa.DataType) -> pa.StructArray:
@@ -472,12 +468,12 @@ def _read_frames_arrow(payloads: Sequence[bytes], data: pa.DataType) -> pa.Struc
 
 
 def _read_frames(payloads: Sequence[bytes], data: pa.DataType,
-                 engine: str | None = None) -> pa.StructArray:
+                 engine: str | None = None, threads: int = 1) -> pa.StructArray:
     """WebSocket data frames (``{"data": {...}, "guid": ...}``) -> their ``data`` objects.
     A field of another type than the schema's is null with DuckDB; Arrow refuses the batch
     (the caller then takes the objects path)."""
     if (engine or parse_engine()) == "duckdb":
-        return _read_frames_duckdb(payloads, data)
+        return _read_frames_duckdb(payloads, data, threads)
     return _read_frames_arrow(payloads, data)
 
 
@@ -496,20 +492,19 @@ def raw_book_table(payloads: Sequence[bytes], times: Sequence[float] | np.ndarra
     level = pa.struct([(key, kind) for key, kind in level_fields if key])
     wire = pa.struct([(bids_key, pa.list_(level)), (asks_key, pa.list_(level)),
                       (time_key, pa.float64())])
-    if (engine or parse_engine()) == "duckdb":
-        return _book_table_duckdb(payloads, _receive_column(times), wire,
-                                  (bids_key, asks_key, time_key),
-                                  [key for key, _ in level_fields])
-    data = _read_frames(payloads, wire, "arrow")
-    bids, asks = data.field(bids_key), data.field(asks_key)
+    # parsed off the interpreter lock (DuckDB: in parallel), laid out long here: unnesting in
+    # DuckDB cost as much as the parsing, the layout of full books ~0.1 us a book
+    data = _read_frames(payloads, wire, engine, threads=BOOK_THREADS)
+    bids, asks = pc.struct_field(data, bids_key), pc.struct_field(data, asks_key)
     flat = [pc.list_flatten(bids), pc.list_flatten(asks)]
-    values = [[_numpy(side.field(key), dtype, missing) if key else
+    values = [[_numpy(pc.struct_field(side, key), dtype, missing) if key else
                np.full(len(side), missing, dtype=dtype)
                for (key, _), dtype, missing in zip(level_fields, LEVEL_DTYPES, LEVEL_MISSING,
                                                    strict=True)] for side in flat]
     return _long_form(_numpy(pc.list_value_length(bids), "int64", 0),
                       _numpy(pc.list_value_length(asks), "int64", 0), values[0], values[1],
-                      _receive_column(times), _numpy(data.field(time_key), "float64", 0.0))
+                      _receive_column(times),
+                      _numpy(pc.struct_field(data, time_key), "float64", 0.0))
 
 
 def _place_in_read(received: np.ndarray) -> np.ndarray:

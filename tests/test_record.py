@@ -315,6 +315,13 @@ def test_a_large_batch_keeps_every_book_in_its_place(engine):
     assert held.times().tolist() == times
     parsed = raw_book_table(held, times, "Slim", engine).to_pandas()
     pd.testing.assert_frame_equal(parsed, book_table(books, times, "Slim").to_pandas())
+    # the usual batch: every book at full depth (laid out without a gather)
+    full = [{**book, "b": (book["b"] * 13)[:7], "a": (book["a"] * 13)[:7]}
+            for book in books if book["b"] and book["a"]]
+    frames = [orjson.dumps({"data": book, "guid": "g"}) for book in full]
+    pd.testing.assert_frame_equal(raw_book_table(frames, times[:len(full)], "Slim",
+                                                 engine).to_pandas(),
+                                  book_table(full, times[:len(full)], "Slim").to_pandas())
     assert parsed["snapshot_id"].is_monotonic_increasing
     assert parsed["snapshot_id"].nunique() == len(books)
 
