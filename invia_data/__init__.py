@@ -84,3 +84,13 @@ __all__ = [
     "connect",
     "replay",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``invia_data.sim`` after a plain ``import invia_data`` (the simulator and its server
+    libraries load only when it is first used)."""
+    if name == "sim":
+        import importlib
+
+        return importlib.import_module(".sim", __name__)
+    raise AttributeError(f"module 'invia_data' has no attribute {name!r}")

@@ -310,8 +310,11 @@ def run_compact(args: argparse.Namespace) -> int:
     except InviaError as exc:
         print(f"invia-data compact: {exc}", file=sys.stderr)
         return 1
+    left = summary.attrs.get("left_today", 0)
     print(f"{int(summary['files'].sum())} files of {len(summary)} day partitions merged into "
-          f"{int(summary['merged_into'].sum())} ({int(summary['rows'].sum())} rows)", flush=True)
+          f"{int(summary['merged_into'].sum())} ({int(summary['rows'].sum())} rows)"
+          + (f"; {left} partitions of today left as they are (--today merges them too)"
+             if left else ""), flush=True)
     return 0
 
 

@@ -39,14 +39,19 @@ def compact_recording(path: str | os.PathLike[str], *, today: bool = False,
     Days before the current UTC day are compacted; ``today=True`` takes the current day too
     (safe while a recorder writes it: only the files merged are removed, the recorder's new
     ones stay). Returns one row per partition merged: ``kind``, ``partition`` (such as
-    ``symbol=SBER``), ``date``, ``files`` (merged), ``merged_into`` (files now) and ``rows``.
+    ``symbol=SBER``), ``date``, ``files`` (merged), ``merged_into`` (files now) and ``rows``;
+    ``.attrs["left_today"]``: today's partitions left unmerged.
     Readers (pandas, DuckDB, polars, Dask, :func:`invia_data.read_recording`, the replay) see
     the same rows before and after."""
     from .replay import _recording_root
 
     if not isinstance(today, bool):
         raise InvalidArgument(f"today must be True or False, got {today!r}"[:200])
-    return compact_days(_recording_root(path), None if today else clock())
+    root = _recording_root(path)
+    if not any(folder.is_dir() for folder in root.glob("kind=*")):
+        raise InvalidArgument(f"{str(path)[:200]!r} holds no recording (no kind=... folders): "
+                              "give the folder that invia-data record --out (or record=) wrote")
+    return compact_days(root, None if today else clock())
 
 
 def compact_days(root: Path, before: float | None,
@@ -57,21 +62,25 @@ def compact_days(root: Path, before: float | None,
     current = (None if before is None
                else pd.Timestamp(before, unit="s", tz="UTC").strftime("%Y-%m-%d"))
     rows = []
+    left = 0   # partitions of today (or later) with files to merge, left as asked
     for folder in sorted(root.glob("kind=*/*=*/date=*")):
         day = folder.name.split("=", 1)[1]
         if stopped():
             break
-        if not folder.is_dir() or (current is not None and day >= current):
-            continue
         files = sorted(folder.glob("part-*.parquet"))
-        if len(files) < 2:
+        if not folder.is_dir() or len(files) < 2:
+            continue
+        if current is not None and day >= current:
+            left += 1
             continue
         outputs, merged_rows = _compact_folder(folder, files)
         rows.append({"kind": folder.parts[-3].split("=", 1)[1], "partition": folder.parts[-2],
                      "date": day, "files": len(files), "merged_into": outputs,
                      "rows": merged_rows})
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype(
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype(
         {"files": "int64", "merged_into": "int64", "rows": "int64"})
+    summary.attrs["left_today"] = left
+    return summary
 
 
 def finish_compactions(root: Path) -> int:

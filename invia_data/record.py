@@ -85,8 +85,19 @@ MERGED_KINDS = frozenset({"quotes", "instrument_state", "positions", "summary", 
                           "forts_risk", "orders", "stop_orders", "own_trades"})
 ABSENT = "absent_fields"
 DEDUP_MEMORY = 4096
+PARTITION_PREFIXES = ("kind=", "symbol=", "portfolio=", "date=")
 COMPACT_AFTER = 60.0   # seconds after midnight UTC the recorder merges the day that ended
 CANDLE_VALUES = ("open", "high", "low", "close", "volume")    # candle versions remembered per instrument
+
+
+def recording_top(path: Path) -> Path | None:
+    """The recording folder that holds ``path`` when ``path`` is inside one (a ``kind=``,
+    ``symbol=``, ``portfolio=`` or ``date=`` folder, at any depth), else None."""
+    top = None
+    for folder in (path, *path.parents):
+        if folder.name.startswith(PARTITION_PREFIXES):
+            top = folder.parent
+    return top
 
 
 def dataset_kind(kind: str) -> str:
@@ -682,6 +693,11 @@ class Recorder:
         self._compacted_day: int | None = None
         self._compacting: threading.Thread | None = None
         self.path = Path(path)
+        top = recording_top(self.path.absolute())
+        if top is not None:   # a recording inside a recording: every reader would mix them
+            raise InvalidArgument(f"{str(path)[:200]!r} is inside the recording at "
+                                  f"{str(top)[:200]!r}: record into that folder (or another "
+                                  "outside it)")
         self.path.mkdir(parents=True, exist_ok=True)
         self.batch_rows = batch_rows
         self.batch_seconds = float(batch_seconds)

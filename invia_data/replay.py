@@ -50,6 +50,7 @@ from .record import (
     partition_key,
     receive_us,
     record_table,
+    recording_top,
 )
 from .stream.live import FrameWriter, LiveFrame
 from .stream.policy import WATCHED_KINDS
@@ -73,10 +74,10 @@ def _recording_root(path: Any) -> Path:
     if not root.is_dir():
         raise InvalidArgument(f"no recording at {str(path)[:200]!r}: give the folder that "
                               "invia-data record --out (or inv.stream.record) wrote")
-    for folder in (root, *root.parents):
-        if folder.name.startswith(("kind=", "symbol=", "portfolio=", "date=")):
-            raise InvalidArgument(f"{str(path)[:200]!r} is inside a recording: give its "
-                                  f"folder, {str(folder.parent)[:200]!r}")
+    top = recording_top(root)
+    if top is not None:
+        raise InvalidArgument(f"{str(path)[:200]!r} is inside a recording: give its "
+                              f"folder, {str(top)[:200]!r}")
     return root
 
 
@@ -221,6 +222,13 @@ def read_recording(path: str | os.PathLike[str], kind: str, *,
     dataset = ds.dataset(paths, schema=schema, format="parquet", partitioning=partitioning,
                          partition_base_dir=str(folder))
     table = dataset.to_table(filter=where)
+    if tf_seconds is not None and not table.num_rows:
+        have = sorted(int(t) for t in pc.unique(dataset.to_table(columns=["timeframe"])
+                                                .column(0)).to_pylist() if t is not None)
+        if tf_seconds not in have:
+            raise InvalidArgument(f"the recording at {str(root)[:200]!r} has no candles of "
+                                  f"{tf_seconds} s; it has {', '.join(f'{t} s' for t in have)}"
+                                  " (timeframe= takes one of those)")
     order = pc.sort_indices(table, sort_keys=[("receive_time", "ascending")])   # stable
     frame = table.take(order).to_pandas(ignore_metadata=True)
     return _typed(frame, types)
@@ -967,6 +975,14 @@ def replay(path: str | os.PathLike[str], start: Any = None, end: Any = None,
     the subscription methods of ``inv.stream``; its LiveFrames advance together on one clock
     (``pause()``, ``resume()``, ``seek(t)``, ``now``, ``wait()``). ``paused=True`` starts
     paused."""
+    allowed = [name for name in inspect.signature(Replay).parameters
+               if name not in ("path", "start", "end", "speed")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        hint = ("; a replay plays a recording, it records nothing" if "record" in unknown
+                else "")
+        raise InvalidArgument(f"replay() takes no {', '.join(map(repr, unknown))}; its options "
+                              f"are start, end, speed, {', '.join(allowed)}{hint}")
     return Replay(path, start, end, speed, **options)
 
 

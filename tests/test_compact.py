@@ -136,3 +136,38 @@ def test_a_recorder_merges_the_days_before_today_at_start_and_after_midnight(rec
         assert recorder._compacting is None
     with pytest.raises(InvalidArgument, match="compact must be True or False"):
         Recorder(recording, compact="no")
+
+
+def test_what_a_newcomer_got_wrong_is_refused_or_said(recording, tmp_path, sim):
+    """A recording inside a recording is refused (every reader would mix them); a folder that
+    is no recording is named; a day left unmerged is counted; an unrecorded timeframe and a
+    replay option typo are named; the simulator is reachable as invia_data.sim."""
+    with pytest.raises(InvalidArgument, match="inside the recording at .*record into that"):
+        Recorder(recording / "kind=all_trades")
+    deep = recording / "kind=orderbook" / "symbol=SBER"
+    with pytest.raises(InvalidArgument, match=f"give its folder, '{recording}'"):
+        invia_data.read_recording(deep, "orderbook")
+    plain = tmp_path / "frames"
+    plain.mkdir()
+    with pytest.raises(InvalidArgument, match="holds no recording"):
+        compact.compact_recording(plain)
+    assert compact.compact_recording(recording).attrs["left_today"] >= len(KINDS)
+    with pytest.raises(InvalidArgument, match="no candles of 900 s; it has 60 s"):
+        invia_data.read_recording(recording, "bars", timeframe="15min")
+    with pytest.raises(InvalidArgument, match="takes no 'sped'"):
+        invia_data.replay(recording, sped=2)
+    with pytest.raises(InvalidArgument, match="records nothing"):
+        invia_data.replay(recording, record=tmp_path / "again")
+    assert subprocess.run([sys.executable, "-c", "import invia_data; invia_data.sim.run"],
+                          timeout=120).returncode == 0
+
+
+def test_closing_a_recorded_frame_puts_what_it_received_on_disk(sim, tmp_path):
+    with invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        inv.stream.record(tmp_path, [], batch_seconds=3600)   # nothing written by time
+        trades = inv.stream.all_trades("SBER", recent=50, record=tmp_path)
+        until(lambda: trades.version > 0, timeout=20)
+        trades.close()
+        held = trades.df
+        written = invia_data.read_recording(tmp_path, "all_trades")
+        assert set(held["id"]) <= set(written["id"]) and len(written) >= len(held) > 0

@@ -737,6 +737,11 @@ class Stream:
                 del self._by_identity[key]
         for sub in subs:
             self._conn.remove(sub)
+        with self._lock:
+            recorders = list(self._recorded.get(frame, ()))
+        for recorder in recorders:   # what the frame received is on disk when close() returns
+            if not recorder._closed:
+                recorder.flush()
 
     # --- backfill of gaps ----------------------------------------------------------------------
 
