@@ -1100,8 +1100,12 @@ class Recorder:
             last = max((_max_statistic(f, "id") for f in files), default=-1)
             self._last_id[symbol] = max(self._last_id.get(symbol, -1), last)
             return
-        written = pa.concat_tables([pq.read_table(f) for f in files[-4:]],
-                                   promote_options="default").to_pandas()
+        # every candle of the last two days (a notebook's bars cell run again on a new
+        # connection brings its hundreds of history candles again: they are known)
+        wanted = ["time", *CANDLE_VALUES, "timeframe"]
+        written = pa.concat_tables(
+            [pq.read_table(f, columns=[c for c in wanted if c in pq.read_schema(f).names])
+             for f in files], promote_options="default").to_pandas()
         if "timeframe" in written.columns:   # (recordings before it held one timeframe)
             written = written[written["timeframe"] == _timeframe(source)]
         self._fresh_bars(source, written.reset_index(drop=True))

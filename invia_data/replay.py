@@ -253,6 +253,11 @@ def _recording_folder(path: str | os.PathLike[str], kind: str) -> tuple[Path, Pa
     return root, folder
 
 
+def _recorded_kinds(root: Path) -> list[str]:
+    return sorted(p.name.split("=", 1)[1] for p in root.glob("kind=*") if p.is_dir()
+                  and p.name != "kind=gaps")
+
+
 def _wanted_symbols(symbols: str | Iterable[str] | None) -> list[str] | None:
     if symbols is None:
         return None
@@ -659,6 +664,8 @@ class Replay:
     def seek(self, when: Any) -> None:
         """Move the clock to ``when`` (a time, or seconds since the start as a number); every
         frame shows that moment when this returns."""
+        if self._closed:
+            raise StreamClosed("the replay is closed")
         if isinstance(when, (int, float)) and not isinstance(when, bool):
             target = self.start_us + int(round(when * 1_000_000))
         else:
@@ -849,9 +856,12 @@ class Replay:
         if portfolio is None:
             found = sorted(p.name.split("=", 1)[1]
                            for p in (self.path / f"kind={kind}").glob("portfolio=*"))
+            if not found:
+                raise InvalidArgument(f"the recording at {str(self.path)[:200]!r} has no {kind}"
+                                      f"; it has {', '.join(_recorded_kinds(self.path)) or 'nothing'}")
             if len(found) != 1:
                 raise InvalidArgument(f"{kind} needs portfolio= (recorded: "
-                                      f"{', '.join(found) or 'none'})")
+                                      f"{', '.join(found)})")
             portfolio = found[0]
         rows = load(self.path, kind, portfolio)
         fill = {"portfolio": portfolio} if "portfolio" in dtypes(SCHEMAS[kind]) else {}

@@ -404,3 +404,20 @@ def test_recording_a_frame_again_changes_nothing_and_bad_options_are_named(sim, 
         first = _read(tmp_path, "orderbook")["snapshot_id"].min()
     rows = _read(tmp_path, "orderbook")
     assert (rows["snapshot_id"] == first).sum() == 10   # the held book once, not twice
+
+
+def test_a_bars_cell_run_again_on_a_new_connection_adds_no_candle_twice(sim, tmp_path):
+    """Each run brings the hundreds of history candles again; the recorder knows them."""
+    for _ in range(2):
+        with _client(sim) as inv:
+            bars = inv.stream.bars("SBER", "1min", record=tmp_path)
+            bars.wait(timeout=WAIT)
+    rows = invia_data.read_recording(tmp_path, "bars")
+    values = ["time", "open", "high", "low", "close", "volume"]
+    assert len(rows) > 100 and not rows.duplicated(values).any()
+    with invia_data.replay(tmp_path, paused=True) as rp:
+        with pytest.raises(InvalidArgument, match="has no positions; it has bars"):
+            rp.positions()
+        rp.close()
+        with pytest.raises(invia_data.StreamClosed):
+            rp.seek(0)
