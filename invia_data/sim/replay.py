@@ -8,7 +8,8 @@ start; from then on it runs ``speed`` times as fast as real time, one session sh
 client (a client that comes later joins it where it is). Listings, security info, the server
 time and the portfolios do not begin it. For every recorded instrument its order book,
 quote, trades and the candles of the recorded day are the recorded ones, as received by the
-market's time; a quote holds recorded values only (merged as :func:`invia_data.replay` merges
+market's time (a candle over before the recording began is known from its first message, as
+the server's history then); a quote holds recorded values only (merged as :func:`invia_data.replay` merges
 them; a field no message carried is null).
 Market data the recording does not hold (an instrument it lacks, or a kind it lacks for an
 instrument, such as the book of an instrument whose quotes alone were recorded) is refused
@@ -100,6 +101,7 @@ class ReplayMarket(Market):
         self._book_cache_rec: dict[tuple[Key, int, int], dict] = {}
         self._quote_cache_rec: dict[tuple[Key, int], dict] = {}
         self.began = False     # the session's clock runs from the first request for market data
+        self._start_us = int(first)
         super().__init__(seed=seed, speed=speed, clock=clock, start=first / 1e6)
         self.recording = path
         self.recording_start = first / 1e6
@@ -212,10 +214,21 @@ class ReplayMarket(Market):
                 # the minutes serve every timeframe; without them, the trades make them
                 rows = rows[rows["timeframe"] == 60].reset_index(drop=True)
             if len(rows):
-                rec.bars = rows
-                rec.bar_us = _us(rows["receive_time"])
+                received = self._bar_known_us(rows)
+                order = np.argsort(received, kind="stable")
+                rec.bars = rows.iloc[order].reset_index(drop=True)
+                rec.bar_us = received[order]
         else:
             rec.quotes = RowsReplay(rows.assign(symbol=symbol), "quotes", {})
+
+    def _bar_known_us(self, rows: pd.DataFrame) -> np.ndarray:
+        """When each recorded minute is known to the replayed server: as received, except a
+        candle over before the recording began, which was the server's history then and is
+        known from the recording's first message (the recorder's history batch may arrive a
+        moment after that message)."""
+        received = _us(rows["receive_time"])
+        over_before_start = _us(rows["time"]) + 60_000_000 <= self._start_us
+        return np.where(over_before_start, self._start_us, received)
 
     def _position(self, times: np.ndarray | None, delay: float = 0) -> int:
         if times is None:  # nothing of that kind was recorded

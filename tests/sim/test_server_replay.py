@@ -336,3 +336,37 @@ def test_the_server_serves_the_quote_the_python_replay_shows(tmp_path):
         streamed.wait(0, timeout=WAIT)
         pd.testing.assert_frame_equal(streamed.df, want)
         assert pd.isna(streamed.df["prev_close_price"].iloc[0])
+
+
+def _candles_before(path, moment):
+    """The recorded minutes of SBER over by ``moment`` (unix seconds), their times ascending."""
+    bars = _recorded(path, "bars")
+    over = bars["time"] + pd.Timedelta("60s") <= pd.Timestamp(moment, unit="s", tz="UTC")
+    return sorted(bars.loc[over, "time"].unique())
+
+
+def test_the_candles_over_before_the_recording_are_served_from_its_first_message(
+        sample_recording):
+    from invia_data.sim.replay import ReplayMarket
+
+    real = [1_000.0]
+    market = ReplayMarket(sample_recording, clock=lambda: real[0])
+    start = market.recording_start
+    history = _candles_before(sample_recording, start)
+    assert len(history) > 20      # the recorder's history batch, received after the first message
+    market.market_data_requested()
+    served = market.candles(("MOEX", "SBER"), 60, int(start) - 500 * 60, int(start) + 1)
+    assert pd.to_datetime(served["time"], unit="s", utc=True).tolist() == history
+
+
+def test_a_default_bars_stream_shows_the_recorded_candles_up_to_the_replay_time(
+        sample_recording):
+    recorded = sorted(_recorded(sample_recording, "bars")["time"].unique())
+    with invia_data.sim.run(port=0, replay=sample_recording, speed=1) as sim, \
+            invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        bars = inv.stream.bars("SBER", "1min")        # the request that begins the session
+        deadline = time.monotonic() + WAIT
+        while len(bars.df) < len(recorded) and time.monotonic() < deadline:
+            bars.wait(1, timeout=WAIT)
+        assert bars.df.index.tolist() == recorded
+        assert bars.df["is_closed"].iloc[:-1].all()
