@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgument
-from ..replay import RowsReplay, load, recording_bounds
+from ..replay import RowsReplay, _recording_root, load, recording_bounds
 from ..schema import QUOTE
 from .calendar import CLOSED, STATUS_INFO
 from .market import Key, Market
@@ -89,10 +89,7 @@ class ReplayMarket(Market):
 
     def __init__(self, path: str | Path, seed: int = 1, speed: float = 1.0, *,
                  clock: Callable[[], float] | None = None) -> None:
-        path = Path(path)
-        if not path.is_dir():
-            raise InvalidArgument(f"no recording at {str(path)!r}: give the folder that "
-                                  "invia-data record --out wrote")
+        path = _recording_root(path)
         first, last = recording_bounds(path)
         if first is None or last is None:
             raise InvalidArgument(f"{str(path)!r} holds no recorded data")

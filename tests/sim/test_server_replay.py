@@ -89,6 +89,19 @@ def test_a_folder_without_a_recording_is_refused(tmp_path):
     assert build_parser().parse_args(["sim", "--replay", "data"]).replay == "data"
 
 
+def test_a_folder_inside_a_recording_names_the_recording(sample_recording, capsys):
+    from invia_data import cli
+
+    for inner in (sample_recording / "kind=orderbook",
+                  sample_recording / "kind=orderbook" / "symbol=SBER"):
+        fix = f"is inside a recording: give its folder, {str(sample_recording)!r}"
+        with pytest.raises(InvalidArgument) as caught:
+            invia_data.sim.Simulator(replay=inner)
+        assert fix in str(caught.value)
+        assert cli.main(["sim", "--port", "0", "--replay", str(inner)]) == 1
+        assert fix in capsys.readouterr().err
+
+
 def test_a_book_recorded_empty_is_served_empty(tmp_path):
     import orjson
 
