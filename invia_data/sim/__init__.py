@@ -326,8 +326,9 @@ def start(**kwargs: Any) -> Simulator:
     data it does not hold is refused with 404. The clock stands at the recording's first
     message until the first request for market data — a ``/cws``
     subscription to an instrument or an HTTP book, trades, quotes or candles call; listings,
-    security info, the server time and portfolios do not count — and then runs at ``speed``:
-    one session shared by every client, a later client joins it where it is;
+    security info, the server time and portfolios do not count — and then runs at ``speed``
+    up to the recording's end, where it stops: one session shared by every client, a later
+    client joins it where it is;
     ``sim.market.begin()`` begins it without a client), ``start=None`` (the market clock's
     start: see :func:`market_start`; ``"2025-03-14 09:55"`` is Moscow time).
     """

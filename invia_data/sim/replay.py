@@ -14,9 +14,10 @@ them; a field no message carried is null).
 Market data the recording does not hold (an instrument it lacks, or a kind it lacks for an
 instrument, such as the book of an instrument whose quotes alone were recorded) is refused
 (:meth:`ReplayMarket.data_refusal`: HTTP 404, a refused ``/cws`` subscription), never made up;
-instrument listings hold the recorded instruments only. Once the clock passes the recording's
-end the last state stays served, the recorded instruments' trading status reads closed (18)
-and one INFO line says so. Portfolios stay the simulator's demo accounts.
+instrument listings hold the recorded instruments only. Once the clock reaches the recording's
+end it stops there (as :func:`invia_data.replay`'s clock does): the last state stays served at
+that time, the recorded instruments' trading status reads closed (18) and one INFO line says
+so. Portfolios stay the simulator's demo accounts.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class ReplayMarket(Market):
                 if (record["exchange"], record["symbol"]) in self._recorded]
 
     def trading_status(self, key: Key) -> dict:
-        if key in self._recorded and self.now() > self.recording_end:
+        if key in self._recorded and self.now() >= self.recording_end:
             return {"trading_status": CLOSED, "trading_status_info": STATUS_INFO[CLOSED]}
         return super().trading_status(key)
 
@@ -158,10 +159,11 @@ class ReplayMarket(Market):
 
     def now(self) -> float:
         """The market clock: the recording's first receive time until the session begins, then
-        running ``speed`` times as fast as real time from there."""
+        running ``speed`` times as fast as real time from there, up to the recording's last
+        receive time, where it stops."""
         if not self.began:
             return self.start
-        return super().now()
+        return min(super().now(), self.recording_end)
 
     def begin(self) -> bool:
         """Begin the replayed session now: the clock starts running from the recording's first
@@ -183,7 +185,7 @@ class ReplayMarket(Market):
 
     def advance(self) -> None:
         super().advance()
-        if not self.ended and self.began and self.now() > self.recording_end:
+        if not self.ended and self.began and self.now() >= self.recording_end:
             self.ended = True
             log.info("replay of %s ended at %s; serving its last state", self.recording,
                      _moscow(self.recording_end))

@@ -34,9 +34,9 @@ def test_the_http_calls_answer_the_recorded_day(sample_recording):
         end = sim.market.recording_end
         inv.orderbook("SBER", depth=1)                   # the session begins
         deadline = time.monotonic() + WAIT
-        while sim.market.now() <= end + 1 and time.monotonic() < deadline:
+        while not sim.market.ended and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert sim.market.now() > end
+        assert sim.market.ended and sim.market.now() == end
         books = _recorded(sample_recording, "orderbook")
         last = books[books["snapshot_id"] == books["snapshot_id"].max()]
         book = inv.orderbook("SBER", depth=10)
@@ -127,7 +127,7 @@ def test_a_book_recorded_empty_is_served_empty(tmp_path):
 def _wait_past_the_end(sim, inv, symbol="SBER"):
     inv.quotes(symbol)      # a request for market data begins the session
     deadline = time.monotonic() + WAIT
-    while sim.market.now() <= sim.market.recording_end + 0.5:
+    while not sim.market.ended:
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
@@ -190,6 +190,9 @@ def test_the_end_of_the_recording_is_logged_once_and_the_session_reads_closed(
             time.sleep(0.05)
         state = inv.security("SBER")
         assert state["trading_status"].iloc[0] == 18
+        # the server's time stands at the recording's end, as the data do
+        end = sim.market.recording_end
+        assert inv.time() == pd.Timestamp(int(end), unit="s", tz="UTC")
     ended = [r for r in caplog.records if "ended at" in r.getMessage()]
     assert len(ended) == 1 and ended[0].levelno == logging.INFO
     assert f"replay of {sample_recording} ended at" in ended[0].getMessage()
@@ -383,3 +386,22 @@ def test_a_default_bars_stream_shows_the_recorded_candles_up_to_the_replay_time(
             bars.wait(1, timeout=WAIT)
         assert bars.df.index.tolist() == recorded
         assert bars.df["is_closed"].iloc[:-1].all()
+
+
+def test_the_clock_stops_at_the_recordings_end(sample_recording):
+    from invia_data.sim.replay import ReplayMarket
+
+    real = [1_000.0]
+    market = ReplayMarket(sample_recording, speed=10, clock=lambda: real[0])
+    end = market.recording_end
+    market.market_data_requested()
+    real[0] += (end - market.recording_start) / 10 - 0.1      # one market second before it
+    assert market.now() == pytest.approx(end - 1)
+    assert market.trading_status(("MOEX", "SBER"))["trading_status"] != 18
+    real[0] += 3_600                                           # an hour of real time later
+    market.advance()
+    assert market.now() == end and market.ended
+    assert market.trading_status(("MOEX", "SBER"))["trading_status"] == 18
+    served = market.candles(("MOEX", "SBER"), 60, int(end) - 3_600, int(end) + 1)
+    recorded = sorted(_recorded(sample_recording, "bars")["time"].unique())
+    assert pd.to_datetime(served["time"], unit="s", utc=True).tolist() == recorded
