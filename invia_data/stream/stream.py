@@ -197,6 +197,7 @@ class Stream:
         self._dropped: queue.SimpleQueue[list[Sub] | None] = queue.SimpleQueue()
         self._reaper: threading.Thread | None = None
         self._gaps: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.gap_count = 0   # gaps recorded so far (a recorder copies them when it grows)
         self._backfills: queue.Queue[Sub | None] = queue.Queue()
         self._pending: dict[Sub, tuple[Backfill, float]] = {}  # queued, not yet fetched
         self._backfill_thread: threading.Thread | None = None
@@ -771,6 +772,7 @@ class Stream:
         self._gaps.append({"kind": sub.kind, "symbol": symbol, "start": lost_at,
                            "end": time.time(), "backfilled": added, "filled": filled,
                            "error": error})
+        self.gap_count += 1
 
     def _start_backfill(self) -> None:
         with self._lock:
