@@ -28,6 +28,8 @@ import pandas as pd
 from .. import validate
 from ..errors import InvalidArgument, InviaError, StreamClosed, StreamTimeout
 
+SINK_WAIT = 5.0   # seconds close() waits for a batch to reach the frame's sinks
+
 log = logging.getLogger("invia_data.stream")
 
 STATUSES = ("connecting", "live", "reconnecting", "stale", "error", "closed")
@@ -114,6 +116,7 @@ class LiveFrame:
         self.callbacks_skipped = 0  # updates superseded before their callbacks ran
         self._failed_callbacks: set[int] = set()
         self._sinks: tuple[Callable[..., Any], ...] = ()
+        self._applying = 0   # batches applied whose sinks are still being called
         self._stale_after = stale_after
         self._clock = clock or time.time   # unix seconds: "now" for age and staleness
         self._dispatcher = dispatcher or DISPATCHER
@@ -240,16 +243,19 @@ class LiveFrame:
             raise StreamClosed(f"{self._label()} is closed")
 
     def close(self) -> None:
-        """Unsubscribe and stop updating (idempotent)."""
+        """Unsubscribe and stop updating (idempotent). A recorder of the frame has what the
+        frame received on disk when this returns."""
         if self._status == "closed":
             return
         closer, self._closer = self._closer, None
+        self._set_status("closed")   # no batch is applied from now on
+        with self._cond:   # the batches applied before have reached the sinks (a recorder)
+            self._cond.wait_for(lambda: not self._applying, SINK_WAIT)
         if closer is not None:
             try:
                 closer(self)
             except InviaError as exc:
                 log.warning("closing %s: %s", self._label(), exc)
-        self._set_status("closed")
 
     def __enter__(self) -> LiveFrame:
         return self
@@ -480,11 +486,22 @@ class FrameWriter:
                 frame._updated = now
                 if frame._status != "live" and frame._status != "error":
                     frame._status = "live"
-        for sink in frame._sinks:
-            try:
-                sink(items, now, raw)
-            except Exception:  # a broken sink must not take the connection down
-                log.exception("a sink of %s failed", frame._label())
+            sinks = frame._sinks
+            if sinks:
+                frame._applying += 1
+        if not sinks:
+            return count, failure
+        try:
+            for sink in sinks:
+                try:
+                    sink(items, now, raw)
+                except Exception:  # a broken sink must not take the connection down
+                    log.exception("a sink of %s failed", frame._label())
+        finally:
+            with frame._cond:
+                frame._applying -= 1
+                if not frame._applying:
+                    frame._cond.notify_all()
         return count, failure
 
     def apply_one(self, data: Any, now: float | None = None) -> bool:
