@@ -383,7 +383,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command].run(args)
+    with _logging_restored():
+        return COMMANDS[args.command].run(args)
+
+
+@contextlib.contextmanager
+def _logging_restored() -> Iterator[None]:
+    """The library logger as it was once a command ends (``main`` called in a process that
+    goes on: a test, a notebook; a handler left on a closed stderr fails every later log)."""
+    logger = logging.getLogger("invia_data")
+    handlers, level = list(logger.handlers), logger.level
+    try:
+        yield
+    finally:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
 
 
 if __name__ == "__main__":

@@ -176,3 +176,15 @@ def test_closing_a_recorded_frame_puts_what_it_received_on_disk(sim, tmp_path):
         held = trades.df
         written = invia_data.read_recording(tmp_path, "all_trades")
         assert set(held["id"]) <= set(written["id"]) and len(written) >= len(held) > 0
+
+
+def test_a_command_run_in_process_leaves_the_logger_as_it_was(tmp_path, capsys):
+    import logging
+
+    from invia_data import cli
+
+    logger = logging.getLogger("invia_data")
+    before = (list(logger.handlers), logger.level)
+    assert cli.main(["sim", "--port", "0", "--replay", str(tmp_path / "missing")]) == 1
+    assert "no recording" in capsys.readouterr().err
+    assert (list(logger.handlers), logger.level) == before
