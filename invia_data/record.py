@@ -129,19 +129,32 @@ def _utc(us: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(us.astype("datetime64[us]")).tz_localize("UTC")
 
 
-# ``side`` is dictionary-encoded in memory and in the file (cheaper to write); book files are
-# written without the Arrow schema, so every reader sees a plain string column
+# The book files' columns. ``side`` is dictionary-encoded in memory and in the file (cheaper
+# to write); book files are written without the Arrow schema, so every reader sees a plain
+# string column.
 BOOK_SCHEMA = pa.schema([
     ("snapshot_id", pa.int64()), ("side", pa.dictionary(pa.int8(), pa.string())),
     ("level", pa.int64()),
     ("price", pa.float64()), ("volume", pa.int64()), ("yield", pa.float64()),
     ("exchange_time", TIME_TYPE), ("receive_time", TIME_TYPE)])
+# A batch in memory holds each book's snapshot id and times once, and the levels' numbers once:
+# dictionary columns indexed by each row's book (or level). Laying them out row by row took a
+# third of the writer's time with a firehose recorded (memory traffic shared with the stream),
+# and Parquet writes dictionary columns without hashing their values. The files hold plain
+# columns (``BOOK_SCHEMA``).
+BOOK_TABLE_SCHEMA = pa.schema([
+    ("snapshot_id", pa.dictionary(pa.int32(), pa.int64())),
+    ("side", pa.dictionary(pa.int8(), pa.string())),
+    ("level", pa.dictionary(pa.int8(), pa.int64())),
+    ("price", pa.float64()), ("volume", pa.int64()), ("yield", pa.float64()),
+    ("exchange_time", pa.dictionary(pa.int32(), TIME_TYPE)),
+    ("receive_time", pa.dictionary(pa.int32(), TIME_TYPE))])
 DAY_US = 86_400_000_000
 SIDES = pa.array(["bid", "ask"])
 
 
 def book_table(books: Sequence[dict[str, Any]], times: Sequence[float], fmt: str) -> pa.Table:
-    """Order-book messages -> long form (an Arrow table of ``BOOK_SCHEMA``): one row per level,
+    """Order-book messages -> long form (an Arrow table of ``BOOK_TABLE_SCHEMA``): one row per level,
     bids then asks, best first; ``snapshot_id`` = receive time in microseconds x 1000 + the
     message's place among the messages of its read (unique and increasing). An empty book (the
     close, a halt) is one row with ``level`` -1 and no side, price or volume."""
@@ -169,8 +182,8 @@ LEVEL_MISSING = (np.nan, 0, np.nan)
 def _long_form(nb: np.ndarray, na: np.ndarray, bids: list[np.ndarray], asks: list[np.ndarray],
                received: np.ndarray, stamps: np.ndarray) -> pa.Table:
     """Books given as their level counts and flattened level values (price, volume, yield of
-    every bid level, book by book; the same for asks) -> the ``BOOK_SCHEMA`` table, rows book
-    by book (its bids, then its asks), gathered with one take per column."""
+    every bid level, book by book; the same for asks) -> the ``BOOK_TABLE_SCHEMA`` table, rows
+    book by book (its bids, then its asks), gathered with one take per column."""
     depth = int(nb[0]) if len(nb) else 0
     if depth and nb.min() == nb.max() == na.min() == na.max() == depth:
         return _full_books_long(depth, bids, asks, received, stamps)
@@ -189,8 +202,12 @@ def _long_form(nb: np.ndarray, na: np.ndarray, bids: list[np.ndarray], asks: lis
     for bid_values, ask_values, missing in zip(bids, asks, LEVEL_MISSING, strict=True):
         values = np.concatenate([bid_values, ask_values, [missing]])
         columns.append(values[np.where(marker, len(values) - 1, source)])
-    return _book_rows(received, stamps, rows, pa.array(is_ask.astype("int8"), mask=marker),
-                      np.where(marker, -1, np.where(is_ask, within - bids_here, within)),
+    level = np.where(marker, -1, np.where(is_ask, within - bids_here, within))
+    top = int(levels.max()) if len(levels) else 0
+    book = np.repeat(np.arange(len(rows), dtype="int32"), rows)
+    return _book_rows(received, stamps, book, pa.array(is_ask.astype("int8"), mask=marker),
+                      pa.DictionaryArray.from_arrays((level + 1).astype(_level_code(top)),
+                                                     np.arange(-1, top, dtype="int64")),
                       columns)
 
 
@@ -199,25 +216,57 @@ def _full_books_long(depth: int, bids: list[np.ndarray], asks: list[np.ndarray],
     """:func:`_long_form` of books that all hold ``depth`` levels a side (the usual batch):
     each book's bids and asks side by side, no gather."""
     count = len(received)
-    side = np.tile(np.repeat(np.array([0, 1], dtype="int8"), depth), count)
-    level = np.tile(np.concatenate([np.arange(depth), np.arange(depth)]), count)
+    book, side, level = _full_book_pattern(depth, count)
     columns = [np.concatenate([b.reshape(count, depth), a.reshape(count, depth)], axis=1).ravel()
                for b, a in zip(bids, asks, strict=True)]
-    return _book_rows(received, stamps, 2 * depth, pa.array(side), level, columns)
+    return _book_rows(received, stamps, book, pa.array(side),
+                      pa.DictionaryArray.from_arrays(level, np.arange(depth, dtype="int64")),
+                      columns)
 
 
-def _book_rows(received: np.ndarray, stamps: np.ndarray, rows: np.ndarray | int,
-               side: pa.Array, level: np.ndarray, columns: list[np.ndarray]) -> pa.Table:
-    """The ``BOOK_SCHEMA`` table of books laid out long: each book's ``rows`` rows (a count
-    for every book, or one for all), its snapshot id and times repeated on them."""
-    exchange = np.repeat(np.round(stamps * 1000).astype("int64"), rows)
+def _level_code(top: int) -> str:
+    return "int8" if top < 127 else "int16"
+
+
+# depth -> each row's book, side and level code for the most books laid out yet (read-only:
+# a batch takes the leading slice, not a copy)
+_FULL_BOOK_PATTERNS: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _full_book_pattern(depth: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = 2 * depth * count
+    pattern = _FULL_BOOK_PATTERNS.get(depth)
+    if pattern is None or len(pattern[0]) < rows:
+        books = max(count, 4096)
+        pattern = (np.repeat(np.arange(books, dtype="int32"), 2 * depth),
+                   np.tile(np.repeat(np.array([0, 1], dtype="int8"), depth), books),
+                   np.tile(np.arange(depth, dtype=_level_code(depth)), 2 * books))
+        for array in pattern:
+            array.flags.writeable = False
+        _FULL_BOOK_PATTERNS[depth] = pattern
+    return pattern[0][:rows], pattern[1][:rows], pattern[2][:rows]
+
+
+def _book_rows(received: np.ndarray, stamps: np.ndarray, book: np.ndarray,
+               side: pa.Array, level: pa.DictionaryArray, columns: list[np.ndarray]) -> pa.Table:
+    """The ``BOOK_TABLE_SCHEMA`` table of books laid out long (``book``: every row's book, an
+    index into ``received`` and ``stamps``): each book's snapshot id and times stored once."""
+    exchange = np.round(stamps * 1000).astype("int64")
+    unstamped = exchange == 0
     return pa.table([
-        pa.array(np.repeat(received * 1000 + _place_in_read(received), rows)),
-        pa.DictionaryArray.from_arrays(side, SIDES), pa.array(level),
+        pa.DictionaryArray.from_arrays(book, received * 1000 + _place_in_read(received)),
+        pa.DictionaryArray.from_arrays(side, SIDES), level,
         pa.array(columns[0]), pa.array(columns[1]), pa.array(columns[2]),
-        pa.array(exchange, TIME_TYPE, mask=exchange == 0),
-        pa.array(np.repeat(received, rows), TIME_TYPE),
-    ], schema=BOOK_SCHEMA)
+        pa.DictionaryArray.from_arrays(
+            pa.array(book, mask=unstamped[book]) if unstamped.any() else book,
+            pa.array(exchange, TIME_TYPE)),
+        pa.DictionaryArray.from_arrays(book, pa.array(received, TIME_TYPE)),
+    ], schema=BOOK_TABLE_SCHEMA)
+
+
+def plain_books(table: pa.Table) -> pa.Table:
+    """A book table in memory (``BOOK_TABLE_SCHEMA``) -> the columns of its file (``BOOK_SCHEMA``)."""
+    return table.cast(BOOK_SCHEMA)
 
 
 def _level_values(levels: list[dict[str, Any]], key: str | None, dtype: str) -> np.ndarray:
@@ -947,7 +996,8 @@ class Recorder:
                 tables.append(book_table(items, times, source.fmt))
             if payloads:
                 tables.append(payload_table(source.kind, payloads, payloads.times(), source.fmt))
-            table = _in_receive_order(tables)
+            table = _in_receive_order(tables if len(tables) == 1 else
+                                      [plain_books(t) for t in tables])
             values: np.ndarray | str = _plain(source.symbol)   # one partition
         else:
             frames = [] if initial is None else [initial]
@@ -985,11 +1035,10 @@ class Recorder:
                                else table, table)
         if not table.num_rows:
             return
-        stamps = table.column("receive_time")
-        first, last = (stamps[i].value // DAY_US for i in (0, -1))
+        first, last = (_receive_us_at(table, i) // DAY_US for i in (0, -1))
         # receive order: one day when the first and last row share it (the usual batch)
         days = (np.full(1, first, dtype="int64") if first == last
-                else stamps.to_numpy().astype("datetime64[us]").astype("int64") // DAY_US)
+                else _receive_us(table) // DAY_US)
         if not isinstance(values, str) and (values == values[0]).all():
             values = str(values[0])
         for value in ([values] if isinstance(values, str) else list(dict.fromkeys(values))):
@@ -1018,7 +1067,7 @@ class Recorder:
         """Hand a file to the file thread (it encodes Parquet while the next batch is parsed);
         waits while two are queued."""
         folder = self.path / f"kind={kind}" / f"{key}={_safe(value)}" / f"date={day}"
-        first = part.column("receive_time")[0].value
+        first = _receive_us_at(part, 0)
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -1164,7 +1213,7 @@ class Recorder:
         source.resume_from = None
         if resumed is None:  # the caller checks; this keeps the check next to its use
             return
-        first = pc.min(received.column("receive_time")).as_py()
+        first = pc.min(_decoded(received.column("receive_time"))).as_py()
         start = pd.Timestamp(resumed, unit="us", tz="UTC")
         if first is None or pd.Timestamp(first) <= start:
             return
@@ -1198,13 +1247,33 @@ def _timeframe(source: _Source) -> int:
     return int(source.frame.params["tf"])
 
 
+def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column of a book table in memory as its plain values."""
+    if pa.types.is_dictionary(column.type):
+        return column.cast(column.type.value_type)
+    return column
+
+
+def _receive_us_at(table: pa.Table, row: int) -> int:
+    """The receive time of one row, in microseconds."""
+    scalar = table.column("receive_time")[row]
+    if isinstance(scalar, pa.DictionaryScalar):
+        scalar = scalar.value
+    return int(scalar.value)
+
+
+def _receive_us(table: pa.Table) -> np.ndarray:
+    """Every row's receive time, in microseconds."""
+    times = _decoded(table.column("receive_time")).to_numpy()
+    return times.astype("datetime64[us]").astype("int64")
+
+
 def _in_receive_order(tables: list[pa.Table]) -> pa.Table:
     """One table from batches that may interleave (parsed frames and Python objects)."""
     if len(tables) == 1:
         return tables[0]
     table = pa.concat_tables(tables)
-    order = np.argsort(table.column("receive_time").to_numpy().astype("datetime64[us]"),
-                       kind="stable")
+    order = np.argsort(_receive_us(table), kind="stable")
     return table.take(pa.array(order))
 
 

@@ -294,7 +294,7 @@ def test_a_large_batch_keeps_every_book_in_its_place(engine):
     must still come out book by book, as from the decoded objects."""
     import orjson
 
-    from invia_data.record import FrameBytes, book_table, raw_book_table
+    from invia_data.record import FrameBytes, book_table, plain_books, raw_book_table
 
     if engine == "duckdb":
         pytest.importorskip("duckdb")
@@ -313,15 +313,16 @@ def test_a_large_batch_keeps_every_book_in_its_place(engine):
     for lo in range(0, len(frames), 300):
         held.add(frames[lo:lo + 300], times[lo])
     assert held.times().tolist() == times
-    parsed = raw_book_table(held, times, "Slim", engine).to_pandas()
-    pd.testing.assert_frame_equal(parsed, book_table(books, times, "Slim").to_pandas())
+    parsed = plain_books(raw_book_table(held, times, "Slim", engine)).to_pandas()
+    pd.testing.assert_frame_equal(parsed,
+                                  plain_books(book_table(books, times, "Slim")).to_pandas())
     # the usual batch: every book at full depth (laid out without a gather)
     full = [{**book, "b": (book["b"] * 13)[:7], "a": (book["a"] * 13)[:7]}
             for book in books if book["b"] and book["a"]]
     frames = [orjson.dumps({"data": book, "guid": "g"}) for book in full]
-    pd.testing.assert_frame_equal(raw_book_table(frames, times[:len(full)], "Slim",
-                                                 engine).to_pandas(),
-                                  book_table(full, times[:len(full)], "Slim").to_pandas())
+    pd.testing.assert_frame_equal(
+        plain_books(raw_book_table(frames, times[:len(full)], "Slim", engine)).to_pandas(),
+        plain_books(book_table(full, times[:len(full)], "Slim")).to_pandas())
     assert parsed["snapshot_id"].is_monotonic_increasing
     assert parsed["snapshot_id"].nunique() == len(books)
 
@@ -362,6 +363,7 @@ def test_frames_parsed_from_their_bytes_give_the_same_rows_as_the_decoded_object
     from invia_data.record import (
         book_table,
         kind_schema,
+        plain_books,
         raw_book_table,
         raw_record_table,
         record_table,
@@ -372,8 +374,8 @@ def test_frames_parsed_from_their_bytes_give_the_same_rows_as_the_decoded_object
               "a": [{"p": 101.0 + i, "v": i + 2} for i in range(m)], "t": 1_700_000_000_100 + n}
              for n, m in ((3, 2), (0, 1), (2, 0))]
     frames = [orjson.dumps({"data": book, "guid": "g"}) for book in books]
-    parsed = raw_book_table(frames, times, "Slim").to_pandas()
-    decoded = book_table(books, times, "Slim").to_pandas()
+    parsed = plain_books(raw_book_table(frames, times, "Slim")).to_pandas()
+    decoded = plain_books(book_table(books, times, "Slim")).to_pandas()
     pd.testing.assert_frame_equal(parsed, decoded)
     assert parsed["snapshot_id"].nunique() == 3 and len(parsed) == 8
     trades = [_trade(i, 1_700_000_000_000 + i) for i in (5, 6, 7)]

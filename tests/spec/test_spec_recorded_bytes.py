@@ -20,6 +20,7 @@ from invia_data.record import (
     book_table,
     kind_schema,
     payload_table,
+    plain_books,
     record_table,
 )
 
@@ -73,8 +74,8 @@ def _through_bytes(kind, frame, fmt, engine, caplog):
                          ids=lambda v: v if isinstance(v, str) else "")
 def test_spec_books_from_bytes_equal_the_objects_path(engine, fmt, frame, caplog):
     frames, objects, parsed = _through_bytes("orderbook", frame, fmt, engine, caplog)
-    parsed = parsed.to_pandas()
-    pd.testing.assert_frame_equal(parsed, book_table(objects, TIMES, fmt).to_pandas())
+    parsed = plain_books(parsed).to_pandas()
+    pd.testing.assert_frame_equal(parsed, plain_books(book_table(objects, TIMES, fmt)).to_pandas())
     levels = len(frame["data"].get("b", frame["data"].get("bids", [])))
     levels += len(frame["data"].get("a", frame["data"].get("asks", [])))
     assert len(parsed) == 3 * levels and parsed["price"].notna().all()
@@ -123,7 +124,7 @@ def test_frames_that_are_not_json_data_are_left_out_and_the_rest_kept(engine, ca
         read.add([frame], received)
     for held in (frames, read):
         caplog.clear()
-        frame = payload_table("orderbook", held, times, "Slim", engine).to_pandas()
+        frame = plain_books(payload_table("orderbook", held, times, "Slim", engine)).to_pandas()
         assert frame["receive_time"].astype("int64").unique().tolist() == [1_000_000, 5_000_000]
         assert frame["price"].tolist() == [10.0, 11.0, 10.0, 11.0]
         assert "4 orderbook frames were not JSON data frames" in caplog.text
