@@ -24,8 +24,7 @@ Where to look next (each has its own ``help()``):
 * :mod:`invia_data.sim`: the simulator on its own (``invia-data sim``).
 """
 
-from __future__ import annotations
-
+# (no `from __future__ import annotations` here: it would be a public name of the package)
 from .books import book_stats
 from .client import Client, connect
 from .compact import compact_recording

@@ -86,3 +86,12 @@ def test_the_package_help_names_only_calls_that_exist():
     plots = importlib.import_module("invia_data.plots")
     for chart in ("candles", "depth", "spread", "trade_tape", "volume_profile", "pnl"):
         assert callable(getattr(plots, chart)), chart
+
+
+def test_the_package_namespace_holds_the_public_api_and_its_modules_only():
+    import types
+
+    leaked = [name for name in dir(invia_data) if not name.startswith("_")
+              and name not in invia_data.__all__
+              and not isinstance(getattr(invia_data, name), types.ModuleType)]
+    assert leaked == []
