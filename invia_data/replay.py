@@ -163,8 +163,9 @@ def read_recording(path: str | os.PathLike[str], kind: str, *,
     """The recorded rows of one ``kind`` (``orderbook``, ``all_trades``, ``bars``, ``quotes``,
     ``instrument_state``, ``positions``, ... or ``gaps``) of the recording at ``path``, in
     receive order, with the columns and dtypes of the library's frame of that kind (times
-    ``datetime64[ns, UTC]``, nullable ``Int64``/``string``/``boolean``; see
-    :func:`recording_dtypes`) plus ``exchange_time`` and ``receive_time``.
+    ``datetime64[ns, UTC]``, nullable ``Int64`` and ``boolean``, text ``str``: pandas'
+    string dtype with NaN for a missing value; see :func:`recording_dtypes`) plus
+    ``exchange_time`` and ``receive_time``.
 
     ``symbols``: one or more instruments (default: all recorded); for portfolio kinds they
     filter the rows' ``symbol`` column, and ``portfolio=`` picks the portfolio (default: all).
@@ -773,7 +774,7 @@ class Replay:
                           state)
 
     @_as_live
-    def bars(self, symbol: str, tf: str | int = "1min", start: Any = None, *,
+    def bars(self, symbol: str, tf: str | int = "1min", *, start: Any = None,
              maxlen: int = 100_000, exchange: str | None = None, **ignored: Any) -> LiveFrame:
         """The recorded candles (of the timeframe that was recorded)."""
         tf_seconds = to_seconds(tf)

@@ -507,3 +507,38 @@ def test_a_replay_nobody_holds_ends_its_thread(sample_recording):
     while replays() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert replays() == before
+
+
+def test_each_replay_call_takes_its_arguments_as_the_live_call_does():
+    """The same positions, keyword-only where live is (a notebook's calls run on either)."""
+    import inspect
+
+    from invia_data.stream import Stream
+    from invia_data.stream.protocol import OPCODES
+
+    for name in OPCODES:
+        replayed, live = (inspect.signature(getattr(cls, name)).parameters
+                          for cls in (invia_data.Replay, Stream))
+        by_position = [[p for p, v in params.items() if v.kind is v.POSITIONAL_OR_KEYWORD]
+                       for params in (replayed, live)]
+        assert by_position[0] == by_position[1], name
+        for param in replayed.values():
+            if param.kind is param.KEYWORD_ONLY:
+                assert live[param.name].kind is param.KEYWORD_ONLY, f"{name}: {param.name}"
+        assert any(p.kind is p.VAR_KEYWORD for p in replayed.values()), name
+
+
+def test_the_docs_name_the_dtypes_read_recording_returns(sample_recording):
+    from pathlib import Path
+
+    names = set()
+    for kind in ("orderbook", "all_trades", "bars", "quotes"):
+        names |= {str(dtype) for dtype in invia_data.read_recording(sample_recording, kind)
+                  .dtypes if not str(dtype).startswith(("float", "int64", "datetime"))}
+    assert names == {"str", "Int64", "boolean"}
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    said = readme.split("`invia_data.read_recording` reads one kind back", 1)[1][:300]
+    doc = invia_data.read_recording.__doc__ or ""
+    for name in names:
+        assert f"`{name}`" in said and f"``{name}``" in doc, name
+    assert "`string`" not in said and "``string``" not in doc   # pandas' other, pd.NA dtype
