@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, InviaWarning
 
 __all__ = ["Sides", "book_sides", "book_stats", "sample_book", "check_depth", "price_decimals", "side_arrays",
            "sides_stats"]
@@ -147,14 +148,17 @@ def price_decimals(prices: Any, most: int = 8) -> int:
 def sample_book(live: Any, every: Any = "1s", duration: Any = "30s", depth: int | None = None,
                 *, first_data: float = 10.0, clock: Callable[[], float] = time.monotonic,
                 sleep: Callable[[float], None] = time.sleep,
-                dated: Callable[[], float] = time.time) -> pd.DataFrame:
+                dated: Callable[[], float] = time.time,
+                ended: Callable[[], bool] | None = None) -> pd.DataFrame:
     """:func:`book_stats` of a live order book every ``every`` for ``duration`` (anything
     ``pd.Timedelta`` reads: ``"250ms"``, ``"1s"``, ``"2min"``, or seconds), as a frame indexed
     by the UTC time of each sample, with ``book_time`` (the exchange's time of the book shown)
     and the figures as columns. A frame subscribed a moment ago is first given up to
     ``first_data`` seconds to receive its first book; then the sampling blocks for ``duration``,
     not longer. ``clock`` paces the samples, ``dated`` (unix seconds) dates them; a replayed
-    book gives its simulated clock for both (``sleep`` then only polls)."""
+    book gives its simulated clock for both (``sleep`` then only polls), and ``ended`` (True
+    once the replay reached its end): the samples taken by then are returned, with an
+    :class:`InviaWarning` saying so."""
     step, span = _seconds(every, "every"), _seconds(duration, "duration")
     if step > span:
         raise InvalidArgument(f"every ({every!r}) is longer than duration ({duration!r})")
@@ -162,15 +166,27 @@ def sample_book(live: Any, every: Any = "1s", duration: Any = "30s", depth: int 
     if hasattr(live, "wait"):
         live.wait(0, timeout=first_data)
     start = clock()
-    rows, times = [], []
-    for k in range(math.floor(span / step + 1e-9) + 1):
+    rows: list[dict[str, Any]] = []
+    times: list[pd.Timestamp] = []
+    count = math.floor(span / step + 1e-9) + 1
+    for k in range(count):
         while (wait := start + k * step - clock()) > 0:
+            if ended is not None and ended():
+                warnings.warn(f"{getattr(live, 'symbol', 'the book')}: the replay ended after "
+                              f"{k} of {count} samples ({(k - 1) * step:g} of {span:g} s): "
+                              "these are the samples up to its end", InviaWarning, stacklevel=3)
+                return _samples_frame(live, rows, times, depth)
             sleep(wait)
         book = live.df
         times.append(pd.Timestamp(round(dated() * 1_000_000), unit="us", tz="UTC"))
         stamp = book.attrs.get("time")
         rows.append({"book_time": pd.Timestamp(stamp) if stamp else pd.NaT,
                      **book_stats(book, depth)})
+    return _samples_frame(live, rows, times, depth)
+
+
+def _samples_frame(live: Any, rows: list[dict[str, Any]], times: list[pd.Timestamp],
+                   depth: int | None) -> pd.DataFrame:
     frame = pd.DataFrame(rows, index=pd.DatetimeIndex(times, name="time").as_unit("ns"))
     frame["book_time"] = pd.to_datetime(frame["book_time"], utc=True).astype(
         "datetime64[ns, UTC]")

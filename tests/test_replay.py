@@ -542,3 +542,16 @@ def test_the_docs_name_the_dtypes_read_recording_returns(sample_recording):
     for name in names:
         assert f"`{name}`" in said and f"``{name}``" in doc, name
     assert "`string`" not in said and "``string``" not in doc   # pandas' other, pd.NA dtype
+
+
+def test_sampling_past_the_end_of_a_replay_gives_the_samples_up_to_its_end(sample_recording):
+    with invia_data.replay(sample_recording, paused=True, speed=20) as rp:
+        book = rp.orderbook("SBER", depth=10)
+        rp.seek(rp.duration - 1.0)
+        rp.resume()
+        with pytest.warns(invia_data.InviaWarning, match="the replay ended after"):
+            samples = book.sample("250ms", "30s")   # 1 s of the replay left: 0.05 s real
+        assert rp.done
+        assert 2 <= len(samples) <= 6 and samples.index.is_monotonic_increasing
+        assert samples.index[-1] <= rp.end and samples["mid"].notna().all()
+        assert samples.index[-1] - samples.index[0] >= pd.Timedelta("750ms")

@@ -391,7 +391,8 @@ class LiveFrame:
         :func:`invia_data.book_stats`) every ``every`` for ``duration``, as a time-indexed
         frame. Blocks for ``duration``: ``book.sample("250ms", "10s")``. A replayed book
         counts both in simulated time (at ``speed=10``, ``"10s"`` takes one second; a paused
-        replay waits for ``resume()``)."""
+        replay waits for ``resume()``; a replay that ends first gives the samples up to its
+        end, with a warning)."""
         if self.kind != "orderbook":
             from ..errors import InvalidArgument
 
@@ -403,7 +404,7 @@ class LiveFrame:
             return sample_book(self, every, duration, depth)
         # a replayed book: the samples are paced and dated by its simulated clock
         return sample_book(self, every, duration, depth, clock=self._clock, dated=self._clock,
-                           sleep=self._clock_sleep())
+                           sleep=self._clock_sleep(), ended=lambda: self._status == "ended")
 
     def _clock_sleep(self, poll: float = 0.02, stall: float = 10.0) -> Callable[[float], None]:
         """A sleep for waits in this frame's own (simulated) time: polls, and raises once the
