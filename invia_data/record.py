@@ -77,7 +77,7 @@ EXCHANGE_TIME = {"all_trades": "time", "quotes": "last_price_time", "risk": "cal
                  "orders": "update_time", "stop_orders": "update_time", "own_trades": "date"}
 INDEXED = {"all_trades": "time", "bars": "time"}   # the HTTP frame's index, kept as a column
 BOOK_COLUMNS = ("snapshot_id", "side", "level", "price", "volume", "yield")
-GAP_COLUMNS = ("data_kind", "start", "end", "backfilled", "error")
+GAP_COLUMNS = ("data_kind", "timeframe", "start", "end", "backfilled", "error")
 TIME_TYPE = pa.timestamp("us", tz="UTC")
 # kinds whose live frame merges each message into a row (per key): their rows say which
 # fields each message left out (``absent_fields``), so a replay merges as live did
@@ -846,21 +846,25 @@ class Recorder:
         self.close()
 
     def health(self) -> pd.DataFrame:
-        """One row per recorded frame: ``kind``, ``symbol``, ``messages`` (received),
-        ``rows`` and ``files`` (written), ``pending`` (messages buffered), ``lag`` (seconds
-        since the oldest buffered message arrived; 0 when nothing waits)."""
+        """One row per recorded frame: ``kind``, ``symbol``, ``timeframe`` (of bars: the
+        candles' seconds, as the files' ``timeframe`` column; null for other kinds),
+        ``status``, ``messages`` (received), ``rows`` and ``files`` (written), ``pending``
+        (messages buffered), ``lag`` (seconds since the oldest buffered message arrived; 0
+        when nothing waits)."""
         now = self._clock()
         with self._lock:
-            rows = [{"kind": s.kind, "symbol": s.symbol, "status": s.frame.status,
+            rows = [{"kind": s.kind, "symbol": s.symbol,
+                     "timeframe": _timeframe(s) if s.kind == "bars" else None,
+                     "status": s.frame.status,
                      "messages": s.messages, "rows": s.rows, "files": s.files,
                      "pending": len(s.items) + len(s.payloads),
                      "lag": 0.0 if s.oldest is None else max(0.0, now - s.oldest)}
                     for s in self._sources]
-        table = pd.DataFrame(rows, columns=["kind", "symbol", "status", "messages", "rows",
-                                            "files", "pending", "lag"])
+        table = pd.DataFrame(rows, columns=["kind", "symbol", "timeframe", "status", "messages",
+                                            "rows", "files", "pending", "lag"])
         table.attrs.update(gaps=self._gaps_written, errors=self._errors, path=str(self.path))
-        return table.astype({"messages": "int64", "rows": "int64", "files": "int64",
-                             "pending": "int64", "lag": "float64"})
+        return table.astype({"timeframe": "Int64", "messages": "int64", "rows": "int64",
+                             "files": "int64", "pending": "int64", "lag": "float64"})
 
     def status_line(self) -> str:
         """``messages, rows, files, gaps, lag`` in one line, for a terminal."""
@@ -1181,7 +1185,7 @@ class Recorder:
         gaps = stream.gaps()
         fresh = []
         for row in gaps.itertuples(index=False):
-            key = (row.kind, row.symbol, row.start, row.end)
+            key = (row.kind, row.symbol, row.timeframe, row.start, row.end)
             if row.symbol not in labels or key in self._gap_keys:
                 continue
             self._gap_keys.add(key)
@@ -1189,13 +1193,16 @@ class Recorder:
         for row in fresh:
             for symbol in str(row.symbol).split(","):
                 self._write_gap(row.kind, _plain(symbol), row.start, row.end,
-                                int(row.backfilled), row.error)
+                                int(row.backfilled), row.error,
+                                None if pd.isna(row.timeframe) else int(row.timeframe))
             self._gaps_written += 1
 
     def _write_gap(self, kind: str, symbol: str, start: pd.Timestamp, end: pd.Timestamp,
-                   backfilled: int, error: str | None) -> None:
+                   backfilled: int, error: str | None, timeframe: int | None = None) -> None:
+        """One row of ``kind=gaps``; ``timeframe``: a bars frame's, in seconds."""
         part = pd.DataFrame({
             "data_kind": pd.array([kind], dtype=STR_DTYPE),
+            "timeframe": pd.array([timeframe], dtype="Int64"),
             "start": pd.DatetimeIndex([start]).as_unit("us"),
             "end": pd.DatetimeIndex([end]).as_unit("us"),
             "backfilled": np.array([backfilled], dtype="int64"),
@@ -1226,7 +1233,8 @@ class Recorder:
         value = (source.frame.params.get("portfolio") if key == "portfolio"
                  else _plain(source.symbol))
         self._write_gap(source.kind, str(value), start, end, backfilled,
-                        "the recorder was not running")
+                        "the recorder was not running",
+                        _timeframe(source) if source.kind == "bars" else None)
         self._gaps_written += 1
 
     def _remove_temporary_files(self) -> None:

@@ -128,8 +128,9 @@ def _us(value: Any) -> int:
 
 # --- reading a recording back as frames ----------------------------------------------------------
 
-GAP_TYPES: dict[str, Any] = {"data_kind": STR_DTYPE, "start": UTC_DTYPE, "end": UTC_DTYPE,
-                             "backfilled": "int64", "error": STR_DTYPE}
+# (timeframe: of bars gaps, in seconds; null for other kinds and in recordings made before it)
+GAP_TYPES: dict[str, Any] = {"data_kind": STR_DTYPE, "timeframe": "Int64", "start": UTC_DTYPE,
+                             "end": UTC_DTYPE, "backfilled": "int64", "error": STR_DTYPE}
 
 
 def recording_dtypes(kind: str) -> dict[str, Any]:
@@ -917,6 +918,8 @@ class Replay:
             recent = state.position - state.position_at(now_us - RATE_WINDOW_US)
             mine = gaps[(gaps["data_kind"] == frame.kind) & (gaps["end"] <= now)
                         & gaps["symbol"].isin(_plain_symbols(frame))]
+            if frame.kind == "bars":   # its timeframe's (a gap recorded without one: every)
+                mine = mine[mine["timeframe"].isna() | (mine["timeframe"] == frame.params["tf"])]
             rows.append({"kind": frame.kind, "symbol": frame.symbol, "status": frame.status,
                          "messages": state.position,
                          "messages_per_s": max(recent, 0) / (RATE_WINDOW_US / 1_000_000),

@@ -233,6 +233,64 @@ def test_gaps_across_a_forced_disconnect_are_in_the_dataset(fresh_sim, tmp_path)
     assert list(ids) == _server_ids_between(sim, ids), "recent trades resent fill the outage"
 
 
+def test_two_timeframes_of_one_instrument_say_theirs_in_health_and_gaps(fresh_sim, tmp_path):
+    sim = fresh_sim()
+    with _client(sim) as inv:
+        minutes = inv.stream.bars("SBER", "1min", record=tmp_path)
+        fives = inv.stream.bars("SBER", "5min", record=tmp_path)
+        minutes.wait(timeout=WAIT)
+        fives.wait(timeout=WAIT)
+        recorder = inv.stream.recorders[tmp_path.resolve()]
+        health = recorder.health()
+        assert health["timeframe"].dtype == "Int64"
+        assert sorted(health["timeframe"].tolist()) == [60, 300]
+        sim.faults.drop_connections()
+        _wait_until(lambda: len(inv.stream.gaps()) >= 2)
+        assert sorted(inv.stream.gaps()["timeframe"].tolist()) == [60, 300]
+        _wait_until(lambda: minutes.status == "live" and fives.status == "live")
+        inv.stream.record(tmp_path, [inv.stream.orderbook("SBER", depth=1)])
+        assert recorder.health()["timeframe"].isna().sum() == 1   # the book has none
+    gaps = invia_data.read_recording(tmp_path, "gaps")
+    assert gaps["timeframe"].dtype == "Int64"
+    assert sorted(gaps.loc[gaps["data_kind"] == "bars", "timeframe"].tolist()) == [60, 300]
+    with invia_data.replay(tmp_path, paused=True) as rp:
+        rp.bars("SBER", "1min")
+        rp.bars("SBER", "5min")
+        rp.seek(rp.end)
+        health = rp.health()
+        assert health["gaps"].tolist() == [1, 1], health   # each its own timeframe's
+
+
+def test_gaps_recorded_before_they_had_a_timeframe_still_read_and_replay(sample_recording,
+                                                                         tmp_path):
+    import shutil
+
+    path = tmp_path / "recording"
+    shutil.copytree(sample_recording, path)
+    with invia_data.replay(path, paused=True) as rp:
+        start = rp.start
+    end = start + pd.Timedelta("1s")
+    old = pa.table({"data_kind": ["bars"], "start": pa.array([start], pa.timestamp("us", "UTC")),
+                    "end": pa.array([end], pa.timestamp("us", "UTC")),
+                    "backfilled": pa.array([0], pa.int64()), "error": [None],
+                    "receive_time": pa.array([end], pa.timestamp("us", "UTC"))})
+    day = path / "kind=gaps" / "symbol=SBER" / f"date={start:%Y-%m-%d}"
+    day.mkdir(parents=True)
+    pq.write_table(old, day / "part-1-1-000001.parquet")
+    gaps = invia_data.read_recording(path, "gaps")
+    assert gaps.columns.tolist()[:2] == ["data_kind", "timeframe"]
+    assert gaps["timeframe"].dtype == "Int64" and gaps["timeframe"].isna().all()
+    assert len(gaps) == 1 and gaps["symbol"].tolist() == ["SBER"]
+    newer = old.add_column(1, "timeframe", pa.array([60], pa.int64()))
+    pq.write_table(newer, day / "part-2-1-000002.parquet")   # the two kinds of files together
+    both = invia_data.read_recording(path, "gaps")
+    assert both["timeframe"].tolist()[0] is pd.NA and both["timeframe"].tolist()[1] == 60
+    with invia_data.replay(path, paused=True) as rp:
+        rp.bars("SBER", "1min")
+        rp.seek(rp.end)
+        assert rp.health()["gaps"].tolist() == [2]   # the old gap counts for every timeframe
+
+
 def _server_ids_between(sim, ids):
     """The simulator's own trade ids of SBER from the first to the last recorded one."""
     key = sim.market.resolve("MOEX", "SBER")

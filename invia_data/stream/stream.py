@@ -69,7 +69,7 @@ DEFAULT_BAR_COUNT = 500
 HEALTH_COLUMNS = ("kind", "symbol", "status", "messages", "messages_per_s",
                   "last_message_age", "data_age", "callback_lag", "callbacks_skipped",
                   "reconnects", "errors", "gaps", "unfilled_gaps")
-GAP_COLUMNS = ["kind", "symbol", "start", "end", "backfilled", "filled", "error"]
+GAP_COLUMNS = ["kind", "symbol", "timeframe", "start", "end", "backfilled", "filled", "error"]
 
 
 def _with_path(url: str, path: str | None) -> str:
@@ -459,14 +459,15 @@ class Stream:
 
     def gaps(self) -> pd.DataFrame:
         """Gaps seen by each subscription (an outage, or a malformed frame that may have
-        carried data): ``kind``, ``symbol``, ``start``, ``end`` (UTC), ``backfilled`` (rows
+        carried data): ``kind``, ``symbol``, ``timeframe`` (of bars: the candles' seconds;
+        null for other kinds), ``start``, ``end`` (UTC), ``backfilled`` (rows
         fetched over HTTP and merged), ``filled`` (False: the gap may still miss data: the
         backfill failed, was cut short, or the kind cannot be backfilled), ``error`` (why)."""
         table = pd.DataFrame(list(self._gaps), columns=GAP_COLUMNS)
         for column in ("start", "end"):
             table[column] = pd.to_datetime(table[column].astype("float64"), unit="s", utc=True)
-        return table.astype({"kind": STR_DTYPE, "symbol": STR_DTYPE, "backfilled": "int64",
-                             "filled": "bool", "error": STR_DTYPE})
+        return table.astype({"kind": STR_DTYPE, "symbol": STR_DTYPE, "timeframe": "Int64",
+                             "backfilled": "int64", "filled": "bool", "error": STR_DTYPE})
 
     def record(self, path: Any, frames: Iterable[LiveFrame] | None = None,
                **options: Any) -> Recorder:
@@ -769,7 +770,9 @@ class Stream:
                     error: str | None) -> None:
         frame = sub.frame
         symbol = frame.symbol if frame is not None else f"{sub.exchange}:{sub.symbol}"
-        self._gaps.append({"kind": sub.kind, "symbol": symbol, "start": lost_at,
+        timeframe = frame.params.get("tf") if frame is not None and sub.kind == "bars" else None
+        self._gaps.append({"kind": sub.kind, "symbol": symbol, "timeframe": timeframe,
+                           "start": lost_at,
                            "end": time.time(), "backfilled": added, "filled": filled,
                            "error": error})
         self.gap_count += 1
