@@ -179,11 +179,13 @@ LEVEL_DTYPES = ("float64", "int64", "float64")   # price, volume, yield
 LEVEL_MISSING = (np.nan, 0, np.nan)
 
 
-def _long_form(nb: np.ndarray, na: np.ndarray, bids: list[np.ndarray], asks: list[np.ndarray],
-               received: np.ndarray, stamps: np.ndarray) -> pa.Table:
+def _long_form(nb: np.ndarray, na: np.ndarray, bids: Sequence[np.ndarray | None],
+               asks: Sequence[np.ndarray | None], received: np.ndarray,
+               stamps: np.ndarray) -> pa.Table:
     """Books given as their level counts and flattened level values (price, volume, yield of
-    every bid level, book by book; the same for asks) -> the ``BOOK_TABLE_SCHEMA`` table, rows
-    book by book (its bids, then its asks), gathered with one take per column."""
+    every bid level, book by book, None for a field no level has; the same for asks) -> the
+    ``BOOK_TABLE_SCHEMA`` table, rows book by book (its bids, then its asks), gathered with
+    one take per column."""
     depth = int(nb[0]) if len(nb) else 0
     if depth and nb.min() == nb.max() == na.min() == na.max() == depth:
         return _full_books_long(depth, bids, asks, received, stamps)
@@ -200,7 +202,11 @@ def _long_form(nb: np.ndarray, na: np.ndarray, bids: list[np.ndarray], asks: lis
     source[marker] = 0
     columns = []
     for bid_values, ask_values, missing in zip(bids, asks, LEVEL_MISSING, strict=True):
-        values = np.concatenate([bid_values, ask_values, [missing]])
+        if bid_values is None and ask_values is None:
+            columns.append(_missing_everywhere(missing, total))
+            continue
+        values = np.concatenate([_present(bid_values, missing, total_bids),
+                                 _present(ask_values, missing, int(na.sum())), [missing]])
         columns.append(values[np.where(marker, len(values) - 1, source)])
     level = np.where(marker, -1, np.where(is_ask, within - bids_here, within))
     top = int(levels.max()) if len(levels) else 0
@@ -211,17 +217,53 @@ def _long_form(nb: np.ndarray, na: np.ndarray, bids: list[np.ndarray], asks: lis
                       columns)
 
 
-def _full_books_long(depth: int, bids: list[np.ndarray], asks: list[np.ndarray],
+def _full_books_long(depth: int, bids: Sequence[np.ndarray | None],
+                     asks: Sequence[np.ndarray | None],
                      received: np.ndarray, stamps: np.ndarray) -> pa.Table:
     """:func:`_long_form` of books that all hold ``depth`` levels a side (the usual batch):
     each book's bids and asks side by side, no gather."""
     count = len(received)
     book, side, level = _full_book_pattern(depth, count)
-    columns = [np.concatenate([b.reshape(count, depth), a.reshape(count, depth)], axis=1).ravel()
-               for b, a in zip(bids, asks, strict=True)]
+    columns = [_missing_everywhere(missing, 2 * depth * count) if b is None and a is None else
+               np.concatenate([_present(b, missing, depth * count).reshape(count, depth),
+                               _present(a, missing, depth * count).reshape(count, depth)],
+                              axis=1).ravel()
+               for b, a, missing in zip(bids, asks, LEVEL_MISSING, strict=True)]
     return _book_rows(received, stamps, book, pa.array(side),
                       pa.DictionaryArray.from_arrays(level, np.arange(depth, dtype="int64")),
                       columns)
+
+
+def _level_field(levels: pa.Array, key: str | None, dtype: str,
+                 missing: float) -> np.ndarray | None:
+    """One field of every parsed level; None when no level has it (a share's yield)."""
+    if not key:
+        return None
+    field = pc.struct_field(levels, key)
+    if len(field) and field.null_count == len(field):
+        return None
+    return _numpy(field, dtype, missing)
+
+
+def _present(values: np.ndarray | None, missing: float, count: int) -> np.ndarray:
+    """Level values, or ``count`` missing ones for a field no level had."""
+    return values if values is not None else _missing_everywhere(missing, count)
+
+
+# (missing value, dtype) -> the longest column of it made yet (read-only: columns are slices)
+_MISSING_COLUMNS: dict[str, np.ndarray] = {}
+
+
+def _missing_everywhere(missing: float, count: int) -> np.ndarray:
+    """A column of ``count`` missing values (NaN for prices and yields, 0 for volumes), sliced
+    from one made once: a share's yield column costs nothing."""
+    dtype = "float64" if isinstance(missing, float) else "int64"
+    column = _MISSING_COLUMNS.get(dtype)
+    if column is None or len(column) < count:
+        column = np.full(max(count, 1 << 16), missing, dtype=dtype)
+        column.flags.writeable = False
+        _MISSING_COLUMNS[dtype] = column
+    return column[:count]
 
 
 def _level_code(top: int) -> str:
@@ -559,8 +601,7 @@ def raw_book_table(payloads: Sequence[bytes], times: Sequence[float] | np.ndarra
     data = _read_frames(payloads, wire, engine, threads=BOOK_THREADS)
     bids, asks = pc.struct_field(data, bids_key), pc.struct_field(data, asks_key)
     flat = [pc.list_flatten(bids), pc.list_flatten(asks)]
-    values = [[_numpy(pc.struct_field(side, key), dtype, missing) if key else
-               np.full(len(side), missing, dtype=dtype)
+    values = [[_level_field(side, key, dtype, missing)
                for (key, _), dtype, missing in zip(level_fields, LEVEL_DTYPES, LEVEL_MISSING,
                                                    strict=True)] for side in flat]
     return _long_form(_numpy(pc.list_value_length(bids), "int64", 0),

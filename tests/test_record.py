@@ -484,3 +484,34 @@ def test_a_bars_cell_run_again_on_a_new_connection_adds_no_candle_twice(sim, tmp
         rp.close()
         with pytest.raises(invia_data.StreamClosed):
             rp.seek(0)
+
+
+@pytest.mark.parametrize("engine", ["arrow", "duckdb"])
+def test_yields_on_some_levels_or_none_give_the_rows_of_the_decoded_objects(engine):
+    """A bond's levels carry a yield, a share's none (its column is all missing, not parsed):
+    full-depth and uneven batches, yields on bids only, on some books only, on none."""
+    import orjson
+
+    from invia_data.record import book_table, plain_books, raw_book_table
+
+    if engine == "duckdb":
+        pytest.importorskip("duckdb")
+
+    def book(i: int, depth: int, yields: str) -> dict:
+        def level(price: float, side: str) -> dict:
+            with_yield = yields == "all" or (yields == "bids" and side == "b")
+            return {"p": price, "v": i + 1, **({"y": 7.5 + i / 100} if with_yield else {})}
+        return {"b": [level(100.0 - k, "b") for k in range(depth)],
+                "a": [level(101.0 + k, "a") for k in range(depth)], "t": 1_700_000_000_000 + i}
+
+    for depths in ([5] * 6, [5, 0, 3, 5, 1, 5]):
+        for pattern in (["none"] * 6, ["all"] * 6, ["bids"] * 6, ["none", "all"] * 3):
+            books = [book(i, d, y) for i, (d, y) in enumerate(zip(depths, pattern, strict=True))]
+            frames = [orjson.dumps({"data": b, "guid": "g"}) for b in books]
+            times = [1_700_000_000.0 + i for i in range(len(books))]
+            parsed = plain_books(raw_book_table(frames, times, "Slim", engine)).to_pandas()
+            pd.testing.assert_frame_equal(
+                parsed, plain_books(book_table(books, times, "Slim")).to_pandas())
+            expected = sum(len(b["b"]) + len(b["a"]) if y == "all" else len(b["b"]) if y == "bids"
+                           else 0 for b, y in zip(books, pattern, strict=True))
+            assert parsed["yield"].notna().sum() == expected
