@@ -182,9 +182,12 @@ def _record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=int, default=20, help="order-book levels (default 20)")
     parser.add_argument("--all-trades", default="", metavar="SYMBOLS",
                         help="instruments whose every trade is recorded")
-    parser.add_argument("--recent", type=int, default=1000,
+    from .stream.stream import RECORDED_RECENT
+
+    parser.add_argument("--recent", type=int, default=RECORDED_RECENT,
                         help="trades resent on (re)subscription, deduplicated by id, so a restart "
-                             "or a reconnect misses none of them (default 1000)")
+                             f"or a reconnect misses none of them (default {RECORDED_RECENT}, "
+                             "as inv.stream.all_trades(record=) in Python)")
     parser.add_argument("--quotes", default="", metavar="SYMBOLS", help="quotes, e.g. SBER,ITS:SOGN")
     parser.add_argument("--bars", default="", metavar="SYMBOL:TF",
                         help="candles, e.g. SBER:1min,GAZP:5min")

@@ -765,7 +765,7 @@ class Replay:
         return self._open("orderbook", f"{ex}:{sym}", {"depth": depth}, state)
 
     @_as_live
-    def all_trades(self, symbol: str, *, recent: int = 0, maxlen: int = 100_000,
+    def all_trades(self, symbol: str, *, recent: int | None = None, maxlen: int = 100_000,
                    exchange: str | None = None, **ignored: Any) -> LiveFrame:
         """The recorded trades, the last ``maxlen`` received by the simulated time."""
         maxlen = check_count(maxlen, "maxlen")

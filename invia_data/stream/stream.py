@@ -65,6 +65,9 @@ log = logging.getLogger("invia_data.stream")
 
 MAX_BOOK_DEPTH = 50
 MAX_RECENT_TRADES = 5000
+# earlier trades a recorded all-trades subscription asks for first (record=, invia-data record):
+# a recording starts with the trades the server resends, deduplicated by id across reconnects
+RECORDED_RECENT = 1000
 DEFAULT_BAR_COUNT = 500
 HEALTH_COLUMNS = ("kind", "symbol", "status", "messages", "messages_per_s",
                   "last_message_age", "data_age", "callback_lag", "callbacks_skipped",
@@ -263,14 +266,19 @@ class Stream:
 
     @suggests_symbols
     @_explained
-    def all_trades(self, symbol: str, *, recent: int = 0, maxlen: int = 100_000,
+    def all_trades(self, symbol: str, *, recent: int | None = None, maxlen: int = 100_000,
                    exchange: str | None = None, board: str | None = None,
                    format: str | None = None, timeout: float | None = None,
                    record: str | os.PathLike[str] | None = None) -> LiveFrame:
         """All trades of an instrument (time and sales) in a ring buffer of ``maxlen`` rows,
         deduplicated by id; ``recent`` sends that many earlier trades first (0..5000; the
-        wire's ``depth``)."""
+        wire's ``depth``). Default: none, or 1000 with ``record=``, as ``invia-data record
+        --all-trades`` does: the recording starts with the trades the server resends (their
+        ``exchange_time`` before the subscription), each once by id, also across reconnects
+        and restarts; ``recent=0`` records only the trades made from now."""
         folder = self._recording_folder(record)
+        if recent is None:
+            recent = RECORDED_RECENT if folder is not None else 0
         recent = check_count(recent, "recent", low=0, high=MAX_RECENT_TRADES)
         maxlen = check_count(maxlen, "maxlen")
         ex, sym = parse_symbol(symbol, self.exchange if exchange is None else exchange)

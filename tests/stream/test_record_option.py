@@ -196,3 +196,26 @@ def test_a_subscription_reopened_after_its_close_is_recorded_again_without_doubl
     trades = _read(tmp_path, "all_trades")
     assert len(trades) >= 50 and trades["id"].is_unique
     assert (trades["id"].diff().dropna() > 0).all()
+
+
+def test_recording_all_trades_from_python_starts_with_the_recent_trades_as_the_cli_does(
+        sim, tmp_path):
+    from invia_data import cli
+
+    args = cli.build_parser().parse_args(["record", "--all-trades", "SBER", "--out",
+                                          str(tmp_path / "cli")])
+    key = sim.market.resolve("MOEX", "SBER")
+    with _client(sim) as inv:
+        stream = inv.stream
+        traded_before = max(t["id"] for t in sim.market.trades(key))
+        recorded = stream.all_trades("SBER", record=tmp_path / "py")
+        (by_cli,) = cli.open_recorded_frames(stream, args)
+        assert recorded.params["recent"] == by_cli.params["recent"] == 1000
+        assert stream.all_trades("SBER").params["recent"] == 0   # not recorded: from now on
+        explicit = stream.all_trades("SBER", recent=5, record=tmp_path / "five")
+        assert explicit.params["recent"] == 5
+        assert until(lambda: len(recorded.df) > 0 and len(explicit.df) > 0)
+    trades = _read(tmp_path / "py", "all_trades")
+    assert (trades["id"] <= traded_before).sum() > 5   # made before it subscribed
+    assert trades["id"].is_unique
+    assert (_read(tmp_path / "five", "all_trades")["id"] <= traded_before).sum() <= 5
