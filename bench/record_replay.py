@@ -310,10 +310,15 @@ def main() -> None:
                 taken.append(rate)
                 written.append(rows)
             a, t, w = (statistics.median(x) for x in (alone, taken, written))
+            # each round's ratio is against the round alone just before it: the machine's speed
+            # drifts over minutes, and a pair sees the same phase of it
+            paired = sorted(w_ / a_ for a_, w_ in zip(alone, written, strict=True))
             unit = "snapshots" if kind == "books" else "trades"
             print(f"{kind}: stream alone {a / 1e3:.1f} k msg/s (the firehose server took "
                   f"{statistics.median(served) * 100:.0f} % of a core); recording: stream "
-                  f"{t / 1e3:.1f} k msg/s, written {w / 1e3:.1f} k {unit}/s: ratio {w / a:.2f}")
+                  f"{t / 1e3:.1f} k msg/s, written {w / 1e3:.1f} k {unit}/s: ratio {w / a:.2f}; "
+                  f"paired rounds: median {statistics.median(paired):.2f} "
+                  f"({', '.join(f'{r:.2f}' for r in paired)})")
         if "many" in parts:
             count, sent, written, cpu = run_many_books(40, args.seconds * 3, tmp / "many")
             print(
