@@ -535,26 +535,27 @@ def _drive(ref: weakref.ref[Replay], wake: threading.Event) -> None:
             wake.clear()
 
 
+def _named_parameters(method: Callable[..., Any]) -> set[str]:
+    return {name for name, p in inspect.signature(method).parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
 def _as_live(method: Callable[..., LiveFrame]) -> Callable[..., LiveFrame]:
     """A replay call takes the keywords of the ``inv.stream`` call of the same name, so that a
     notebook written against live data runs unchanged; those with no meaning in a replay
     (``timeout``, ``frequency``, ``format``, ``board``...) are accepted and left unused. A
     keyword the live call does not take, or ``record=`` (a replay writes nothing), is refused."""
-    own = set(inspect.signature(method).parameters)
-    live = set(inspect.signature(getattr(Stream, method.__name__)).parameters) - {"self"}
+    own = _named_parameters(method)
+    live = _named_parameters(getattr(Stream, method.__name__))
+    taken = (own | live) - {"record"}   # (record=None passes, as a live call without it)
 
     @functools.wraps(method)
     def call(self: Any, *args: Any, **options: Any) -> LiveFrame:
-        for name, value in options.items():
-            if name in own:
-                continue
-            if name not in live:
-                raise InvalidArgument(
-                    f"{method.__name__}() takes no {name!r}; its options are "
-                    f"{', '.join(sorted(live))}")
-            if name == "record" and value is not None:
-                raise InvalidArgument("a replay does not record: record the live stream "
-                                      "(record=) or copy the recording's folder")
+        if options.get("record") is not None:
+            raise InvalidArgument("a replay does not record: record the live stream "
+                                  "(record=) or copy the recording's folder")
+        validate.keywords(method.__name__, (name for name in options if name != "record"),
+                          taken)
         return method(self, *args, **options)
 
     return call

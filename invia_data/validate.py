@@ -13,13 +13,18 @@ with a message that names the fix, before any request is built. The rules:
   the range the call allows; **numbers** are finite reals within a sane range.
 * **Local paths** are ``str``/``PathLike`` without control characters, each name at most 255
   bytes (refused here rather than as ``OSError: File name too long``).
+* **Keywords** a call does not take are refused naming the one probably meant (a close
+  spelling, or our name for the wire's or an older one: ``levels=`` is ``depth=``) and listing
+  the call's options, rather than as Python's ``TypeError``.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -37,6 +42,7 @@ __all__ = [
     "flag",
     "free_text",
     "instrument",
+    "keywords",
     "local_path",
     "login",
     "number",
@@ -67,6 +73,9 @@ _LOGIN = re.compile(r"[A-Za-z0-9_.\-@]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # RFC 3986 pchar minus "%": what a path segment keeps unencoded
 _SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
+# a keyword from elsewhere (the wire, an older version, other libraries) -> ours, where it is one
+KEYWORD_RENAMES = {"levels": "depth", "depth": "recent", "timeframe": "tf",
+                   "date_from": "start", "date_to": "end"}
 
 
 def _shown(value: Any) -> str:
@@ -256,6 +265,23 @@ def resolve_portfolio(portfolio: Any, known: list[str], default: str | None,
 
 
 # --- the HTTP seam ------------------------------------------------------------------------------
+
+def keywords(call: str, given: Iterable[str], options: Iterable[str]) -> None:
+    """Refuse the first of ``given`` that is not among ``options`` (the keywords ``call``
+    takes), naming the one probably meant."""
+    known = sorted(set(options))
+    for name in given:
+        if name not in known:
+            raise InvalidArgument(f"{call}() takes no {name!r}{_meant(name, known)}; its options "
+                                  f"are {', '.join(known)}")
+
+
+def _meant(name: str, known: list[str]) -> str:
+    renamed = KEYWORD_RENAMES.get(name)
+    close = ([renamed] if renamed in known
+             else difflib.get_close_matches(name, known, n=1, cutoff=0.6))
+    return f" (did you mean {close[0]}=?)" if close else ""
+
 
 def quote_segment(segment: str) -> str:
     """One URL path segment, percent-encoded so it stays one segment. Refuses what no encoding

@@ -168,6 +168,35 @@ def test_bad_input_is_refused_with_the_fix(sample_recording, tmp_path):
         assert rp.all_trades("SBER", record=None).kind == "all_trades"
 
 
+MISTAKES = [("orderbook", ("SBER",), {"levels": 5}, "depth"),   # the widgets' old name
+            ("all_trades", ("SBER",), {"depth": 100}, "recent"),  # the wire's name
+            ("bars", ("SBER",), {"timeframe": "5min"}, "tf"),
+            ("quotes", (["SBER"],), {"frequncy": 10}, "frequency"),
+            ("positions", (), {"portfolio_id": "D1"}, "portfolio")]
+
+
+@pytest.mark.parametrize("call, args, mistake, meant", MISTAKES,
+                         ids=[f"{c}-{next(iter(m))}" for c, _, m, _ in MISTAKES])
+def test_a_mistaken_keyword_gets_the_same_answer_from_a_replay_as_from_the_live_call(
+        sim, sample_recording, call, args, mistake, meant):
+    """Both name the keyword meant and list the call's options; a replay's list leaves out
+    record=, which it refuses."""
+    with invia_data.connect(sim.refresh_token, env=sim.url) as inv:
+        with pytest.raises(InvalidArgument) as live:
+            getattr(inv.stream, call)(*args, **mistake)
+        assert not inv.stream.frames
+    with invia_data.replay(sample_recording, paused=True) as rp:
+        with pytest.raises(InvalidArgument) as replayed:
+            getattr(rp, call)(*args, **mistake)
+    said = str(live.value)
+    assert said.startswith(f"{call}() takes no {next(iter(mistake))!r} "
+                           f"(did you mean {meant}=?); its options are ")
+    assert ", record," in said or said.endswith(", record")
+    options = said.split("its options are ", 1)[1].split(", ")
+    assert str(replayed.value) == said.split("its options are ")[0] + "its options are " + \
+        ", ".join(o for o in options if o != "record")
+
+
 def test_replayed_frames_draw_like_live_ones(sample_recording):
     import matplotlib
 
