@@ -921,7 +921,9 @@ class Replay:
                         & gaps["symbol"].isin(_plain_symbols(frame))]
             if frame.kind == "bars":   # its timeframe's (a gap recorded without one: every)
                 mine = mine[mine["timeframe"].isna() | (mine["timeframe"] == frame.params["tf"])]
-            rows.append({"kind": frame.kind, "symbol": frame.symbol, "status": frame.status,
+            rows.append({"kind": frame.kind, "symbol": frame.symbol,
+                         "timeframe": frame.params["tf"] if frame.kind == "bars" else None,
+                         "status": frame.status,
                          "messages": state.position,
                          "messages_per_s": max(recent, 0) / (RATE_WINDOW_US / 1_000_000),
                          "last_message_age": age, "data_age": age,
@@ -931,8 +933,8 @@ class Replay:
                          "unfilled_gaps": int(mine["error"].notna().sum()),
                          "total": len(state.times), "now": now})
         table = pd.DataFrame(rows, columns=[*HEALTH_COLUMNS, "total", "now"])
-        return table.astype({"kind": STR_DTYPE, "symbol": STR_DTYPE, "status": STR_DTYPE,
-                             "messages": "int64", "messages_per_s": "float64",
+        return table.astype({"kind": STR_DTYPE, "symbol": STR_DTYPE, "timeframe": "Int64",
+                             "status": STR_DTYPE, "messages": "int64", "messages_per_s": "float64",
                              "last_message_age": "float64", "data_age": "float64",
                              "callback_lag": "float64", "callbacks_skipped": "int64",
                              "reconnects": "int64", "errors": "int64", "gaps": "int64",

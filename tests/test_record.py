@@ -244,12 +244,18 @@ def test_two_timeframes_of_one_instrument_say_theirs_in_health_and_gaps(fresh_si
         health = recorder.health()
         assert health["timeframe"].dtype == "Int64"
         assert sorted(health["timeframe"].tolist()) == [60, 300]
+        live = inv.stream.health()   # the stream's rows tell the two apart the same way
+        assert live.columns.tolist()[:3] == health.columns.tolist()[:3] == ["kind", "symbol",
+                                                                             "timeframe"]
+        assert live["timeframe"].dtype == "Int64"
+        assert sorted(live["timeframe"].tolist()) == [60, 300]
         sim.faults.drop_connections()
         _wait_until(lambda: len(inv.stream.gaps()) >= 2)
         assert sorted(inv.stream.gaps()["timeframe"].tolist()) == [60, 300]
         _wait_until(lambda: minutes.status == "live" and fives.status == "live")
         inv.stream.record(tmp_path, [inv.stream.orderbook("SBER", depth=1)])
         assert recorder.health()["timeframe"].isna().sum() == 1   # the book has none
+        assert inv.stream.health()["timeframe"].isna().sum() == 1
     gaps = invia_data.read_recording(tmp_path, "gaps")
     assert gaps["timeframe"].dtype == "Int64"
     assert sorted(gaps.loc[gaps["data_kind"] == "bars", "timeframe"].tolist()) == [60, 300]
@@ -258,6 +264,9 @@ def test_two_timeframes_of_one_instrument_say_theirs_in_health_and_gaps(fresh_si
         rp.bars("SBER", "5min")
         rp.seek(rp.end)
         health = rp.health()
+        assert health.columns.tolist()[:3] == ["kind", "symbol", "timeframe"]
+        assert health["timeframe"].dtype == "Int64"
+        assert health["timeframe"].tolist() == [60, 300]
         assert health["gaps"].tolist() == [1, 1], health   # each its own timeframe's
 
 

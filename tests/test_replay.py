@@ -507,6 +507,7 @@ def test_replay_health_has_the_stream_columns_on_the_simulated_clock(tmp_path):
         assert list(health.columns) == [*HEALTH_COLUMNS, "total", "now"]
         row = health.iloc[0]
         assert (row["messages"], row["total"], row["gaps"]) == (10, 20, 0)
+        assert row["timeframe"] is pd.NA and health["timeframe"].dtype == "Int64"  # not bars
         assert row["messages_per_s"] == 1.0 and row["data_age"] == pytest.approx(0.5)
         assert row["last_message_age"] == row["data_age"] == trades.age
         rp.seek(_at(base + 150))

@@ -70,7 +70,7 @@ MAX_RECENT_TRADES = 5000
 # a recording starts with the trades the server resends, deduplicated by id across reconnects
 RECORDED_RECENT = 1000
 DEFAULT_BAR_COUNT = 500
-HEALTH_COLUMNS = ("kind", "symbol", "status", "messages", "messages_per_s",
+HEALTH_COLUMNS = ("kind", "symbol", "timeframe", "status", "messages", "messages_per_s",
                   "last_message_age", "data_age", "callback_lag", "callbacks_skipped",
                   "reconnects", "errors", "gaps", "unfilled_gaps")
 GAP_COLUMNS = ["kind", "symbol", "timeframe", "start", "end", "backfilled", "filled", "error"]
@@ -445,7 +445,8 @@ class Stream:
     # --- health and lifetime -------------------------------------------------------------------
 
     def health(self) -> pd.DataFrame:
-        """One row per subscription: ``kind``, ``symbol``, ``status`` (``stale`` when live but
+        """One row per subscription: ``kind``, ``symbol``, ``timeframe`` (of bars: the
+        candles' seconds; null for other kinds), ``status`` (``stale`` when live but
         silent for more than ``stale_after``), ``messages``, ``messages_per_s`` (over the last
         5 s, kept across reconnects), ``last_message_age`` (s since the last message
         arrived), ``data_age`` (s since what ``.df`` shows was last updated),
@@ -468,6 +469,7 @@ class Stream:
                     "kind": sub.kind,
                     "symbol": (f"{sub.exchange}:{sub.symbol}" if sub.kind == "quotes"
                                else frame.symbol),
+                    "timeframe": frame.params.get("tf") if sub.kind == "bars" else None,
                     "status": frame.status,
                     "messages": sub.messages,
                     "messages_per_s": sub.meter.rate(now),
@@ -481,8 +483,8 @@ class Stream:
                     "unfilled_gaps": sub.unfilled,
                 })
         table = pd.DataFrame(rows, columns=list(HEALTH_COLUMNS))
-        table = table.astype({"kind": STR_DTYPE, "symbol": STR_DTYPE, "status": STR_DTYPE,
-                              "messages": "int64", "messages_per_s": "float64",
+        table = table.astype({"kind": STR_DTYPE, "symbol": STR_DTYPE, "timeframe": "Int64",
+                              "status": STR_DTYPE, "messages": "int64", "messages_per_s": "float64",
                               "last_message_age": "float64", "data_age": "float64",
                               "callback_lag": "float64", "callbacks_skipped": "int64",
                               "reconnects": "int64", "errors": "int64", "gaps": "int64",

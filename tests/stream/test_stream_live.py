@@ -246,7 +246,8 @@ def test_health_counts_messages(sim, token):
         book = stream.orderbook("SBER", depth=3)
         book.wait(5, timeout=WAIT)
         health = stream.health()
-        assert list(health.columns) == ["kind", "symbol", "status", "messages", "messages_per_s",
+        assert list(health.columns) == ["kind", "symbol", "timeframe", "status", "messages",
+                                        "messages_per_s",
                                         "last_message_age", "data_age", "callback_lag",
                                         "callbacks_skipped", "reconnects", "errors", "gaps",
                                         "unfilled_gaps"]
