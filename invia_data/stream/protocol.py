@@ -137,6 +137,11 @@ def _subscribe_frame(request: Request, guid: str, token: str) -> str:
         raise
 
 
+def _frame_end(guid: str) -> bytes:
+    """How a data frame of ``guid`` ends in the server's compact JSON."""
+    return b'"guid":' + orjson.dumps(guid) + b"}"
+
+
 def _new_guid() -> str:
     return str(uuid.uuid4())
 
@@ -221,14 +226,22 @@ class Session:
         placeholder: list[Any] = []
         raw_data = raw_bytes = placeholder.append   # (bound to the run's lists below)
         # recorded order books: every frame's bytes go to the recorder, which parses them all
-        # off the interpreter lock; here a frame is routed by the guid at its end, and only the
+        # off the interpreter lock; here a frame is routed by its end, ``"guid":"<guid>"}`` (the
+        # server's compact JSON, guid last; any other frame is parsed), one slice and lookup
+        # per length of those ends (one length: the guids are uuid4 strings), and only the
         # latest of the read is parsed (for the LiveFrame)
-        by_tail = {route.guid.encode(): route for route in self.routes.values()
+        by_tail = {_frame_end(route.guid): route for route in self.routes.values()
                    if route.raw and route.conflate}
+        tail_get = by_tail.get
+        tail_lengths = sorted({len(end) for end in by_tail})
+        tail_length = tail_lengths[0] if len(tail_lengths) == 1 else 0
         for payload in payloads:
-            if by_tail and payload[-2:] == b'"}':
-                at = payload.rfind(b'"guid":"', max(0, len(payload) - 80))
-                tail_route = by_tail.get(payload[at + 8:-2]) if at > 0 else None
+            if by_tail:
+                if tail_length:
+                    tail_route = tail_get(payload[-tail_length:])
+                else:
+                    tail_route = next(filter(None, (tail_get(payload[-length:])
+                                                    for length in tail_lengths)), None)
                 if tail_route is not None:
                     found = groups.get(tail_route)
                     if found is None:

@@ -121,6 +121,23 @@ def test_a_recorded_book_keeps_every_frames_bytes_and_parses_only_the_latest():
     assert [(kind, route) for kind, route, _ in events] == [(p.MALFORMED, book)]
 
 
+def test_recorded_books_of_guids_of_different_lengths_are_each_routed_by_their_end():
+    """Two recorded books whose guids differ in length (and one a suffix of the other's end):
+    each frame reaches its own book; a frame whose end is neither is parsed."""
+    guids = iter(["g1", "gg1"])
+    session = p.Session(new_guid=lambda: next(guids))
+    short, long = _book_route(), _book_route()
+    for route in (short, long):
+        route.conflate = route.raw = True
+        session.subscribe(route, "t")
+    payloads = [b'{"data":{"n":1},"guid":"gg1"}', b'{"data":{"n":2},"guid":"g1"}',
+                b'{"data":{"n":3},"guid":"gg1"}', b'{"data":{"n":4}, "guid":"g1"}']
+    groups, events = session.receive_many(payloads)
+    assert groups[long] == [2, [{"n": 3}], [payloads[0], payloads[2]]]
+    assert groups[short] == [2, [{"n": 4}], [payloads[1], payloads[3]]]
+    assert events == []
+
+
 def test_recorded_trades_keep_every_message_and_its_bytes_in_order():
     session = _session()
     trades = p.Route(p.instrument_request("all_trades", "SBER", "MOEX"), target="all_trades")
