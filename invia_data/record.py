@@ -755,6 +755,7 @@ class _Source:
         self.oldest: float | None = None   # receive time of the oldest message not written
         self.initial: pd.DataFrame | None = None   # what the frame held when recording began
         self.resume_from: int | None = None   # last receive time (us) an earlier run wrote
+        self.resumed: dict[str, int] = {}   # the same, by partition (a quotes frame has several)
         self.sink: Callable[[Sequence[Any], float], None] | None = None
 
 
@@ -1181,22 +1182,23 @@ class Recorder:
     def _seed(self, source: _Source) -> None:
         """Read what an earlier run wrote for this instrument, so a restart appends without
         repeating: the highest trade id, the last version of recent candles, the last receive
-        time (the start of the gap while the recorder was not running)."""
-        if source.kind == "quotes":
-            return
+        time of each partition (the start of the gap while the recorder was not running)."""
         key = partition_key(source.kind)
-        value = (source.frame.params.get("portfolio") if key == "portfolio"
-                 else _plain(source.symbol))
-        if not value:
+        values = ([source.frame.params.get("portfolio")] if key == "portfolio"
+                  else list(dict.fromkeys(_plain(s) for s in str(source.symbol).split(","))))
+        if not all(values):
+            return
+        folders = {str(v): self.path / f"kind={source.kind}" / f"{key}={_safe(str(v))}"
+                   for v in values}
+        last = {value: _last_received(folder) for value, folder in folders.items()}
+        source.resumed = {value: us for value, us in last.items() if us is not None}
+        source.resume_from = min(source.resumed.values(), default=None)
+        if source.kind not in ("all_trades", "bars"):
             return
         symbol = _plain(source.symbol)
-        folder = self.path / f"kind={source.kind}" / f"{key}={_safe(str(value))}"
-        days = sorted(folder.glob("date=*"))[-2:]
+        days = sorted(folders[symbol].glob("date=*"))[-2:]
         files = [f for day in days for f in sorted(day.glob("*.parquet"))]
         if not files:
-            return
-        source.resume_from = max(_max_statistic(f, "receive_time") for f in files)
-        if source.kind not in ("all_trades", "bars"):
             return
         if source.kind == "all_trades":
             last = max((_max_statistic(f, "id") for f in files), default=-1)
@@ -1254,29 +1256,30 @@ class Recorder:
         self._write_file("gaps", "symbol", symbol, start.strftime("%Y-%m-%d"), table)
 
     def _downtime_gap(self, source: _Source, received: pa.Table, written: pa.Table) -> None:
-        """The first batch after a restart: the time the recorder was not running, up to the
-        first message ``received``, is a gap (for trades, ``backfilled`` counts the trades of
-        that time among those ``written``, the recent ones resent on subscription)."""
-        resumed = source.resume_from
-        source.resume_from = None
-        if resumed is None:  # the caller checks; this keeps the check next to its use
-            return
+        """The first batch after a restart: the time the recorder was not running, from the
+        last receive time an earlier run wrote of each partition (each instrument of a quotes
+        frame) up to the first message ``received``, is a gap (for trades, ``backfilled``
+        counts the trades of that time among those ``written``, the recent ones resent on
+        subscription)."""
+        resumed, source.resumed, source.resume_from = source.resumed, {}, None
         first = pc.min(_decoded(received.column("receive_time"))).as_py()
-        start = pd.Timestamp(resumed, unit="us", tz="UTC")
-        if first is None or pd.Timestamp(first) <= start:
+        if first is None:
             return
         end = pd.Timestamp(first)
-        backfilled = 0
-        if source.kind == "all_trades":
-            times = written.column("time").to_numpy().astype("datetime64[us]").astype("int64")
-            backfilled = int(((times > resumed) & (times <= end.value // 1000)).sum())
-        key = partition_key(source.kind)
-        value = (source.frame.params.get("portfolio") if key == "portfolio"
-                 else _plain(source.symbol))
-        self._write_gap(source.kind, str(value), start, end, backfilled,
-                        "the recorder was not running",
-                        _timeframe(source) if source.kind == "bars" else None)
-        self._gaps_written += 1
+        wrote = False
+        for value, last in resumed.items():
+            start = pd.Timestamp(last, unit="us", tz="UTC")
+            if end <= start:
+                continue
+            backfilled = 0
+            if source.kind == "all_trades":
+                times = written.column("time").to_numpy().astype("datetime64[us]").astype("int64")
+                backfilled = int(((times > last) & (times <= end.value // 1000)).sum())
+            self._write_gap(source.kind, value, start, end, backfilled,
+                            "the recorder was not running",
+                            _timeframe(source) if source.kind == "bars" else None)
+            wrote = True
+        self._gaps_written += int(wrote)
 
     def _remove_temporary_files(self) -> None:
         """Files a killed recorder left half written (their batch is the one lost), and the
@@ -1350,6 +1353,17 @@ def file_options(kind: str, schema: pa.Schema) -> dict[str, Any]:
     return {**options, "use_dictionary": [f.name for f in schema if f.name not in growing and (
         pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
         or pa.types.is_dictionary(f.type))]}
+
+
+def _last_received(folder: Path) -> int | None:
+    """The last receive time (us) written in a partition's folder, from the statistics of its
+    newest day's files (days are of the receive time), or None when it holds none."""
+    for day in sorted(folder.glob("date=*"), reverse=True):
+        files = list(day.glob("*.parquet"))
+        if files:
+            last = max(_max_statistic(f, "receive_time") for f in files)
+            return last if last >= 0 else None
+    return None
 
 
 def _max_statistic(file: Path, column: str) -> int:

@@ -203,6 +203,42 @@ def test_a_restart_appends_trades_above_the_last_id_written(tmp_path):
     assert gap["backfilled"].iloc[0] == 30   # ids 41-70 traded while it was not running
 
 
+def test_a_restarted_quotes_frame_gets_the_gap_of_each_instrument_as_other_kinds_do(tmp_path):
+    """A notebook cell recording quotes of several instruments, run again on a new connection:
+    each instrument's "recorder was not running" gap, from its last quote written to the first
+    message of the new run (an instrument new to the recording has none), as for a
+    one-instrument kind."""
+    base = 1_700_000_000.0
+    runs = [{"SBER": range(10), "GAZP": range(5)},                # GAZP's last quote at +4
+            {"SBER": range(100, 105), "GAZP": range(102, 104),   # the new run starts at +100
+             "LKOH": range(101, 103)}]
+    for times in runs:
+        symbols = list(times)
+        labels = [f"MOEX:{s}" for s in symbols]
+        quotes = LiveFrame("quotes", ",".join(labels), {"format": "Simple", "symbols": labels},
+                           make_state("quotes", "Simple"))
+        state = LiveFrame("instrument_state", "MOEX:SBER", {"format": "Simple"},
+                          make_state("instrument_state", "Simple"))
+        with Recorder(tmp_path, [quotes, state], batch_seconds=3600):
+            moments = sorted((t, s) for s in symbols for t in times[s])
+            for t, symbol in moments:
+                FrameWriter(quotes).apply([{"symbol": symbol, "exchange": "MOEX",
+                                            "bid": 100.0 + t, "ask": 101.0 + t}], base + t)
+                if symbol == "SBER":
+                    FrameWriter(state).apply([{"symbol": "SBER", "tradingStatus": 17}],
+                                             base + t)
+    gaps = invia_data.read_recording(tmp_path, "gaps").set_index(["data_kind", "symbol"])
+    assert sorted(gaps.index) == [("instrument_state", "SBER"), ("quotes", "GAZP"),
+                                  ("quotes", "SBER")]
+    assert (gaps["error"] == "the recorder was not running").all()
+    assert gaps["timeframe"].isna().all() and (gaps["backfilled"] == 0).all()
+    at = {t: pd.Timestamp(base + t, unit="s", tz="UTC") for t in (4, 9, 100)}
+    assert (gaps["end"] == at[100]).all()
+    assert gaps.loc[("quotes", "GAZP"), "start"] == at[4]
+    assert gaps.loc[("quotes", "SBER"), "start"] == at[9]
+    assert gaps.loc[("instrument_state", "SBER"), "start"] == at[9]
+
+
 def test_a_frame_that_cannot_be_recorded_is_refused(tmp_path):
     frame = LiveFrame("widgets", "X", {"format": "Simple"}, make_state("summary", "Simple"))
     with Recorder(tmp_path) as recorder, pytest.raises(InvalidArgument, match="recordable kinds"):
