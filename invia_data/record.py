@@ -1190,8 +1190,8 @@ class Recorder:
             return
         folders = {str(v): self.path / f"kind={source.kind}" / f"{key}={_safe(str(v))}"
                    for v in values}
-        last = {value: _last_received(folder) for value, folder in folders.items()}
-        source.resumed = {value: us for value, us in last.items() if us is not None}
+        received = {value: _last_received(folder) for value, folder in folders.items()}
+        source.resumed = {value: us for value, us in received.items() if us is not None}
         source.resume_from = min(source.resumed.values(), default=None)
         if source.kind not in ("all_trades", "bars"):
             return
