@@ -994,12 +994,10 @@ def replay(path: str | os.PathLike[str], start: Any = None, end: Any = None,
     paused."""
     allowed = [name for name in inspect.signature(Replay).parameters
                if name not in ("path", "start", "end", "speed")]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        hint = ("; a replay plays a recording, it records nothing" if "record" in unknown
-                else "")
-        raise InvalidArgument(f"replay() takes no {', '.join(map(repr, unknown))}; its options "
-                              f"are start, end, speed, {', '.join(allowed)}{hint}")
+    if "record" in options:
+        raise InvalidArgument("replay() takes no 'record': a replay plays a recording, it "
+                              "records nothing (record the live stream with record=)")
+    validate.keywords("replay", options, ["start", "end", "speed", *allowed])
     return Replay(path, start, end, speed, **options)
 
 

@@ -159,7 +159,7 @@ def test_what_a_newcomer_got_wrong_is_refused_or_said(recording, tmp_path, sim):
     assert compact.compact_recording(recording).attrs["left_today"] == len(unmerged) > 0
     with pytest.raises(InvalidArgument, match="no candles of 900 s; it has 60 s"):
         invia_data.read_recording(recording, "bars", timeframe="15min")
-    with pytest.raises(InvalidArgument, match="takes no 'sped'"):
+    with pytest.raises(InvalidArgument, match=r"takes no 'sped' \(did you mean speed=\?\)"):
         invia_data.replay(recording, sped=2)
     with pytest.raises(InvalidArgument, match="records nothing"):
         invia_data.replay(recording, record=tmp_path / "again")

@@ -501,7 +501,7 @@ def test_recording_a_frame_again_changes_nothing_and_bad_options_are_named(sim, 
         recorder = inv.stream.record(tmp_path, [book])
         assert inv.stream.record(tmp_path, [book]) is recorder
         assert len(recorder.health()) == 1
-        with pytest.raises(InvalidArgument, match="takes no 'batch_secs'.*batch_seconds"):
+        with pytest.raises(InvalidArgument, match=r"takes no 'batch_secs' \(did you mean batch_seconds=\?\)"):
             inv.stream.record(tmp_path, [book], batch_secs=1)
         book.close()
         assert "recording 0 frame(s) (1 closed)" in recorder.status_line()

@@ -521,10 +521,7 @@ class Stream:
         it). Every Recorder is closed (flushed) with the stream; :attr:`recorders` lists them."""
         folder = self._recording_folder(path, "path")
         assert folder is not None
-        unknown = sorted(set(options) - RECORDER_OPTIONS)
-        if unknown:
-            raise InvalidArgument(f"record() takes no {', '.join(map(repr, unknown))}; its "
-                                  f"options are {', '.join(sorted(RECORDER_OPTIONS))}")
+        validate.keywords("record", options, RECORDER_OPTIONS)
         if frames is not None and not isinstance(frames, (list, tuple, set)):
             raise InvalidArgument(f"frames must be a list of LiveFrames, got {frames!r}"[:200])
         frames = self.frames if frames is None else list(frames)
