@@ -100,6 +100,16 @@ def recording_top(path: Path) -> Path | None:
     return top
 
 
+def foreign_entries(path: Path) -> str:
+    """What a folder that is not a recording holds, named for a message ('notes.txt,
+    rec/, ...'); '' when it is missing, empty (hidden entries aside) or a recording."""
+    if not path.is_dir() or any(path.glob("kind=*")):
+        return ""
+    names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in path.iterdir()
+                   if not entry.name.startswith("."))
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
 def dataset_kind(kind: str) -> str:
     """A LiveFrame kind -> the name of its partition (the same name)."""
     if kind not in KINDS:
@@ -791,6 +801,10 @@ class Recorder:
             raise InvalidArgument(f"{str(path)[:200]!r} is inside the recording at "
                                   f"{str(top)[:200]!r}: record into that folder (or another "
                                   "outside it)")
+        others = foreign_entries(self.path)
+        if others:   # a recording beside them would be mixed into every reader of the folder
+            raise InvalidArgument(f"{str(path)[:200]!r} holds {others} and no recording: "
+                                  "record into a new or empty folder (or into a recording)")
         self.path.mkdir(parents=True, exist_ok=True)
         self.batch_rows = batch_rows
         self.batch_seconds = float(batch_seconds)

@@ -560,3 +560,29 @@ def test_yields_on_some_levels_or_none_give_the_rows_of_the_decoded_objects(engi
             expected = sum(len(b["b"]) + len(b["a"]) if y == "all" else len(b["b"]) if y == "bids"
                            else 0 for b, y in zip(books, pattern, strict=True))
             assert parsed["yield"].notna().sum() == expected
+
+
+def test_a_folder_holding_other_files_is_not_recorded_into(tmp_path):
+    """A recording beside a user's files (notes, saved frames, other recordings) would be
+    mixed into every reader of that folder: it is refused before anything is written; an
+    empty folder (hidden files aside) or a recording is recorded into."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("my notes")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    pd.DataFrame({"price": [1.0]}).to_parquet(frames / "book.parquet")
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "kind=all_trades").mkdir()
+    for folder, held in ((notes, "readme.txt"), (frames, "book.parquet"),
+                         (tmp_path, "frames/, notes/, rec/")):
+        with pytest.raises(InvalidArgument, match=f"holds {held} and no recording: record "
+                                                  "into a new or empty folder"):
+            Recorder(folder)
+        assert not list(folder.glob("kind=*"))
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / ".DS_Store").write_text("")
+    for folder in (hidden, tmp_path / "rec", tmp_path / "new"):
+        with Recorder(folder):
+            pass
