@@ -207,7 +207,7 @@ class ReplayMarket(Market):
         elif kind == "all_trades":
             rows = rows.drop_duplicates("id").reset_index(drop=True)
             rec.trades = rows
-            rec.trade_us = _us(rows["receive_time"])
+            rec.trade_us = self._trade_known_us(rows)
         elif kind == "bars":
             if "timeframe" in rows.columns and rows["timeframe"].notna().any():
                 # the minutes serve every timeframe; without them, the trades make them
@@ -228,6 +228,16 @@ class ReplayMarket(Market):
         received = _us(rows["receive_time"])
         over_before_start = _us(rows["time"]) + 60_000_000 <= self._start_us
         return np.where(over_before_start, self._start_us, received)
+
+    def _trade_known_us(self, rows: pd.DataFrame) -> np.ndarray:
+        """When each recorded trade is known to the replayed server: as received, except a
+        trade made before the recording began (the recent ones sent on subscription), which
+        was on the server's tape then and is known from the recording's first message (the
+        trades may arrive a moment after a book subscribed first). Never decreasing, in the
+        rows' (receive) order."""
+        received = _us(rows["receive_time"])
+        known = np.where(_us(rows["time"]) < self._start_us, self._start_us, received)
+        return np.minimum.accumulate(known[::-1])[::-1]
 
     def _position(self, times: np.ndarray | None, delay: float = 0) -> int:
         if times is None:  # nothing of that kind was recorded

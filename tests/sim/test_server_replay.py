@@ -246,9 +246,9 @@ def test_a_client_that_comes_late_sees_the_recording_from_its_start(sample_recor
             guid = client.subscribe("OrderBookGetAndSubscribe", code="SBER", exchange="MOEX",
                                     depth=20, format="Simple")
             assert client.result(guid, WAIT)["httpCode"] == 200
-            first = client.data(guid, timeout=WAIT)[0]
+            first = client.data(guid, count=5, timeout=WAIT)[0]
             if not first["bids"]:       # served before the recording's first book came
-                first = client.data(guid, timeout=WAIT)[0]
+                first = client.data(guid, count=5, timeout=WAIT)[0]
         finally:
             client.close()
         assert market.began
@@ -405,3 +405,51 @@ def test_the_clock_stops_at_the_recordings_end(sample_recording):
     served = market.candles(("MOEX", "SBER"), 60, int(end) - 3_600, int(end) + 1)
     recorded = sorted(_recorded(sample_recording, "bars")["time"].unique())
     assert pd.to_datetime(served["time"], unit="s", utc=True).tolist() == recorded
+
+
+def _trades_received_after_the_first_book(path, tmp_path):
+    """The sample recording with its trades received 0.2 s after its first book (as the
+    recorder writes a book subscribed first): the recent trades sent on subscription, made
+    before the recording began, then reach the replayed server a moment into the session."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / "recording"
+    shutil.copytree(path, copy)
+    for file in copy.glob("kind=all_trades/*/*/*.parquet"):
+        table = pq.read_table(file)
+        column = table.schema.get_field_index("receive_time")
+        later = pc.add(table.column(column), pa.scalar(200_000, type=pa.duration("us")))
+        pq.write_table(table.set_column(column, table.field(column), later), file)
+    return copy
+
+
+def test_the_trades_made_before_the_recording_are_served_from_its_first_message(
+        sample_recording, tmp_path):
+    """An all-trades subscription that begins the session (the first thing a client asks)
+    gets its recent= trades as the recorded ones made before the recording (existing), not
+    every recorded trade as a live one a moment later."""
+    from invia_data.sim.replay import ReplayMarket
+
+    recording = _trades_received_after_the_first_book(sample_recording, tmp_path)
+    trades = _recorded(recording, "all_trades").sort_values("id")
+    before = trades[trades["time"] < trades["receive_time"].min() - pd.Timedelta("0.2s")]
+    assert len(before) >= 10
+    market = ReplayMarket(recording, clock=lambda: 1_000.0)
+    market.market_data_requested()
+    served = market.trades(("MOEX", "SBER"), last=10)
+    assert [t["id"] for t in served] == before["id"].iloc[-10:].tolist()
+    with invia_data.sim.run(port=0, replay=recording, speed=1) as sim:
+        client = WSClient(sim.ws_url, fetch_token(sim))
+        try:
+            guid = client.subscribe("AllTradesGetAndSubscribe", code="SBER", exchange="MOEX",
+                                    depth=5, format="Simple")
+            assert client.result(guid, WAIT)["httpCode"] == 200
+            first = client.data(guid, count=5, timeout=WAIT)
+        finally:
+            client.close()
+    assert [t["existing"] for t in first[:5]] == [True] * 5
+    assert [t["id"] for t in first[:5]] == before["id"].iloc[-5:].tolist()
