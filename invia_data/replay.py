@@ -157,6 +157,21 @@ def recording_dtypes(kind: str) -> dict[str, Any]:
     return {**types, key: STR_DTYPE} if key not in types else types
 
 
+def _checked_keywords(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A keyword ``function`` does not take raises InvalidArgument naming the one probably
+    meant (``symbol=``: ``symbols=``), as the stream's calls do, not Python's TypeError."""
+    options = [name for name, p in inspect.signature(function).parameters.items()
+               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        validate.keywords(function.__name__, kwargs, options)
+        return function(*args, **kwargs)
+
+    return call
+
+
+@_checked_keywords
 def read_recording(path: str | os.PathLike[str], kind: str, *,
                    symbols: str | Iterable[str] | None = None, portfolio: str | None = None,
                    start: Any = None, end: Any = None,

@@ -277,9 +277,10 @@ def keywords(call: str, given: Iterable[str], options: Iterable[str]) -> None:
 
 
 def _meant(name: str, known: list[str]) -> str:
-    renamed = KEYWORD_RENAMES.get(name)
-    close = ([renamed] if renamed in known
-             else difflib.get_close_matches(name, known, n=1, cutoff=0.6))
+    renamed = [KEYWORD_RENAMES.get(name),   # either way: tf= where timeframe= is taken too
+               *(old for old, new in KEYWORD_RENAMES.items() if new == name)]
+    close = ([r for r in renamed if r in known]
+             or difflib.get_close_matches(name, known, n=1, cutoff=0.6))
     return f" (did you mean {close[0]}=?)" if close else ""
 
 

@@ -585,3 +585,15 @@ def test_sampling_past_the_end_of_a_replay_gives_the_samples_up_to_its_end(sampl
         assert 2 <= len(samples) <= 6 and samples.index.is_monotonic_increasing
         assert samples.index[-1] <= rp.end and samples["mid"].notna().all()
         assert samples.index[-1] - samples.index[0] >= pd.Timedelta("750ms")
+
+
+def test_read_recording_names_the_keyword_meant(sample_recording):
+    """symbol= and tf= (the live calls' spellings) are named, not a TypeError; the
+    keywords it takes still work by name."""
+    with pytest.raises(InvalidArgument, match=r"read_recording\(\) takes no 'symbol' "
+                                              r"\(did you mean symbols=\?\)"):
+        invia_data.read_recording(sample_recording, "orderbook", symbol="SBER")
+    with pytest.raises(InvalidArgument, match=r"takes no 'tf' \(did you mean timeframe=\?\)"):
+        invia_data.read_recording(sample_recording, "bars", tf="1min")
+    trades = invia_data.read_recording(path=sample_recording, kind="all_trades", symbols="SBER")
+    assert len(trades) and (trades["symbol"] == "SBER").all()
