@@ -207,8 +207,6 @@ def read_recording(path: str | os.PathLike[str], kind: str, *,
     if portfolio is not None and (not isinstance(portfolio, str) or not portfolio.strip()):
         raise InvalidArgument(f"portfolio must be a portfolio id such as 'D00013', "
                               f"got {portfolio!r}"[:200])
-    if timeframe is not None:
-        where = where & (ds.field("timeframe") == tf_seconds)
     if portfolio is not None and key != "portfolio":
         raise InvalidArgument(f"portfolio= picks the portfolio of portfolio kinds "
                               f"({', '.join(sorted(PORTFOLIO_KINDS))}); {kind} is recorded by "
@@ -236,6 +234,8 @@ def read_recording(path: str | os.PathLike[str], kind: str, *,
     if timeframe is not None and "timeframe" not in schema.names:
         raise InvalidArgument(f"the bars at {str(root)!r} were recorded without their "
                               "timeframe (an earlier version): leave timeframe= out")
+    if timeframe is not None:   # (a column of the files: after the files are chosen)
+        where = where & (ds.field("timeframe") == tf_seconds)
     dataset = ds.dataset(paths, schema=schema, format="parquet", partitioning=partitioning,
                          partition_base_dir=str(folder))
     table = dataset.to_table(filter=where)

@@ -597,3 +597,12 @@ def test_read_recording_names_the_keyword_meant(sample_recording):
         invia_data.read_recording(sample_recording, "bars", tf="1min")
     trades = invia_data.read_recording(path=sample_recording, kind="all_trades", symbols="SBER")
     assert len(trades) and (trades["symbol"] == "SBER").all()
+
+
+def test_bars_recorded_before_they_had_a_timeframe_say_so(sample_recording):
+    """The sample recording's bars have no timeframe column (an earlier version): timeframe=
+    is refused with what to do, not an Arrow error."""
+    with pytest.raises(InvalidArgument, match="recorded without their timeframe .*leave "
+                                              "timeframe= out"):
+        invia_data.read_recording(sample_recording, "bars", timeframe="1min")
+    assert len(invia_data.read_recording(sample_recording, "bars"))
