@@ -25,6 +25,7 @@ import inspect
 import os
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import validate
-from .errors import InvalidArgument, StreamClosed
+from .errors import InvalidArgument, InviaWarning, StreamClosed
 from .frames import STR_DTYPE, UTC_DTYPE, dtypes, empty_frame
 from .history import candle_frame
 from .market import check_count, parse_symbol
@@ -246,9 +247,25 @@ def read_recording(path: str | os.PathLike[str], kind: str, *,
             raise InvalidArgument(f"the recording at {str(root)[:200]!r} has no candles of "
                                   f"{tf_seconds} s; it has {', '.join(f'{t} s' for t in have)}"
                                   " (timeframe= takes one of those)")
+    if not table.num_rows and (start is not None or end is not None):
+        _check_overlap(root, start, end)
     order = pc.sort_indices(table, sort_keys=[("receive_time", "ascending")])   # stable
     frame = table.take(order).to_pandas(ignore_metadata=True)
     return _typed(frame, types)
+
+
+def _check_overlap(root: Path, start: Any, end: Any) -> None:
+    """Warn that ``start``/``end`` miss the whole recording (a Moscow time written as a
+    string is read as UTC: three hours off), naming the times it covers."""
+    first, last = recording_bounds(root)
+    if first is None or last is None:
+        return
+    lo = None if start is None else _us(to_utc(start, name="start"))
+    hi = None if end is None else _us(to_utc(end, name="end"))
+    if (lo is not None and lo > last) or (hi is not None and hi <= first):
+        warnings.warn(f"no rows: the recording covers {_when(first)} to {_when(last)} (UTC; "
+                      "times without a zone are read as UTC): choose start= and end= that "
+                      "overlap it", InviaWarning, stacklevel=4)
 
 
 def _recording_folder(path: str | os.PathLike[str], kind: str) -> tuple[Path, Path]:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import invia_data
-from invia_data.errors import InvalidArgument
+from invia_data.errors import InvalidArgument, InviaWarning
 from invia_data.replay import recording_dtypes
 
 WAIT = 15.0
@@ -377,7 +377,9 @@ def test_read_recording_filters_by_symbol_and_receive_time_and_refuses_bad_input
                       & (quotes["receive_time"] < end)].reset_index(drop=True)
     assert 0 < len(some) < len(quotes)
     pd.testing.assert_frame_equal(some, expected)
-    empty = invia_data.read_recording(sample_recording, "all_trades", start=end + pd.Timedelta("1h"))
+    with pytest.warns(InviaWarning, match="no rows: the recording covers"):
+        empty = invia_data.read_recording(sample_recording, "all_trades",
+                                          start=end + pd.Timedelta("1h"))
     assert len(empty) == 0 and empty.dtypes.equals(
         invia_data.read_recording(sample_recording, "all_trades").dtypes)
     assert len(invia_data.read_recording(sample_recording, "gaps")) == 0
@@ -606,3 +608,26 @@ def test_bars_recorded_before_they_had_a_timeframe_say_so(sample_recording):
                                               "timeframe= out"):
         invia_data.read_recording(sample_recording, "bars", timeframe="1min")
     assert len(invia_data.read_recording(sample_recording, "bars"))
+
+
+def test_read_recording_names_the_times_it_covers_for_a_window_that_misses_them(
+        sample_recording):
+    """Moscow wall times written as strings are read as UTC: a window three hours off the
+    recording gives its empty frame with a warning naming the times it covers; a window
+    inside it that holds no row of the kind is an empty frame without one."""
+    books = invia_data.read_recording(sample_recording, "orderbook")
+    first = books["receive_time"].min()
+    moscow = (first + pd.Timedelta("3h")).strftime("%Y-%m-%d %H:%M:%S")
+    with pytest.warns(InviaWarning, match=r"no rows: the recording covers .* \(UTC; times "
+                                          r"without a zone are read as UTC\)") as said:
+        assert invia_data.read_recording(sample_recording, "orderbook", start=moscow).empty
+    assert said[0].filename == __file__     # the warning points at the reader's own line
+    with pytest.warns(InviaWarning, match="choose start= and end= that overlap it"):
+        invia_data.read_recording(sample_recording, "all_trades", end=first - pd.Timedelta("1h"))
+    moment = first + pd.Timedelta("1us")
+    inside = invia_data.read_recording(sample_recording, "orderbook", start=moment,
+                                       end=moment + pd.Timedelta("1us"))
+    assert inside.empty and list(inside.columns) == list(books.columns)
+    same = invia_data.read_recording(sample_recording, "orderbook",
+                                     start=first.tz_convert("Europe/Moscow"))
+    assert len(same) == len(books)
