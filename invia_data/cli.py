@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import signal
 import sys
@@ -385,9 +386,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(parser, args.command, unknown)
     with _logging_restored():
         return COMMANDS[args.command].run(args)
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, command: str, unknown: list[str]) -> None:
+    """argparse's error for arguments the command does not take, naming the options probably
+    meant (``--trades``: ``--all-trades`` or ``--own-trades``)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command_parser = sub.choices[command]
+    options = [o for a in command_parser._actions for o in a.option_strings if o.startswith("--")]
+    meant = [m for word in unknown if word.startswith("--")
+             for m in difflib.get_close_matches(word.split("=", 1)[0], options, n=2, cutoff=0.6)]
+    hint = f" (did you mean {' or '.join(dict.fromkeys(meant))}?)" if meant else ""
+    command_parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
 @contextlib.contextmanager

@@ -586,3 +586,21 @@ def test_a_folder_holding_other_files_is_not_recorded_into(tmp_path):
     for folder in (hidden, tmp_path / "rec", tmp_path / "new"):
         with Recorder(folder):
             pass
+
+
+def test_an_option_the_command_lacks_is_named_with_the_ones_meant(capsys):
+    """`invia-data record --trades SBER`: argparse's refusal of the command names the
+    options probably meant; an unrelated word is refused as before, without a guess."""
+    from invia_data import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["record", "--trades", "SBER", "--out", "data"])
+    said = capsys.readouterr().err
+    assert exited.value.code == 2 and "invia-data record: error: unrecognized arguments: " \
+        "--trades SBER (did you mean --own-trades or --all-trades?)" in said
+    with pytest.raises(SystemExit):
+        cli.main(["compact", "data", "--todya"])
+    assert "(did you mean --today?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["record", "--out", "data", "--xyz"])
+    assert capsys.readouterr().err.rstrip().endswith("unrecognized arguments: --xyz")
