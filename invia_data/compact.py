@@ -43,14 +43,15 @@ def compact_recording(path: str | os.PathLike[str], *, today: bool = False,
     ``.attrs["left_today"]``: today's partitions left unmerged.
     Readers (pandas, DuckDB, polars, Dask, :func:`invia_data.read_recording`, the replay) see
     the same rows before and after."""
-    from .replay import _recording_root
+    from .replay import _recording_root, inner_recordings
 
     if not isinstance(today, bool):
         raise InvalidArgument(f"today must be True or False, got {today!r}"[:200])
     root = _recording_root(path)
     if not any(folder.is_dir() for folder in root.glob("kind=*")):
-        raise InvalidArgument(f"{str(path)[:200]!r} holds no recording (no kind=... folders): "
-                              "give the folder that invia-data record --out (or record=) wrote")
+        raise InvalidArgument(f"{str(path)[:200]!r} holds no recording (no kind=... folders)"
+                              + (inner_recordings(root) or ": give the folder that invia-data "
+                                 "record --out (or record=) wrote"))
     return compact_days(root, None if today else clock())
 
 

@@ -82,6 +82,20 @@ def _recording_root(path: Any) -> Path:
     return root
 
 
+def inner_recordings(path: Path) -> str:
+    """For a folder that holds no recorded data: the recordings inside it, named for a
+    message ("; it holds the recordings 'a', 'b': give one of them"), else ''."""
+    try:
+        inner = sorted(f"{str(folder)[:200]!r}" for folder in path.glob("*/")
+                       if folder.is_dir() and any(folder.glob("kind=*")))
+    except OSError:
+        return ""
+    if not inner:
+        return ""
+    listed = ", ".join(inner[:5]) + (", ..." if len(inner) > 5 else "")
+    return f"; it holds the recordings {listed}: give one of them"
+
+
 def _when(us: int) -> str:
     return str(pd.Timestamp(us, unit="us", tz="UTC"))
 
@@ -283,7 +297,7 @@ def _recording_folder(path: str | os.PathLike[str], kind: str) -> tuple[Path, Pa
     if not folder.is_dir() and kind != "gaps":   # (no gaps recorded: none happened)
         raise InvalidArgument(f"the recording at {str(path)!r} has no {kind}"
                        + (f"; it has {', '.join(recorded)}" if recorded
-                          else "; it holds no recorded data"))
+                          else f"; it holds no recorded data{inner_recordings(root)}"))
     return root, folder
 
 
@@ -606,7 +620,8 @@ class Replay:
         self.path = _recording_root(path)
         first, last = recording_bounds(self.path)
         if first is None or last is None:
-            raise InvalidArgument(f"{str(path)!r} holds no recorded data (kind=*/.../*.parquet)")
+            raise InvalidArgument(f"{str(path)!r} holds no recorded data (kind=*/.../*.parquet)"
+                                  + inner_recordings(self.path))
         self.start_us = first if start is None else _us(to_utc(start, name="start"))
         self.end_us = last if end is None else _us(to_utc(end, name="end"))
         if self.end_us < self.start_us:

@@ -631,3 +631,24 @@ def test_read_recording_names_the_times_it_covers_for_a_window_that_misses_them(
     same = invia_data.read_recording(sample_recording, "orderbook",
                                      start=first.tz_convert("Europe/Moscow"))
     assert len(same) == len(books)
+
+
+def test_a_folder_of_recordings_names_them(sample_recording, tmp_path):
+    """Recordings kept side by side in one folder: given that folder, every reader names the
+    recordings inside it instead of only saying it holds no recorded data."""
+    import shutil
+
+    from invia_data.compact import compact_recording
+    from invia_data.sim.replay import ReplayMarket
+
+    shutil.copytree(sample_recording, tmp_path / "day one")
+    (tmp_path / "notes").mkdir()
+    named = f"it holds the recordings '{tmp_path / 'day one'}': give one of them"
+    for read in (lambda: invia_data.read_recording(tmp_path, "orderbook"),
+                 lambda: invia_data.replay(tmp_path), lambda: ReplayMarket(tmp_path),
+                 lambda: compact_recording(tmp_path)):
+        with pytest.raises(InvalidArgument, match=named):
+            read()
+    bare = r"holds no recorded data \(kind=\*/\.\.\./\*\.parquet\)$"   # nothing to name
+    with pytest.raises(InvalidArgument, match=bare):
+        invia_data.replay(tmp_path / "notes")

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgument
-from ..replay import RowsReplay, _recording_root, load, recording_bounds
+from ..replay import RowsReplay, _recording_root, inner_recordings, load, recording_bounds
 from ..schema import QUOTE
 from .calendar import CLOSED, STATUS_INFO
 from .market import Key, Market
@@ -93,7 +93,8 @@ class ReplayMarket(Market):
         path = _recording_root(path)
         first, last = recording_bounds(path)
         if first is None or last is None:
-            raise InvalidArgument(f"{str(path)!r} holds no recorded data")
+            raise InvalidArgument(f"{str(path)!r} holds no recorded data"
+                                  + inner_recordings(path))
         self._recorded: dict[Key, _Recorded] = {}
         self._replay_lock = threading.Lock()
         self._book_cache_rec: dict[tuple[Key, int, int], dict] = {}
