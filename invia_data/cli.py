@@ -248,6 +248,14 @@ def open_recorded_frames(stream: Any, args: argparse.Namespace) -> list[Any]:
     return frames
 
 
+EMBEDDED_RESTART = (
+    "invia-data record: appending to a recording of the embedded simulator, which is a new "
+    "synthetic market at each start: its trades are told from those recorded by their ids, "
+    "which the new market numbers again, so trades of its first minutes can be left out as "
+    "already recorded. To stop and restart into one recording, run `invia-data sim` and "
+    "record it with --env URL (and its refresh_token in INVIA_REFRESH_TOKEN).")
+
+
 @command("record", "record live subscriptions into a Parquet dataset until Ctrl-C",
          _record_arguments)
 def run_record(args: argparse.Namespace) -> int:
@@ -264,6 +272,7 @@ def _record_until(args: argparse.Namespace, stop: threading.Event) -> int:
     from . import connect
     from .errors import InviaError
 
+    appending = any(Path(args.out).expanduser().glob("kind=*"))
     try:
         inv = connect(env=args.env)
     except InviaError as exc:
@@ -277,6 +286,8 @@ def _record_until(args: argparse.Namespace, stop: threading.Event) -> int:
         print(f"invia-data record: {exc}", file=sys.stderr)
         inv.close()
         return 1
+    if appending and inv.embedded:
+        print(EMBEDDED_RESTART, file=sys.stderr, flush=True)
     ends = None if args.duration is None else time.monotonic() + args.duration
     every = args.status_every if args.status_every > 0 else 3600.0
     tty = sys.stderr.isatty()

@@ -374,6 +374,7 @@ def test_a_killed_recorder_loses_at_most_its_last_batch_and_a_restart_does_not_r
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err.decode()
     assert b"closed after 2 frame(s)" in err   # the last status line
+    assert b"embedded simulator" not in err    # one server's market: nothing to warn of
     assert not list(tmp_path.glob("**/.*.tmp"))
     ids = _read(tmp_path, "all_trades")["id"].sort_values().to_numpy()
     assert len(ids) == len(set(ids)), "a restart must not write a trade twice"
@@ -604,3 +605,20 @@ def test_an_option_the_command_lacks_is_named_with_the_ones_meant(capsys):
     with pytest.raises(SystemExit):
         cli.main(["record", "--out", "data", "--xyz"])
     assert capsys.readouterr().err.rstrip().endswith("unrecognized arguments: --xyz")
+
+
+@pytest.mark.slow
+def test_appending_to_a_recording_of_the_embedded_simulator_says_what_that_mixes(tmp_path):
+    """Each `invia-data record` without a server starts its own embedded simulator, a new
+    market that numbers its trades again: a restart into the same folder says so and how to
+    record one market across restarts; the first run says nothing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVIA_")}
+    command = [sys.executable, "-m", "invia_data.cli", "record", "--env", "sim", "--quotes",
+               "SBER", "--out", str(tmp_path), "--duration", "0.5", "--status-every", "0"]
+    said = [subprocess.run(command, env=env, capture_output=True, timeout=120)
+            for _ in range(2)]
+    assert [run.returncode for run in said] == [0, 0], said[-1].stderr.decode()
+    assert b"embedded simulator" not in said[0].stderr
+    assert b"appending to a recording of the embedded simulator, which is a new synthetic " \
+           b"market at each start" in said[1].stderr
+    assert b"run `invia-data sim` and record it with --env URL" in said[1].stderr
