@@ -250,10 +250,9 @@ def open_recorded_frames(stream: Any, args: argparse.Namespace) -> list[Any]:
 
 EMBEDDED_RESTART = (
     "invia-data record: appending to a recording of the embedded simulator, which is a new "
-    "synthetic market at each start: its trades are told from those recorded by their ids, "
-    "which the new market numbers again from below those, so its trades can be left out as "
-    "already recorded (for up to about as long as the earlier runs lasted). To stop and "
-    "restart into one recording, run `invia-data sim` and record it with --env URL (and its "
+    "synthetic market at each start: the recording holds the earlier market up to the gap and "
+    "this one after it (prices and books can jump there; trade ids keep growing). To stop and "
+    "restart into one market, run `invia-data sim` and record it with --env URL (and its "
     "refresh_token in INVIA_REFRESH_TOKEN).")
 
 

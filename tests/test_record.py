@@ -610,8 +610,8 @@ def test_an_option_the_command_lacks_is_named_with_the_ones_meant(capsys):
 @pytest.mark.slow
 def test_appending_to_a_recording_of_the_embedded_simulator_says_what_that_mixes(tmp_path):
     """Each `invia-data record` without a server starts its own embedded simulator, a new
-    market that numbers its trades again: a restart into the same folder says so and how to
-    record one market across restarts; the first run says nothing."""
+    market: a restart into the same folder says so and how to record one market across
+    restarts; the first run says nothing."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVIA_")}
     command = [sys.executable, "-m", "invia_data.cli", "record", "--env", "sim", "--quotes",
                "SBER", "--out", str(tmp_path), "--duration", "0.5", "--status-every", "0"]

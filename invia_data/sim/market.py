@@ -77,6 +77,16 @@ SNAPSHOT_HISTORY = 960.0  # market seconds of book snapshots kept for delayed (a
 TRIM_EVERY = 3600.0  # market seconds between let-go passes over old tape
 
 
+def live_trade_base(t: float) -> int:
+    """The id of the first live trade of a flow started at market time ``t``: its millisecond.
+
+    Ids keep growing as the exchange's do, across simulators started one after another (a
+    recorder appending to a recording drops a trade whose id it wrote already): a flow makes
+    far fewer than 1000 trades a second, so a later start numbers its trades above an earlier
+    one's. The generated history's ids (``minute * 100 + k``) stay below every live one."""
+    return int(t * 1000)
+
+
 class Market:
     """Books, trades, candles, reference data and the demo portfolios (see the module doc)."""
 
@@ -132,7 +142,7 @@ class Market:
         minute = int(t // 60 * 60)
         opening = self.history.price_at(spec, minute - 60)  # the path at the minute before
         flow = LiveFlow(spec, self.seed, t, opening, self.speed,
-                        first_trade_id=minute // 60 * 100, on_fill=self._on_fill)
+                        first_trade_id=live_trade_base(t), on_fill=self._on_fill)
         self._flows[key] = flow
         self._snapshots[key] = deque()
         self._snapshot(key, flow, force=True)

@@ -676,3 +676,27 @@ def test_the_listed_futures_have_not_expired() -> None:
     futures = [s for s in INSTRUMENTS if s.is_future]
     assert len(futures) == 9 and FRONT_EXPIRY > today
     assert all(s.cancellation.startswith(FRONT_EXPIRY.isoformat()) for s in futures)
+
+
+def test_a_simulator_started_later_numbers_its_live_trades_above_an_earlier_ones():
+    """A recording appended to by a second simulator process (the first stopped): its live
+    trades must have higher ids than those written (the recorder keeps ids above the highest
+    written), and within one market history ids stay below live ones."""
+    keys = [SBER, ("MOEX", "GAZP"), ("MOEX", "Si-12.26")]
+    clock = FakeClock()
+    first = Market(seed=1, clock=clock)
+    for key in keys:
+        first.last_trade_id(key)                      # starts its flow now
+    run(first, clock, 10.0)
+    highest = {key: first.last_trade_id(key) for key in keys}
+    assert all(first.trades_since(key, 0) for key in keys)   # it traded
+    later = FakeClock(clock.t + 1.0)
+    second = Market(seed=1, clock=later)
+    for key in keys:
+        second.last_trade_id(key)
+    run(second, later, 10.0)
+    for key in keys:
+        live = second.trades_since(key, 0)
+        assert live and min(trade["id"] for trade in live) > highest[key]
+        history = second.trades(key, START - 3600, later.t - 60)
+        assert history and max(trade["id"] for trade in history) < min(t["id"] for t in live)
