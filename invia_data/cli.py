@@ -271,8 +271,9 @@ def _record_until(args: argparse.Namespace, stop: threading.Event) -> int:
 
     from . import connect
     from .errors import InviaError
+    from .record import holds_recording
 
-    appending = any(Path(args.out).expanduser().glob("kind=*"))
+    appending = holds_recording(Path(args.out).expanduser())
     try:
         inv = connect(env=args.env)
     except InviaError as exc:

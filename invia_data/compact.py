@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InvalidArgument
-from .record import file_options
+from .record import file_options, holds_recording
 
 SOURCES_KEY = b"invia_data.compacted_from"
 ROWS_PER_FILE = 20_000_000
@@ -48,7 +48,7 @@ def compact_recording(path: str | os.PathLike[str], *, today: bool = False,
     if not isinstance(today, bool):
         raise InvalidArgument(f"today must be True or False, got {today!r}"[:200])
     root = _recording_root(path)
-    if not any(folder.is_dir() for folder in root.glob("kind=*")):
+    if not holds_recording(root):
         raise InvalidArgument(f"{str(path)[:200]!r} holds no recording (no kind=... folders)"
                               + (inner_recordings(root) or ": give the folder that invia-data "
                                  "record --out (or record=) wrote"))

@@ -100,10 +100,15 @@ def recording_top(path: Path) -> Path | None:
     return top
 
 
+def holds_recording(path: Path) -> bool:
+    """Whether ``path`` is a recording's folder (it has ``kind=`` folders)."""
+    return any(folder.is_dir() for folder in path.glob("kind=*"))
+
+
 def foreign_entries(path: Path) -> str:
     """What a folder that is not a recording holds, named for a message ('notes.txt,
     rec/, ...'); '' when it is missing, empty (hidden entries aside) or a recording."""
-    if not path.is_dir() or any(path.glob("kind=*")):
+    if not path.is_dir() or holds_recording(path):
         return ""
     names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in path.iterdir()
                    if not entry.name.startswith("."))
@@ -764,8 +769,9 @@ class _Source:
         self.files = 0
         self.oldest: float | None = None   # receive time of the oldest message not written
         self.initial: pd.DataFrame | None = None   # what the frame held when recording began
-        self.resume_from: int | None = None   # last receive time (us) an earlier run wrote
-        self.resumed: dict[str, int] = {}   # the same, by partition (a quotes frame has several)
+        # the last receive time (us) an earlier run wrote, by partition (a quotes frame has
+        # several): the start of the gap while the recorder was not running
+        self.resumed: dict[str, int] = {}
         self.sink: Callable[[Sequence[Any], float], None] | None = None
 
 
@@ -1089,7 +1095,7 @@ class Recorder:
                 received_first = table
                 table = self._fresh_trades(source, table)
                 values = _plain(source.symbol)
-        if source.resume_from is not None and (source.kind == "all_trades"
+        if source.resumed and (source.kind == "all_trades"
                                                and received_first.num_rows or table.num_rows):
             self._downtime_gap(source, received_first if source.kind == "all_trades"
                                else table, table)
@@ -1206,7 +1212,6 @@ class Recorder:
                    for v in values}
         received = {value: _last_received(folder) for value, folder in folders.items()}
         source.resumed = {value: us for value, us in received.items() if us is not None}
-        source.resume_from = min(source.resumed.values(), default=None)
         if source.kind not in ("all_trades", "bars"):
             return
         symbol = _plain(source.symbol)
@@ -1275,7 +1280,7 @@ class Recorder:
         frame) up to the first message ``received``, is a gap (for trades, ``backfilled``
         counts the trades of that time among those ``written``, the recent ones resent on
         subscription)."""
-        resumed, source.resumed, source.resume_from = source.resumed, {}, None
+        resumed, source.resumed = source.resumed, {}
         first = pc.min(_decoded(received.column("receive_time"))).as_py()
         if first is None:
             return
@@ -1355,11 +1360,10 @@ def file_options(kind: str, schema: pa.Schema) -> dict[str, Any]:
     only where filters and resumption read them (the others cost ~10 % of the encoding); no
     Arrow schema (``side`` reads back as plain strings). Other kinds: dictionaries for text
     only (ids and times never repeat: trying cost ~12 %)."""
-    growing = [f.name for f in schema if f.name in GROWING_COLUMNS
-               and (pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)
-                    or (pa.types.is_dictionary(f.type)
-                        and (pa.types.is_integer(f.type.value_type)
-                             or pa.types.is_timestamp(f.type.value_type))))]
+    values = {f.name: f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+              for f in schema}   # (a book batch in memory holds dictionary columns)
+    growing = [name for name, kind in values.items() if name in GROWING_COLUMNS
+               and (pa.types.is_integer(kind) or pa.types.is_timestamp(kind))]
     options: dict[str, Any] = {"column_encoding": dict.fromkeys(growing, "DELTA_BINARY_PACKED")}
     if kind == "orderbook":
         return {**options, "store_schema": False, "write_statistics": BOOK_STATISTICS,

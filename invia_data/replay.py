@@ -48,6 +48,7 @@ from .record import (
     PORTFOLIO_KINDS,
     SCHEMAS,
     TIME_TYPE,
+    holds_recording,
     partition_key,
     receive_us,
     record_table,
@@ -87,7 +88,7 @@ def inner_recordings(path: Path) -> str:
     message ("; it holds the recordings 'a', 'b': give one of them"), else ''."""
     try:
         inner = sorted(f"{str(folder)[:200]!r}" for folder in path.glob("*/")
-                       if folder.is_dir() and any(folder.glob("kind=*")))
+                       if folder.is_dir() and holds_recording(folder))
     except OSError:
         return ""
     if not inner:
@@ -172,21 +173,7 @@ def recording_dtypes(kind: str) -> dict[str, Any]:
     return {**types, key: STR_DTYPE} if key not in types else types
 
 
-def _checked_keywords(function: Callable[..., Any]) -> Callable[..., Any]:
-    """A keyword ``function`` does not take raises InvalidArgument naming the one probably
-    meant (``symbol=``: ``symbols=``), as the stream's calls do, not Python's TypeError."""
-    options = [name for name, p in inspect.signature(function).parameters.items()
-               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-
-    @functools.wraps(function)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        validate.keywords(function.__name__, kwargs, options)
-        return function(*args, **kwargs)
-
-    return call
-
-
-@_checked_keywords
+@validate.checked_keywords
 def read_recording(path: str | os.PathLike[str], kind: str, *,
                    symbols: str | Iterable[str] | None = None, portfolio: str | None = None,
                    start: Any = None, end: Any = None,
@@ -287,7 +274,7 @@ def _recording_folder(path: str | os.PathLike[str], kind: str) -> tuple[Path, Pa
         raise InvalidArgument(f"path must be the recording's folder (a str or Path), "
                               f"got {path!r}"[:200])
     root = _recording_root(path)
-    recorded = sorted(p.name.split("=", 1)[1] for p in root.glob("kind=*") if p.is_dir())
+    recorded = _recorded_kinds(root)
     kinds = (*KINDS, "gaps")
     if not isinstance(kind, str) or kind not in kinds:
         raise InvalidArgument(f"kind must be one of {', '.join(kinds)}, got {kind!r}"
@@ -302,8 +289,8 @@ def _recording_folder(path: str | os.PathLike[str], kind: str) -> tuple[Path, Pa
 
 
 def _recorded_kinds(root: Path) -> list[str]:
-    return sorted(p.name.split("=", 1)[1] for p in root.glob("kind=*") if p.is_dir()
-                  and p.name != "kind=gaps")
+    """The kinds a recording holds (``gaps`` among them when a gap was recorded)."""
+    return sorted(p.name.split("=", 1)[1] for p in root.glob("kind=*") if p.is_dir())
 
 
 def _wanted_symbols(symbols: str | Iterable[str] | None) -> list[str] | None:
@@ -581,18 +568,13 @@ def _drive(ref: weakref.ref[Replay], wake: threading.Event) -> None:
             wake.clear()
 
 
-def _named_parameters(method: Callable[..., Any]) -> set[str]:
-    return {name for name, p in inspect.signature(method).parameters.items()
-            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-
-
 def _as_live(method: Callable[..., LiveFrame]) -> Callable[..., LiveFrame]:
     """A replay call takes the keywords of the ``inv.stream`` call of the same name, so that a
     notebook written against live data runs unchanged; those with no meaning in a replay
     (``timeout``, ``frequency``, ``format``, ``board``...) are accepted and left unused. A
     keyword the live call does not take, or ``record=`` (a replay writes nothing), is refused."""
-    own = _named_parameters(method)
-    live = _named_parameters(getattr(Stream, method.__name__))
+    own = set(validate.parameter_names(method))
+    live = set(validate.parameter_names(getattr(Stream, method.__name__)))
     taken = (own | live) - {"record"}   # (record=None passes, as a live call without it)
 
     @functools.wraps(method)
@@ -908,7 +890,7 @@ class Replay:
                            for p in (self.path / f"kind={kind}").glob("portfolio=*"))
             if not found:
                 raise InvalidArgument(f"the recording at {str(self.path)[:200]!r} has no {kind}"
-                                      f"; it has {', '.join(_recorded_kinds(self.path)) or 'nothing'}")
+                                      f"; it has {', '.join(k for k in _recorded_kinds(self.path) if k != 'gaps') or 'nothing'}")
             if len(found) != 1:
                 raise InvalidArgument(f"{kind} needs portfolio= (recorded: "
                                       f"{', '.join(found)})")

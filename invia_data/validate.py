@@ -21,10 +21,12 @@ with a message that names the fix, before any request is built. The rules:
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -42,7 +44,9 @@ __all__ = [
     "flag",
     "free_text",
     "instrument",
+    "checked_keywords",
     "keywords",
+    "parameter_names",
     "local_path",
     "login",
     "number",
@@ -274,6 +278,25 @@ def keywords(call: str, given: Iterable[str], options: Iterable[str]) -> None:
         if name not in known:
             raise InvalidArgument(f"{call}() takes no {name!r}{_meant(name, known)}; its options "
                                   f"are {', '.join(known)}")
+
+
+def parameter_names(function: Callable[..., Any]) -> list[str]:
+    """The parameters ``function`` takes by name (``self`` and ``*``/``**`` ones aside)."""
+    return [name for name, p in inspect.signature(function).parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def checked_keywords(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` with a keyword it does not take refused by :func:`keywords` (naming the
+    one probably meant: ``levels=`` is ``depth=``), not by Python's TypeError."""
+    options = parameter_names(function)
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        keywords(function.__name__, kwargs, options)
+        return function(*args, **kwargs)
+
+    return call
 
 
 def _meant(name: str, known: list[str]) -> str:

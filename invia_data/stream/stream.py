@@ -13,7 +13,6 @@ duplicates; every such gap is recorded in :meth:`Stream.gaps`, with whether it w
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import os
@@ -139,20 +138,6 @@ def _explained(method: Callable[..., LiveFrame]) -> Callable[..., LiveFrame]:
     return method
 
 
-def _checked_keywords(method: Callable[..., LiveFrame]) -> Callable[..., LiveFrame]:
-    """A keyword the call does not take raises InvalidArgument naming the one probably meant
-    (``levels=``: ``depth=``), not Python's TypeError."""
-    options = [name for name, p in inspect.signature(method).parameters.items()
-               if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-
-    @functools.wraps(method)
-    def call(self: Any, *args: Any, **kwargs: Any) -> LiveFrame:
-        validate.keywords(method.__name__, kwargs, options)
-        return method(self, *args, **kwargs)
-
-    return call
-
-
 class Stream:
     """Live data of one client: one WebSocket connection (``/cws`` by default, ``path="/ws"``
     selectable), opened on first use. Use as a context manager or call :meth:`close`.
@@ -229,7 +214,7 @@ class Stream:
     # --- market data ---------------------------------------------------------------------------
 
     @suggests_symbols
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def orderbook(self, symbol: str, depth: int = 20, *, exchange: str | None = None,
                   board: str | None = None, format: str | None = None,
@@ -252,7 +237,7 @@ class Stream:
                           record=folder)
 
     @suggests_symbols
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def quotes(self, symbols: str | Iterable[str], *, exchange: str | None = None,
                board: str | None = None, format: str | None = None,
@@ -282,7 +267,7 @@ class Stream:
                           timeout, record=folder)
 
     @suggests_symbols
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def all_trades(self, symbol: str, *, recent: int | None = None, maxlen: int = 100_000,
                    exchange: str | None = None, board: str | None = None,
@@ -310,7 +295,7 @@ class Stream:
                           timeout, refresh=_trades_with_recent, record=folder)
 
     @suggests_symbols
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def bars(self, symbol: str, tf: str | int = "1min", *, start: Any = None,
              maxlen: int = DEFAULT_BARS_MAXLEN, exchange: str | None = None,
@@ -345,7 +330,7 @@ class Stream:
                           timeout, refresh=_bars_from_last_candle, record=folder)
 
     @suggests_symbols
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def instrument_state(self, symbol: str, *, exchange: str | None = None,
                          board: str | None = None, format: str | None = None,
@@ -364,7 +349,7 @@ class Stream:
 
     # --- portfolio data ------------------------------------------------------------------------
 
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def positions(self, portfolio: str | None = None, *, exchange: str | None = None,
                  format: str | None = None, timeout: float | None = None,
@@ -372,7 +357,7 @@ class Stream:
         """Positions keyed by symbol + exchange, updated in place."""
         return self._portfolio("positions", portfolio, exchange, format, timeout, record)
 
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def summary(self, portfolio: str | None = None, *, exchange: str | None = None,
                format: str | None = None, timeout: float | None = None,
@@ -380,7 +365,7 @@ class Stream:
         """The portfolio summary: one row."""
         return self._portfolio("summary", portfolio, exchange, format, timeout, record)
 
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def risk(self, portfolio: str | None = None, *, exchange: str | None = None,
             format: str | None = None, timeout: float | None = None,
@@ -388,7 +373,7 @@ class Stream:
         """Portfolio risk: one row."""
         return self._portfolio("risk", portfolio, exchange, format, timeout, record)
 
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def forts_risk(self, portfolio: str | None = None, *, exchange: str | None = None,
                   format: str | None = None, timeout: float | None = None,
@@ -396,7 +381,7 @@ class Stream:
         """Derivatives (FORTS) risk of a portfolio: one row."""
         return self._portfolio("forts_risk", portfolio, exchange, format, timeout, record)
 
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def orders(self, portfolio: str | None = None, *, exchange: str | None = None,
               format: str | None = None, timeout: float | None = None,
@@ -404,7 +389,7 @@ class Stream:
         """Orders keyed by id, updated in place."""
         return self._portfolio("orders", portfolio, exchange, format, timeout, record)
 
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def stop_orders(self, portfolio: str | None = None, *, exchange: str | None = None,
                    format: str | None = None, timeout: float | None = None,
@@ -412,7 +397,7 @@ class Stream:
         """Stop orders keyed by id, updated in place."""
         return self._portfolio("stop_orders", portfolio, exchange, format, timeout, record)
 
-    @_checked_keywords
+    @validate.checked_keywords
     @_explained
     def own_trades(self, portfolio: str | None = None, *, exchange: str | None = None,
                   format: str | None = None, timeout: float | None = None,
